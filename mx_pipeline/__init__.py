@@ -1,0 +1,1 @@
+"""mx_pipeline: MX Platform API -> Dagster -> DuckDB."""

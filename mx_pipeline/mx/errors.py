@@ -1,0 +1,93 @@
+"""Typed errors for the MX Platform API.
+
+Every error carries the HTTP method, the request path (never the host's credentials), the status and MX's
+error message (``{"error": {"message": ...}}``; the spec declares no error schema, so the message is for logs,
+never for branching). No error ever holds the API key or the Authorization header.
+"""
+
+
+class MxError(Exception):
+    """Base class: something went wrong talking to MX."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        status: int | None = None,
+        mx_message: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.status = status
+        self.mx_message = mx_message
+        self.request_id = request_id
+        where = f" [{method} {path}]" if path else ""
+        said = f": {mx_message}" if mx_message else ""
+        super().__init__(f"{message}{where}{said}")
+
+
+class BadRequest(MxError):
+    """400/405/406/422: the request was wrong; retrying the same request cannot help."""
+
+
+class AuthError(MxError):
+    """401/403: bad client id / API key, or a feature or address MX does not allow."""
+
+
+class NotFound(MxError):
+    """404: no such user, member, account, institution or path."""
+
+
+class Conflict(MxError):
+    """409: the object already exists, or a job of a different type is running on the member."""
+
+
+class RateLimited(MxError):
+    """429 after the retry budget was spent."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class ServerError(MxError):
+    """5xx after the retry budget was spent."""
+
+
+class ConnectionFailed(MxError):
+    """Network failure or timeout after the retry budget was spent."""
+
+
+class MalformedResponse(MxError):
+    """A body that is not JSON, or lacks the envelope the spec promises."""
+
+
+class MalformedRecord(MalformedResponse):
+    """One record inside an otherwise good response does not have the fields or types the spec promises."""
+
+    def __init__(self, message: str, *, payload: object = None, **kwargs) -> None:
+        self.payload = payload
+        super().__init__(message, **kwargs)
+
+
+_BY_STATUS: dict[int, type[MxError]] = {
+    400: BadRequest,
+    401: AuthError,
+    403: AuthError,
+    404: NotFound,
+    405: BadRequest,
+    406: BadRequest,
+    409: Conflict,
+    422: BadRequest,
+    429: RateLimited,
+}
+
+
+def error_class_for(status: int) -> type[MxError]:
+    """The typed error for an HTTP status MX answered with."""
+    if status >= 500:
+        return ServerError
+    return _BY_STATUS.get(status, MxError)

@@ -1,0 +1,44 @@
+"""MX list endpoints, one page at a time.
+
+MX paginates with ``page`` / ``records_per_page`` and answers ``{"<plural>": [...], "pagination":
+{current_page, per_page, total_entries, total_pages}}``. ``iter_pages`` asks for the next page only when
+the caller has consumed the previous one, so memory never grows with the length of a history.
+"""
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from mx_pipeline.mx.errors import MalformedResponse
+
+# records_per_page ranges per spec parameter: over the maximum MX silently falls back to 25.
+MAX_PER_PAGE = 1000  # recordsPerPageMax1000: users, members, accounts, transactions, credentials, ...
+MAX_PER_PAGE_SMALL = 100  # recordsPerPage: /categories/default, /institutions
+
+
+def iter_pages(
+    fetch_page: Callable[[int], dict[str, Any] | None], list_key: str, *, path: str = ""
+) -> Iterator[list[dict[str, Any]]]:
+    """Yield each page's list of objects, starting at page 1, until the last page MX reports."""
+    page = 1
+    while True:
+        body = fetch_page(page)
+        if body is None:  # 204: MX's way of saying "nothing here" on some list endpoints
+            return
+        items = body.get(list_key)
+        if not isinstance(items, list):
+            raise MalformedResponse(f"list body lacks a {list_key!r} array", method="GET", path=path)
+        total_pages = _total_pages(body, path)
+        yield items
+        if not items or page >= total_pages:
+            return
+        page += 1
+
+
+def _total_pages(body: dict[str, Any], path: str) -> int:
+    pagination = body.get("pagination")
+    if pagination is None:
+        return 1  # a few list endpoints answer without pagination: one page
+    total = pagination.get("total_pages") if isinstance(pagination, dict) else None
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        raise MalformedResponse(f"pagination.total_pages is not a count: {total!r:.40}", method="GET", path=path)
+    return total

@@ -1,0 +1,106 @@
+"""The limiter paces requests globally and spaces them per user and per member, across threads."""
+
+import threading
+
+import pytest
+
+from mx_pipeline.mx import RateLimiter, RateLimits
+
+
+class FakeTime:
+    """A clock whose sleep advances it, so tests observe send times without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.lock = threading.Lock()
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.now += seconds
+
+
+def limiter(time, **limits):
+    defaults = dict(requests_per_second=10, burst=1, per_user_interval=0, per_member_interval=0)
+    return RateLimiter(RateLimits(**(defaults | limits)), clock=time.clock, sleep=time.sleep)
+
+
+def send_times(time, lim, keys):
+    times = []
+    for user, member in keys:
+        lim.acquire(user_guid=user, member_guid=member)
+        times.append(round(time.now - 1000.0, 6))
+    return times
+
+
+def test_requests_beyond_the_burst_are_spaced_at_the_global_rate():
+    time = FakeTime()
+    lim = limiter(time, requests_per_second=10, burst=3)
+    assert send_times(time, lim, [(None, None)] * 6) == pytest.approx([0, 0, 0, 0.1, 0.2, 0.3])
+
+
+def test_the_budget_refills_with_time():
+    time = FakeTime()
+    lim = limiter(time, requests_per_second=10, burst=2)
+    assert send_times(time, lim, [(None, None)] * 3) == pytest.approx([0, 0, 0.1])
+    time.now += 10
+    assert send_times(time, lim, [(None, None)] * 2) == pytest.approx([10.1, 10.1])
+
+
+def test_one_member_is_never_asked_twice_within_its_spacing():
+    time = FakeTime()
+    lim = limiter(time, requests_per_second=1000, burst=100, per_member_interval=2.0)
+    keys = [(None, "MBR-a"), (None, "MBR-a"), (None, "MBR-b"), (None, "MBR-a")]
+    assert send_times(time, lim, keys) == pytest.approx([0, 2.0, 2.0, 4.0])
+
+
+def test_a_member_waiting_for_its_spacing_does_not_hold_up_others():
+    lim = RateLimiter(RateLimits(requests_per_second=1000, burst=100, per_member_interval=1.0))
+    lim.acquire(member_guid="MBR-a")
+    waiter = threading.Thread(target=lim.acquire, kwargs={"member_guid": "MBR-a"})
+    waiter.start()
+    waited_for_b = lim.acquire(member_guid="MBR-b")  # while a's second request sleeps out its second
+    assert waiter.is_alive() and waited_for_b == 0
+    waiter.join()
+
+
+def test_spacing_counts_from_the_actual_send_time_when_the_global_budget_delays_a_request():
+    time = FakeTime()
+    lim = limiter(time, requests_per_second=1, burst=1, per_member_interval=1.5)
+    keys = [(None, "MBR-x"), (None, "MBR-a"), (None, "MBR-a")]
+    # a goes at 1.0 (global), so its next request may go no sooner than 2.5, not 1.5 + global.
+    assert send_times(time, lim, keys) == pytest.approx([0, 1.0, 2.5])
+
+
+def test_users_are_spaced_independently_of_members():
+    time = FakeTime()
+    lim = limiter(time, requests_per_second=1000, burst=100, per_user_interval=0.5)
+    keys = [("USR-1", "MBR-1"), ("USR-1", "MBR-2"), ("USR-2", "MBR-3")]
+    assert send_times(time, lim, keys) == pytest.approx([0, 0.5, 0.5])
+
+
+def test_threads_sharing_a_limiter_never_exceed_the_global_rate():
+    lim = RateLimiter(RateLimits(requests_per_second=200, burst=1, per_member_interval=0))
+    sent, lock = [], threading.Lock()
+
+    def worker():
+        for _ in range(10):
+            lim.acquire()
+            with lock:
+                sent.append(lim._clock())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sent.sort()
+    # 40 requests at 200/s take at least 39 intervals of 5 ms.
+    assert sent[-1] - sent[0] >= 39 * 0.005 * 0.95
+
+
+def test_nonsense_limits_are_rejected():
+    with pytest.raises(ValueError):
+        RateLimiter(RateLimits(requests_per_second=0))
