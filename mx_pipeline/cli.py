@@ -1,0 +1,51 @@
+"""``mx-pipeline``: the project's command line.
+
+mx-pipeline sandbox [--host H] [--port P] [--seed N] [--latency-ms N] [--fault-rate R]
+mx-pipeline demo
+"""
+
+import argparse
+import logging
+import sys
+
+from mx_pipeline import settings
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from mx_pipeline.sandbox.server import serve
+
+    serve(args.host, args.port, seed=args.seed, latency_ms=args.latency_ms, fault_rate=args.fault_rate)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from mx_pipeline.demo import run_demo
+
+    return run_demo()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mx-pipeline", description="MX Platform API -> Dagster -> DuckDB.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sandbox = commands.add_parser("sandbox", help="serve the built-in MX sandbox (a local MX Platform API)")
+    sandbox.add_argument("--host", default=settings.SANDBOX_HOST)
+    sandbox.add_argument("--port", type=int, default=settings.SANDBOX_PORT)
+    sandbox.add_argument("--seed", type=int, default=0, help="deterministic data and behaviour")
+    sandbox.add_argument("--latency-ms", type=int, default=0, help="added to every response")
+    sandbox.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail (0..1)")
+    sandbox.set_defaults(run=_sandbox)
+
+    demo = commands.add_parser("demo", help="run the pipeline end to end (on the sandbox without MX credentials)")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
