@@ -1,0 +1,1 @@
+"""Member connection lifecycle: status routes, notification episodes. Pure Python (no Dagster, no DuckDB)."""
