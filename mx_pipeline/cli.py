@@ -18,6 +18,13 @@ def _sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from mx_pipeline.connect.server import serve
+
+    serve(args.host, args.port)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from mx_pipeline.demo import run_demo
 
@@ -35,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--latency-ms", type=int, default=0, help="added to every response")
     sandbox.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail (0..1)")
     sandbox.set_defaults(run=_sandbox)
+
+    serve = commands.add_parser("serve", help="serve the connect service (widget URLs, Connect callback, MX webhooks)")
+    serve.add_argument("--host", default=None, help="default: MX_PIPELINE_CONNECT_HOST or 127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default: MX_PIPELINE_CONNECT_PORT or 8780")
+    serve.set_defaults(run=_serve)
 
     demo = commands.add_parser("demo", help="run the pipeline end to end (on the sandbox without MX credentials)")
     demo.set_defaults(run=_demo)

@@ -5,9 +5,18 @@ Variables (all optional):
   everything points at the built-in sandbox (``mx-pipeline sandbox``) and its default credentials.
 - ``MX_SANDBOX_HOST``, ``MX_SANDBOX_PORT``: where the built-in sandbox listens (127.0.0.1:8765).
 - ``MX_PIPELINE_DATA_DIR``: run-time state (warehouse, spool, Dagster home); defaults to ``./data``.
+- ``MX_PIPELINE_CONNECT_URL``: the connect service's public base URL (links in notifications point here);
+  ``MX_PIPELINE_CONNECT_HOST`` / ``MX_PIPELINE_CONNECT_PORT``: where ``mx-pipeline serve`` listens.
+- ``MX_WEBHOOK_USERNAME``, ``MX_WEBHOOK_PASSWORD``: the HTTP Basic credentials MX uses on our webhook endpoint
+  (configured in MX's Client Dashboard). Unset: the webhook endpoint refuses every delivery.
+- ``MX_PIPELINE_API_TOKEN``: the bearer token the product backend presents to the connect service's /v1 API.
+  Unset: the /v1 API is open (development only; bind to loopback).
+- ``MX_PIPELINE_LINK_SECRET``: signs reconnect links and Connect callback state. Unset: a random secret is
+  created once under the data directory (git-ignored, mode 0600) so links survive restarts.
 """
 
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,3 +55,51 @@ def data_dir() -> Path:
     path = Path(os.environ.get("MX_PIPELINE_DATA_DIR", "data"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@dataclass(frozen=True)
+class ConnectSettings:
+    """The connect service: where it is reachable and the secrets it checks and signs with."""
+
+    public_url: str
+    host: str
+    port: int
+    webhook_username: str = field(repr=False)
+    webhook_password: str = field(repr=False)
+    link_secret: str = field(repr=False)
+    api_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls) -> "ConnectSettings":
+        host = os.environ.get("MX_PIPELINE_CONNECT_HOST", "127.0.0.1")
+        port = int(os.environ.get("MX_PIPELINE_CONNECT_PORT", "8780"))
+        return cls(
+            public_url=os.environ.get("MX_PIPELINE_CONNECT_URL", f"http://{host}:{port}").rstrip("/"),
+            host=host,
+            port=port,
+            webhook_username=os.environ.get("MX_WEBHOOK_USERNAME", ""),
+            webhook_password=os.environ.get("MX_WEBHOOK_PASSWORD", ""),
+            link_secret=os.environ.get("MX_PIPELINE_LINK_SECRET") or _local_link_secret(),
+            api_token=os.environ.get("MX_PIPELINE_API_TOKEN") or None,
+        )
+
+
+def _local_link_secret() -> str:
+    path = data_dir() / ".link_secret"
+    if not path.exists():
+        candidate = path.with_name(f".link_secret.{os.getpid()}")
+        fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+        try:
+            os.link(candidate, path)  # atomic and exclusive: the first process to get here wins
+        except FileExistsError:
+            pass
+        finally:
+            candidate.unlink()
+    return path.read_text().strip()
+
+
+def spool_dir() -> Path:
+    """Where the connect service spools accepted events for the pipeline."""
+    return data_dir() / "spool"

@@ -1,0 +1,194 @@
+"""The connect service's HTTP API (Starlette).
+
+Product backend API (bearer token ``MX_PIPELINE_API_TOKEN`` when set):
+    POST /v1/users                                   {"user_id"} -> the MX user (created once)
+    POST /v1/users/{user_id}/widget_urls             {"mode", "member_guid", "client_redirect_url", ...}
+    POST /v1/users/{user_id}/members                 {"member_guid"}: relay of Connect's memberConnected
+End users (signed links, no other credentials):
+    GET  /reconnect/{token}                          mints a fresh widget URL now and redirects to it
+    GET  /connect/callback?state=&member_guid=       Connect's redirect back: records the member
+MX:
+    POST /webhooks/mx                                HTTP Basic; spooled before a prompt 204
+"""
+
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from html import escape
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from mx_pipeline.connect.links import ConnectIntent, InvalidLink, LinkSigner
+from mx_pipeline.connect.spool import Spool
+from mx_pipeline.connect.webhooks import WebhookReceiver
+from mx_pipeline.lifecycle.routes import ConnectMode
+from mx_pipeline.mx import MxClient, MxError, NotFound
+
+log = logging.getLogger(__name__)
+WIDGET_URL_LIFETIME_SECONDS = 600  # MX: "expires after ten minutes or upon first use"
+
+
+class BadInput(Exception):
+    """The caller's request is wrong: answered 400 with the reason."""
+
+
+class ConnectService:
+    def __init__(
+        self, mx: MxClient, spool: Spool, signer: LinkSigner, public_url: str, api_token: str | None = None
+    ) -> None:
+        self.mx, self.spool, self.signer = mx, spool, signer
+        self.public_url = public_url.rstrip("/")
+        self.api_token = api_token
+
+    def reconnect_link(self, intent: ConnectIntent) -> str:
+        """The link a notification carries: stable for a month, minting a widget URL only when clicked."""
+        return f"{self.public_url}/reconnect/{self.signer.reconnect_token(intent)}"
+
+    def widget_url(self, intent: ConnectIntent, *, is_mobile_webview: bool = False, scheme: str | None = None) -> str:
+        """A fresh MX widget URL for ``intent``; Connect sends the user back to our callback when done."""
+        mode = ConnectMode(intent.mode)
+        if mode is not ConnectMode.AGGREGATION and not intent.member_guid:
+            raise BadInput(f"mode {mode.value!r} needs the member_guid to open Connect on")
+        callback = f"{self.public_url}/connect/callback?{urlencode({'state': self.signer.callback_state(intent)})}"
+        widget = self.mx.request_widget_url(
+            intent.user_guid,
+            mode="aggregation",  # MX's own word for "accounts and transactions", not our Connect mode
+            current_member_guid=intent.member_guid if mode is not ConnectMode.AGGREGATION else None,
+            update_credentials=True if mode is ConnectMode.RECONNECT else None,
+            client_redirect_url=callback,
+            is_mobile_webview=is_mobile_webview or None,
+            ui_message_webview_url_scheme=scheme,
+        )
+        return widget.url
+
+    def record_member(self, intent: ConnectIntent, member_guid: str, source: str, status: str | None = None) -> None:
+        event = {
+            "user_id": intent.user_id,
+            "user_guid": intent.user_guid,
+            "member_guid": member_guid,
+            "mode": intent.mode,
+            "status": status,
+            "source": source,
+        }
+        key = f"{intent.user_guid}:{member_guid}:{intent.mode}:{status}:{source}"
+        self.spool.append("connect_callback", key, json.dumps(event))
+
+
+def create_app(service: ConnectService, webhooks: WebhookReceiver) -> Starlette:
+    def api(handler: Callable) -> Callable:
+        async def guarded(request: Request) -> Response:
+            if service.api_token and not _bearer_matches(request, service.api_token):
+                return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
+            try:
+                return await handler(request)
+            except BadInput as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            except NotFound as exc:
+                return JSONResponse({"error": f"not found at MX: {exc.path}"}, status_code=404)
+            except MxError as exc:
+                log.warning("MX call failed: %s", exc)
+                return JSONResponse({"error": "MX is unavailable; try again"}, status_code=502)
+
+        return guarded
+
+    async def register_user(request: Request) -> Response:
+        body = await _json_object(request)
+        user_id = _required_str(body, "user_id")
+        user = service.mx.ensure_user(id=user_id)
+        service.spool.append("user_registered", user_id, json.dumps({"user_id": user_id, "user_guid": user.guid}))
+        return JSONResponse({"user_id": user_id, "user_guid": user.guid})
+
+    async def widget_urls(request: Request) -> Response:
+        body = await _json_object(request)
+        mode = body.get("mode", ConnectMode.AGGREGATION.value)
+        if mode not in {m.value for m in ConnectMode}:
+            raise BadInput(f"mode must be one of {[m.value for m in ConnectMode]}")
+        user_id = request.path_params["user_id"]
+        user = service.mx.ensure_user(id=user_id)
+        intent = ConnectIntent(user_id, user.guid, mode, body.get("member_guid"), body.get("client_redirect_url"))
+        url = service.widget_url(
+            intent,
+            is_mobile_webview=bool(body.get("is_mobile_webview")),
+            scheme=body.get("ui_message_webview_url_scheme"),
+        )
+        return JSONResponse({"widget_url": url, "mode": mode, "expires_in_seconds": WIDGET_URL_LIFETIME_SECONDS})
+
+    async def relay_member(request: Request) -> Response:
+        body = await _json_object(request)
+        user_id = request.path_params["user_id"]
+        user = service.mx.ensure_user(id=user_id)
+        intent = ConnectIntent(user_id, user.guid, body.get("mode", ConnectMode.AGGREGATION.value))
+        service.record_member(intent, _required_str(body, "member_guid"), source="relay")
+        return Response(status_code=204)
+
+    async def reconnect(request: Request) -> Response:
+        try:
+            intent = service.signer.read_reconnect_token(request.path_params["token"])
+            return RedirectResponse(service.widget_url(intent), status_code=303)
+        except InvalidLink as exc:
+            return _page(f"Sorry, {exc}. Please open the latest message from us.", status=410)
+        except MxError as exc:
+            log.warning("could not mint a widget URL for a reconnect link: %s", exc)
+            return _page("We could not reach your bank connection service. Please try again shortly.", status=502)
+
+    async def callback(request: Request) -> Response:
+        try:
+            intent = service.signer.read_callback_state(request.query_params.get("state", ""))
+        except InvalidLink as exc:
+            return _page(f"Sorry, {exc}.", status=400)
+        member_guid = request.query_params.get("member_guid")
+        status = request.query_params.get("status")
+        if member_guid:
+            service.record_member(intent, member_guid, source="redirect", status=status)
+        if intent.return_to:
+            params = urlencode({k: v for k, v in {"member_guid": member_guid, "status": status}.items() if v})
+            separator = "&" if "?" in intent.return_to else "?"
+            return RedirectResponse(f"{intent.return_to}{separator}{params}", status_code=303)
+        return _page("All done. You can close this window.")
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/v1/users", api(register_user), methods=["POST"]),
+            Route("/v1/users/{user_id}/widget_urls", api(widget_urls), methods=["POST"]),
+            Route("/v1/users/{user_id}/members", api(relay_member), methods=["POST"]),
+            Route("/reconnect/{token}", reconnect),
+            Route("/connect/callback", callback),
+            Route("/webhooks/mx", webhooks.receive, methods=["POST"]),
+        ]
+    )
+
+
+def _bearer_matches(request: Request, token: str) -> bool:
+    given = request.headers.get("Authorization", "")
+    return given.startswith("Bearer ") and secrets.compare_digest(given[7:].encode(), token.encode())
+
+
+async def _json_object(request: Request) -> dict:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise BadInput("the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise BadInput("the body must be a JSON object")
+    return body
+
+
+def _required_str(body: dict, name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadInput(f"{name} is required (a non-empty string)")
+    return value
+
+
+def _page(message: str, status: int = 200) -> HTMLResponse:
+    html = f"<!doctype html><title>Bank connection</title><main><p>{escape(message)}</p></main>"
+    return HTMLResponse(html, status_code=status)

@@ -1,0 +1,82 @@
+"""A durable, append-only event spool on the file system: the connect service's only output.
+
+The connect service must never open the DuckDB warehouse (one writer process only), yet it must not lose an
+event it has acknowledged. So each accepted event is written to its own file (temporary name, fsync, atomic
+rename, fsync of the directory) *before* the HTTP answer goes out. The Dagster webhook sensor reads the
+``pending`` events in arrival order (files are named ``<received_ns>-<key digest>.json``) and, once it has
+stored them, ``acknowledge``s them, which moves them to ``drained/``. A name-based cursor alone would skip an
+event whose slower writer finished after a later one was already drained; moving files cannot.
+
+Delivery is at least once: a redelivered event whose key was already spooled is skipped, and a crash between
+two steps can at worst hand an event over twice, which the consumer dedupes by ``key``.
+"""
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SpooledEvent:
+    name: str  # file name; the drain cursor
+    key: str  # idempotency key
+    kind: str  # e.g. "mx_webhook", "connect_callback"
+    received_at_ns: int
+    body: str  # as received (text); parsed only when drained
+    meta: dict
+
+
+class Spool:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.events = self.root / "events"
+        self.keys = self.root / "keys"
+        self.drained = self.root / "drained"
+        for folder in (self.events, self.keys, self.drained):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def append(self, kind: str, key: str, body: str, meta: dict | None = None) -> bool:
+        """Durably store one event; False when an event with this key was already spooled."""
+        digest = hashlib.sha256(f"{kind}\0{key}".encode()).hexdigest()[:32]
+        marker = self.keys / digest
+        if marker.exists():
+            return False
+        received = time.time_ns()
+        record = {"key": key, "kind": kind, "received_at_ns": received, "body": body, "meta": meta or {}}
+        _write_durably(self.events / f"{received:020d}-{digest}.json", json.dumps(record).encode())
+        _write_durably(marker, b"")
+        return True
+
+    def pending(self, limit: int = 1000) -> list[SpooledEvent]:
+        """Up to ``limit`` events not yet acknowledged, oldest first."""
+        names = sorted(n for n in os.listdir(self.events) if n.endswith(".json"))[:limit]
+        return [SpooledEvent(name=name, **json.loads((self.events / name).read_bytes())) for name in names]
+
+    def acknowledge(self, events: list[SpooledEvent]) -> None:
+        """Mark events as stored by the consumer: they leave ``pending`` for ``drained/``."""
+        for event in events:
+            os.replace(self.events / event.name, self.drained / event.name)
+        _fsync_directory(self.events)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+    _fsync_directory(path.parent)  # the rename itself must survive a power cut, not just the bytes
+
+
+def _fsync_directory(path: Path) -> None:
+    directory = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

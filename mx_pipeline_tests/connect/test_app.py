@@ -1,0 +1,146 @@
+"""The connect service's API: users, widget URLs per mode, reconnect links and the Connect callback."""
+
+import json
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from mx_pipeline.connect.links import ConnectIntent
+from mx_pipeline_tests.connect.conftest import MX_URL, PUBLIC_URL
+from mx_pipeline_tests.contract import assert_matches_spec
+from mx_pipeline_tests.mx import payloads as p
+
+MX_TYPE = "application/vnd.mx.api.v1+json"
+WIDGET = "https://int-widgets.moneydesktop.com/md/connect/abc123"
+
+
+def mx_knows_user(mx_api, user_id="end-user-1", guid=p.USER_GUID):
+    mx_api.add("GET", f"{MX_URL}/users", json=p.listing("users", [p.user(guid=guid, id=user_id)]), content_type=MX_TYPE)
+
+
+def mx_mints_widget(mx_api, user_guid=p.USER_GUID):
+    body = {"widget_url": {"type": "connect_widget", "url": WIDGET, "user_id": "end-user-1"}}
+    mx_api.add("POST", f"{MX_URL}/users/{user_guid}/widget_urls", json=body, content_type=MX_TYPE)
+
+
+def widget_request_sent(mx_api) -> dict:
+    (call,) = [c for c in mx_api.calls if c.request.url.endswith("/widget_urls")]
+    assert_matches_spec(call.response)
+    return json.loads(call.request.body)["widget_url"]
+
+
+def test_registering_a_user_creates_it_at_mx_once_and_spools_it(http, mx_api, spool):
+    mx_api.add("GET", f"{MX_URL}/users", json=p.listing("users", [], total_pages=0), content_type=MX_TYPE)
+    mx_api.add("POST", f"{MX_URL}/users", json={"user": p.user(guid="USR-new", id="u-9")}, content_type=MX_TYPE)
+    response = http.post("/v1/users", json={"user_id": "u-9"})
+    assert response.json() == {"user_id": "u-9", "user_guid": "USR-new"}
+    (event,) = spool.pending()
+    assert event.kind == "user_registered" and json.loads(event.body)["user_guid"] == "USR-new"
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("aggregation", {"mode": "aggregation"}),
+        ("update", {"mode": "aggregation", "current_member_guid": p.MEMBER_GUID}),
+        ("reconnect", {"mode": "aggregation", "current_member_guid": p.MEMBER_GUID, "update_credentials": True}),
+    ],
+)
+def test_each_connect_mode_opens_the_widget_the_mx_way(http, mx_api, mode, expected):
+    mx_knows_user(mx_api)
+    mx_mints_widget(mx_api)
+    response = http.post("/v1/users/end-user-1/widget_urls", json={"mode": mode, "member_guid": p.MEMBER_GUID})
+    assert response.status_code == 200
+    assert response.json() == {"widget_url": WIDGET, "mode": mode, "expires_in_seconds": 600}
+    sent = widget_request_sent(mx_api)
+    assert {k: sent[k] for k in expected} == expected
+    assert sent["widget_type"] == "connect_widget" and sent["ui_message_version"] == 4
+    if mode == "aggregation":
+        assert "current_member_guid" not in sent and "update_credentials" not in sent
+    if mode == "update":
+        assert "update_credentials" not in sent  # MX asks that it be used sparingly
+
+
+def test_mobile_webview_options_reach_mx(http, mx_api):
+    mx_knows_user(mx_api)
+    mx_mints_widget(mx_api)
+    http.post(
+        "/v1/users/end-user-1/widget_urls",
+        json={
+            "is_mobile_webview": True,
+            "ui_message_webview_url_scheme": "myapp",
+            "client_redirect_url": "myapp://done",
+        },
+    )
+    sent = widget_request_sent(mx_api)
+    assert sent["is_mobile_webview"] is True and sent["ui_message_webview_url_scheme"] == "myapp"
+    assert sent["client_redirect_url"].startswith(f"{PUBLIC_URL}/connect/callback?state=")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"mode": "update"}, "needs the member_guid"),
+        ({"mode": "verification"}, "mode must be one of"),
+    ],
+)
+def test_bad_widget_requests_get_400_with_the_reason(http, mx_api, body, reason):
+    mx_knows_user(mx_api)
+    response = http.post("/v1/users/end-user-1/widget_urls", json=body)
+    assert response.status_code == 400 and reason in response.json()["error"]
+
+
+def test_the_api_requires_the_backend_token(http):
+    http.headers["Authorization"] = "Bearer wrong"
+    assert http.post("/v1/users", json={"user_id": "u"}).status_code == 401
+
+
+def test_a_reconnect_link_mints_a_fresh_widget_url_at_click_time(http, mx_api, service):
+    link = service.reconnect_link(ConnectIntent("end-user-1", p.USER_GUID, "reconnect", p.MEMBER_GUID))
+    assert link.startswith(f"{PUBLIC_URL}/reconnect/")
+    assert not [c for c in mx_api.calls]  # nothing minted until the click
+    mx_mints_widget(mx_api)
+    response = http.get(urlsplit(link).path)
+    assert response.status_code == 303 and response.headers["location"] == WIDGET
+    assert widget_request_sent(mx_api)["update_credentials"] is True
+
+
+def test_a_tampered_reconnect_link_is_refused_without_calling_mx(http, mx_api, service):
+    link = service.reconnect_link(ConnectIntent("end-user-1", p.USER_GUID, "reconnect", p.MEMBER_GUID))
+    response = http.get(urlsplit(link).path[:-3] + "xyz")
+    assert response.status_code == 410 and "not valid" in response.text
+    assert len(mx_api.calls) == 0
+
+
+def test_the_connect_callback_records_the_member_and_returns_the_user(http, spool, signer):
+    state = signer.callback_state(ConnectIntent("end-user-1", p.USER_GUID, "aggregation", None, "https://app/done"))
+    response = http.get("/connect/callback", params={"state": state, "status": "success", "member_guid": "MBR-9"})
+    assert response.status_code == 303
+    back = urlsplit(response.headers["location"])
+    assert back.netloc == "app" and parse_qs(back.query) == {"member_guid": ["MBR-9"], "status": ["success"]}
+    (event,) = spool.pending()
+    assert json.loads(event.body) == {
+        "user_id": "end-user-1",
+        "user_guid": p.USER_GUID,
+        "member_guid": "MBR-9",
+        "mode": "aggregation",
+        "status": "success",
+        "source": "redirect",
+    }
+
+
+def test_a_callback_with_forged_state_records_nothing(http, spool):
+    assert http.get("/connect/callback", params={"state": "forged", "member_guid": "MBR-9"}).status_code == 400
+    assert spool.pending() == []
+
+
+def test_the_postmessage_relay_records_the_member(http, mx_api, spool):
+    mx_knows_user(mx_api)
+    assert http.post("/v1/users/end-user-1/members", json={"member_guid": "MBR-5"}).status_code == 204
+    assert json.loads(spool.pending()[0].body)["member_guid"] == "MBR-5"
+
+
+def test_mx_being_down_is_a_502_not_a_crash(http, mx_api):
+    mx_api.add("GET", f"{MX_URL}/users", status=503, json={"error": {"message": "maintenance"}})
+    response = http.post("/v1/users", json={"user_id": "u"})
+    assert response.status_code == 502 and "try again" in response.json()["error"]

@@ -1,0 +1,81 @@
+"""MX's webhook deliveries: authenticated, spooled before the 204, never refused for their content."""
+
+import json
+
+import pytest
+
+from mx_pipeline_tests.connect.conftest import WEBHOOK_PASSWORD, WEBHOOK_USER
+
+CONNECTION_STATUS = {
+    "action": "CHANGED",
+    "connection_status": "CHALLENGED",
+    "connection_status_id": 3,
+    "connection_status_message": "To authenticate your connection to MX Bank, please answer the following challenge(s).",
+    "member_guid": "MBR-1",
+    "type": "CONNECTION_STATUS",
+    "user_guid": "USR-1",
+}
+
+
+def deliver(http, body: bytes, auth=(WEBHOOK_USER, WEBHOOK_PASSWORD), **headers):
+    http.headers.pop("Authorization", None)
+    return http.post("/webhooks/mx", content=body, auth=auth, headers={"Content-Type": "application/json", **headers})
+
+
+def test_an_authenticated_delivery_is_spooled_and_answered_204(http, spool):
+    response = deliver(http, json.dumps(CONNECTION_STATUS).encode())
+    assert response.status_code == 204 and response.content == b""
+    (event,) = spool.pending()
+    assert event.kind == "mx_webhook" and json.loads(event.body) == CONNECTION_STATUS
+
+
+@pytest.mark.parametrize("auth", [None, (WEBHOOK_USER, "wrong"), ("someone", WEBHOOK_PASSWORD)])
+def test_wrong_or_missing_credentials_get_401_and_nothing_is_stored(http, spool, auth):
+    assert deliver(http, b"{}", auth=auth).status_code == 401
+    assert spool.pending() == []
+
+
+def test_a_garbled_authorization_header_is_refused(http, spool):
+    http.headers.pop("Authorization", None)
+    response = http.post("/webhooks/mx", content=b"{}", headers={"Authorization": "Basic %%%not-base64"})
+    assert response.status_code == 401 and spool.pending() == []
+
+
+@pytest.mark.parametrize("body", [b"not json at all", b'{"type": null, "new_field": [1, 2]}', b""])
+def test_unparsable_or_surprising_content_is_still_accepted_for_later_quarantine(http, spool, body):
+    assert deliver(http, body).status_code == 204
+    (event,) = spool.pending()
+    assert event.body.encode("utf-8", errors="surrogateescape") == body
+
+
+def test_a_redelivery_is_idempotent(http, spool):
+    body = json.dumps(CONNECTION_STATUS).encode()
+    assert [deliver(http, body).status_code for _ in range(3)] == [204, 204, 204]
+    assert len(spool.pending()) == 1
+
+
+def test_an_oversized_body_gets_413_and_is_not_stored(http, spool):
+    assert deliver(http, b"x" * 5000).status_code == 413
+    assert spool.pending() == []
+
+
+def test_an_oversized_chunked_body_without_length_gets_413(http, spool):
+    http.headers.pop("Authorization", None)
+    response = http.post(
+        "/webhooks/mx", content=iter([b"x" * 3000, b"y" * 3000]), auth=(WEBHOOK_USER, WEBHOOK_PASSWORD)
+    )
+    assert response.status_code == 413 and spool.pending() == []
+
+
+def test_without_configured_credentials_every_delivery_is_refused(spool):
+    from starlette.testclient import TestClient
+
+    from mx_pipeline.connect.webhooks import WebhookReceiver
+
+    receiver = WebhookReceiver(spool, "", "")
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    with TestClient(Starlette(routes=[Route("/h", receiver.receive, methods=["POST"])])) as client:
+        assert client.post("/h", content=b"{}", auth=("", "")).status_code == 401
+    assert spool.pending() == []
