@@ -1,0 +1,98 @@
+"""Reconnect notifications and the pluggable ways they reach the product.
+
+The pipeline always writes each notification to the ``ops`` outbox first; a notifier then delivers it. The
+default logs it (by guid, never by name or email); ``HttpNotifier`` POSTs it as JSON to the product backend,
+which owns the user's inbox, email or push channel.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Protocol
+
+import requests
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What the user is told: which connection, what is wrong in plain words, and where to fix it."""
+
+    notification_id: str  # "<member_guid>:<episode number>": one per member per episode
+    user_id: str | None
+    user_guid: str
+    member_guid: str
+    institution: str | None
+    connection_status: str | None
+    route: str
+    reason: str
+    connect_mode: str
+    reconnect_url: str  # a signed link to the connect service, never a (short-lived) widget URL
+    created_at: datetime
+
+    def as_json(self) -> dict:
+        return asdict(self) | {"created_at": self.created_at.isoformat()}
+
+
+class Notifier(Protocol):
+    def deliver(self, notification: Notification) -> None:
+        """Deliver or raise; the outbox keeps the notification either way."""
+
+
+class LogNotifier:
+    def deliver(self, notification: Notification) -> None:
+        log.info(
+            "notify user %s: member %s is %s (%s): %s",
+            notification.user_guid,
+            notification.member_guid,
+            notification.connection_status,
+            notification.connect_mode,
+            notification.reason,
+        )
+
+
+class DeliveryFailed(Exception):
+    """The product backend did not accept a notification after every retry."""
+
+
+class HttpNotifier:
+    """POSTs each notification as JSON; retries 5xx, 429 and network errors with exponential backoff."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        attempts: int = 4,
+        backoff: float = 0.5,
+        timeout: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url, self.attempts, self.backoff, self.timeout, self._sleep = url, attempts, backoff, timeout, sleep
+        self._session = requests.Session()
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
+
+    def deliver(self, notification: Notification) -> None:
+        # The id doubles as an idempotency key, so a retried POST that did land is not shown twice.
+        headers = {"Idempotency-Key": notification.notification_id}
+        problem = ""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                response = self._session.post(
+                    self.url, json=notification.as_json(), headers=headers, timeout=self.timeout
+                )
+            except requests.RequestException as exc:
+                problem = type(exc).__name__
+            else:
+                if response.status_code < 300:
+                    return
+                problem = f"HTTP {response.status_code}"
+                if response.status_code < 500 and response.status_code != 429:
+                    break  # the backend refused this notification; repeating it cannot help
+            if attempt < self.attempts:
+                self._sleep(self.backoff * 2 ** (attempt - 1))
+        raise DeliveryFailed(f"notification {notification.notification_id} not delivered: {problem}")

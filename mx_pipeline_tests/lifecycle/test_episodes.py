@@ -1,0 +1,88 @@
+"""One notification per member per episode of trouble, whatever order MX's statuses arrive in."""
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mx_pipeline.lifecycle.episodes import ASKS_THE_USER, advance
+from mx_pipeline.lifecycle.routes import Route, route_for
+from mx_pipeline.mx.statuses import ConnectionStatus
+
+T0 = datetime(2026, 11, 25, 8, tzinfo=UTC)
+
+
+def replay(statuses, step=timedelta(hours=1)):
+    """Fold reads one hour apart; return the episodes and which reads notified."""
+    episode, notified = None, []
+    for i, status in enumerate(statuses):
+        decision = advance("MBR-1", episode, route_for(status), T0 + i * step)
+        episode = decision.episode
+        if decision.notify:
+            notified.append((i, status, episode.number))
+    return episode, notified
+
+
+def test_a_challenge_notifies_once_while_it_lasts():
+    _, notified = replay(["CONNECTED", "CHALLENGED", "CHALLENGED", "CHALLENGED"])
+    assert notified == [(1, "CHALLENGED", 1)]
+
+
+def test_recovering_and_falling_again_is_a_new_episode_with_a_new_notification():
+    episode, notified = replay(["CHALLENGED", "CONNECTED", "CHALLENGED"])
+    assert notified == [(0, "CHALLENGED", 1), (2, "CHALLENGED", 2)]
+    assert episode.number == 2 and episode.is_open
+
+
+def test_a_callback_alone_does_not_close_an_episode_only_a_healthy_read_does():
+    # RESUMED/UPDATED follow the user's Connect session; the member is not healthy until MX says CONNECTED.
+    episode, notified = replay(["DENIED", "UPDATED", "RESUMED", "DENIED"])
+    assert notified == [(0, "DENIED", 1)] and episode.is_open
+
+
+def test_degraded_waits_out_its_grace_before_asking_the_user():
+    _, notified = replay(["DEGRADED"] * 30)
+    assert notified == [(24, "DEGRADED", 1)]  # reads are an hour apart: 24 h of grace
+
+
+def test_degraded_that_clears_by_itself_never_bothers_the_user():
+    _, notified = replay(["DEGRADED"] * 5 + ["CONNECTED"])
+    assert notified == []
+
+
+def test_disabled_asks_at_once():
+    assert replay(["DISABLED"])[1] == [(0, "DISABLED", 1)]
+
+
+def test_degraded_turning_into_a_credential_problem_asks_at_once():
+    assert replay(["DEGRADED", "DENIED"])[1] == [(1, "DENIED", 1)]
+
+
+def test_institution_side_trouble_never_notifies():
+    assert replay(["FAILED", "DISCONNECTED", "FAILED"]) == (None, [])
+
+
+STATUS_OR_NOISE = st.one_of(st.sampled_from([s.value for s in ConnectionStatus]), st.none(), st.just("BRAND_NEW"))
+
+
+@given(st.lists(STATUS_OR_NOISE, max_size=80))
+def test_at_most_one_notification_per_episode_for_any_sequence(statuses):
+    _, notified = replay(statuses)
+    episode_numbers = [number for _, _, number in notified]
+    assert len(episode_numbers) == len(set(episode_numbers))
+    for _, status, _ in notified:
+        assert route_for(status).route in ASKS_THE_USER
+
+
+@given(st.lists(STATUS_OR_NOISE, max_size=80))
+def test_every_user_actionable_read_is_covered_by_a_notification(statuses):
+    # Liveness: an episode that saw a status needing the user at once has notified by then.
+    episode, notified = None, set()
+    for i, status in enumerate(statuses):
+        rule = route_for(status)
+        decision = advance("MBR-1", episode, rule, T0 + i * timedelta(hours=1))
+        episode = decision.episode
+        if decision.notify:
+            notified.add(episode.number)
+        if rule.route in {Route.NEEDS_MFA, Route.NEEDS_RECONNECT}:
+            assert episode.number in notified

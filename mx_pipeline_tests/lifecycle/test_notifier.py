@@ -1,0 +1,75 @@
+"""Notifications reach the product backend, retried when it stumbles, refused when it says no."""
+
+import json
+import logging
+from datetime import UTC, datetime
+
+import pytest
+import requests
+import responses
+
+from mx_pipeline.lifecycle.notifier import DeliveryFailed, HttpNotifier, LogNotifier, Notification
+
+BACKEND = "https://backend.example.com/mx/notifications"
+
+
+def notification(**changes) -> Notification:
+    fields = dict(
+        notification_id="MBR-1:1",
+        user_id="end-user-1",
+        user_guid="USR-1",
+        member_guid="MBR-1",
+        institution="MX Bank",
+        connection_status="CHALLENGED",
+        route="needs_mfa",
+        reason="Your bank is asking a security question before we can sync.",
+        connect_mode="update",
+        reconnect_url="https://connect.example.com/reconnect/token",
+        created_at=datetime(2026, 11, 25, 9, tzinfo=UTC),
+    )
+    return Notification(**(fields | changes))
+
+
+@pytest.fixture
+def backend():
+    with responses.RequestsMock() as mock:
+        yield mock
+
+
+def test_a_notification_is_posted_as_json_with_an_idempotency_key(backend):
+    backend.add("POST", BACKEND, status=202)
+    HttpNotifier(BACKEND, token="t0k3n").deliver(notification())
+    sent = backend.calls[0].request
+    assert json.loads(sent.body) == notification().as_json()
+    assert sent.headers["Idempotency-Key"] == "MBR-1:1"
+    assert sent.headers["Authorization"] == "Bearer t0k3n"
+
+
+def test_a_stumbling_backend_is_retried_with_backoff(backend):
+    backend.add("POST", BACKEND, status=503)
+    backend.add("POST", BACKEND, body=requests.ConnectionError("reset"))
+    backend.add("POST", BACKEND, status=200)
+    slept = []
+    HttpNotifier(BACKEND, sleep=slept.append).deliver(notification())
+    assert slept == [0.5, 1.0] and len(backend.calls) == 3
+
+
+def test_a_backend_refusal_is_not_retried(backend):
+    backend.add("POST", BACKEND, status=422)
+    with pytest.raises(DeliveryFailed, match="HTTP 422"):
+        HttpNotifier(BACKEND, sleep=lambda s: None).deliver(notification())
+    assert len(backend.calls) == 1
+
+
+def test_delivery_gives_up_after_the_last_attempt(backend):
+    for _ in range(4):
+        backend.add("POST", BACKEND, status=500)
+    with pytest.raises(DeliveryFailed, match="HTTP 500"):
+        HttpNotifier(BACKEND, sleep=lambda s: None).deliver(notification())
+
+
+def test_the_log_notifier_names_people_by_guid_only(caplog):
+    caplog.set_level(logging.INFO)
+    LogNotifier().deliver(notification())
+    assert "USR-1" in caplog.text and "MBR-1" in caplog.text
+    assert "end-user-1" not in caplog.text
