@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format sandbox env clean
+.PHONY: demo dev test lint format sandbox env clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ env: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/mx-pipeline demo
+
+dev: $(STAMP)
+	$(BIN)/mx-pipeline dev
 
 test: $(STAMP)
 	$(BIN)/ruff check .

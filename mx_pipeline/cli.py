@@ -25,6 +25,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dev(args: argparse.Namespace) -> int:
+    from mx_pipeline.dev import run_dev
+
+    return run_dev()
+
+
 def _demo(args: argparse.Namespace) -> int:
     from mx_pipeline.demo import run_demo
 
@@ -50,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the pipeline end to end (on the sandbox without MX credentials)")
     demo.set_defaults(run=_demo)
+
+    dev = commands.add_parser("dev", help="sandbox (unless MX is configured) + connect service + dagster dev")
+    dev.set_defaults(run=_dev)
     return parser
 
 

@@ -1,0 +1,60 @@
+"""``mx-pipeline dev``: the data team's day in one command.
+
+Starts the built-in sandbox (unless real MX credentials are configured), the connect service and
+``dagster dev`` with the project-local Dagster home (``data/dagster_home``, holding the instance config and
+its pools). One Ctrl-C stops everything: each child runs in its own process group and gets SIGINT, which
+dagster honours only when started with job control (see ../shared/research/stack.md, "Stopping it is a trap").
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mx_pipeline import settings
+
+DAGSTER_PORT = 3000
+STOP_GRACE_SECONDS = 20
+
+
+def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    print("starting:", " ".join(command), flush=True)
+    return subprocess.Popen(command, env=env, start_new_session=True)
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def run_dev() -> int:
+    mx = settings.MxSettings.from_env()
+    home = (settings.data_dir() / "dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, DAGSTER_HOME=str(home))
+    bin_dir = Path(sys.executable).parent
+    commands = []
+    if mx.is_sandbox:
+        commands.append([str(bin_dir / "mx-pipeline"), "sandbox"])
+    commands.append([str(bin_dir / "mx-pipeline"), "serve"])
+    commands.append([str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(DAGSTER_PORT)])
+    processes = [_start(command, env) for command in commands]
+    print(f"Dagster UI: http://127.0.0.1:{DAGSTER_PORT}  (Ctrl-C stops everything)", flush=True)
+    try:
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+        print("a process exited; stopping the others", flush=True)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        _stop(processes)
