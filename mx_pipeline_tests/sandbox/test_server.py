@@ -1,0 +1,70 @@
+"""Starting and stopping the sandbox: in-process for tests, and the blocking ``serve`` the CLI calls."""
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from mx_pipeline.sandbox.server import running_sandbox
+from mx_pipeline_tests.contract import MX_MEDIA_TYPE
+
+from .conftest import AUTH
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_running_sandbox_listens_on_a_free_loopback_port_and_stops_cleanly():
+    with running_sandbox() as sandbox:
+        assert sandbox.base_url.startswith("http://127.0.0.1:")
+        assert requests.get(sandbox.base_url + "/institutions", auth=AUTH, headers={"Accept": MX_MEDIA_TYPE}).ok
+        port = int(sandbox.base_url.rsplit(":", 1)[1])
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/institutions", timeout=1)
+
+
+def test_unknown_options_are_refused():
+    with pytest.raises(TypeError, match="agregation_seconds"), running_sandbox(agregation_seconds=1):
+        pass
+
+
+def test_jobs_finish_on_real_time_without_any_request(start_sandbox):
+    mx = start_sandbox(freeze_clock=False, aggregation_seconds=0.2, start_time=None)
+    user = mx.create_user()
+    member = mx.create_member(user)["guid"]
+    deadline = time.monotonic() + 5
+    while mx.sandbox.world.members[member].is_being_aggregated and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mx.sandbox.world.members[member].connection_status == "CONNECTED"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_blocks_serving_the_api_until_stopped():
+    port = _free_port()
+    code = f"from mx_pipeline.sandbox.server import serve; serve(port={port}, seed=3)"
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                response = requests.get(
+                    f"http://127.0.0.1:{port}/institutions/mxbank",
+                    auth=AUTH,
+                    headers={"Accept": MX_MEDIA_TYPE},
+                    timeout=1,
+                )
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert response.json()["institution"]["code"] == "mxbank"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
