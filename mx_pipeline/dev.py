@@ -40,7 +40,7 @@ def run_dev() -> int:
     mx = settings.MxSettings.from_env()
     home = (settings.data_dir() / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, DAGSTER_HOME=str(home))
+    env = settings.child_environment(DAGSTER_HOME=str(home))
     bin_dir = Path(sys.executable).parent
     commands = []
     if mx.is_sandbox:

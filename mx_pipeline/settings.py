@@ -103,3 +103,8 @@ def _local_link_secret() -> str:
 def spool_dir() -> Path:
     """Where the connect service spools accepted events for the pipeline."""
     return data_dir() / "spool"
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """This process's environment plus ``overrides``, for the processes ``mx-pipeline dev`` starts."""
+    return {**os.environ, **overrides}
