@@ -118,9 +118,12 @@ def test_a_second_process_uses_a_running_sandbox_through_mx_base_url_unchanged(s
 
 def test_a_long_history_streams_across_pages_of_the_maximum_size():
     calls = []
-    with running_sandbox(**FAST_SANDBOX, history_days=900) as sandbox, MxClient(
-        sandbox.base_url, settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY, observers=[calls.append]
-    ) as mx:
+    with (
+        running_sandbox(**FAST_SANDBOX, history_days=900) as sandbox,
+        MxClient(
+            sandbox.base_url, settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY, observers=[calls.append]
+        ) as mx,
+    ):
         user = mx.ensure_user(id="long-history")
         member = mx.create_member(user.guid, institution_code="mxbank", credentials=credentials(mx, "password"))
         calls.clear()
