@@ -1,0 +1,8 @@
+"""The DuckDB warehouse: connections, migrations, raw-table loads, quarantine and the ops tables. No Dagster."""
+
+from mx_pipeline.warehouse.api_calls import ApiCallLog
+from mx_pipeline.warehouse.connection import Warehouse, WarehouseBusy, connect
+from mx_pipeline.warehouse.loader import RawLoader
+from mx_pipeline.warehouse.upsert import UpsertCounts, upsert
+
+__all__ = ["ApiCallLog", "RawLoader", "UpsertCounts", "Warehouse", "WarehouseBusy", "connect", "upsert"]

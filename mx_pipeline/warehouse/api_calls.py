@@ -1,0 +1,60 @@
+"""``ops.api_calls``: one row per HTTP attempt made to MX, so a run's cost and its 429s are visible."""
+
+import threading
+
+import duckdb
+
+from mx_pipeline.mx.transport import ApiCall
+
+
+class ApiCallLog:
+    """Collects :class:`ApiCall` records (pass it to the client as an observer) and writes them in bulk.
+
+    The client calls observers from inside its request loop; buffering keeps a DuckDB write out of that path.
+    """
+
+    def __init__(self, run_id: str | None) -> None:
+        self.run_id = run_id
+        self.total = 0
+        self._pending: list[ApiCall] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, call: ApiCall) -> None:
+        with self._lock:
+            self._pending.append(call)
+            self.total += 1
+
+    @property
+    def pending(self) -> int:
+        """Calls collected but not yet written."""
+        return len(self._pending)
+
+    def flush(self, con: duckdb.DuckDBPyConnection) -> int:
+        """Write the calls collected since the last flush; returns how many."""
+        with self._lock:
+            calls, self._pending = self._pending, []
+        if calls:
+            con.executemany(
+                """
+                insert into ops.api_calls (started_at, run_id, method, path_template, status, latency_ms,
+                                           attempt, request_id, user_guid, member_guid, error)
+                values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    (
+                        c.started_at,
+                        self.run_id,
+                        c.method,
+                        c.path_template,
+                        c.status,
+                        c.latency_ms,
+                        c.attempt,
+                        c.request_id,
+                        c.user_guid,
+                        c.member_guid,
+                        c.error,
+                    )
+                    for c in calls
+                ],
+            )
+        return len(calls)

@@ -1,0 +1,41 @@
+"""``ops.end_users``: our own users, wherever we learned of them, and their MX user guid once registered."""
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+
+
+def add_end_users_from_csv(con: duckdb.DuckDBPyConnection, csv_path: Path, *, source: str) -> int:
+    """Add the ``id`` column of a CSV (header required) to ``ops.end_users``; returns how many were new."""
+    (added,) = con.execute(
+        """
+        insert into ops.end_users (id, source)
+        select distinct trim(id), $source from read_csv($path, header = true, all_varchar = true)
+        where nullif(trim(id), '') is not null
+        on conflict (id) do nothing
+        """,
+        {"path": str(csv_path), "source": source},
+    ).fetchone()
+    return int(added)
+
+
+def end_users_to_register(con: duckdb.DuckDBPyConnection, mx_user_guids: set[str]) -> list[str]:
+    """Ids of end users with no MX user guid yet, or whose guid MX no longer lists (deleted upstream)."""
+    rows = con.execute("select id, mx_user_guid from ops.end_users order by first_seen_at, id").fetchall()
+    return [user_id for user_id, guid in rows if guid is None or guid not in mx_user_guids]
+
+
+def record_registrations(con: duckdb.DuckDBPyConnection, guids_by_id: dict[str, str], *, now: dt.datetime) -> None:
+    """Store the MX user guid of each end user just registered."""
+    if not guids_by_id:
+        return
+    con.executemany(
+        "update ops.end_users set mx_user_guid = ?, registered_at = ? where id = ?",
+        [(guid, now, user_id) for user_id, guid in guids_by_id.items()],
+    )
+
+
+def mx_user_guids(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every MX user guid in ``raw.mx_users``: the users whose members are read."""
+    return [guid for (guid,) in con.execute("select guid from raw.mx_users order by guid").fetchall()]

@@ -1,0 +1,32 @@
+"""Schema migrations: the ``migrations/*.sql`` files, applied once each, in name order."""
+
+from pathlib import Path
+
+import duckdb
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply every migration not yet recorded in ``ops.schema_migrations``; return the versions applied."""
+    applied = _applied_versions(con)
+    newly_applied = []
+    for script in sorted(MIGRATIONS.glob("*.sql")):
+        if script.stem in applied:
+            continue
+        con.execute("begin transaction")
+        con.execute(script.read_text())
+        con.execute("insert into ops.schema_migrations (version) values (?)", [script.stem])
+        con.execute("commit")
+        newly_applied.append(script.stem)
+    return newly_applied
+
+
+def _applied_versions(con: duckdb.DuckDBPyConnection) -> set[str]:
+    exists = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        ["ops", "schema_migrations"],
+    ).fetchone()[0]
+    if not exists:
+        return set()
+    return {version for (version,) in con.execute("select version from ops.schema_migrations").fetchall()}

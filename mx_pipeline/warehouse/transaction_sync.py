@@ -1,0 +1,121 @@
+"""One member's transaction sync: read MX's list in one or two passes, stream it in, settle vanished pendings.
+
+The MX call itself is passed in (``list_transactions``), so this module stays free of HTTP and Dagster:
+it decides the window, consumes the pages lazily, and records the outcome.
+"""
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from mx_pipeline.mx.errors import MalformedRecord, MxError
+from mx_pipeline.mx.records import Transaction
+from mx_pipeline.warehouse.api_calls import ApiCallLog
+from mx_pipeline.warehouse.connection import Warehouse
+from mx_pipeline.warehouse.loader import RawLoader
+from mx_pipeline.warehouse.members import MemberToFetch
+from mx_pipeline.warehouse.rows import transaction_row
+from mx_pipeline.warehouse.sync_state import TransactionWindow, mark_vanished_pending, plan_window, record_sync
+from mx_pipeline.warehouse.tables import TRANSACTIONS
+from mx_pipeline.warehouse.upsert import UpsertCounts
+
+ListTransactions = Callable[..., Iterator[Transaction]]
+
+
+@dataclass(frozen=True)
+class SyncPolicy:
+    """How far back to read: the first sync, the pending reconciliation window, and the change overlap."""
+
+    history_days: int = 730
+    reconcile_lookback_days: int = 14  # MX deletes a pending transaction within 14 days
+    overlap_days: int = 1  # from_updated_at has date precision: re-read the watermark's whole day
+
+
+@dataclass(frozen=True)
+class MemberSyncResult:
+    member_guid: str
+    counts: UpsertCounts
+    listed: int
+    quarantined: int
+    removed: int
+    error: str | None = None
+
+
+def sync_member_transactions(
+    warehouse: Warehouse,
+    member: MemberToFetch,
+    list_transactions: ListTransactions,
+    *,
+    policy: SyncPolicy,
+    run_id: str,
+    api_log: ApiCallLog | None = None,
+) -> MemberSyncResult:
+    """Bring one member's raw transactions up to date with MX; failures are recorded, never raised."""
+    with warehouse.session():
+        return _sync(warehouse, member, list_transactions, policy, run_id, api_log)
+
+
+def _sync(warehouse, member, list_transactions, policy, run_id, api_log) -> MemberSyncResult:
+    today = _mx_today(member)
+    with warehouse.connect() as con:
+        window = plan_window(
+            con,
+            member.guid,
+            today=today,
+            history_days=policy.history_days,
+            lookback_days=policy.reconcile_lookback_days,
+            overlap_days=policy.overlap_days,
+        )
+    listed_in_window: set[str] = set()
+    watermark = member.successfully_aggregated_at
+    listed = 0
+    error = None
+    loader = RawLoader(warehouse, TRANSACTIONS, transaction_row, run_id=run_id, api_log=api_log)
+
+    def on_malformed(exc: MalformedRecord) -> None:
+        loader.reject(exc, member.guid)
+        guid = exc.payload.get("guid") if isinstance(exc.payload, dict) else None
+        if isinstance(guid, str):
+            listed_in_window.add(guid)  # MX still lists it, whatever is wrong with it: not vanished
+
+    with loader:
+        try:
+            for query, covers_window in _passes(window):
+                for txn in list_transactions(**query, on_malformed=on_malformed):
+                    listed += 1
+                    loader.add(txn)
+                    if covers_window and txn.date and txn.date >= window.reconcile_from:
+                        listed_in_window.add(txn.guid)
+                    if txn.updated_at and (watermark is None or txn.updated_at > watermark):
+                        watermark = txn.updated_at
+        except MxError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            loader.reject_page(error, member.guid)
+    removed = 0
+    now = dt.datetime.now(dt.UTC)
+    with warehouse.connect() as con:
+        if error is None:
+            removed = mark_vanished_pending(con, member.guid, window, listed_in_window, now=now)
+            record_sync(
+                con, member.guid, member.user_guid, outcome="synced", run_id=run_id, now=now, watermark=watermark
+            )
+        else:
+            record_sync(con, member.guid, member.user_guid, outcome="failed", reason=error, run_id=run_id, now=now)
+    return MemberSyncResult(member.guid, loader.counts, listed, loader.quarantined, removed, error)
+
+
+def _passes(window: TransactionWindow) -> list[tuple[dict, bool]]:
+    """(query, whether it lists every transaction dated in the reconcile window)."""
+    by_date = {"from_date": window.history_from, "to_date": window.to_date}
+    if window.is_first_sync:
+        return [(by_date, True)]
+    changed = {**by_date, "from_updated_at": window.from_updated_at}
+    recent = {"from_date": window.reconcile_from, "to_date": window.to_date}
+    return [(changed, False), (recent, True)]
+
+
+def _mx_today(member: MemberToFetch) -> dt.date:
+    """Today by MX's clock where we can tell: a member aggregated "tomorrow" by our clock means MX is ahead."""
+    ours = dt.datetime.now(dt.UTC).date()
+    theirs = member.successfully_aggregated_at
+    return max(ours, theirs.astimezone(dt.UTC).date()) if theirs else ours

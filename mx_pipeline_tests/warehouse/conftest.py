@@ -1,0 +1,44 @@
+"""Fixtures for warehouse tests: a fresh DuckDB file per test and MX-shaped records to load."""
+
+import datetime as dt
+import itertools
+from decimal import Decimal
+
+import pytest
+
+from mx_pipeline.mx.records import Transaction
+from mx_pipeline.warehouse import Warehouse
+
+_serial = itertools.count(1)
+
+
+@pytest.fixture
+def warehouse(tmp_path) -> Warehouse:
+    return Warehouse(tmp_path / "warehouse.duckdb")
+
+
+def make_transaction(
+    guid: str | None = None,
+    *,
+    member_guid: str = "MBR-1",
+    status: str = "POSTED",
+    amount: str = "12.34",
+    date: dt.date = dt.date(2026, 11, 20),
+    updated_at: dt.datetime = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC),
+    **overrides,
+) -> Transaction:
+    """A Transaction record built the way the client builds one: from an MX-shaped payload."""
+    payload = {
+        "guid": guid or f"TRN-{next(_serial)}",
+        "member_guid": member_guid,
+        "account_guid": "ACT-1",
+        "user_guid": "USR-1",
+        "amount": Decimal(amount),
+        "type": "DEBIT",
+        "status": status,
+        "currency_code": "USD",
+        "date": date.isoformat(),
+        "updated_at": updated_at.isoformat().replace("+00:00", "Z"),
+        **overrides,
+    }
+    return Transaction.from_payload(payload)

@@ -1,0 +1,122 @@
+import datetime as dt
+
+from mx_pipeline.mx.errors import MalformedResponse
+from mx_pipeline.warehouse.members import MemberToFetch
+from mx_pipeline.warehouse.transaction_sync import SyncPolicy, sync_member_transactions
+
+from .conftest import make_transaction
+
+TODAY = dt.datetime.now(dt.UTC).date()
+MEMBER = MemberToFetch("MBR-1", "USR-1", None)
+
+
+class FakeMx:
+    """MX's member transaction list, filtered the way MX filters it, recording each query."""
+
+    def __init__(self, transactions, fail_after: int | None = None):
+        self.transactions = {t.guid: t for t in transactions}
+        self.fail_after = fail_after
+        self.queries = []
+
+    def __call__(self, *, from_date=None, to_date=None, from_updated_at=None, on_malformed=None):
+        self.queries.append({"from_date": from_date, "to_date": to_date, "from_updated_at": from_updated_at})
+        for served, txn in enumerate(self.transactions.values()):
+            if self.fail_after is not None and served == self.fail_after:
+                raise MalformedResponse("HTTP 200 body is not valid JSON (512 bytes)", method="GET", path="/t")
+            if (from_date and txn.date < from_date) or (to_date and txn.date > to_date):
+                continue
+            if from_updated_at and txn.updated_at.date() < from_updated_at:
+                continue
+            yield txn
+
+
+def _sync(warehouse, mx, run_id="run-1"):
+    return sync_member_transactions(warehouse, MEMBER, mx, policy=SyncPolicy(), run_id=run_id)
+
+
+def _days_ago(n):
+    return TODAY - dt.timedelta(days=n)
+
+
+def _at(day):
+    return dt.datetime.combine(day, dt.time(12), dt.UTC)
+
+
+def test_first_sync_reads_the_whole_history_then_only_changes_and_the_recent_window(warehouse):
+    mx = FakeMx([make_transaction(date=_days_ago(40), updated_at=_at(_days_ago(40)))])
+    _sync(warehouse, mx)
+    _sync(warehouse, mx, "run-2")
+    first, changed, recent = mx.queries
+    assert first["from_updated_at"] is None and first["from_date"] == _days_ago(730)
+    # the watermark's day minus one day of overlap: from_updated_at has date precision
+    assert changed["from_updated_at"] == _days_ago(41)
+    assert recent == {"from_date": _days_ago(14), "to_date": TODAY + dt.timedelta(days=5), "from_updated_at": None}
+
+
+def test_a_pending_transaction_that_vanishes_upstream_is_marked_removed_not_deleted(warehouse):
+    pending = make_transaction("TRN-PENDING", status="PENDING", date=_days_ago(1), updated_at=_at(_days_ago(1)))
+    kept = make_transaction("TRN-KEPT", status="PENDING", date=_days_ago(1), updated_at=_at(_days_ago(1)))
+    mx = FakeMx([pending, kept])
+    _sync(warehouse, mx)
+    del mx.transactions["TRN-PENDING"]
+    result = _sync(warehouse, mx, "run-2")
+    assert result.removed == 1
+    with warehouse.connect() as con:
+        rows = con.execute("select guid, removed_at is not null from raw.mx_transactions order by guid").fetchall()
+    assert rows == [("TRN-KEPT", False), ("TRN-PENDING", True)]
+
+
+def test_a_pending_row_older_than_the_look_back_is_still_reconciled(warehouse):
+    old = make_transaction("TRN-OLD", status="PENDING", date=_days_ago(30), updated_at=_at(_days_ago(30)))
+    mx = FakeMx([old])
+    _sync(warehouse, mx)
+    del mx.transactions["TRN-OLD"]
+    assert _sync(warehouse, mx, "run-2").removed == 1
+    assert mx.queries[-1]["from_date"] == _days_ago(30)
+
+
+def test_a_removed_pending_that_reappears_is_live_again(warehouse):
+    pending = make_transaction("TRN-P", status="PENDING", date=_days_ago(1), updated_at=_at(_days_ago(1)))
+    mx = FakeMx([pending])
+    _sync(warehouse, mx)
+    mx.transactions.clear()
+    _sync(warehouse, mx, "run-2")
+    mx.transactions["TRN-P"] = pending
+    _sync(warehouse, mx, "run-3")
+    with warehouse.connect() as con:
+        assert con.execute("select removed_at from raw.mx_transactions").fetchall() == [(None,)]
+
+
+def test_posted_rows_are_never_marked_removed(warehouse):
+    posted = make_transaction("TRN-POSTED", date=_days_ago(2), updated_at=_at(_days_ago(2)))
+    mx = FakeMx([posted])
+    _sync(warehouse, mx)
+    mx.transactions.clear()
+    assert _sync(warehouse, mx, "run-2").removed == 0
+
+
+def test_an_unreadable_page_is_quarantined_and_the_member_is_read_again_next_time(warehouse):
+    transactions = [make_transaction(date=_days_ago(3), updated_at=_at(_days_ago(3))) for _ in range(3)]
+    mx = FakeMx(transactions, fail_after=2)
+    result = _sync(warehouse, mx)
+    assert result.error and "MalformedResponse" in result.error
+    with warehouse.connect() as con:
+        assert con.execute("select reason from ops.quarantine").fetchone()[0].startswith("MalformedResponse")
+        assert con.execute("select last_outcome, transactions_watermark from ops.member_sync").fetchall() == [
+            ("failed", None)
+        ]
+        assert con.execute("select count(*) from raw.mx_transactions").fetchone() == (2,)  # what arrived is kept
+    mx.fail_after = None
+    result = _sync(warehouse, mx, "run-2")
+    assert result.error is None and result.counts.inserted == 1
+    assert mx.queries[-1]["from_updated_at"] is None  # no complete sync yet: the whole history again
+
+
+def test_the_watermark_never_moves_back(warehouse):
+    mx = FakeMx([make_transaction(date=_days_ago(5), updated_at=_at(_days_ago(5)))])
+    _sync(warehouse, mx)
+    mx.transactions.clear()
+    _sync(warehouse, mx, "run-2")
+    with warehouse.connect() as con:
+        (watermark,) = con.execute("select transactions_watermark from ops.member_sync").fetchone()
+    assert watermark == _at(_days_ago(5))

@@ -1,0 +1,68 @@
+import datetime as dt
+
+from mx_pipeline.warehouse.rows import Load, to_frame, transaction_row
+from mx_pipeline.warehouse.tables import TRANSACTIONS
+from mx_pipeline.warehouse.upsert import UpsertCounts, upsert
+
+from .conftest import make_transaction
+
+FIRST = Load("run-1", dt.datetime(2026, 11, 25, 8, tzinfo=dt.UTC))
+SECOND = Load("run-2", dt.datetime(2026, 11, 25, 9, tzinfo=dt.UTC))
+
+
+def _frame(transactions, load=FIRST):
+    return to_frame(TRANSACTIONS, [transaction_row(t, load) for t in transactions])
+
+
+def _rows(con):
+    return con.execute("select guid, amount::varchar, run_id from raw.mx_transactions order by guid").fetchall()
+
+
+def test_a_batch_with_duplicate_guids_keeps_the_latest_version(warehouse):
+    # DuckDB's ON CONFLICT keeps the FIRST duplicate of a batch silently; the newer version must win.
+    newer = make_transaction("TRN-A", amount="2.00", updated_at=dt.datetime(2026, 11, 21, tzinfo=dt.UTC))
+    older = make_transaction("TRN-A", amount="1.00", updated_at=dt.datetime(2026, 11, 20, tzinfo=dt.UTC))
+    with warehouse.connect() as con:
+        counts = upsert(con, TRANSACTIONS, _frame([newer, older, make_transaction("TRN-B")]))
+        assert counts == UpsertCounts(inserted=2)
+        assert _rows(con) == [("TRN-A", "2.0000", "run-1"), ("TRN-B", "12.3400", "run-1")]
+
+
+def test_equal_timestamps_let_the_later_row_of_the_batch_win(warehouse):
+    same = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
+    first = make_transaction("TRN-A", amount="1.00", updated_at=same)
+    last = make_transaction("TRN-A", amount="3.00", updated_at=same)
+    with warehouse.connect() as con:
+        upsert(con, TRANSACTIONS, _frame([first, last]))
+        assert _rows(con) == [("TRN-A", "3.0000", "run-1")]
+
+
+def test_rereading_unchanged_rows_writes_nothing_and_keeps_their_load_metadata(warehouse):
+    batch = [make_transaction("TRN-A"), make_transaction("TRN-B")]
+    with warehouse.connect() as con:
+        upsert(con, TRANSACTIONS, _frame(batch, FIRST))
+        assert upsert(con, TRANSACTIONS, _frame(batch, SECOND)) == UpsertCounts(unchanged=2)
+        assert {run for _, _, run in _rows(con)} == {"run-1"}
+
+
+def test_a_changed_row_is_updated_in_place(warehouse):
+    with warehouse.connect() as con:
+        upsert(con, TRANSACTIONS, _frame([make_transaction("TRN-A", status="PENDING")], FIRST))
+        posted = make_transaction("TRN-A", status="POSTED", updated_at=dt.datetime(2026, 11, 22, tzinfo=dt.UTC))
+        assert upsert(con, TRANSACTIONS, _frame([posted], SECOND)) == UpsertCounts(updated=1)
+        assert con.execute("select status, run_id from raw.mx_transactions").fetchall() == [("POSTED", "run-2")]
+
+
+def test_money_and_dates_land_exact(warehouse):
+    txn = make_transaction("TRN-A", amount="1234567.8901", date=dt.date(2026, 2, 28))
+    with warehouse.connect() as con:
+        upsert(con, TRANSACTIONS, _frame([txn]))
+        amount, date, payload = con.execute("select amount, date, payload from raw.mx_transactions").fetchone()
+    assert str(amount) == "1234567.8901"
+    assert date == dt.date(2026, 2, 28)
+    assert '"amount":1234567.8901' in payload  # as MX sent it: no float round trip
+
+
+def test_an_empty_batch_is_a_no_op(warehouse):
+    with warehouse.connect() as con:
+        assert upsert(con, TRANSACTIONS, _frame([])) == UpsertCounts()
