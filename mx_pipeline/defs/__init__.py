@@ -1,0 +1,1 @@
+"""The Dagster code location: wiring only. Loaded folder by folder by ``mx_pipeline.definitions``."""

@@ -1,0 +1,275 @@
+"""Ingest assets: MX users -> members -> member status -> accounts -> transactions, into ``raw``.
+
+Each asset fetches through the ``mx`` resource, writes through ``mx_pipeline.warehouse`` (validated, upserted
+by guid, rejects quarantined) and reports what it did. Every asset writes the one DuckDB file, so all share
+the ``duckdb_warehouse`` pool (limit 1 in the instance config): DuckDB allows a single writing process.
+"""
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from mx_pipeline.defs.resources import MxResource, WarehouseResource
+from mx_pipeline.mx import MalformedResponse, NotFound
+from mx_pipeline.warehouse import ApiCallLog, RawLoader, UpsertCounts, Warehouse, tables
+from mx_pipeline.warehouse.end_users import (
+    add_end_users_from_csv,
+    end_users_to_register,
+    mx_user_guids,
+    record_registrations,
+)
+from mx_pipeline.warehouse.members import (
+    listed_members,
+    members_not_fetched,
+    members_to_fetch,
+    record_status_changes,
+    status_counts,
+)
+from mx_pipeline.warehouse.rows import account_row, member_row, member_status_row, user_row
+from mx_pipeline.warehouse.sync_state import record_sync
+from mx_pipeline.warehouse.tables import TableSpec
+from mx_pipeline.warehouse.transaction_sync import SyncPolicy, sync_member_transactions
+
+POOL = "duckdb_warehouse"
+GROUP = "ingest"
+KINDS = {"python", "duckdb"}
+DEMO_USERS_CSV = Path(__file__).resolve().parents[3] / "data" / "reference" / "demo_users.csv"
+
+
+class UsersConfig(dg.Config):
+    users_csv: str = str(DEMO_USERS_CSV)  # a CSV with an ``id`` column: the end users the data team feeds in
+
+
+class TransactionsConfig(dg.Config):
+    history_days: int = SyncPolicy.history_days
+    reconcile_lookback_days: int = SyncPolicy.reconcile_lookback_days
+    overlap_days: int = SyncPolicy.overlap_days
+
+
+@dg.asset(
+    key=tables.USERS.key_path,
+    group_name=GROUP,
+    kinds=KINDS,
+    pool=POOL,
+    description="One row per MX user of this client (our end user's id is MX's `id`), payload as MX sent it.",
+)
+def mx_users(
+    context: dg.AssetExecutionContext, config: UsersConfig, mx: MxResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
+    csv = Path(config.users_csv)
+    with wh.connect() as con:
+        added = add_end_users_from_csv(con, csv, source=csv.name) if csv.exists() else 0
+    registered: dict[str, str] = {}
+    with mx.client([api_log]) as client, RawLoader(wh, tables.USERS, user_row, run_id=run_id, api_log=api_log) as load:
+        listed = set()
+        for user in client.list_users():
+            load.add(user)
+            listed.add(user.guid)
+        with wh.connect() as con:
+            to_register = end_users_to_register(con, listed)
+        for user_id in to_register:
+            user = client.ensure_user(id=user_id)  # idempotent: looks the id up before creating
+            load.add(user)
+            registered[user_id] = user.guid
+    with wh.connect() as con:
+        record_registrations(con, registered, now=pd.Timestamp.now(tz="UTC"))
+    return _result(
+        wh,
+        tables.USERS,
+        api_log,
+        load.counts,
+        load.quarantined,
+        end_users_added=added,
+        users_registered=len(registered),
+    )
+
+
+@dg.asset(
+    key=tables.MEMBERS.key_path,
+    deps=[mx_users],
+    group_name=GROUP,
+    kinds=KINDS,
+    pool=POOL,
+    description="One row per MX member (a user's connection to one institution), payload as MX listed it.",
+)
+def mx_members(context: dg.AssetExecutionContext, mx: MxResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
+    with wh.connect() as con:
+        user_guids = mx_user_guids(con)
+    with (
+        mx.client([api_log]) as client,
+        RawLoader(wh, tables.MEMBERS, member_row, run_id=run_id, api_log=api_log) as load,
+    ):
+        for user_guid in user_guids:
+            _read_into(load, lambda u=user_guid: client.list_members(u, on_malformed=load.reject))
+    return _result(wh, tables.MEMBERS, api_log, load.counts, load.quarantined, users_read=len(user_guids))
+
+
+@dg.asset(
+    key=tables.MEMBER_STATUS.key_path,
+    deps=[mx_members],
+    group_name=GROUP,
+    kinds=KINDS,
+    pool=POOL,
+    description=(
+        "One row per member: its latest status read (connection_status, is_being_aggregated, ...). "
+        "Status changes are appended to ops.member_status_history."
+    ),
+)
+def member_status(
+    context: dg.AssetExecutionContext, mx: MxResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
+    with wh.connect() as con:
+        members = listed_members(con)
+    spec = tables.MEMBER_STATUS
+    with mx.client([api_log]) as client, RawLoader(wh, spec, _status_row, run_id=run_id, api_log=api_log) as load:
+        for member_guid, user_guid in members:
+            _read_into(load, lambda u=user_guid, m=member_guid: [(client.read_member_status(u, m), u)], member_guid)
+    with wh.connect() as con:
+        changes = record_status_changes(con, run_id=run_id)
+        by_status = status_counts(con)
+    return _result(
+        wh,
+        spec,
+        api_log,
+        load.counts,
+        load.quarantined,
+        status_changes=changes,
+        members_by_status=dg.MetadataValue.json(by_status),
+    )
+
+
+@dg.asset(
+    key=tables.ACCOUNTS.key_path,
+    deps=[member_status],
+    group_name=GROUP,
+    kinds=KINDS,
+    pool=POOL,
+    description="One row per MX account of a member whose fresh status is CONNECTED and not aggregating.",
+)
+def mx_accounts(
+    context: dg.AssetExecutionContext, mx: MxResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
+    with wh.connect() as con:
+        fetchable, not_fetched = members_to_fetch(con), members_not_fetched(con)
+    with (
+        mx.client([api_log]) as client,
+        RawLoader(wh, tables.ACCOUNTS, account_row, run_id=run_id, api_log=api_log) as load,
+    ):
+        for member in fetchable:
+            _read_into(
+                load,
+                lambda m=member: client.list_member_accounts(m.user_guid, m.guid, on_malformed=load.reject),
+                member.guid,
+            )
+    return _result(
+        wh,
+        tables.ACCOUNTS,
+        api_log,
+        load.counts,
+        load.quarantined,
+        members_read=len(fetchable),
+        members_not_fetched=dg.MetadataValue.json({m.guid: m.reason for m in not_fetched}),
+    )
+
+
+@dg.asset(
+    key=tables.TRANSACTIONS.key_path,
+    deps=[mx_accounts],
+    group_name=GROUP,
+    kinds=KINDS,
+    pool=POOL,
+    description=(
+        "One row per MX transaction (pending or posted) of a fetchable member, read incrementally by "
+        "from_updated_at; a pending transaction MX stops listing gets removed_at, it is never deleted."
+    ),
+)
+def mx_transactions(
+    context: dg.AssetExecutionContext, config: TransactionsConfig, mx: MxResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
+    policy = SyncPolicy(config.history_days, config.reconcile_lookback_days, config.overlap_days)
+    with wh.connect() as con:
+        fetchable, not_fetched = members_to_fetch(con), members_not_fetched(con)
+        for member in not_fetched:
+            record_sync(con, member.guid, member.user_guid, outcome="skipped", reason=member.reason, run_id=run_id,
+                        now=pd.Timestamp.now(tz="UTC"))  # fmt: skip
+    results = []
+    # One session for the whole step: each close of the file checkpoints and rewrites the primary-key index,
+    # a cost that grows with the table, so it is paid once per run rather than once per member.
+    with mx.client([api_log]) as client, wh.session():
+        for i, member in enumerate(fetchable, 1):
+            result = sync_member_transactions(
+                wh,
+                member,
+                lambda m=member, **query: client.list_member_transactions(m.user_guid, m.guid, **query),
+                policy=policy,
+                run_id=run_id,
+                api_log=api_log,
+            )
+            results.append(result)
+            context.log.info(f"member {i}/{len(fetchable)} {member.guid}: {result.counts}")
+    counts = sum((r.counts for r in results), UpsertCounts())
+    failed = [r.member_guid for r in results if r.error]
+    for result in results:
+        if result.error:
+            context.log.error(f"member {result.member_guid} failed and will be read again: {result.error}")
+    return _result(
+        wh,
+        tables.TRANSACTIONS,
+        api_log,
+        counts,
+        sum(r.quarantined for r in results),
+        listed=sum(r.listed for r in results),
+        pending_marked_removed=sum(r.removed for r in results),
+        members_synced=len(results) - len(failed),
+        members_failed=dg.MetadataValue.json(failed),
+        members_not_fetched=dg.MetadataValue.json({m.guid: m.reason for m in not_fetched}),
+    )
+
+
+def _status_row(pair, load):
+    status, user_guid = pair
+    return member_status_row(status, user_guid, load)
+
+
+def _read_into(load: RawLoader, read: Callable[[], Iterable], member_guid: str | None = None) -> None:
+    """Queue every record ``read`` yields. An unreadable response is quarantined and the asset goes on;
+    any other MX error (auth, exhausted retries) fails the asset."""
+    try:
+        for record in read():
+            load.add(record)
+    except (MalformedResponse, NotFound) as exc:
+        load.reject_page(f"{type(exc).__name__}: {exc}", member_guid)
+
+
+def _result(
+    wh: Warehouse, spec: TableSpec, api_log: ApiCallLog, counts: UpsertCounts, quarantined: int, **extra
+) -> dg.MaterializeResult:
+    with wh.connect() as con:
+        api_log.flush(con)
+        (rows,) = con.execute(f"select count(*) from {spec.name}").fetchone()
+        preview = con.execute(f"select * exclude (payload) from {spec.name} order by fetched_at desc limit 5").df()
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": int(rows),
+            "inserted": counts.inserted,
+            "updated": counts.updated,
+            "unchanged": counts.unchanged,
+            "quarantined": quarantined,
+            "api_calls": api_log.total,
+            "preview": dg.MetadataValue.md(_markdown(preview)),
+            **extra,
+        }
+    )
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(frame.columns) + " |\n|" + " --- |" * len(frame.columns)
+    lines = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, *lines])

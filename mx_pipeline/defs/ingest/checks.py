@@ -1,0 +1,115 @@
+"""Asset checks on the raw tables: row counts, key uniqueness, quarantine and failed member syncs.
+
+Each check reads the warehouse, so it joins the writers' pool: DuckDB admits no reader beside a writing
+process. A failing check is an ERROR: rows that were not loaded must be looked at, not scrolled past.
+"""
+
+import dagster as dg
+
+from mx_pipeline.defs.ingest.assets import POOL
+from mx_pipeline.defs.resources import WarehouseResource
+from mx_pipeline.warehouse import tables
+from mx_pipeline.warehouse.tables import TableSpec
+
+RAW_TABLES = (tables.USERS, tables.MEMBERS, tables.MEMBER_STATUS, tables.ACCOUNTS, tables.TRANSACTIONS)
+
+
+def _latest_run_id(context: dg.AssetCheckExecutionContext, spec: TableSpec) -> str:
+    """The run that last materialized the table (this run, when the check runs with the asset)."""
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(spec.key_path))
+    return event.run_id if event else context.run.run_id
+
+
+def _guids_are_unique(spec: TableSpec) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=dg.AssetKey(spec.key_path),
+        name="guids_are_unique",
+        pool=POOL,
+        description=f"Every {spec.name} row has its own {spec.key}; reports the row count.",
+    )
+    def check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.open().connect() as con:
+            rows, distinct, null_keys = con.execute(
+                f"select count(*), count(distinct {spec.key}), count(*) - count({spec.key}) from {spec.name}"
+            ).fetchone()
+        return dg.AssetCheckResult(
+            passed=rows == distinct and null_keys == 0,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"row_count": rows, "duplicate_keys": rows - distinct - null_keys, "null_keys": null_keys},
+        )
+
+    return check
+
+
+def _nothing_quarantined(spec: TableSpec) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=dg.AssetKey(spec.key_path),
+        name="nothing_quarantined",
+        pool=POOL,
+        description=f"The last load of {spec.name} put no record in ops.quarantine.",
+    )
+    def check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        run_id = _latest_run_id(context, spec)
+        with warehouse.open().connect() as con:
+            (count,) = con.execute(
+                "select count(*) from ops.quarantine where table_name = ? and run_id = ?", [spec.name, run_id]
+            ).fetchone()
+            reasons = con.execute(
+                """
+                select reason, count(*) as n from ops.quarantine where table_name = ? and run_id = ?
+                group by reason order by n desc limit 5
+                """,
+                [spec.name, run_id],
+            ).fetchall()
+        return dg.AssetCheckResult(
+            passed=count == 0,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"quarantined": count, "top_reasons": dg.MetadataValue.json(dict(reasons)), "run_id": run_id},
+        )
+
+    return check
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(tables.TRANSACTIONS.key_path),
+    pool=POOL,
+    description="No fetchable member's last transaction sync failed (a failed member is read again next run).",
+)
+def no_member_sync_failed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.open().connect() as con:
+        failed = con.execute(
+            "select member_guid, last_reason from ops.member_sync where last_outcome = 'failed' order by member_guid"
+        ).fetchall()
+        outcomes = dict(con.execute("select last_outcome, count(*) from ops.member_sync group by 1").fetchall())
+    return dg.AssetCheckResult(
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"members_by_outcome": dg.MetadataValue.json(outcomes), "failed": dg.MetadataValue.json(dict(failed))},
+    )
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(tables.TRANSACTIONS.key_path),
+    pool=POOL,
+    description="Every transaction belongs to an account in raw.mx_accounts.",
+)
+def transactions_belong_to_known_accounts(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.open().connect() as con:
+        (orphans,) = con.execute(
+            """
+            select count(*) from raw.mx_transactions as t
+            where not exists (select 1 from raw.mx_accounts as a where a.guid = t.account_guid)
+            """
+        ).fetchone()
+    return dg.AssetCheckResult(passed=orphans == 0, severity=dg.AssetCheckSeverity.WARN, metadata={"orphans": orphans})
+
+
+guid_checks = [_guids_are_unique(spec) for spec in RAW_TABLES]
+quarantine_checks = [_nothing_quarantined(spec) for spec in RAW_TABLES]
+
+INGEST_CHECKS = [*guid_checks, *quarantine_checks, no_member_sync_failed, transactions_belong_to_known_accounts]
+
+
+def checks_of(asset_key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:
+    """The ingest checks on one asset (to run them with it outside the code location, as the demo does)."""
+    return [c for c in INGEST_CHECKS if any(k.asset_key == asset_key for k in c.check_keys)]
