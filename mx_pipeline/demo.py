@@ -1,0 +1,149 @@
+"""``mx-pipeline demo``: the whole ingest, end to end, on the built-in sandbox (or on MX when configured).
+
+Starts the sandbox in-process, registers the demo users from ``data/reference/demo_users.csv``, connects
+their banks the way the Connect widget would (MX Bank test passwords: most connect, one is left CHALLENGED,
+one is DENIED), materializes every ingest asset with its checks, and prints what landed where.
+"""
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+import dagster as dg
+
+from mx_pipeline import settings
+from mx_pipeline.defs.ingest import assets, checks
+from mx_pipeline.defs.resources import MxResource, WarehouseResource, mx_resource
+from mx_pipeline.mx import MxClient
+from mx_pipeline.warehouse import Warehouse
+
+# MX Bank test credentials (username mxuser): the password chooses how the connection ends.
+DEMO_PASSWORDS = {
+    "demo-ada": "password",
+    "demo-grace": "password",
+    "demo-alan": "password",
+    "demo-katherine": "challenge",  # left CHALLENGED: the MFA answer is never given
+    "demo-edsger": "UNAUTHORIZED",  # DENIED: bad credentials
+}
+STEPS = [assets.mx_users, assets.mx_members, assets.member_status, assets.mx_accounts, assets.mx_transactions]
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def run_demo() -> int:
+    """Run the demo; the exit code is 0 when every asset materialized and every check passed."""
+    configured = settings.MxSettings.from_env()
+    with _mx(configured) as mx:
+        warehouse = _fresh_demo_warehouse() if configured.is_sandbox else Warehouse(_default_warehouse_path())
+        resources = {"mx": mx, "warehouse": WarehouseResource(path=str(warehouse.path))}
+        ok = _materialize(STEPS[:1], resources)
+        if configured.is_sandbox:
+            _connect_demo_members(mx, warehouse)
+        ok = _materialize(STEPS[1:], resources) and ok
+        _print_summary(warehouse)
+    return 0 if ok else 1
+
+
+@contextlib.contextmanager
+def _mx(configured: settings.MxSettings) -> Iterator[MxResource]:
+    if not configured.is_sandbox:
+        print(f"Using MX at {configured.base_url} (credentials from MX_CLIENT_ID / MX_API_KEY).")
+        yield mx_resource()
+        return
+    from mx_pipeline.sandbox.server import running_sandbox  # only the demo needs the sandbox server
+
+    print("No MX credentials set: starting the built-in MX sandbox ...")
+    with running_sandbox(seed=0) as sandbox:
+        print(f"  sandbox listening at {sandbox.base_url}")
+        yield MxResource(base_url=sandbox.base_url, client_id=configured.client_id, api_key=configured.api_key)
+
+
+def _default_warehouse_path():
+    return settings.data_dir() / "warehouse.duckdb"
+
+
+def _fresh_demo_warehouse() -> Warehouse:
+    # The sandbox forgets everything when it stops, so its guids mean nothing to an older warehouse: start afresh.
+    path = settings.data_dir() / "demo" / "warehouse.duckdb"
+    for stale in (path, path.with_name(path.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    return Warehouse(path)
+
+
+def _materialize(steps: list[dg.AssetsDefinition], resources: dict) -> bool:
+    ok = True
+    for step in steps:
+        started = time.monotonic()
+        print(f"  materializing {step.key.to_user_string():22}", end="", flush=True)
+        result = dg.materialize(
+            [step, *checks.checks_of(step.key)], resources=resources, run_config=QUIET, raise_on_error=False
+        )
+        metadata = {
+            k: v.value for e in result.get_asset_materialization_events() for k, v in e.materialization.metadata.items()
+        }
+        failed_checks = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
+        ok = ok and result.success and not failed_checks
+        outcome = "FAILED" if not result.success else f"{metadata.get('dagster/row_count', 0):>6} rows"
+        print(
+            f" {outcome}  new {metadata.get('inserted', 0)}, updated {metadata.get('updated', 0)},"
+            f" quarantined {metadata.get('quarantined', 0)}, {metadata.get('api_calls', 0)} API calls"
+            f" ({time.monotonic() - started:.1f} s)" + (f"  checks failed: {failed_checks}" if failed_checks else "")
+        )
+    return ok
+
+
+def _connect_demo_members(mx: MxResource, warehouse: Warehouse, timeout_seconds: float = 60.0) -> None:
+    """Connect each demo user's bank through the API, as the Connect widget would, and wait for aggregation."""
+    with warehouse.connect() as con:
+        registered = dict(
+            con.execute("select id, mx_user_guid from ops.end_users where mx_user_guid is not null").fetchall()
+        )
+    print(f"Connecting {len(DEMO_PASSWORDS)} demo users to MX Bank ...")
+    with mx.client() as client:
+        fields = {c.field_name: c.guid for c in client.list_institution_credentials("mxbank")}
+        members = []
+        for user_id, password in DEMO_PASSWORDS.items():
+            credentials = {fields["LOGIN"]: "mxuser", fields["PASSWORD"]: password}
+            members.append(
+                (
+                    registered[user_id],
+                    client.create_member(registered[user_id], institution_code="mxbank", credentials=credentials).guid,
+                )
+            )
+        _wait_for_aggregation(client, members, timeout_seconds)
+
+
+def _wait_for_aggregation(client: MxClient, members: list[tuple[str, str]], timeout_seconds: float) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    waiting = set(members)
+    while waiting and time.monotonic() < deadline:
+        waiting = {(u, m) for u, m in waiting if client.read_member_status(u, m).is_being_aggregated}
+        if waiting:
+            time.sleep(0.5)
+    print(f"  {len(members) - len(waiting)} of {len(members)} connections finished aggregating")
+
+
+def _print_summary(warehouse: Warehouse) -> None:
+    with warehouse.connect() as con:
+        by_status = con.execute(
+            "select coalesce(connection_status, 'null'), count(*) from raw.mx_member_status group by 1 order by 1"
+        ).fetchall()
+        (accounts,) = con.execute("select count(*) from raw.mx_accounts").fetchone()
+        transactions, pending = con.execute(
+            """
+            select count(*), count(*) filter (where status = 'PENDING' and removed_at is null)
+            from raw.mx_transactions
+            """
+        ).fetchone()
+        (quarantined,) = con.execute("select count(*) from ops.quarantine").fetchone()
+        (calls,) = con.execute("select count(*) from ops.api_calls").fetchone()
+    print("\nSummary")
+    print("  members by status: " + ", ".join(f"{status} {n}" for status, n in by_status))
+    print(f"  accounts:          {accounts}")
+    print(f"  transactions:      {transactions} ({pending} pending)")
+    print(f"  quarantined rows:  {quarantined}")
+    print(f"  MX API calls:      {calls}")
+    print(f"  warehouse:         {warehouse.path}")
+    print(f"\nQuery it from Python: duckdb.connect({str(warehouse.path)!r}).sql('from raw.mx_transactions limit 5')")
+    print("See the asset graph and run it from the Dagster UI (sandbox, connect service and `dagster dev -w")
+    print("workspace.yaml` with the project's instance config, against data/warehouse.duckdb):")
+    print("  make dev")
