@@ -1,6 +1,8 @@
 """``mx-pipeline``: the project's command line.
 
-mx-pipeline sandbox [--host H] [--port P] [--seed N] [--latency-ms N] [--fault-rate R]
+mx-pipeline sandbox [--host H] [--port P] [--seed N] [--latency-ms N] [--fault-rate R] [--webhook-url U]
+mx-pipeline serve [--host H] [--port P]
+mx-pipeline dev
 mx-pipeline demo
 """
 
@@ -14,7 +16,19 @@ from mx_pipeline import settings
 def _sandbox(args: argparse.Namespace) -> int:
     from mx_pipeline.sandbox.server import serve
 
-    serve(args.host, args.port, seed=args.seed, latency_ms=args.latency_ms, fault_rate=args.fault_rate)
+    configured = settings.SandboxSettings.from_env()
+    serve(
+        args.host or configured.host,
+        args.port or configured.port,
+        seed=args.seed,
+        latency_ms=args.latency_ms,
+        fault_rate=args.fault_rate,
+        client_id=configured.client_id,
+        api_key=configured.api_key,
+        webhook_url=args.webhook_url or configured.webhook_url,
+        webhook_username=configured.webhook_username,
+        webhook_password=configured.webhook_password,
+    )
     return 0
 
 
@@ -42,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     sandbox = commands.add_parser("sandbox", help="serve the built-in MX sandbox (a local MX Platform API)")
-    sandbox.add_argument("--host", default=settings.SANDBOX_HOST)
-    sandbox.add_argument("--port", type=int, default=settings.SANDBOX_PORT)
+    sandbox.add_argument("--host", default=None, help="default: MX_SANDBOX_HOST or 127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=None, help="default: MX_SANDBOX_PORT or 8765")
+    sandbox.add_argument("--webhook-url", default=None, help="default: MX_SANDBOX_WEBHOOK_URL (unset: no webhooks)")
     sandbox.add_argument("--seed", type=int, default=0, help="deterministic data and behaviour")
     sandbox.add_argument("--latency-ms", type=int, default=0, help="added to every response")
     sandbox.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail (0..1)")

@@ -7,6 +7,7 @@ dagster honours only when started with job control (see ../shared/research/stack
 """
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -36,6 +37,15 @@ def _stop(processes: list[subprocess.Popen]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def _sandbox_webhooks_to_the_connect_service() -> dict[str, str]:
+    """The sandbox posts its webhooks to our connect service, as MX would, with credentials both sides share."""
+    connect = settings.ConnectSettings.from_env()
+    env = {"MX_SANDBOX_WEBHOOK_URL": f"{connect.public_url}/webhooks/mx"}
+    if not (connect.webhook_username and connect.webhook_password):
+        env |= {"MX_WEBHOOK_USERNAME": "sandbox-webhooks", "MX_WEBHOOK_PASSWORD": secrets.token_urlsafe(18)}
+    return env
+
+
 def run_dev() -> int:
     mx = settings.MxSettings.from_env()
     home = (settings.data_dir() / "dagster_home").resolve()
@@ -44,6 +54,7 @@ def run_dev() -> int:
     bin_dir = Path(sys.executable).parent
     commands = []
     if mx.is_sandbox:
+        env |= _sandbox_webhooks_to_the_connect_service()
         commands.append([str(bin_dir / "mx-pipeline"), "sandbox"])
     commands.append([str(bin_dir / "mx-pipeline"), "serve"])
     commands.append([str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(DAGSTER_PORT)])

@@ -3,7 +3,8 @@
 Variables (all optional):
 - ``MX_BASE_URL``, ``MX_CLIENT_ID``, ``MX_API_KEY``: the MX Platform API. With no client id and key set,
   everything points at the built-in sandbox (``mx-pipeline sandbox``) and its default credentials.
-- ``MX_SANDBOX_HOST``, ``MX_SANDBOX_PORT``: where the built-in sandbox listens (127.0.0.1:8765).
+- ``MX_SANDBOX_HOST``, ``MX_SANDBOX_PORT``: where the built-in sandbox listens (127.0.0.1:8765);
+  ``MX_SANDBOX_WEBHOOK_URL``: where it POSTs MX-style webhooks (with the ``MX_WEBHOOK_*`` credentials).
 - ``MX_PIPELINE_DATA_DIR``: run-time state (warehouse, spool, Dagster home); defaults to ``./data``.
 - ``MX_PIPELINE_CONNECT_URL``: the connect service's public base URL (links in notifications point here);
   ``MX_PIPELINE_CONNECT_HOST`` / ``MX_PIPELINE_CONNECT_PORT``: where ``mx-pipeline serve`` listens.
@@ -48,6 +49,33 @@ class MxSettings:
             return cls(base_url=base_url, client_id=client_id, api_key=api_key, is_sandbox=False)
         base_url = os.environ.get("MX_BASE_URL", f"http://{host}:{port}")
         return cls(base_url=base_url, client_id=SANDBOX_CLIENT_ID, api_key=SANDBOX_API_KEY, is_sandbox=True)
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """How ``mx-pipeline sandbox`` serves: where, which credentials it accepts, where it sends webhooks."""
+
+    host: str
+    port: int
+    client_id: str
+    api_key: str = field(repr=False)
+    webhook_url: str | None = None
+    webhook_username: str | None = None
+    webhook_password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls) -> "SandboxSettings":
+        # Started with MX_CLIENT_ID / MX_API_KEY, the sandbox accepts exactly those (a second process pointed at
+        # it with MX_BASE_URL then works unchanged); otherwise its published defaults.
+        return cls(
+            host=os.environ.get("MX_SANDBOX_HOST", SANDBOX_HOST),
+            port=int(os.environ.get("MX_SANDBOX_PORT", SANDBOX_PORT)),
+            client_id=os.environ.get("MX_CLIENT_ID") or SANDBOX_CLIENT_ID,
+            api_key=os.environ.get("MX_API_KEY") or SANDBOX_API_KEY,
+            webhook_url=os.environ.get("MX_SANDBOX_WEBHOOK_URL") or None,
+            webhook_username=os.environ.get("MX_WEBHOOK_USERNAME") or None,
+            webhook_password=os.environ.get("MX_WEBHOOK_PASSWORD") or None,
+        )
 
 
 def data_dir() -> Path:

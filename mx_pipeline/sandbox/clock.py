@@ -21,6 +21,15 @@ class SandboxClock:
             elapsed = timedelta() if self._frozen else timedelta(seconds=time.monotonic() - self._started_monotonic)
             return self._start + elapsed + self._offset
 
+    def elapsed_seconds(self) -> float:
+        """Seconds since start as rate windows see them: real time plus every advance, even when frozen.
+
+        A frozen calendar keeps test data deterministic, but a request window that never slides would punish
+        a client for pacing itself in real time.
+        """
+        with self._lock:
+            return time.monotonic() - self._started_monotonic + self._offset.total_seconds()
+
     def advance(self, seconds: float) -> datetime:
         """Move time forward by ``seconds`` and return the new now."""
         if seconds < 0:

@@ -16,7 +16,7 @@ from mx_pipeline.sandbox.world import World
 
 
 class RateLimiter:
-    """Sliding windows in sandbox-clock seconds. Only admitted requests count against a window."""
+    """Sliding windows in the sandbox clock's elapsed seconds. Only admitted requests count against a window."""
 
     def __init__(self, world: World) -> None:
         self.world = world
@@ -27,7 +27,7 @@ class RateLimiter:
     def admit(self, user_guid: str | None, member_guid: str | None, is_job_request: bool) -> None:
         """Count one request, or raise a 429 ``MxError`` (and maybe degrade the member). Caller holds the lock."""
         config = self.world.config
-        now = self.world.now().timestamp()
+        now = self.world.clock.elapsed_seconds()
         window = config.rate_limit_window_seconds
         checks = []
         if user_guid:
@@ -39,7 +39,7 @@ class RateLimiter:
             if len(stamps) >= limit:
                 retry_after = max(1, math.ceil(stamps[0] + window - now))
                 self.world.rate_limited[key] += 1
-                if member_guid:
+                if key.startswith("member:"):  # only abuse of the member's own limit degrades it
                     self._note_member_429(member_guid, now)
                 raise MxError(
                     429,

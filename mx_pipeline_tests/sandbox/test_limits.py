@@ -1,5 +1,7 @@
 """Per-user and per-member limits answer 429, and abuse DEGRADES the member with the cause on record."""
 
+import time
+
 LIMITS = {"rate_limit_window_seconds": 10, "member_requests_per_window": 5, "user_requests_per_window": 1000}
 
 
@@ -28,6 +30,22 @@ def test_the_per_user_limit_covers_every_path_under_the_user(start_sandbox):
     other = mx.create_user("user-2")
     assert mx.get(f"/users/{other}/members").status_code == 200
     assert mx.sandbox.world.rate_limited == {f"user:{user}": 1}
+
+
+def test_windows_slide_in_real_time_even_when_the_calendar_is_frozen(start_sandbox):
+    mx = start_sandbox(rate_limit_window_seconds=0.5, member_requests_per_window=2, user_requests_per_window=1000)
+    user, member = mx.connected_member()
+    assert [mx.get(member_path(user, member)).status_code for _ in range(2)] == [200, 429]
+    time.sleep(0.6)  # a client that waits out Retry-After in real time is let through
+    assert mx.get(member_path(user, member)).status_code == 200
+
+
+def test_the_user_limit_never_counts_toward_degrading_a_member(start_sandbox):
+    mx = start_sandbox(user_requests_per_window=3, member_requests_per_window=1000, abuse_429s_before_degrade=2)
+    user, member = mx.connected_member()
+    codes = [mx.get(member_path(user, member)).status_code for _ in range(6)]
+    assert codes.count(429) >= 3
+    assert mx.admin("GET", "truth")["abuse_degradations"] == []
 
 
 def test_repeated_429s_degrade_the_member_and_record_the_abuse(start_sandbox):

@@ -1,5 +1,6 @@
 """Starting and stopping the sandbox: in-process for tests, and the blocking ``serve`` the CLI calls."""
 
+import os
 import socket
 import subprocess
 import sys
@@ -65,6 +66,32 @@ def test_serve_blocks_serving_the_api_until_stopped():
             except requests.ConnectionError:
                 time.sleep(0.1)
         assert response.json()["institution"]["code"] == "mxbank"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_the_cli_sandbox_listens_where_the_environment_says_and_accepts_its_credentials():
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MX_")} | {
+        "MX_SANDBOX_PORT": str(port),
+        "MX_CLIENT_ID": "team-client",
+        "MX_API_KEY": "team-key",
+    }
+    cli = Path(sys.executable).with_name("mx-pipeline")
+    process = subprocess.Popen([str(cli), "sandbox"], cwd=REPO, env=env, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/institutions/mxbank"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                ours = requests.get(url, auth=("team-client", "team-key"), headers={"Accept": MX_MEDIA_TYPE}, timeout=1)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "the CLI sandbox never listened on MX_SANDBOX_PORT"
+                time.sleep(0.1)
+        assert ours.status_code == 200
+        assert requests.get(url, auth=AUTH, headers={"Accept": MX_MEDIA_TYPE}, timeout=1).status_code == 401
     finally:
         process.terminate()
         process.wait(timeout=10)
