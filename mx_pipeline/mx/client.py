@@ -72,14 +72,14 @@ class MxClient:
 
     def ensure_user(self, *, id: str, email: str | None = None, metadata: str | None = None) -> User:
         """The MX user for our user ``id``: found by ``?id=`` first, created only when absent."""
-        existing = next(self.list_users(id=id), None)
+        existing = next((u for u in self.list_users(id=id) if u.id == id), None)
         if existing is not None:
             return existing
         try:
             return self.create_user(id=id, email=email, metadata=metadata)
         except Conflict:
             # Another process created it between our look-up and our create.
-            found = next(self.list_users(id=id), None)
+            found = next((u for u in self.list_users(id=id) if u.id == id), None)
             if found is None:
                 raise
             return found
@@ -223,7 +223,11 @@ class MxClient:
         """Update credentials (which starts an aggregation unless ``skip_aggregation``), id or metadata."""
         creds = [{"guid": g, "value": v} for g, v in credentials.items()] if credentials is not None else None
         body = {"member": _present(credentials=creds, id=id, metadata=metadata, skip_aggregation=skip_aggregation)}
-        return self._member_call("PUT", MEMBER, user_guid, member_guid, Member, json_body=body)
+        # A PUT by HTTP's rules, but one carrying credentials starts a job at the bank: a repeat after a 5xx
+        # or a read timeout could sign in twice, so only id/metadata updates are retried.
+        return self._member_call(
+            "PUT", MEMBER, user_guid, member_guid, Member, json_body=body, idempotent=credentials is None
+        )
 
     def delete_member(self, user_guid: str, member_guid: str) -> None:
         """Delete a member with its accounts and transactions (204)."""
@@ -264,7 +268,10 @@ class MxClient:
         """Answer MFA challenges (challenge guid -> answer) and resume the job (202)."""
         challenges = [{"guid": guid, "value": value} for guid, value in answers.items()]
         body = {"member": {"challenges": challenges}}
-        return self._member_call("PUT", MEMBER + "/resume", user_guid, member_guid, Member, json_body=body)
+        # Never repeated on doubt: a second delivery of MFA answers can count as a second (failed) attempt.
+        return self._member_call(
+            "PUT", MEMBER + "/resume", user_guid, member_guid, Member, json_body=body, idempotent=False
+        )
 
     def list_member_credentials(self, user_guid: str, member_guid: str) -> list[Credential]:
         params = {"user_guid": user_guid, "member_guid": member_guid}
@@ -379,4 +386,7 @@ def _present(**fields: Any) -> dict[str, Any]:
 def _iso_date(value: dt.date | None) -> str | None:
     if value is None:
         return None
-    return (value.date() if isinstance(value, dt.datetime) else value).isoformat()
+    if isinstance(value, dt.datetime):
+        # MX's dates are UTC calendar days: an aware timestamp is moved to UTC before its date is taken.
+        value = value.astimezone(dt.UTC).date() if value.tzinfo else value.date()
+    return value.isoformat()

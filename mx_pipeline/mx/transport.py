@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import requests
 import simplejson
+import urllib3
 
 from mx_pipeline.mx import errors
 from mx_pipeline.mx.rate_limit import RateLimiter
@@ -126,10 +127,7 @@ class Transport:
                 )
             except requests.RequestException as exc:
                 observe(started, clock, attempt, None, None, exc)
-                # A request that never connected cannot have done anything at MX: always safe to repeat.
-                # One that timed out while reading may have, so it is repeated only when idempotent.
-                never_sent = isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.ReadTimeout)
-                if attempt < self.retry.max_attempts and (never_sent or safe_to_repeat):
+                if attempt < self.retry.max_attempts and (_never_connected(exc) or safe_to_repeat):
                     self._back_off(attempt, None, method, path_template, repr(exc))
                     continue
                 raise errors.ConnectionFailed(
@@ -177,6 +175,21 @@ class Transport:
                 observer(call)
             except Exception:  # an observer (e.g. the call log) must never break the call itself
                 LOGGER.exception("API call observer failed")
+
+
+def _never_connected(exc: requests.RequestException) -> bool:
+    """Did the request fail before a connection existed? Then MX cannot have acted on it: safe to repeat.
+
+    requests raises ``ConnectionError`` both for a refused connection and for one dropped after the request
+    was sent (urllib3's ``ProtocolError``); only the first is harmless to repeat for a create.
+    """
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError) or isinstance(exc, requests.ReadTimeout):
+        return False
+    cause = exc.args[0] if exc.args else None
+    cause = getattr(cause, "reason", cause)  # urllib3's MaxRetryError wraps the underlying error
+    return isinstance(cause, urllib3.exceptions.NewConnectionError)
 
 
 def _request_id(headers: Mapping[str, str]) -> str | None:

@@ -4,6 +4,7 @@ import logging
 
 import pytest
 import requests
+import urllib3
 
 from mx_pipeline.mx import (
     AuthError,
@@ -93,11 +94,25 @@ def test_persistent_server_errors_raise_after_the_cap(mx_api, client, sleeps):
     assert len(mx_api.calls) == 4
 
 
-def test_connection_errors_are_retried_even_for_creates(mx_api, client, sleeps):
-    mx_api.add("POST", MEMBERS_URL, body=requests.ConnectionError("connection refused"))
+def _refused() -> requests.ConnectionError:
+    """What requests raises when nothing listens: urllib3's MaxRetryError around a NewConnectionError."""
+    refused = urllib3.exceptions.NewConnectionError(None, "Connection refused")
+    return requests.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/users", reason=refused))
+
+
+def test_a_refused_connection_is_retried_even_for_creates(mx_api, client, sleeps):
+    mx_api.add("POST", MEMBERS_URL, body=_refused())
     mx_api.add("POST", MEMBERS_URL, status=202, **member_ok())
     client.create_member(USER_GUID, institution_code="mxbank", credentials={"CRD-1": "x"})
     assert len(mx_api.calls) == 2
+
+
+def test_a_connection_dropped_after_sending_a_create_is_not_repeated(mx_api, client, sleeps):
+    dropped = urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))
+    mx_api.add("POST", MEMBERS_URL, body=requests.ConnectionError(dropped))
+    with pytest.raises(ConnectionFailed):
+        client.create_member(USER_GUID, institution_code="mxbank", credentials={"CRD-1": "x"})
+    assert len(mx_api.calls) == 1  # MX may have created the member: a repeat would 409 or double it
 
 
 def test_read_timeouts_are_retried_only_for_idempotent_requests(mx_api, client, sleeps):
@@ -108,6 +123,16 @@ def test_read_timeouts_are_retried_only_for_idempotent_requests(mx_api, client, 
     with pytest.raises(ConnectionFailed, match="ReadTimeout"):
         client.create_member(USER_GUID, institution_code="mxbank", credentials={"CRD-1": "x"})
     assert len(mx_api.calls) == 3
+
+
+def test_mfa_answers_and_new_credentials_are_never_sent_twice(mx_api, client, sleeps):
+    mx_api.add("PUT", f"{MEMBER_URL}/resume", status=503, json=ERROR)
+    with pytest.raises(ServerError):
+        client.resume_aggregation(USER_GUID, MEMBER_GUID, {"CRD-1": "answer"})
+    mx_api.add("PUT", MEMBER_URL, status=503, json=ERROR)
+    with pytest.raises(ServerError):
+        client.update_member(USER_GUID, MEMBER_GUID, credentials={"CRD-1": "new-password"})
+    assert len(mx_api.calls) == 2
 
 
 def test_unreachable_mx_raises_connection_failed_after_the_cap(mx_api, client, sleeps):
