@@ -11,11 +11,12 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from mx_pipeline import settings
-from mx_pipeline.defs.ingest import assets, checks
+from mx_pipeline import definitions, settings
+from mx_pipeline.defs.ingest.assets import MEMBER_ROUTES
+from mx_pipeline.defs.lifecycle.gate import RECONNECT_NOTIFICATIONS
 from mx_pipeline.defs.resources import MxResource, WarehouseResource, mx_resource
 from mx_pipeline.mx import MxClient
-from mx_pipeline.warehouse import Warehouse
+from mx_pipeline.warehouse import Warehouse, tables
 
 # MX Bank test credentials (username mxuser): the password chooses how the connection ends.
 DEMO_PASSWORDS = {
@@ -25,7 +26,15 @@ DEMO_PASSWORDS = {
     "demo-katherine": "challenge",  # left CHALLENGED: the MFA answer is never given
     "demo-edsger": "UNAUTHORIZED",  # DENIED: bad credentials
 }
-STEPS = [assets.mx_users, assets.mx_members, assets.member_status, assets.mx_accounts, assets.mx_transactions]
+# The code location's ``ingest`` job, a step at a time so that progress shows as it goes.
+STEPS = [
+    [tables.USERS.key_path],
+    [tables.MEMBERS.key_path],
+    [tables.MEMBER_STATUS.key_path],
+    [MEMBER_ROUTES.path, RECONNECT_NOTIFICATIONS.path],  # the status gate and the notifications it decides
+    [tables.ACCOUNTS.key_path],
+    [tables.TRANSACTIONS.key_path],
+]
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -34,11 +43,13 @@ def run_demo() -> int:
     configured = settings.MxSettings.from_env()
     with _mx(configured) as mx:
         warehouse = _fresh_demo_warehouse() if configured.is_sandbox else Warehouse(_default_warehouse_path())
-        resources = {"mx": mx, "warehouse": WarehouseResource(path=str(warehouse.path))}
-        ok = _materialize(STEPS[:1], resources)
+        location = definitions.defs()
+        resources = {**location.resources, "mx": mx, "warehouse": WarehouseResource(path=str(warehouse.path))}
+        definitions_ = [*location.assets, *location.asset_checks]
+        ok = _materialize(definitions_, STEPS[:1], resources)
         if configured.is_sandbox:
             _connect_demo_members(mx, warehouse)
-        ok = _materialize(STEPS[1:], resources) and ok
+        ok = _materialize(definitions_, STEPS[1:], resources) and ok
         _print_summary(warehouse)
     return 0 if ok else 1
 
@@ -69,26 +80,39 @@ def _fresh_demo_warehouse() -> Warehouse:
     return Warehouse(path)
 
 
-def _materialize(steps: list[dg.AssetsDefinition], resources: dict) -> bool:
+def _materialize(definitions_: list, steps: list[list[list[str]]], resources: dict) -> bool:
+    """Materialize the code location's assets (and their checks) a step at a time, printing what each did."""
     ok = True
-    for step in steps:
+    for keys in steps:
         started = time.monotonic()
-        print(f"  materializing {step.key.to_user_string():22}", end="", flush=True)
+        print(f"  materializing {' + '.join('/'.join(k) for k in keys)} ...", flush=True)
+        selection = [dg.AssetKey(k) for k in keys]
         result = dg.materialize(
-            [step, *checks.checks_of(step.key)], resources=resources, run_config=QUIET, raise_on_error=False
+            definitions_, selection=selection, resources=resources, run_config=QUIET, raise_on_error=False
         )
-        metadata = {
-            k: v.value for e in result.get_asset_materialization_events() for k, v in e.materialization.metadata.items()
-        }
         failed_checks = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
         ok = ok and result.success and not failed_checks
-        outcome = "FAILED" if not result.success else f"{metadata.get('dagster/row_count', 0):>6} rows"
+        for event in result.get_asset_materialization_events():
+            print(f"    {event.asset_key.to_user_string():28} {_describe(event.materialization.metadata)}")
+        if not result.success:
+            print("    FAILED: see the errors above")
         print(
-            f" {outcome}  new {metadata.get('inserted', 0)}, updated {metadata.get('updated', 0)},"
-            f" quarantined {metadata.get('quarantined', 0)}, {metadata.get('api_calls', 0)} API calls"
-            f" ({time.monotonic() - started:.1f} s)" + (f"  checks failed: {failed_checks}" if failed_checks else "")
+            f"    ({time.monotonic() - started:.1f} s)" + (f"  checks failed: {failed_checks}" if failed_checks else "")
         )
     return ok
+
+
+def _describe(metadata: dict) -> str:
+    value = {k: v.value for k, v in metadata.items()}
+    if "members_by_route" in value:
+        return "members by route: " + ", ".join(f"{r} {n}" for r, n in sorted(value["members_by_route"].items()))
+    if "delivered" in value:
+        return f"{value['dagster/row_count']} notifications in the outbox, {value['delivered']} delivered now"
+    return (
+        f"{value.get('dagster/row_count', 0):>6} rows  new {value.get('inserted', 0)},"
+        f" updated {value.get('updated', 0)}, quarantined {value.get('quarantined', 0)},"
+        f" {value.get('api_calls', 0)} API calls"
+    )
 
 
 def _connect_demo_members(mx: MxResource, warehouse: Warehouse, timeout_seconds: float = 60.0) -> None:
@@ -136,12 +160,19 @@ def _print_summary(warehouse: Warehouse) -> None:
         ).fetchone()
         (quarantined,) = con.execute("select count(*) from ops.quarantine").fetchone()
         (calls,) = con.execute("select count(*) from ops.api_calls").fetchone()
+        notifications = con.execute(
+            "select connect_mode, count(*) from ops.reconnect_notifications group by 1 order by 1"
+        ).fetchall()
     print("\nSummary")
     print("  members by status: " + ", ".join(f"{status} {n}" for status, n in by_status))
     print(f"  accounts:          {accounts}")
     print(f"  transactions:      {transactions} ({pending} pending)")
     print(f"  quarantined rows:  {quarantined}")
     print(f"  MX API calls:      {calls}")
+    print(
+        "  notifications:     "
+        + (", ".join(f"{n} to open Connect in {mode} mode" for mode, n in notifications) or "none")
+    )
     print(f"  warehouse:         {warehouse.path}")
     print(f"\nQuery it from Python: duckdb.connect({str(warehouse.path)!r}).sql('from raw.mx_transactions limit 5')")
     print("See the asset graph and run it from the Dagster UI (sandbox, connect service and `dagster dev -w")

@@ -12,6 +12,8 @@ Variables (all optional):
   (configured in MX's Client Dashboard). Unset: the webhook endpoint refuses every delivery.
 - ``MX_PIPELINE_API_TOKEN``: the bearer token the product backend presents to the connect service's /v1 API.
   Unset: the /v1 API is open (development only; bind to loopback).
+- ``MX_PIPELINE_NOTIFY_URL``, ``MX_PIPELINE_NOTIFY_TOKEN``: the product backend endpoint that receives reconnect
+  notifications (POST, JSON) and its bearer token. Unset: notifications are logged and kept in the outbox.
 - ``MX_PIPELINE_LINK_SECRET``: signs reconnect links and Connect callback state. Unset: a random secret is
   created once under the data directory (git-ignored, mode 0600) so links survive restarts.
 """
@@ -126,6 +128,21 @@ def _local_link_secret() -> str:
         finally:
             candidate.unlink()
     return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """Where reconnect notifications are POSTed (``MX_PIPELINE_NOTIFY_URL``); unset: logged and kept in the outbox.
+
+    ``MX_PIPELINE_NOTIFY_TOKEN``, if set, is sent as a bearer token; only its presence is read here.
+    """
+
+    url: str | None
+    has_token: bool
+
+    @classmethod
+    def from_env(cls) -> "NotifySettings":
+        return cls(os.environ.get("MX_PIPELINE_NOTIFY_URL") or None, bool(os.environ.get("MX_PIPELINE_NOTIFY_TOKEN")))
 
 
 def spool_dir() -> Path:

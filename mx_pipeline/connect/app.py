@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from mx_pipeline.connect.links import ConnectIntent, InvalidLink, LinkSigner
+from mx_pipeline.connect.links import ConnectIntent, InvalidLink, LinkSigner, reconnect_url
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.connect.webhooks import WebhookReceiver
 from mx_pipeline.lifecycle.routes import ConnectMode
@@ -46,8 +46,7 @@ class ConnectService:
         self.api_token = api_token
 
     def reconnect_link(self, intent: ConnectIntent) -> str:
-        """The link a notification carries: stable for a month, minting a widget URL only when clicked."""
-        return f"{self.public_url}/reconnect/{self.signer.reconnect_token(intent)}"
+        return reconnect_url(self.public_url, self.signer, intent)
 
     def widget_url(self, intent: ConnectIntent, *, is_mobile_webview: bool = False, scheme: str | None = None) -> str:
         """A fresh MX widget URL for ``intent``; Connect sends the user back to our callback when done."""

@@ -52,3 +52,8 @@ def _load(serializer: URLSafeTimedSerializer, token: str, max_age: int) -> Conne
         raise InvalidLink("this link has expired") from None
     except (BadSignature, TypeError):
         raise InvalidLink("this link is not valid") from None
+
+
+def reconnect_url(public_url: str, signer: LinkSigner, intent: ConnectIntent) -> str:
+    """The link a notification carries: stable for a month, minting a widget URL only when clicked."""
+    return f"{public_url.rstrip('/')}/reconnect/{signer.reconnect_token(intent)}"

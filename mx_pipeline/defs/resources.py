@@ -1,4 +1,5 @@
-"""The one place resources are bound: ``mx`` (the MX Platform API) and ``warehouse`` (DuckDB).
+"""The one place resources are bound: ``mx`` (the MX Platform API), ``warehouse`` (DuckDB), and the lifecycle's
+``notifier`` (where reconnect notifications go) and ``connect_links`` (signed reconnect links).
 
 Credentials reach the ``mx`` resource as ``EnvVar``s, so their values never appear in run config or the UI.
 The only load-time decision is whether MX is configured at all; with no credentials, ``mx`` points at the
@@ -11,6 +12,9 @@ from pathlib import Path
 import dagster as dg
 
 from mx_pipeline import settings
+from mx_pipeline.connect.links import ConnectIntent, LinkSigner, reconnect_url
+from mx_pipeline.lifecycle.gate import RoutedMember
+from mx_pipeline.lifecycle.notifier import HttpNotifier, LogNotifier, Notifier
 from mx_pipeline.mx import ApiCall, MxClient, RateLimiter, RateLimits
 from mx_pipeline.warehouse import Warehouse
 
@@ -43,6 +47,39 @@ class WarehouseResource(dg.ConfigurableResource):
         return Warehouse(path, memory_limit=self.memory_limit)
 
 
+class NotifierResource(dg.ConfigurableResource):
+    """How reconnect notifications leave the outbox: the log, or a POST to the product backend."""
+
+    url: str | None = None
+    token: str | None = None
+    max_attempts: int = 5  # per notification, across runs; then it stays undelivered for the data team to see
+
+    def notifier(self) -> Notifier:
+        return HttpNotifier(self.url, token=self.token) if self.url else LogNotifier()
+
+
+class ConnectLinksResource(dg.ConfigurableResource):
+    """Signs the reconnect links notifications carry. The secret is read when a link is made, never configured."""
+
+    public_url: str | None = None  # the connect service as end users reach it; default MX_PIPELINE_CONNECT_URL
+
+    def reconnect_url(self, routed: RoutedMember) -> str:
+        connect = settings.ConnectSettings.from_env()
+        member = routed.member
+        intent = ConnectIntent(
+            member.user_id or "", member.user_guid, routed.rule.connect_mode.value, member.member_guid
+        )
+        return reconnect_url(self.public_url or connect.public_url, LinkSigner(connect.link_secret), intent)
+
+
+def notifier_resource() -> NotifierResource:
+    configured = settings.NotifySettings.from_env()
+    if not configured.url:
+        return NotifierResource()
+    token = dg.EnvVar("MX_PIPELINE_NOTIFY_TOKEN") if configured.has_token else None
+    return NotifierResource(url=configured.url, token=token)
+
+
 def mx_resource() -> MxResource:
     """MX from ``MX_*`` environment variables, or the built-in sandbox when no credentials are set."""
     configured = settings.MxSettings.from_env()  # a presence check: values stay in the environment
@@ -55,4 +92,11 @@ def mx_resource() -> MxResource:
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources={"mx": mx_resource(), "warehouse": WarehouseResource()})
+    return dg.Definitions(
+        resources={
+            "mx": mx_resource(),
+            "warehouse": WarehouseResource(),
+            "notifier": notifier_resource(),
+            "connect_links": ConnectLinksResource(),
+        }
+    )

@@ -14,6 +14,9 @@ from typing import Protocol
 
 import requests
 
+from mx_pipeline.lifecycle.episodes import Episode
+from mx_pipeline.lifecycle.gate import RoutedMember
+
 log = logging.getLogger(__name__)
 
 
@@ -35,6 +38,26 @@ class Notification:
 
     def as_json(self) -> dict:
         return asdict(self) | {"created_at": self.created_at.isoformat()}
+
+    @classmethod
+    def for_episode(
+        cls, routed: RoutedMember, episode: Episode, reconnect_url: str, created_at: datetime
+    ) -> "Notification":
+        """The one notification of ``episode``, telling the member's user what its route asks of them."""
+        member, rule = routed.member, routed.rule
+        return cls(
+            notification_id=f"{member.member_guid}:{episode.number}",
+            user_id=member.user_id,
+            user_guid=member.user_guid,
+            member_guid=member.member_guid,
+            institution=member.institution,
+            connection_status=member.connection_status,
+            route=rule.route.value,
+            reason=rule.reason,
+            connect_mode=rule.connect_mode.value,
+            reconnect_url=reconnect_url,
+            created_at=created_at,
+        )
 
 
 class Notifier(Protocol):

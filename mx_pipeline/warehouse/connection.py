@@ -68,9 +68,11 @@ class Warehouse:
         self.path = Path(path)
         self.memory_limit = memory_limit
 
-    def connect(self, *, read_only: bool = False) -> "contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]":
+    def connect(
+        self, *, read_only: bool = False, wait_seconds: float = 30.0
+    ) -> "contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]":
         """See :func:`connect`."""
-        return connect(self.path, read_only=read_only, memory_limit=self.memory_limit)
+        return connect(self.path, read_only=read_only, wait_seconds=wait_seconds, memory_limit=self.memory_limit)
 
     @contextmanager
     def session(self) -> Iterator[None]:

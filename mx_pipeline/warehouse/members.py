@@ -1,9 +1,15 @@
-"""What the fresh status reads say about members: who may be fetched, who not, and status changes."""
+"""Members as the fetching assets see them: who is listed, who the status gate made ready, status changes."""
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
+
+
+# A run can be scoped to some users (an event, a refresh batch); an empty scope means every user.
+def _in_scope(column: str) -> str:
+    return f"(len($users) = 0 or {column} in (select unnest($users::varchar[])))"
 
 
 @dataclass(frozen=True)
@@ -20,33 +26,37 @@ class MemberNotFetched:
     reason: str
 
 
-# Until the status routing table lands (issue 5): only a member MX reports CONNECTED with no job running
-# has data worth reading; any other status or a running aggregation means what we would read is stale.
-_FETCHABLE = "connection_status = 'CONNECTED' and not coalesce(is_being_aggregated, false)"
+def listed_members(con: duckdb.DuckDBPyConnection, user_guids: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """(member guid, user guid) of every member in ``raw.mx_members`` (of ``user_guids`` only, when given)."""
+    return con.execute(
+        f"select guid, user_guid from raw.mx_members where {_in_scope('user_guid')} order by guid",
+        {"users": list(user_guids)},
+    ).fetchall()
 
 
-def listed_members(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
-    """(member guid, user guid) of every member in ``raw.mx_members``: the members whose status is read."""
-    return con.execute("select guid, user_guid from raw.mx_members order by guid").fetchall()
-
-
-def members_to_fetch(con: duckdb.DuckDBPyConnection) -> list[MemberToFetch]:
-    """Members whose latest status read is CONNECTED and not aggregating."""
+def members_to_fetch(con: duckdb.DuckDBPyConnection, user_guids: Sequence[str] = ()) -> list[MemberToFetch]:
+    """Members the status gate last routed ready (connected, no job running), with their last aggregation."""
     rows = con.execute(
-        f"select guid, user_guid, successfully_aggregated_at from raw.mx_member_status where {_FETCHABLE} order by guid"
+        f"""
+        select r.member_guid, r.user_guid, s.successfully_aggregated_at
+        from ops.member_routes as r join raw.mx_member_status as s on s.guid = r.member_guid
+        where r.route = 'ready' and {_in_scope("r.user_guid")}
+        order by r.member_guid
+        """,
+        {"users": list(user_guids)},
     ).fetchall()
     return [MemberToFetch(*row) for row in rows]
 
 
-def members_not_fetched(con: duckdb.DuckDBPyConnection) -> list[MemberNotFetched]:
-    """Every other member, with the status that keeps it out."""
+def members_not_fetched(con: duckdb.DuckDBPyConnection, user_guids: Sequence[str] = ()) -> list[MemberNotFetched]:
+    """Every other routed member, with its route and status as the reason."""
     rows = con.execute(
         f"""
-        select guid, user_guid,
-               case when coalesce(is_being_aggregated, false) then 'aggregating'
-                    else 'connection_status ' || coalesce(connection_status, 'null') end
-        from raw.mx_member_status where not ({_FETCHABLE}) order by guid
-        """
+        select member_guid, user_guid, route || ' (' || coalesce(connection_status, 'no status') || ')'
+        from ops.member_routes where route <> 'ready' and {_in_scope("user_guid")}
+        order by member_guid
+        """,
+        {"users": list(user_guids)},
     ).fetchall()
     return [MemberNotFetched(*row) for row in rows]
 

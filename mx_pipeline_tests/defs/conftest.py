@@ -7,21 +7,14 @@ import dagster as dg
 import pytest
 import requests
 
-from mx_pipeline import settings
-from mx_pipeline.defs.ingest import assets, checks
+from mx_pipeline import definitions, settings
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
 from mx_pipeline.mx import MxClient
 from mx_pipeline.sandbox.server import running_sandbox
 from mx_pipeline.warehouse import Warehouse
 
-INGEST = [
-    assets.mx_users,
-    assets.mx_members,
-    assets.member_status,
-    assets.mx_accounts,
-    assets.mx_transactions,
-    *checks.INGEST_CHECKS,
-]
+LOCATION = definitions.defs()
+INGEST = [*LOCATION.assets, *LOCATION.asset_checks]
 
 # MX Bank test passwords: what each connection ends in.
 CONNECTIONS = {"user-ok-1": "password", "user-ok-2": "password", "user-mfa": "challenge", "user-denied": "UNAUTHORIZED"}
@@ -39,6 +32,7 @@ class Pipeline:
 
     def materialize(self) -> dg.ExecuteInProcessResult:
         resources = {
+            **LOCATION.resources,
             "mx": MxResource(
                 base_url=self.sandbox.base_url,
                 client_id=settings.SANDBOX_CLIENT_ID,

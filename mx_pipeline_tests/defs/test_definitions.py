@@ -11,7 +11,8 @@ from pathlib import Path
 import dagster as dg
 
 REPO = Path(__file__).resolve().parents[2]
-LINEAGE = ["raw/mx_users", "raw/mx_members", "raw/mx_member_status", "raw/mx_accounts", "raw/mx_transactions"]
+INGEST = ["raw/mx_users", "raw/mx_members", "raw/mx_member_status", "raw/mx_accounts", "raw/mx_transactions"]
+LINEAGE = [*INGEST[:3], "ops/member_routes", *INGEST[3:]]  # the status gate decides who is fetched
 DESCRIBE_GRAPH = """
 import json, mx_pipeline.definitions as d
 defs = d.defs()
@@ -44,11 +45,15 @@ def test_definitions_load_offline_and_show_the_ingest_lineage(tmp_path):
     assets = location["assets"]
     for upstream, downstream in itertools.pairwise(LINEAGE):
         assert assets[downstream]["deps"] == [upstream]
-    for key in LINEAGE:
+    assert assets["ops/reconnect_notifications"]["deps"] == ["raw/mx_member_status"]
+    for key in INGEST:
         assert assets[key]["group"] == "ingest"
-        assert assets[key]["description"].startswith("One row per")
-        assert assets[key]["pools"] == ["duckdb_warehouse"]
-    assert location["resources"] == ["mx", "warehouse"]
+    for key in ("ops/member_routes", "ops/reconnect_notifications"):
+        assert assets[key]["group"] == "lifecycle"
+    for key, asset in assets.items():
+        assert asset["description"].startswith("One row per"), key
+        assert asset["pools"] == ["duckdb_warehouse"], key
+    assert location["resources"] == ["connect_links", "mx", "notifier", "warehouse"]
 
 
 def test_dagster_definitions_validate_passes(tmp_path):

@@ -38,11 +38,20 @@ KINDS = {"python", "duckdb"}
 DEMO_USERS_CSV = Path(__file__).resolve().parents[3] / "data" / "reference" / "demo_users.csv"
 
 
+MEMBER_ROUTES = dg.AssetKey(["ops", "member_routes"])  # written by the status gate (defs/lifecycle)
+
+
 class UsersConfig(dg.Config):
     users_csv: str = str(DEMO_USERS_CSV)  # a CSV with an ``id`` column: the end users the data team feeds in
 
 
-class TransactionsConfig(dg.Config):
+class ScopeConfig(dg.Config):
+    """Which MX users a run reads (an event's user, a refresh batch); empty: every user."""
+
+    user_guids: list[str] = []
+
+
+class TransactionsConfig(ScopeConfig):
     history_days: int = SyncPolicy.history_days
     reconcile_lookback_days: int = SyncPolicy.reconcile_lookback_days
     overlap_days: int = SyncPolicy.overlap_days
@@ -95,10 +104,12 @@ def mx_users(
     pool=POOL,
     description="One row per MX member (a user's connection to one institution), payload as MX listed it.",
 )
-def mx_members(context: dg.AssetExecutionContext, mx: MxResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def mx_members(
+    context: dg.AssetExecutionContext, config: ScopeConfig, mx: MxResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
     with wh.connect() as con:
-        user_guids = mx_user_guids(con)
+        user_guids = config.user_guids or mx_user_guids(con)
     with (
         mx.client([api_log]) as client,
         RawLoader(wh, tables.MEMBERS, member_row, run_id=run_id, api_log=api_log) as load,
@@ -120,11 +131,11 @@ def mx_members(context: dg.AssetExecutionContext, mx: MxResource, warehouse: War
     ),
 )
 def member_status(
-    context: dg.AssetExecutionContext, mx: MxResource, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, config: ScopeConfig, mx: MxResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
     with wh.connect() as con:
-        members = listed_members(con)
+        members = listed_members(con, config.user_guids)
     spec = tables.MEMBER_STATUS
     with mx.client([api_log]) as client, RawLoader(wh, spec, _status_row, run_id=run_id, api_log=api_log) as load:
         for member_guid, user_guid in members:
@@ -145,18 +156,18 @@ def member_status(
 
 @dg.asset(
     key=tables.ACCOUNTS.key_path,
-    deps=[member_status],
+    deps=[MEMBER_ROUTES],
     group_name=GROUP,
     kinds=KINDS,
     pool=POOL,
-    description="One row per MX account of a member whose fresh status is CONNECTED and not aggregating.",
+    description="One row per MX account of a member the status gate routed ready (connected, no job running).",
 )
 def mx_accounts(
-    context: dg.AssetExecutionContext, mx: MxResource, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, config: ScopeConfig, mx: MxResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
     with wh.connect() as con:
-        fetchable, not_fetched = members_to_fetch(con), members_not_fetched(con)
+        fetchable, not_fetched = members_to_fetch(con, config.user_guids), members_not_fetched(con, config.user_guids)
     with (
         mx.client([api_log]) as client,
         RawLoader(wh, tables.ACCOUNTS, account_row, run_id=run_id, api_log=api_log) as load,
@@ -195,7 +206,7 @@ def mx_transactions(
     run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
     policy = SyncPolicy(config.history_days, config.reconcile_lookback_days, config.overlap_days)
     with wh.connect() as con:
-        fetchable, not_fetched = members_to_fetch(con), members_not_fetched(con)
+        fetchable, not_fetched = members_to_fetch(con, config.user_guids), members_not_fetched(con, config.user_guids)
         for member in not_fetched:
             record_sync(con, member.guid, member.user_guid, outcome="skipped", reason=member.reason, run_id=run_id,
                         now=pd.Timestamp.now(tz="UTC"))  # fmt: skip

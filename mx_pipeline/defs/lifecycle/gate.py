@@ -1,0 +1,125 @@
+"""``status_gate``: member status -> one route per member -> fetch, notify, or wait.
+
+The gate is an op with one optional output per route (``ready``, ``needs_mfa``, ``needs_reconnect``,
+``degraded``, ``in_progress``, ``institution_side``, ``terminal``): a route with no members emits nothing, so in
+the run view the steps behind it show as skipped. It writes ``ops.member_routes`` (which the fetching assets
+read), folds each read into the member's notification episode, and decides the episode's notification in the
+same transaction, so a notification is never lost between deciding it and storing it.
+``reconnect_notifications`` then delivers the outbox. Both are assets, wrapped as one graph.
+"""
+
+import datetime as dt
+
+import dagster as dg
+
+from mx_pipeline.defs.ingest.assets import MEMBER_ROUTES, POOL
+from mx_pipeline.defs.resources import ConnectLinksResource, NotifierResource, WarehouseResource
+from mx_pipeline.lifecycle.gate import gate
+from mx_pipeline.lifecycle.notifier import Notification
+from mx_pipeline.lifecycle.routes import Route
+from mx_pipeline.warehouse import tables
+from mx_pipeline.warehouse.lifecycle import latest_episodes, member_states, save_episodes, save_routes
+from mx_pipeline.warehouse.outbox import add_notifications, record_delivery, undelivered
+
+GROUP = "lifecycle"
+RECONNECT_NOTIFICATIONS = dg.AssetKey(["ops", "reconnect_notifications"])
+ASKING_ROUTES = (Route.NEEDS_MFA, Route.NEEDS_RECONNECT, Route.DEGRADED)
+ROUTE_OUTS = {r.value: dg.Out(list, is_required=False, description=f"members routed {r.value}") for r in Route}
+
+
+@dg.op(
+    ins={"after_status_read": dg.In(dg.Nothing)},
+    out={
+        "member_routes": dg.Out(dg.Nothing, description="ops.member_routes, rewritten for every member"),
+        **ROUTE_OUTS,
+    },
+    pool=POOL,
+)
+def status_gate(context: dg.OpExecutionContext, warehouse: WarehouseResource, connect_links: ConnectLinksResource):
+    """Route every member from its latest status read; open, close and notify episodes."""
+    now = dt.datetime.now(dt.UTC)
+    with warehouse.open().connect() as con:
+        result = gate(member_states(con), latest_episodes(con), now=now)
+        notifications = [
+            Notification.for_episode(routed, episode, connect_links.reconnect_url(routed), now)
+            for routed, episode in result.to_notify
+        ]
+        con.execute("begin transaction")
+        save_routes(con, (m for members in result.routed.values() for m in members), run_id=context.run.run_id, now=now)
+        save_episodes(con, result.episodes)
+        created = add_notifications(con, notifications)
+        con.execute("commit")
+    by_route = {route.value: len(members) for route, members in result.routed.items()}
+    yield dg.Output(
+        None,
+        "member_routes",
+        metadata={
+            "dagster/row_count": sum(by_route.values()),
+            "members_by_route": dg.MetadataValue.json(by_route),
+            "episodes_changed": len(result.episodes),
+            "notifications_decided": created,
+        },
+    )
+    for route, members in result.routed.items():
+        if route.value in context.selected_output_names:  # an asset job prunes the outputs nothing consumes
+            yield dg.Output([m.member.member_guid for m in members], route.value)
+
+
+@dg.op(pool=POOL, out=dg.Out(dg.Nothing))
+def reconnect_notifications(
+    context: dg.OpExecutionContext,
+    members_asked: list[list[str]],
+    warehouse: WarehouseResource,
+    notifier: NotifierResource,
+):
+    """Deliver every notification the outbox still holds (new ones, and earlier ones that failed)."""
+    wh, deliver = warehouse.open(), notifier.notifier().deliver
+    with wh.connect() as con:
+        pending = undelivered(con, max_attempts=notifier.max_attempts)
+    delivered, failed = 0, {}
+    for notification in pending:
+        try:
+            deliver(notification)
+            error = None
+            delivered += 1
+        except Exception as exc:  # a notifier of any kind may fail; the outbox keeps it for the next run
+            error = f"{type(exc).__name__}: {exc}"
+            failed[notification.notification_id] = error
+            context.log.warning(f"notification {notification.notification_id} not delivered: {error}")
+        with wh.connect() as con:
+            record_delivery(con, notification.notification_id, at=dt.datetime.now(dt.UTC), error=error)
+    with wh.connect() as con:
+        (rows,) = con.execute("select count(*) from ops.reconnect_notifications").fetchone()
+    return dg.Output(
+        None,
+        metadata={
+            "dagster/row_count": int(rows),
+            "members_asking": sum(len(members) for members in members_asked),
+            "delivered": delivered,
+            "failed": dg.MetadataValue.json(failed),
+        },
+    )
+
+
+@dg.graph_multi_asset(
+    name="member_lifecycle",
+    group_name=GROUP,
+    ins={"member_status": dg.AssetIn(key=tables.MEMBER_STATUS.key_path, dagster_type=dg.Nothing)},
+    outs={
+        "member_routes": dg.AssetOut(
+            key=MEMBER_ROUTES,
+            kinds={"python", "duckdb"},
+            description="One row per member: its route (ready, needs_mfa, ...) from its latest status read.",
+        ),
+        "reconnect_notifications": dg.AssetOut(
+            key=RECONNECT_NOTIFICATIONS,
+            kinds={"python", "duckdb"},
+            is_required=False,
+            description="One row per member per episode of trouble: what the user was told and the link to fix it.",
+        ),
+    },
+)  # fmt: skip
+def member_lifecycle(member_status):
+    routes = status_gate(member_status)
+    asked = reconnect_notifications([getattr(routes, route.value) for route in ASKING_ROUTES])
+    return {"member_routes": routes.member_routes, "reconnect_notifications": asked}

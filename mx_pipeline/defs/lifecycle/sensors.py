@@ -1,0 +1,58 @@
+"""``connect_events``: drains the connect service's spool into ``ops`` and launches ``sync_members`` runs.
+
+Each tick stores what the spool holds (parsed, deduped by key, unparsable events quarantined), acknowledges
+it to the spool only after the warehouse committed, then launches one run per batch of users whose events
+came after the cursor. The cursor is the last event ``seq`` launched for, and run keys are derived from it,
+so a tick that is retried launches nothing twice. A warehouse held by a run is not waited on for long: the
+tick is skipped with the reason, and the events stay in the spool for the next one.
+"""
+
+import datetime as dt
+
+import dagster as dg
+
+from mx_pipeline import settings
+from mx_pipeline.connect.spool import Spool
+from mx_pipeline.defs.jobs import scoped_run_config, sync_members_job
+from mx_pipeline.defs.resources import WarehouseResource
+from mx_pipeline.warehouse import WarehouseBusy
+from mx_pipeline.warehouse.member_events import events_after, store_spooled
+
+SPOOL_BATCH = 1000  # events drained per tick
+USERS_PER_RUN = 200  # a burst of events becomes bounded runs, never one huge run or one run per event
+EVENTS_PER_TICK = 5000
+BUSY_WAIT_SECONDS = 5.0
+
+
+@dg.sensor(
+    job=sync_members_job,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Drains Connect callbacks and MX webhooks from the spool; re-syncs the users they concern.",
+)
+def connect_events(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
+    spool = Spool(settings.spool_dir())
+    pending = spool.pending(limit=SPOOL_BATCH)
+    cursor = int(context.cursor or 0)
+    try:
+        with warehouse.open().connect(wait_seconds=BUSY_WAIT_SECONDS) as con:
+            stored = store_spooled(con, pending, run_id=f"sensor:{context.sensor_name}", now=dt.datetime.now(dt.UTC))
+            new = events_after(con, cursor, limit=EVENTS_PER_TICK)
+    except WarehouseBusy as exc:
+        return dg.SkipReason(f"the warehouse is busy, events stay in the spool for the next tick: {exc}")
+    spool.acknowledge(pending)
+    if stored.quarantined:
+        context.log.warning(f"{stored.quarantined} spooled events could not be parsed; see ops.quarantine")
+    if not new:
+        return dg.SkipReason(f"no new member events ({len(pending)} drained, {stored.quarantined} quarantined)")
+    users = list(dict.fromkeys(user_guid for _, user_guid, _ in new))
+    last_seq = new[-1][0]
+    runs = [
+        dg.RunRequest(
+            run_key=f"member-events-{last_seq}-{i}",
+            run_config=scoped_run_config(users[i : i + USERS_PER_RUN]),
+            tags={"mx_pipeline/trigger": "member_events"},
+        )
+        for i in range(0, len(users), USERS_PER_RUN)
+    ]
+    return dg.SensorResult(run_requests=runs, cursor=str(last_seq))

@@ -1,0 +1,64 @@
+"""The status gate: every member's fresh status read -> its route, its episode, and whether to notify now.
+
+Pure: the Dagster ``status_gate`` op reads the members from the warehouse, calls :func:`gate`, and writes
+back what it returns. Each call re-routes every member from scratch (statuses are not sequential), so a
+member that was CONNECTED yesterday and is CHALLENGED now is simply on the MFA route now.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from mx_pipeline.lifecycle.episodes import Episode, advance
+from mx_pipeline.lifecycle.routes import Route, RouteRule, route_for
+
+
+@dataclass(frozen=True)
+class MemberState:
+    """A member's latest status read, with whose it is and where it connects."""
+
+    member_guid: str
+    user_guid: str
+    connection_status: str | None
+    is_being_aggregated: bool | None = None
+    user_id: str | None = None  # our end user's id, when we know it
+    institution: str | None = None
+
+
+@dataclass(frozen=True)
+class RoutedMember:
+    member: MemberState
+    rule: RouteRule
+
+    @property
+    def route(self) -> Route:
+        return self.rule.route
+
+
+@dataclass(frozen=True)
+class GateResult:
+    routed: dict[Route, list[RoutedMember]]  # only routes with members in them
+    episodes: list[Episode]  # episodes opened, changed or closed by this pass (to store)
+    to_notify: list[tuple[RoutedMember, Episode]] = field(default_factory=list)
+
+    def members_on(self, route: Route) -> list[RoutedMember]:
+        return self.routed.get(route, [])
+
+
+def gate(members: Iterable[MemberState], episodes: Mapping[str, Episode], *, now: datetime) -> GateResult:
+    """Route each member, fold the read into its latest episode (by member guid), and pick who to notify."""
+    routed: dict[Route, list[RoutedMember]] = defaultdict(list)
+    changed: list[Episode] = []
+    to_notify: list[tuple[RoutedMember, Episode]] = []
+    for member in members:
+        rule = route_for(member.connection_status, is_being_aggregated=bool(member.is_being_aggregated))
+        routed_member = RoutedMember(member, rule)
+        routed[rule.route].append(routed_member)
+        previous = episodes.get(member.member_guid)
+        decision = advance(member.member_guid, previous, rule, now)
+        if decision.episode is not None and decision.episode != previous:
+            changed.append(decision.episode)
+        if decision.notify:
+            to_notify.append((routed_member, decision.episode))
+    return GateResult(dict(routed), changed, to_notify)

@@ -1,0 +1,94 @@
+"""The lifecycle's tables: members' latest reads in, routes and notification episodes out.
+
+``ops.member_routes`` holds each member's current route, rewritten by every status gate; the fetching
+assets read their members from it, so nothing is fetched that the gate did not call ready.
+"""
+
+import datetime as dt
+from collections.abc import Iterable
+
+import duckdb
+import pandas as pd
+
+from mx_pipeline.lifecycle.episodes import Episode
+from mx_pipeline.lifecycle.gate import MemberState, RoutedMember
+from mx_pipeline.lifecycle.routes import Route
+
+
+def member_states(con: duckdb.DuckDBPyConnection) -> list[MemberState]:
+    """Every member's latest status read, with our user id and the institution when we know them."""
+    rows = con.execute(
+        """
+        select s.guid, s.user_guid, s.connection_status, s.is_being_aggregated,
+               coalesce(u.id, e.id) as user_id, m.institution_code
+        from raw.mx_member_status as s
+        left join raw.mx_members as m on m.guid = s.guid
+        left join raw.mx_users as u on u.guid = s.user_guid
+        left join ops.end_users as e on e.mx_user_guid = s.user_guid
+        order by s.guid
+        """
+    ).fetchall()
+    return [MemberState(*row) for row in rows]
+
+
+def save_routes(con: duckdb.DuckDBPyConnection, routed: Iterable[RoutedMember], *, run_id: str, now: dt.datetime):
+    """Replace each routed member's row in ``ops.member_routes``."""
+    frame = pd.DataFrame.from_records(
+        [
+            (
+                r.member.member_guid,
+                r.member.user_guid,
+                r.member.connection_status,
+                r.member.is_being_aggregated,
+                r.route.value,
+                r.rule.reason,
+                r.rule.connect_mode.value if r.rule.connect_mode else None,
+            )
+            for r in routed
+        ],
+        columns=["member_guid", "user_guid", "connection_status", "is_being_aggregated", "route", "reason", "mode"],
+    ).astype(object)
+    if frame.empty:
+        return
+    con.register("routed_members", frame)
+    try:
+        con.execute(
+            """
+            insert or replace into ops.member_routes
+            select member_guid, user_guid, connection_status, cast(is_being_aggregated as boolean), route, reason,
+                   mode, $now, $run
+            from routed_members
+            """,
+            {"now": now, "run": run_id},
+        )
+    finally:
+        con.unregister("routed_members")
+
+
+def latest_episodes(con: duckdb.DuckDBPyConnection) -> dict[str, Episode]:
+    """Each member's most recent episode, open or closed."""
+    rows = con.execute(
+        """
+        select member_guid, number, opened_at, route, notified_at, closed_at
+        from ops.notification_episodes
+        qualify row_number() over (partition by member_guid order by number desc) = 1
+        """
+    ).fetchall()
+    return {
+        guid: Episode(guid, number, opened, Route(route), notified, closed)
+        for guid, number, opened, route, notified, closed in rows
+    }
+
+
+def save_episodes(con: duckdb.DuckDBPyConnection, episodes: Iterable[Episode]) -> None:
+    episodes = list(episodes)
+    if not episodes:
+        return
+    con.executemany(
+        """
+        insert or replace into ops.notification_episodes
+            (member_guid, number, opened_at, route, notified_at, closed_at)
+        values (?, ?, ?, ?, ?, ?)
+        """,
+        [(e.member_guid, e.number, e.opened_at, str(e.route), e.notified_at, e.closed_at) for e in episodes],
+    )

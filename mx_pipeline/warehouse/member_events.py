@@ -1,0 +1,116 @@
+"""``ops.member_events``: what the connect service spooled, parsed and stored once each, in arrival order.
+
+An event only says "look at this member again": the run it triggers re-reads the status from MX. Events
+that cannot be parsed go to ``ops.quarantine`` with the reason and the spooled record, never dropped.
+Users the connect service registered (or saw in a Connect callback) join ``ops.end_users``.
+"""
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import duckdb
+
+from mx_pipeline.connect.spool import SpooledEvent
+from mx_pipeline.lifecycle.events import MemberEvent, Rejected, parse_connect_callback, parse_webhook
+from mx_pipeline.warehouse.quarantine import QuarantinedRecord, write_quarantine
+
+TABLE = "ops.member_events"
+CONNECT_SERVICE = "connect_service"
+
+
+@dataclass(frozen=True)
+class UserRegistered:
+    user_id: str
+    user_guid: str
+
+
+@dataclass(frozen=True)
+class StoredEvents:
+    stored: int  # new rows in ops.member_events (a redelivered event is not stored twice)
+    quarantined: int
+
+
+def parse_spooled(event: SpooledEvent) -> MemberEvent | UserRegistered | Rejected:
+    """The meaning of one spooled event, or why it has none."""
+    if event.kind == "mx_webhook":
+        return parse_webhook(event.body)
+    if event.kind == "connect_callback":
+        return parse_connect_callback(event.body)
+    if event.kind == "user_registered":
+        try:
+            body = json.loads(event.body)
+            return UserRegistered(str(body["user_id"]), str(body["user_guid"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            return Rejected(f"user_registered without user_id and user_guid: {exc!r}")
+    return Rejected(f"unknown spooled event kind {event.kind!r}")
+
+
+def store_spooled(
+    con: duckdb.DuckDBPyConnection, events: Iterable[SpooledEvent], *, run_id: str, now: dt.datetime
+) -> StoredEvents:
+    """Parse and store ``events`` in one transaction; the caller acknowledges them to the spool afterwards."""
+    rows, users, rejects = [], [], []
+    for event in events:
+        meaning = parse_spooled(event)
+        received = dt.datetime.fromtimestamp(event.received_at_ns / 1e9, dt.UTC)
+        if isinstance(meaning, Rejected):
+            record = {"spool_key": event.key, "kind": event.kind, "body": event.body}
+            rejects.append(QuarantinedRecord(TABLE, f"{event.kind}: {meaning.reason}", record))
+        elif isinstance(meaning, UserRegistered):
+            users.append((meaning.user_id, meaning.user_guid))
+            rows.append((event.key, event.kind, "api", meaning.user_id, meaning.user_guid, None, None, None, received))
+        else:
+            if meaning.user_id:
+                users.append((meaning.user_id, meaning.user_guid))
+            rows.append(
+                (
+                    event.key,
+                    event.kind,
+                    meaning.source,
+                    meaning.user_id,
+                    meaning.user_guid,
+                    meaning.member_guid,
+                    meaning.connection_status,
+                    meaning.occurred_at,
+                    received,
+                )
+            )
+    con.execute("begin transaction")
+    (before,) = con.execute(f"select count(*) from {TABLE}").fetchone()
+    if rows:
+        con.executemany(
+            f"""
+            insert into {TABLE} (event_key, seq, kind, source, user_id, user_guid, member_guid, connection_status,
+                                 occurred_at, received_at)
+            values (?, nextval('ops.member_event_seq'), ?, ?, ?, ?, ?, ?, ?, ?)
+            on conflict (event_key) do nothing
+            """,
+            rows,
+        )
+    _add_end_users(con, users, now)
+    quarantined = write_quarantine(con, rejects, run_id=run_id, now=now)
+    (after,) = con.execute(f"select count(*) from {TABLE}").fetchone()
+    con.execute("commit")
+    return StoredEvents(after - before, quarantined)
+
+
+def events_after(con: duckdb.DuckDBPyConnection, seq: int, *, limit: int) -> list[tuple[int, str, str | None]]:
+    """(seq, user guid, member guid) of member events stored after ``seq``, oldest first."""
+    return con.execute(
+        f"select seq, user_guid, member_guid from {TABLE} where seq > ? order by seq limit ?", [seq, limit]
+    ).fetchall()
+
+
+def _add_end_users(con: duckdb.DuckDBPyConnection, users: list[tuple[str, str]], now: dt.datetime) -> None:
+    if users:
+        con.executemany(
+            """
+            insert into ops.end_users as e (id, source, mx_user_guid, registered_at) values (?, ?, ?, ?)
+            on conflict (id) do update set
+                mx_user_guid = coalesce(e.mx_user_guid, excluded.mx_user_guid),
+                registered_at = coalesce(e.registered_at, excluded.registered_at)
+            """,
+            [(user_id, CONNECT_SERVICE, user_guid, now) for user_id, user_guid in dict(users).items()],
+        )
