@@ -53,9 +53,12 @@ class NotifierResource(dg.ConfigurableResource):
     url: str | None = None
     token: str | None = None
     max_attempts: int = 5  # per notification, across runs; then it stays undelivered for the data team to see
+    retry_backoff_seconds: float = 0.5  # within one delivery: 0.5 s, 1 s, 2 s between the HTTP attempts
 
     def notifier(self) -> Notifier:
-        return HttpNotifier(self.url, token=self.token) if self.url else LogNotifier()
+        if not self.url:
+            return LogNotifier()
+        return HttpNotifier(self.url, token=self.token, backoff=self.retry_backoff_seconds)
 
 
 class ConnectLinksResource(dg.ConfigurableResource):

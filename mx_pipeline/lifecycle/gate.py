@@ -7,11 +7,11 @@ member that was CONNECTED yesterday and is CHALLENGED now is simply on the MFA r
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from mx_pipeline.lifecycle.episodes import Episode, advance
-from mx_pipeline.lifecycle.routes import Route, RouteRule, route_for
+from mx_pipeline.lifecycle.routes import DEGRADED_GRACE, Route, RouteRule, route_for
 
 
 @dataclass(frozen=True)
@@ -46,13 +46,25 @@ class GateResult:
         return self.routed.get(route, [])
 
 
-def gate(members: Iterable[MemberState], episodes: Mapping[str, Episode], *, now: datetime) -> GateResult:
-    """Route each member, fold the read into its latest episode (by member guid), and pick who to notify."""
+def gate(
+    members: Iterable[MemberState],
+    episodes: Mapping[str, Episode],
+    *,
+    now: datetime,
+    degraded_grace: timedelta = DEGRADED_GRACE,
+) -> GateResult:
+    """Route each member, fold the read into its latest episode (by member guid), and pick who to notify.
+
+    ``degraded_grace``: how long a DEGRADED member is left to recover (and our back-off to work) before its
+    user is asked to reconnect.
+    """
     routed: dict[Route, list[RoutedMember]] = defaultdict(list)
     changed: list[Episode] = []
     to_notify: list[tuple[RoutedMember, Episode]] = []
     for member in members:
         rule = route_for(member.connection_status, is_being_aggregated=bool(member.is_being_aggregated))
+        if rule.route is Route.DEGRADED and rule.notify_after:  # DISABLED notifies at once, whatever the grace
+            rule = replace(rule, notify_after=degraded_grace)
         routed_member = RoutedMember(member, rule)
         routed[rule.route].append(routed_member)
         previous = episodes.get(member.member_guid)

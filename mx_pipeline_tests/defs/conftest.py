@@ -8,13 +8,15 @@ import pytest
 import requests
 
 from mx_pipeline import definitions, settings
-from mx_pipeline.defs.resources import MxResource, WarehouseResource
+from mx_pipeline.defs.resources import ConnectLinksResource, MxResource, WarehouseResource
 from mx_pipeline.mx import MxClient
 from mx_pipeline.sandbox.server import running_sandbox
 from mx_pipeline.warehouse import Warehouse
 
 LOCATION = definitions.defs()
 INGEST = [*LOCATION.assets, *LOCATION.asset_checks]
+
+CONNECT_URL = "https://connect.example.com"  # where reconnect links point (the connect service, as users see it)
 
 # MX Bank test passwords: what each connection ends in.
 CONNECTIONS = {"user-ok-1": "password", "user-ok-2": "password", "user-mfa": "challenge", "user-denied": "UNAUTHORIZED"}
@@ -30,8 +32,9 @@ class Pipeline:
     users_csv: Path
     member_of: dict[str, str]  # our user id -> member guid
 
-    def materialize(self) -> dg.ExecuteInProcessResult:
-        resources = {
+    def materialize(self, *, ops: dict | None = None, **resources) -> dg.ExecuteInProcessResult:
+        """Every asset of the code location; ``ops`` adds op config, ``resources`` replaces resources."""
+        bound = {
             **LOCATION.resources,
             "mx": MxResource(
                 base_url=self.sandbox.base_url,
@@ -40,9 +43,17 @@ class Pipeline:
                 per_member_interval=0.0,
             ),
             "warehouse": WarehouseResource(path=str(self.warehouse.path)),
+            "connect_links": ConnectLinksResource(public_url=CONNECT_URL),
+            **resources,
         }
-        run_config = {"ops": {"raw__mx_users": {"config": {"users_csv": str(self.users_csv)}}}}
-        return dg.materialize(INGEST, resources=resources, run_config=run_config)
+        run_config = {"ops": {"raw__mx_users": {"config": {"users_csv": str(self.users_csv)}}, **(ops or {})}}
+        return dg.materialize(INGEST, resources=bound, run_config=run_config)
+
+    def member(self, user_id: str) -> tuple[str, str]:
+        """(user guid, member guid) of one of the fixture's connections."""
+        with self.sandbox.world.lock:
+            member = self.sandbox.world.members[self.member_of[user_id]]
+            return member.user_guid, member.guid
 
     def admin(self, path: str, **body) -> dict:
         response = requests.post(f"{self.sandbox.base_url}/_sandbox/{path}", json=body, timeout=10)

@@ -16,7 +16,7 @@ from mx_pipeline.defs.ingest.assets import MEMBER_ROUTES, POOL
 from mx_pipeline.defs.resources import ConnectLinksResource, NotifierResource, WarehouseResource
 from mx_pipeline.lifecycle.gate import gate
 from mx_pipeline.lifecycle.notifier import Notification
-from mx_pipeline.lifecycle.routes import Route
+from mx_pipeline.lifecycle.routes import DEGRADED_GRACE, Route
 from mx_pipeline.warehouse import tables
 from mx_pipeline.warehouse.lifecycle import latest_episodes, member_states, save_episodes, save_routes
 from mx_pipeline.warehouse.outbox import add_notifications, record_delivery, undelivered
@@ -27,6 +27,12 @@ ASKING_ROUTES = (Route.NEEDS_MFA, Route.NEEDS_RECONNECT, Route.DEGRADED)
 ROUTE_OUTS = {r.value: dg.Out(list, is_required=False, description=f"members routed {r.value}") for r in Route}
 
 
+class GateConfig(dg.Config):
+    # A DEGRADED member is backed off and re-read first (our own bursts can cause it, and it often clears);
+    # its user is asked to reconnect only if it is still DEGRADED this long after it first was.
+    degraded_grace_hours: float = DEGRADED_GRACE.total_seconds() / 3600
+
+
 @dg.op(
     ins={"after_status_read": dg.In(dg.Nothing)},
     out={
@@ -35,11 +41,17 @@ ROUTE_OUTS = {r.value: dg.Out(list, is_required=False, description=f"members rou
     },
     pool=POOL,
 )
-def status_gate(context: dg.OpExecutionContext, warehouse: WarehouseResource, connect_links: ConnectLinksResource):
+def status_gate(
+    context: dg.OpExecutionContext,
+    config: GateConfig,
+    warehouse: WarehouseResource,
+    connect_links: ConnectLinksResource,
+):
     """Route every member from its latest status read; open, close and notify episodes."""
     now = dt.datetime.now(dt.UTC)
+    grace = dt.timedelta(hours=config.degraded_grace_hours)
     with warehouse.open().connect() as con:
-        result = gate(member_states(con), latest_episodes(con), now=now)
+        result = gate(member_states(con), latest_episodes(con), now=now, degraded_grace=grace)
         notifications = [
             Notification.for_episode(routed, episode, connect_links.reconnect_url(routed), now)
             for routed, episode in result.to_notify
