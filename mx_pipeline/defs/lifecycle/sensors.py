@@ -22,6 +22,7 @@ SPOOL_BATCH = 1000  # events drained per tick
 USERS_PER_RUN = 200  # a burst of events becomes bounded runs, never one huge run or one run per event
 EVENTS_PER_TICK = 5000
 BUSY_WAIT_SECONDS = 5.0
+QUARANTINE_RUN_ID = "sensor:connect_events"  # what ops.quarantine shows as the "run" of a rejected event
 
 
 @dg.sensor(
@@ -36,7 +37,7 @@ def connect_events(context: dg.SensorEvaluationContext, warehouse: WarehouseReso
     cursor = int(context.cursor or 0)
     try:
         with warehouse.open().connect(wait_seconds=BUSY_WAIT_SECONDS) as con:
-            stored = store_spooled(con, pending, run_id=f"sensor:{context.sensor_name}", now=dt.datetime.now(dt.UTC))
+            stored = store_spooled(con, pending, run_id=QUARANTINE_RUN_ID, now=dt.datetime.now(dt.UTC))
             new = events_after(con, cursor, limit=EVENTS_PER_TICK)
     except WarehouseBusy as exc:
         return dg.SkipReason(f"the warehouse is busy, events stay in the spool for the next tick: {exc}")
