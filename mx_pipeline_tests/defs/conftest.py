@@ -42,12 +42,16 @@ class Pipeline:
                 api_key=settings.SANDBOX_API_KEY,
                 per_member_interval=0.0,
             ),
-            "warehouse": WarehouseResource(path=str(self.warehouse.path)),
+            "warehouse": self.warehouse_resource,
             "connect_links": ConnectLinksResource(public_url=CONNECT_URL),
             **resources,
         }
         run_config = {"ops": {"raw__mx_users": {"config": {"users_csv": str(self.users_csv)}}, **(ops or {})}}
         return dg.materialize(INGEST, resources=bound, run_config=run_config)
+
+    @property
+    def warehouse_resource(self) -> WarehouseResource:
+        return WarehouseResource(path=str(self.warehouse.path))
 
     def member(self, user_id: str) -> tuple[str, str]:
         """(user guid, member guid) of one of the fixture's connections."""

@@ -7,8 +7,12 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import urlsplit
 
+import dagster as dg
 import pytest
 
+from mx_pipeline import settings
+from mx_pipeline.connect.spool import Spool
+from mx_pipeline.defs.lifecycle import sensors
 from mx_pipeline.defs.resources import NotifierResource
 from mx_pipeline.lifecycle.routes import route_for
 
@@ -166,3 +170,31 @@ class _Backend:
         finally:
             server.shutdown()
             server.server_close()
+
+
+def test_a_connect_callback_alone_never_clears_a_member_only_a_fresh_healthy_read_does(pipeline, tmp_path, monkeypatch):
+    monkeypatch.setenv("MX_PIPELINE_DATA_DIR", str(tmp_path))
+    user_guid, member = pipeline.member("user-mfa")
+    pipeline.materialize()
+
+    def connect_callback_then_sensor_run(status: str) -> None:
+        event = {"user_id": "user-mfa", "user_guid": user_guid, "member_guid": member, "mode": "update",
+                 "status": status, "source": "redirect"}  # fmt: skip
+        Spool(settings.spool_dir()).append("connect_callback", f"{member}:{status}", json.dumps(event))
+        with dg.instance_for_test() as instance:
+            context = dg.build_sensor_context(instance=instance, resources={"warehouse": pipeline.warehouse_resource})
+            [run] = sensors.connect_events(context).run_requests
+        pipeline.materialize(ops=run.run_config["ops"])
+
+    # The user came back from Connect, but MX still says CHALLENGED: the member stays on the MFA route.
+    connect_callback_then_sensor_run("CHALLENGED")
+    assert routes(pipeline)[member] == "needs_mfa"
+    challenges = pipeline.client.list_member_challenges(user_guid, member)
+    pipeline.client.resume_aggregation(user_guid, member, {c.guid: "correct" for c in challenges})
+    pipeline.admin(f"members/{member}/finish_aggregation")
+    connect_callback_then_sensor_run("CONNECTED")
+    assert routes(pipeline)[member] == "ready"
+    assert pipeline.query(
+        "select closed_at is not null from ops.notification_episodes where member_guid = ?", member
+    ) == [(True,)]
+    assert pipeline.query("select count(*) > 0 from raw.mx_transactions where member_guid = ?", member) == [(True,)]

@@ -1,0 +1,60 @@
+"""``mx-pipeline serve`` as MX sees it: a real process whose 204 means the event is already safe on disk."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from mx_pipeline.connect.spool import Spool
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_webhook_acknowledged_with_204_survives_the_service_being_killed_at_once(tmp_path):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MX_")} | {
+        "MX_PIPELINE_DATA_DIR": str(tmp_path),
+        "MX_PIPELINE_CONNECT_PORT": str(port),
+        "MX_WEBHOOK_USERNAME": "mx-hooks",
+        "MX_WEBHOOK_PASSWORD": "hook-password",
+    }
+    service = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mx-pipeline")), "serve"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    body = {"type": "CONNECTION_STATUS", "action": "CHANGED", "connection_status": "DENIED",
+            "user_guid": "USR-1", "member_guid": "MBR-1"}  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "mx-pipeline serve never listened"
+                time.sleep(0.1)
+        answer = requests.post(
+            f"http://127.0.0.1:{port}/webhooks/mx", json=body, auth=("mx-hooks", "hook-password"), timeout=5
+        )
+        service.send_signal(signal.SIGKILL)  # no shutdown, no flush: only what was fsynced before the 204 remains
+    finally:
+        service.kill()
+        service.wait()
+    assert answer.status_code == 204
+    [event] = Spool(tmp_path / "spool").pending()
+    assert event.kind == "mx_webhook" and json.loads(event.body) == body
