@@ -1,8 +1,8 @@
 """The jobs the data team and the sensors launch.
 
 ``ingest``: everything, for every user (what ``make demo`` runs). ``sync_members``: the same path after
-registration (members -> status -> gate -> accounts -> transactions) for the users named in its run config,
-which is how events and refreshes touch only the members they concern.
+registration (members -> status -> gate -> accounts -> transactions) for the users and members named in its
+run config, which is how events and refreshes touch only the members they concern.
 """
 
 from collections.abc import Iterable
@@ -24,7 +24,7 @@ sync_members_job = dg.define_asset_job(
 )
 
 
-def scoped_run_config(user_guids: Iterable[str]) -> dict:
-    """Run config that limits ``sync_members`` to ``user_guids``."""
-    config = {"user_guids": sorted(set(user_guids))}
-    return {"ops": {"__".join(spec.key_path): {"config": config} for spec in SCOPED_ASSETS}}
+def scoped_run_config(user_guids: Iterable[str] = (), member_guids: Iterable[str] = ()) -> dict:
+    """Run config that limits ``sync_members`` to these users' members and these members."""
+    config = {"user_guids": sorted(set(user_guids)), "member_guids": sorted(set(member_guids))}
+    return {"ops": {"__".join(spec.key_path): {"config": dict(config)} for spec in SCOPED_ASSETS}}

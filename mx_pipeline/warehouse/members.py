@@ -7,9 +7,43 @@ from dataclasses import dataclass
 import duckdb
 
 
-# A run can be scoped to some users (an event, a refresh batch); an empty scope means every user.
-def _in_scope(column: str) -> str:
-    return f"(len($users) = 0 or {column} in (select unnest($users::varchar[])))"
+@dataclass(frozen=True)
+class Scope:
+    """What one run touches: these users' members and these members (an event, a refresh batch).
+
+    Both empty: every member.
+    """
+
+    user_guids: Sequence[str] = ()
+    member_guids: Sequence[str] = ()
+
+    @property
+    def params(self) -> dict:
+        return {"users": list(self.user_guids), "members": list(self.member_guids)}
+
+
+EVERYTHING = Scope()
+
+
+def _in_scope(user_column: str, member_column: str) -> str:
+    return (
+        f"((len($users) = 0 and len($members) = 0) or {user_column} in (select unnest($users::varchar[]))"
+        f" or {member_column} in (select unnest($members::varchar[])))"
+    )
+
+
+def users_in_scope(con: duckdb.DuckDBPyConnection, scope: Scope) -> list[str]:
+    """The users whose members a run lists: the scope's users and the users of its members."""
+    rows = con.execute(
+        """
+        select distinct unnest($users::varchar[]) as user_guid
+        union
+        select user_guid from raw.mx_members where guid in (select unnest($members::varchar[]))
+        order by 1
+        """,
+        scope.params,
+    ).fetchall()
+    return [user_guid for (user_guid,) in rows]
 
 
 @dataclass(frozen=True)
@@ -26,37 +60,37 @@ class MemberNotFetched:
     reason: str
 
 
-def listed_members(con: duckdb.DuckDBPyConnection, user_guids: Sequence[str] = ()) -> list[tuple[str, str]]:
-    """(member guid, user guid) of every member in ``raw.mx_members`` (of ``user_guids`` only, when given)."""
+def listed_members(con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING) -> list[tuple[str, str]]:
+    """(member guid, user guid) of every member in ``raw.mx_members`` within ``scope``."""
     return con.execute(
-        f"select guid, user_guid from raw.mx_members where {_in_scope('user_guid')} order by guid",
-        {"users": list(user_guids)},
+        f"select guid, user_guid from raw.mx_members where {_in_scope('user_guid', 'guid')} order by guid",
+        scope.params,
     ).fetchall()
 
 
-def members_to_fetch(con: duckdb.DuckDBPyConnection, user_guids: Sequence[str] = ()) -> list[MemberToFetch]:
+def members_to_fetch(con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING) -> list[MemberToFetch]:
     """Members the status gate last routed ready (connected, no job running), with their last aggregation."""
     rows = con.execute(
         f"""
         select r.member_guid, r.user_guid, s.successfully_aggregated_at
         from ops.member_routes as r join raw.mx_member_status as s on s.guid = r.member_guid
-        where r.route = 'ready' and {_in_scope("r.user_guid")}
+        where r.route = 'ready' and {_in_scope("r.user_guid", "r.member_guid")}
         order by r.member_guid
         """,
-        {"users": list(user_guids)},
+        scope.params,
     ).fetchall()
     return [MemberToFetch(*row) for row in rows]
 
 
-def members_not_fetched(con: duckdb.DuckDBPyConnection, user_guids: Sequence[str] = ()) -> list[MemberNotFetched]:
+def members_not_fetched(con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING) -> list[MemberNotFetched]:
     """Every other routed member, with its route and status as the reason."""
     rows = con.execute(
         f"""
         select member_guid, user_guid, route || ' (' || coalesce(connection_status, 'no status') || ')'
-        from ops.member_routes where route <> 'ready' and {_in_scope("user_guid")}
+        from ops.member_routes where route <> 'ready' and {_in_scope("user_guid", "member_guid")}
         order by member_guid
         """,
-        {"users": list(user_guids)},
+        scope.params,
     ).fetchall()
     return [MemberNotFetched(*row) for row in rows]
 

@@ -21,11 +21,14 @@ from mx_pipeline.warehouse.end_users import (
     record_registrations,
 )
 from mx_pipeline.warehouse.members import (
+    EVERYTHING,
+    Scope,
     listed_members,
     members_not_fetched,
     members_to_fetch,
     record_status_changes,
     status_counts,
+    users_in_scope,
 )
 from mx_pipeline.warehouse.rows import account_row, member_row, member_status_row, user_row
 from mx_pipeline.warehouse.sync_state import record_sync
@@ -46,9 +49,14 @@ class UsersConfig(dg.Config):
 
 
 class ScopeConfig(dg.Config):
-    """Which MX users a run reads (an event's user, a refresh batch); empty: every user."""
+    """Which members a run touches: these users' and these (an event, a refresh batch); both empty: all."""
 
     user_guids: list[str] = []
+    member_guids: list[str] = []
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(tuple(self.user_guids), tuple(self.member_guids))
 
 
 class TransactionsConfig(ScopeConfig):
@@ -109,7 +117,7 @@ def mx_members(
 ) -> dg.MaterializeResult:
     run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
     with wh.connect() as con:
-        user_guids = config.user_guids or mx_user_guids(con)
+        user_guids = users_in_scope(con, config.scope) if config.scope != EVERYTHING else mx_user_guids(con)
     with (
         mx.client([api_log]) as client,
         RawLoader(wh, tables.MEMBERS, member_row, run_id=run_id, api_log=api_log) as load,
@@ -135,7 +143,7 @@ def member_status(
 ) -> dg.MaterializeResult:
     run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
     with wh.connect() as con:
-        members = listed_members(con, config.user_guids)
+        members = listed_members(con, config.scope)
     spec = tables.MEMBER_STATUS
     with mx.client([api_log]) as client, RawLoader(wh, spec, _status_row, run_id=run_id, api_log=api_log) as load:
         for member_guid, user_guid in members:
@@ -167,7 +175,7 @@ def mx_accounts(
 ) -> dg.MaterializeResult:
     run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
     with wh.connect() as con:
-        fetchable, not_fetched = members_to_fetch(con, config.user_guids), members_not_fetched(con, config.user_guids)
+        fetchable, not_fetched = members_to_fetch(con, config.scope), members_not_fetched(con, config.scope)
     with (
         mx.client([api_log]) as client,
         RawLoader(wh, tables.ACCOUNTS, account_row, run_id=run_id, api_log=api_log) as load,
@@ -206,7 +214,7 @@ def mx_transactions(
     run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
     policy = SyncPolicy(config.history_days, config.reconcile_lookback_days, config.overlap_days)
     with wh.connect() as con:
-        fetchable, not_fetched = members_to_fetch(con, config.user_guids), members_not_fetched(con, config.user_guids)
+        fetchable, not_fetched = members_to_fetch(con, config.scope), members_not_fetched(con, config.scope)
         for member in not_fetched:
             record_sync(con, member.guid, member.user_guid, outcome="skipped", reason=member.reason, run_id=run_id,
                         now=pd.Timestamp.now(tz="UTC"))  # fmt: skip
