@@ -52,7 +52,7 @@ def main() -> None:
                 requests_per_second=10_000,
                 per_member_interval=args.per_member_interval,
             ),
-            "warehouse": WarehouseResource(path=str(Path(tmp) / "warehouse.duckdb")),
+            "warehouse": WarehouseResource(path=str(Path(tmp) / "warehouse.duckdb"), memory_limit=args.memory_limit),
         }
         rss_before = _peak_rss_mib()
         run_config = {
@@ -97,6 +97,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=int, default=20, help="sandbox latency added to every API call")
     parser.add_argument("--no-rerun", dest="rerun", action="store_false", help="skip the second (incremental) run")
     parser.add_argument("--per-member-interval", type=float, default=0.0, help="client pacing per member (s)")
+    parser.add_argument("--memory-limit", default=WarehouseResource.model_fields["memory_limit"].default,
+                        help="DuckDB's buffer pool cap, the bulk of the RSS")  # fmt: skip
     return parser.parse_args()
 
 

@@ -1,0 +1,166 @@
+"""The scheduler's state in ``ops``: which members are due, claims on them, and every attempt made.
+
+One SQL query decides a whole tick, so a tick costs the same few scans at 100 members or 100,000. A member is
+due when its route allows a refresh, its last successful aggregation is older than its SLA (member, then
+user, then tier override, then the default), nobody has claimed it, its last request is older than the
+minimum interval, it has attempts left in the window, and its back-off after failures has passed.
+"""
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+import duckdb
+import pandas as pd
+
+from mx_pipeline.refresh.aggregate import AGGREGATE, FAILURES, REREAD, Attempt, RefreshTarget
+from mx_pipeline.refresh.policy import RefreshPolicy
+
+# Aggregation is asked of members that are healthy or failing on the institution's side; a DEGRADED one is
+# only re-read (its grace is measured in re-reads), never aggregated.
+ACTION_BY_ROUTE = {"ready": AGGREGATE, "institution_side": AGGREGATE, "degraded": REREAD}
+_FAILURES = ", ".join(f"'{o}'" for o in sorted(FAILURES))
+
+_MEMBERS = f"""
+    with members as (
+        select r.member_guid, r.user_guid, r.route, s.successfully_aggregated_at as last_success,
+               m.institution_code,
+               coalesce(by_member.sla_hours, by_user.sla_hours, by_tier.sla_hours, $default_sla) as sla_hours
+        from ops.member_routes as r
+        join raw.mx_member_status as s on s.guid = r.member_guid
+        left join raw.mx_members as m on m.guid = r.member_guid
+        left join (select mx_user_guid, any_value(tier) as tier from ops.end_users group by 1) as e
+               on e.mx_user_guid = r.user_guid
+        left join ops.freshness_sla as by_member on by_member.scope = 'member' and by_member.key = r.member_guid
+        left join ops.freshness_sla as by_user on by_user.scope = 'user' and by_user.key = r.user_guid
+        left join ops.freshness_sla as by_tier on by_tier.scope = 'tier' and by_tier.key = e.tier
+        where r.route in ('ready', 'institution_side', 'degraded')
+    ),
+    recent as (
+        select member_guid, count(*) as attempts, max(requested_at) as last_request,
+               count(*) filter (where outcome in ({_FAILURES})) as failures
+        from ops.refresh_attempts
+        where requested_at > $now - to_seconds($window_seconds)
+        group by member_guid
+    ),
+    judged as (
+        select m.*, coalesce(a.attempts, 0) as attempts, a.last_request, coalesce(a.failures, 0) as failures,
+               c.member_guid is not null as claimed,
+               coalesce(m.last_success < $now - to_seconds(cast(m.sla_hours * 3600 as bigint)), true) as stale
+        from members as m
+        left join recent as a using (member_guid)
+        left join ops.refresh_claims as c using (member_guid)
+    )
+"""
+
+
+@dataclass(frozen=True)
+class DueMember:
+    member_guid: str
+    user_guid: str
+    route: str
+    last_success: dt.datetime | None
+
+    @property
+    def target(self) -> RefreshTarget:
+        return RefreshTarget(self.member_guid, self.user_guid, ACTION_BY_ROUTE[self.route], self.last_success)
+
+
+def due_members(
+    con: duckdb.DuckDBPyConnection,
+    policy: RefreshPolicy,
+    *,
+    now: dt.datetime,
+    only: Sequence[str] | None = None,
+    ignore_sla: bool = False,
+) -> list[DueMember]:
+    """The members to refresh now, stalest first, within this tick's budget.
+
+    ``only``: judge just these members (a manual refresh); ``ignore_sla``: refresh them even if still fresh
+    (every safety rule still holds).
+    """
+    if only is not None and not only:
+        return []
+    (spent,) = con.execute(
+        "select count(*) from ops.refresh_attempts where requested_at > ? - interval 1 hour", [now]
+    ).fetchone()
+    limit = max(0, min(policy.max_members_per_tick, policy.requests_per_hour - spent))
+    if limit == 0:
+        return []
+    rows = con.execute(
+        _MEMBERS
+        + """
+        select member_guid, user_guid, route, last_success from judged
+        where (stale or $ignore_sla)
+          and (len($only) = 0 or member_guid in (select unnest($only::varchar[])))
+          and not claimed
+          and (last_request is null or last_request <= $now - to_seconds($min_interval_seconds))
+          and attempts < $max_attempts
+          and (failures = 0
+               or last_request + to_seconds(cast($backoff_seconds * pow(2, failures - 1) as bigint)) <= $now)
+        qualify row_number() over (partition by institution_code order by last_success nulls first, member_guid)
+                <= $per_institution
+        order by last_success nulls first, member_guid
+        limit $limit
+        """,
+        _params(policy, now)
+        | {
+            "only": list(only or []),
+            "ignore_sla": ignore_sla,
+            "min_interval_seconds": int(policy.min_interval.total_seconds()),
+            "max_attempts": policy.max_attempts,
+            "backoff_seconds": policy.backoff_base_minutes * 60,
+            "per_institution": policy.per_institution_per_tick,
+            "limit": limit,
+        },
+    ).fetchall()
+    return [DueMember(*row) for row in rows]
+
+
+def exhausted_members(con: duckdb.DuckDBPyConnection, policy: RefreshPolicy, *, now: dt.datetime) -> list[str]:
+    """Stale members with no attempts left in the window: they surface in member health, not in a refresh."""
+    rows = con.execute(
+        _MEMBERS + "select member_guid from judged where stale and attempts >= $max_attempts order by 1",
+        _params(policy, now) | {"max_attempts": policy.max_attempts},
+    ).fetchall()
+    return [guid for (guid,) in rows]
+
+
+def claim(
+    con: duckdb.DuckDBPyConnection, members: Iterable[DueMember], *, trigger: str, run_key: str, now: dt.datetime
+) -> None:
+    """Claim members for one run: until released, no other trigger launches a refresh for them."""
+    rows = [(m.member_guid, m.user_guid, trigger, run_key, now) for m in members]
+    if rows:
+        con.executemany("insert into ops.refresh_claims values (?, ?, ?, ?, ?) on conflict do nothing", rows)
+
+
+def release_claims(con: duckdb.DuckDBPyConnection, *, run_key: str) -> None:
+    con.execute("delete from ops.refresh_claims where run_key = ?", [run_key])
+
+
+def expire_claims(con: duckdb.DuckDBPyConnection, policy: RefreshPolicy, *, now: dt.datetime) -> int:
+    """Release claims older than the TTL: their run died before releasing them."""
+    expired = con.execute(
+        "delete from ops.refresh_claims where claimed_at < ? returning member_guid", [now - policy.claim_ttl]
+    ).fetchall()
+    return len(expired)
+
+
+def record_attempts(con: duckdb.DuckDBPyConnection, attempts: Sequence[Attempt], *, trigger: str, run_id: str) -> None:
+    if not attempts:
+        return
+    frame = pd.DataFrame([asdict(a) | {"trigger": trigger, "run_id": run_id} for a in attempts])
+    con.register("new_attempts", frame)
+    try:
+        con.execute("insert into ops.refresh_attempts by name select * from new_attempts")
+    finally:
+        con.unregister("new_attempts")
+
+
+def _params(policy: RefreshPolicy, now: dt.datetime) -> dict:
+    return {
+        "now": now,
+        "default_sla": policy.sla_hours,
+        "window_seconds": int(policy.attempt_window.total_seconds()),
+    }

@@ -1,0 +1,142 @@
+"""Which members a tick refreshes: every rule of the scheduler, pinned on hand-made ops state."""
+
+import datetime as dt
+
+import pytest
+
+from mx_pipeline.refresh.aggregate import Attempt
+from mx_pipeline.refresh.policy import RefreshPolicy
+from mx_pipeline.warehouse.refresh_state import (
+    claim,
+    due_members,
+    exhausted_members,
+    expire_claims,
+    record_attempts,
+    release_claims,
+)
+
+NOW = dt.datetime(2026, 11, 25, 12, tzinfo=dt.UTC)
+POLICY = RefreshPolicy()
+
+
+@pytest.fixture
+def con(warehouse):
+    with warehouse.connect() as con:
+        yield con
+
+
+def member(con, guid, *, hours_since_success=30.0, route="ready", user="USR-1", institution="mxbank"):
+    last = None if hours_since_success is None else NOW - dt.timedelta(hours=hours_since_success)
+    con.execute(
+        "insert into raw.mx_member_status (guid, user_guid, connection_status, successfully_aggregated_at, payload,"
+        " run_id, fetched_at) values (?, ?, 'CONNECTED', ?, '{}', 'r', ?)",
+        [guid, user, last, NOW],
+    )
+    con.execute(
+        "insert into raw.mx_members (guid, user_guid, institution_code, payload, run_id, fetched_at)"
+        " values (?, ?, ?, '{}', 'r', ?)",
+        [guid, user, institution, NOW],
+    )
+    con.execute(
+        "insert into ops.member_routes values (?, ?, 'CONNECTED', false, ?, 'why', null, ?, 'r')",
+        [guid, user, route, NOW],
+    )
+
+
+def attempt(con, guid, *, hours_ago, outcome="refreshed"):
+    at = NOW - dt.timedelta(hours=hours_ago)
+    record_attempts(con, [Attempt(guid, "USR-1", at, at, outcome, "CONNECTED", 2)], trigger="sla", run_id="r")
+
+
+def due(con, policy=POLICY, **options):
+    return [m.member_guid for m in due_members(con, policy, now=NOW, **options)]
+
+
+def test_a_member_older_than_its_sla_is_due_and_a_fresh_one_is_not(con):
+    member(con, "MBR-stale", hours_since_success=25)
+    member(con, "MBR-fresh", hours_since_success=23)
+    member(con, "MBR-never", hours_since_success=None)  # never aggregated successfully: stale
+    assert due(con) == ["MBR-never", "MBR-stale"]  # stalest first
+
+
+def test_slas_can_be_set_per_member_per_user_and_per_tier(con):
+    member(con, "MBR-a", hours_since_success=5, user="USR-a")
+    member(con, "MBR-b", hours_since_success=5, user="USR-b")
+    member(con, "MBR-c", hours_since_success=5, user="USR-c")
+    member(con, "MBR-d", hours_since_success=30, user="USR-c")
+    con.execute("insert into ops.end_users (id, source, mx_user_guid, tier) values ('c', 'csv', 'USR-c', 'premium')")
+    con.execute(
+        "insert into ops.freshness_sla values ('member', 'MBR-a', 4), ('user', 'USR-b', 4), ('tier', 'premium', 4)"
+    )
+    con.execute("insert into ops.freshness_sla values ('member', 'MBR-d', 48)")  # the member's own SLA wins
+    assert due(con) == ["MBR-a", "MBR-b", "MBR-c"]
+
+
+@pytest.mark.parametrize("route", ["needs_mfa", "needs_reconnect", "in_progress", "terminal"])
+def test_members_that_are_aggregating_need_the_user_or_are_terminal_are_never_refreshed(con, route):
+    member(con, "MBR-1", route=route)
+    assert due(con) == []
+
+
+def test_a_degraded_member_is_re_read_never_aggregated(con):
+    member(con, "MBR-1", route="degraded")
+    [due_member] = due_members(con, POLICY, now=NOW)
+    assert due_member.target.action == "reread"
+
+
+def test_a_claimed_member_is_left_to_the_run_that_claimed_it(con):
+    member(con, "MBR-1")
+    [m] = due_members(con, POLICY, now=NOW)
+    claim(con, [m], trigger="webhook", run_key="run-1", now=NOW)
+    assert due(con) == []
+    release_claims(con, run_key="run-1")
+    assert due(con) == ["MBR-1"]
+
+
+def test_a_claim_whose_run_died_expires(con):
+    member(con, "MBR-1")
+    claim(con, due_members(con, POLICY, now=NOW), trigger="sla", run_key="run-1", now=NOW - dt.timedelta(hours=3))
+    assert expire_claims(con, POLICY, now=NOW) == 1
+    assert due(con) == ["MBR-1"]
+
+
+def test_requests_for_one_member_keep_the_minimum_interval(con):
+    member(con, "MBR-1")
+    attempt(con, "MBR-1", hours_ago=2, outcome="declined")
+    assert due(con) == []
+    con.execute("update ops.refresh_attempts set requested_at = requested_at - interval 2 hour")
+    assert due(con) == ["MBR-1"]
+
+
+def test_failures_back_off_exponentially_and_the_cap_exhausts_the_member(con):
+    policy = RefreshPolicy(min_interval_hours=0, backoff_base_minutes=60)
+    member(con, "MBR-1")
+    attempt(con, "MBR-1", hours_ago=1.5, outcome="failed")
+    assert due(con, policy) == ["MBR-1"]  # 1 failure: back off 1 h
+    attempt(con, "MBR-1", hours_ago=1.5, outcome="timed_out")
+    assert due(con, policy) == []  # 2 failures: back off 2 h
+    con.execute("update ops.refresh_attempts set requested_at = requested_at - interval 1 hour")
+    assert due(con, policy) == ["MBR-1"]
+    attempt(con, "MBR-1", hours_ago=10, outcome="failed")
+    assert due(con, policy) == []  # 3 attempts in 24 h: no more
+    assert exhausted_members(con, policy, now=NOW) == ["MBR-1"]
+    con.execute("update ops.refresh_attempts set requested_at = requested_at - interval 24 hour")
+    assert due(con, policy) == ["MBR-1"] and exhausted_members(con, policy, now=NOW) == []
+
+
+def test_a_backlog_is_worked_off_in_bounded_ticks_within_the_budget(con):
+    for i in range(12):
+        member(con, f"MBR-{i:02}", hours_since_success=30 + i, institution="big" if i % 3 else "small")
+    assert len(due(con, RefreshPolicy(max_members_per_tick=5))) == 5
+    assert len(due(con, RefreshPolicy(per_institution_per_tick=2))) == 4  # 2 per institution
+    for i in range(3):
+        attempt(con, f"MBR-other-{i}", hours_ago=0.5)
+    assert len(due(con, RefreshPolicy(requests_per_hour=7))) == 4  # 3 of 7 spent in the last hour
+
+
+def test_a_manual_refresh_judges_only_the_named_members_and_may_ignore_the_sla(con):
+    member(con, "MBR-fresh", hours_since_success=1)
+    member(con, "MBR-stale")
+    assert due(con, only=["MBR-fresh"]) == []
+    assert due(con, only=["MBR-fresh"], ignore_sla=True) == ["MBR-fresh"]
+    assert due(con, only=[]) == []
