@@ -1,30 +1,66 @@
 """The jobs the data team and the sensors launch.
 
 ``ingest``: everything, for every user (what ``make demo`` runs). ``sync_members``: the same path after
-registration (members -> status -> gate -> accounts -> transactions) for the users and members named in its
-run config, which is how events and refreshes touch only the members they concern.
+registration (refresh -> status -> gate -> accounts -> transactions) for the users and members named in its
+run config, which is how events and refreshes touch only the members they concern. ``refresh_members``: the
+data team's "refresh these now", with one small config and the scheduler's safety rules.
 """
 
 from collections.abc import Iterable
 
 import dagster as dg
 
+from mx_pipeline.refresh.run import MANUAL
 from mx_pipeline.warehouse import tables
 
-INGEST = dg.AssetSelection.groups("ingest", "lifecycle")
-SCOPED_ASSETS = (tables.MEMBERS, tables.MEMBER_STATUS, tables.ACCOUNTS, tables.TRANSACTIONS)
+INGEST = dg.AssetSelection.groups("ingest", "lifecycle", "refresh")
+AFTER_REGISTRATION = INGEST - dg.AssetSelection.assets(tables.USERS.key_path)
+REFRESH_OP = "ops__refresh_attempts"
+SCOPED_OPS = [REFRESH_OP, *("__".join(s.key_path) for s in (tables.MEMBERS, tables.MEMBER_STATUS, tables.ACCOUNTS,
+                                                                tables.TRANSACTIONS))]  # fmt: skip
 
 ingest_job = dg.define_asset_job(
     "ingest", selection=INGEST, description="Register users, read members and status, route, notify, fetch."
 )
 sync_members_job = dg.define_asset_job(
     "sync_members",
-    selection=INGEST - dg.AssetSelection.assets(tables.USERS.key_path),
-    description="Re-read the members of the users in the run config: status, route, notify, fetch.",
+    selection=AFTER_REGISTRATION,
+    description="Re-read (and refresh, when claimed) the members in the run config: status, route, notify, fetch.",
 )
 
 
 def scoped_run_config(user_guids: Iterable[str] = (), member_guids: Iterable[str] = ()) -> dict:
     """Run config that limits ``sync_members`` to these users' members and these members."""
     config = {"user_guids": sorted(set(user_guids)), "member_guids": sorted(set(member_guids))}
-    return {"ops": {"__".join(spec.key_path): {"config": dict(config)} for spec in SCOPED_ASSETS}}
+    return {"ops": {op: {"config": dict(config)} for op in SCOPED_OPS}}
+
+
+def refresh_run_config(member_guids: Iterable[str], *, trigger: str, **refresh) -> dict:
+    """``sync_members`` config for a refresh batch: its members, aggregated first (claimed under the run key)."""
+    run_config = scoped_run_config(member_guids=member_guids)
+    run_config["ops"][REFRESH_OP]["config"] |= {"trigger": trigger, **refresh}
+    return run_config
+
+
+class ManualRefresh(dg.Config):
+    member_guids: list[str] = []
+    user_guids: list[str] = []
+    override_safety: bool = False  # skip the minimum interval, attempt cap and back-off (use sparingly)
+
+
+@dg.config_mapping
+def _manual_refresh(config: ManualRefresh) -> dict:
+    run_config = refresh_run_config(
+        config.member_guids, trigger=MANUAL, refresh_now=True, override_safety=config.override_safety
+    )
+    for op in SCOPED_OPS:
+        run_config["ops"][op]["config"]["user_guids"] = sorted(set(config.user_guids))
+    return run_config
+
+
+refresh_members_job = dg.define_asset_job(
+    "refresh_members",
+    selection=AFTER_REGISTRATION,
+    config=_manual_refresh,
+    description="Refresh the given members or users now (safety rules apply unless override_safety), then fetch.",
+)

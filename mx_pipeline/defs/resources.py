@@ -1,5 +1,6 @@
 """The one place resources are bound: ``mx`` (the MX Platform API), ``warehouse`` (DuckDB), and the lifecycle's
-``notifier`` (where reconnect notifications go) and ``connect_links`` (signed reconnect links).
+``notifier`` (where reconnect notifications go) and ``connect_links`` (signed reconnect links), and the
+refresh scheduler's rules (``refresh_policy``).
 
 Credentials reach the ``mx`` resource as ``EnvVar``s, so their values never appear in run config or the UI.
 The only load-time decision is whether MX is configured at all; with no credentials, ``mx`` points at the
@@ -16,6 +17,7 @@ from mx_pipeline.connect.links import ConnectIntent, LinkSigner, reconnect_url
 from mx_pipeline.lifecycle.gate import RoutedMember
 from mx_pipeline.lifecycle.notifier import HttpNotifier, LogNotifier, Notifier
 from mx_pipeline.mx import ApiCall, MxClient, RateLimiter, RateLimits
+from mx_pipeline.refresh.policy import RefreshPolicy
 from mx_pipeline.warehouse import Warehouse
 
 
@@ -75,6 +77,27 @@ class ConnectLinksResource(dg.ConfigurableResource):
         return reconnect_url(self.public_url or connect.public_url, LinkSigner(connect.link_secret), intent)
 
 
+class RefreshPolicyResource(dg.ConfigurableResource):
+    """The refresh scheduler's rules (``mx_pipeline/refresh/policy.py``), each overridable in the UI."""
+
+    sla_hours: float = RefreshPolicy.sla_hours
+    max_attempts: int = RefreshPolicy.max_attempts
+    attempt_window_hours: float = RefreshPolicy.attempt_window_hours
+    min_interval_hours: float = RefreshPolicy.min_interval_hours
+    backoff_base_minutes: float = RefreshPolicy.backoff_base_minutes
+    members_per_run: int = RefreshPolicy.members_per_run
+    max_members_per_tick: int = RefreshPolicy.max_members_per_tick
+    requests_per_hour: int = RefreshPolicy.requests_per_hour
+    per_institution_per_tick: int = RefreshPolicy.per_institution_per_tick
+    poll_timeout_seconds: float = RefreshPolicy.poll_timeout_seconds
+    poll_first_seconds: float = RefreshPolicy.poll_first_seconds
+    poll_max_seconds: float = RefreshPolicy.poll_max_seconds
+    claim_ttl_hours: float = RefreshPolicy.claim_ttl_hours
+
+    def policy(self) -> RefreshPolicy:
+        return RefreshPolicy(**{name: getattr(self, name) for name in RefreshPolicy.__dataclass_fields__})
+
+
 def notifier_resource() -> NotifierResource:
     configured = settings.NotifySettings.from_env()
     if not configured.url:
@@ -101,5 +124,6 @@ def resources() -> dg.Definitions:
             "warehouse": WarehouseResource(),
             "notifier": notifier_resource(),
             "connect_links": ConnectLinksResource(),
+            "refresh_policy": RefreshPolicyResource(),
         }
     )

@@ -63,7 +63,9 @@ class DueMember:
 
     @property
     def target(self) -> RefreshTarget:
-        return RefreshTarget(self.member_guid, self.user_guid, ACTION_BY_ROUTE[self.route], self.last_success)
+        # A route outside the scheduler's own (only a manual override gets one here) is asked to aggregate.
+        action = ACTION_BY_ROUTE.get(self.route, AGGREGATE)
+        return RefreshTarget(self.member_guid, self.user_guid, action, self.last_success)
 
 
 def due_members(
@@ -127,12 +129,36 @@ def exhausted_members(con: duckdb.DuckDBPyConnection, policy: RefreshPolicy, *, 
 
 
 def claim(
-    con: duckdb.DuckDBPyConnection, members: Iterable[DueMember], *, trigger: str, run_key: str, now: dt.datetime
+    con: duckdb.DuckDBPyConnection,
+    members: Iterable[tuple[str, str]],
+    *,
+    trigger: str,
+    run_key: str,
+    now: dt.datetime,
 ) -> None:
-    """Claim members for one run: until released, no other trigger launches a refresh for them."""
-    rows = [(m.member_guid, m.user_guid, trigger, run_key, now) for m in members]
+    """Claim (member guid, user guid)s for one run: until released, no other trigger launches a refresh for them.
+
+    A member another run already holds stays with that run.
+    """
+    rows = [(member_guid, user_guid, trigger, run_key, now) for member_guid, user_guid in dict(members).items()]
     if rows:
         con.executemany("insert into ops.refresh_claims values (?, ?, ?, ?, ?) on conflict do nothing", rows)
+
+
+def claimed_by(con: duckdb.DuckDBPyConnection, run_key: str, triggers: Sequence[str] = ()) -> list[DueMember]:
+    """The members a run holds (those claimed for ``triggers`` only, when given), as refresh targets."""
+    rows = con.execute(
+        """
+        select c.member_guid, c.user_guid, coalesce(r.route, 'ready'), s.successfully_aggregated_at
+        from ops.refresh_claims as c
+        left join ops.member_routes as r using (member_guid)
+        left join raw.mx_member_status as s on s.guid = c.member_guid
+        where c.run_key = $run_key and (len($triggers) = 0 or c.trigger in (select unnest($triggers::varchar[])))
+        order by c.member_guid
+        """,
+        {"run_key": run_key, "triggers": list(triggers)},
+    ).fetchall()
+    return [DueMember(*row) for row in rows]
 
 
 def release_claims(con: duckdb.DuckDBPyConnection, *, run_key: str) -> None:

@@ -8,6 +8,7 @@ from mx_pipeline.refresh.aggregate import Attempt
 from mx_pipeline.refresh.policy import RefreshPolicy
 from mx_pipeline.warehouse.refresh_state import (
     claim,
+    claimed_by,
     due_members,
     exhausted_members,
     expire_claims,
@@ -86,8 +87,8 @@ def test_a_degraded_member_is_re_read_never_aggregated(con):
 
 def test_a_claimed_member_is_left_to_the_run_that_claimed_it(con):
     member(con, "MBR-1")
-    [m] = due_members(con, POLICY, now=NOW)
-    claim(con, [m], trigger="webhook", run_key="run-1", now=NOW)
+    claim(con, [("MBR-1", "USR-1")], trigger="webhook", run_key="run-1", now=NOW)
+    assert [m.member_guid for m in claimed_by(con, "run-1")] == ["MBR-1"]
     assert due(con) == []
     release_claims(con, run_key="run-1")
     assert due(con) == ["MBR-1"]
@@ -95,7 +96,7 @@ def test_a_claimed_member_is_left_to_the_run_that_claimed_it(con):
 
 def test_a_claim_whose_run_died_expires(con):
     member(con, "MBR-1")
-    claim(con, due_members(con, POLICY, now=NOW), trigger="sla", run_key="run-1", now=NOW - dt.timedelta(hours=3))
+    claim(con, [("MBR-1", "USR-1")], trigger="sla", run_key="run-1", now=NOW - dt.timedelta(hours=3))
     assert expire_claims(con, POLICY, now=NOW) == 1
     assert due(con) == ["MBR-1"]
 

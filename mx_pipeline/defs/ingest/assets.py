@@ -30,6 +30,7 @@ from mx_pipeline.warehouse.members import (
     status_counts,
     users_in_scope,
 )
+from mx_pipeline.warehouse.refresh_state import release_claims
 from mx_pipeline.warehouse.rows import account_row, member_row, member_status_row, user_row
 from mx_pipeline.warehouse.sync_state import record_sync
 from mx_pipeline.warehouse.tables import TableSpec
@@ -42,6 +43,7 @@ DEMO_USERS_CSV = Path(__file__).resolve().parents[3] / "data" / "reference" / "d
 
 
 MEMBER_ROUTES = dg.AssetKey(["ops", "member_routes"])  # written by the status gate (defs/lifecycle)
+REFRESH_ATTEMPTS = dg.AssetKey(["ops", "refresh_attempts"])  # aggregations asked before a read (defs/refresh)
 
 
 class UsersConfig(dg.Config):
@@ -129,7 +131,7 @@ def mx_members(
 
 @dg.asset(
     key=tables.MEMBER_STATUS.key_path,
-    deps=[mx_members],
+    deps=[mx_members, REFRESH_ATTEMPTS],
     group_name=GROUP,
     kinds=KINDS,
     pool=POOL,
@@ -151,6 +153,8 @@ def member_status(
     with wh.connect() as con:
         changes = record_status_changes(con, run_id=run_id)
         by_status = status_counts(con)
+        # Whatever this run held (a webhook's members, a refresh batch) is fresh now: others may claim it.
+        release_claims(con, run_key=context.run.tags.get("dagster/run_key") or run_id)
     return _result(
         wh,
         spec,

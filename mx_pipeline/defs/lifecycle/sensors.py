@@ -15,8 +15,10 @@ from mx_pipeline import settings
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.defs.jobs import scoped_run_config, sync_members_job
 from mx_pipeline.defs.resources import WarehouseResource
+from mx_pipeline.refresh.run import WEBHOOK
 from mx_pipeline.warehouse import WarehouseBusy
 from mx_pipeline.warehouse.member_events import events_after, store_spooled
+from mx_pipeline.warehouse.refresh_state import claim
 
 SPOOL_BATCH = 1000  # events drained per tick
 USERS_PER_RUN = 200  # a burst of events becomes bounded runs, never one huge run or one run per event
@@ -32,13 +34,16 @@ QUARANTINE_RUN_ID = "sensor:connect_events"  # what ops.quarantine shows as the 
     description="Drains Connect callbacks and MX webhooks from the spool; re-syncs the users they concern.",
 )
 def connect_events(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
-    spool = Spool(settings.spool_dir())
+    spool, now = Spool(settings.spool_dir()), dt.datetime.now(dt.UTC)
     pending = spool.pending(limit=SPOOL_BATCH)
     cursor = int(context.cursor or 0)
     try:
         with warehouse.open().connect(wait_seconds=BUSY_WAIT_SECONDS) as con:
-            stored = store_spooled(con, pending, run_id=QUARANTINE_RUN_ID, now=dt.datetime.now(dt.UTC))
+            stored = store_spooled(con, pending, run_id=QUARANTINE_RUN_ID, now=now)
             new = events_after(con, cursor, limit=EVENTS_PER_TICK)
+            batches = _batches(new)
+            for run_key, _, members in batches:
+                claim(con, members, trigger=WEBHOOK, run_key=run_key, now=now)  # keeps SLA refreshes away
     except WarehouseBusy as exc:
         return dg.SkipReason(f"the warehouse is busy, events stay in the spool for the next tick: {exc}")
     spool.acknowledge(pending)
@@ -46,14 +51,24 @@ def connect_events(context: dg.SensorEvaluationContext, warehouse: WarehouseReso
         context.log.warning(f"{stored.quarantined} spooled events could not be parsed; see ops.quarantine")
     if not new:
         return dg.SkipReason(f"no new member events ({len(pending)} drained, {stored.quarantined} quarantined)")
-    users = list(dict.fromkeys(user_guid for _, user_guid, _ in new))
-    last_seq = new[-1][0]
     runs = [
         dg.RunRequest(
-            run_key=f"member-events-{last_seq}-{i}",
-            run_config=scoped_run_config(users[i : i + USERS_PER_RUN]),
-            tags={"mx_pipeline/trigger": "member_events"},
+            run_key=run_key, run_config=scoped_run_config(users), tags={"mx_pipeline/trigger": "member_events"}
         )
-        for i in range(0, len(users), USERS_PER_RUN)
+        for run_key, users, _ in batches
     ]
-    return dg.SensorResult(run_requests=runs, cursor=str(last_seq))
+    return dg.SensorResult(run_requests=runs, cursor=str(new[-1][0]))
+
+
+def _batches(events: list[tuple[int, str, str | None]]) -> list[tuple[str, list[str], list[tuple[str, str]]]]:
+    """(run key, users, their events' (member, user)s) per batch of at most ``USERS_PER_RUN`` users."""
+    if not events:
+        return []
+    users = list(dict.fromkeys(user_guid for _, user_guid, _ in events))
+    last_seq = events[-1][0]
+    batches = []
+    for i in range(0, len(users), USERS_PER_RUN):
+        chunk = set(users[i : i + USERS_PER_RUN])
+        members = [(m, u) for _, u, m in events if m and u in chunk]
+        batches.append((f"member-events-{last_seq}-{i // USERS_PER_RUN}", users[i : i + USERS_PER_RUN], members))
+    return batches

@@ -1,0 +1,70 @@
+"""``ops/refresh_attempts``: ask MX to aggregate the run's members and wait for them, before their status is read.
+
+Outside the warehouse pool on purpose: the step spends minutes polling MX and only seconds writing (claims and
+attempt rows, on short connections that wait for the file), and holding the single writer slot that long
+would stall every other run. The members come from the run's claims: the freshness sensor claims them before
+it launches the run; a manual run (``refresh_now``) claims its scope itself, after the safety rules.
+"""
+
+import dagster as dg
+
+from mx_pipeline.defs.ingest.assets import REFRESH_ATTEMPTS, ScopeConfig, mx_members
+from mx_pipeline.defs.resources import MxResource, RefreshPolicyResource, WarehouseResource
+from mx_pipeline.refresh.run import MANUAL, claim_for_manual_run, refresh_claimed
+from mx_pipeline.warehouse import ApiCallLog
+from mx_pipeline.warehouse.members import EVERYTHING, listed_members
+
+
+class RefreshConfig(ScopeConfig):
+    refresh_now: bool = False  # manual: refresh the members in scope now (the scope must name them)
+    override_safety: bool = False  # manual: skip the interval, cap and back-off rules (claims still hold)
+    trigger: str = MANUAL  # sla | webhook | manual, as recorded on each attempt
+
+
+def run_key_of(context: dg.AssetExecutionContext) -> str:
+    """The key claims are held under: the sensor's run key, or the run id for a run launched by hand."""
+    return context.run.tags.get("dagster/run_key") or context.run.run_id
+
+
+@dg.asset(
+    key=REFRESH_ATTEMPTS,
+    deps=[mx_members],
+    group_name="refresh",
+    kinds={"python", "duckdb"},
+    description="One row per aggregation asked of MX (or status re-read): member, trigger, outcome, API calls.",
+)
+def refresh_attempts(
+    context: dg.AssetExecutionContext,
+    config: RefreshConfig,
+    mx: MxResource,
+    warehouse: WarehouseResource,
+    refresh_policy: RefreshPolicyResource,
+) -> dg.MaterializeResult:
+    wh, policy, run_key = warehouse.open(), refresh_policy.policy(), run_key_of(context)
+    api_log = ApiCallLog(context.run.run_id)
+    if config.refresh_now:
+        if config.scope == EVERYTHING:
+            raise dg.Failure("refresh_now needs member_guids or user_guids: a refresh never targets everyone at once")
+        with wh.connect() as con:
+            named = [(m, u) for m, u in listed_members(con, config.scope)]
+        claimed = claim_for_manual_run(wh, named, policy, run_key=run_key, override_safety=config.override_safety)
+        refused = sorted({m for m, _ in named} - set(claimed))
+        if refused:
+            context.log.warning(f"not refreshed now (safety rules, or another run holds them): {refused}")
+    with mx.client([api_log]) as client:
+        attempts = refresh_claimed(
+            wh, client, policy, run_key=run_key, trigger=config.trigger, run_id=context.run.run_id
+        )
+    with wh.connect() as con:
+        api_log.flush(con)
+    outcomes: dict[str, int] = {}
+    for attempt in attempts:
+        outcomes[attempt.outcome] = outcomes.get(attempt.outcome, 0) + 1
+    return dg.MaterializeResult(
+        metadata={
+            "attempts": len(attempts),
+            "outcomes": dg.MetadataValue.json(outcomes),
+            "api_calls": api_log.total,
+            "trigger": config.trigger,
+        }
+    )

@@ -1,0 +1,59 @@
+"""``member_freshness``: every tick, one query picks the stale members the rules allow; they are refreshed in batches.
+
+The sensor claims each batch under its run key before asking for the run, so the webhook sensor, a manual
+refresh or the next tick never launch a second refresh for the same member; a claim whose run dies expires.
+The cursor counts the batches launched; with the tick's time it makes every run key unique. A busy
+warehouse is not waited on for long: the tick is skipped with the reason.
+"""
+
+import datetime as dt
+
+import dagster as dg
+
+from mx_pipeline.defs.jobs import refresh_run_config, sync_members_job
+from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
+from mx_pipeline.refresh.run import SLA
+from mx_pipeline.warehouse import WarehouseBusy
+from mx_pipeline.warehouse.refresh_state import claim, due_members, expire_claims
+
+BUSY_WAIT_SECONDS = 5.0
+
+
+@dg.sensor(
+    job=sync_members_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Refreshes members older than their freshness SLA, in bounded batches within MX's limits.",
+)
+def member_freshness(
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource, refresh_policy: RefreshPolicyResource
+):
+    policy, now = refresh_policy.policy(), dt.datetime.now(dt.UTC)
+    launched = int(context.cursor or 0)
+    try:
+        with warehouse.open().connect(wait_seconds=BUSY_WAIT_SECONDS) as con:
+            expired = expire_claims(con, policy, now=now)
+            due = due_members(con, policy, now=now)
+            batches = [due[i : i + policy.members_per_run] for i in range(0, len(due), policy.members_per_run)]
+            for number, batch in enumerate(batches, launched + 1):
+                pairs = [(m.member_guid, m.user_guid) for m in batch]
+                claim(con, pairs, trigger=SLA, run_key=_run_key(number, now), now=now)
+    except WarehouseBusy as exc:
+        return dg.SkipReason(f"the warehouse is busy; members are judged again next tick: {exc}")
+    if expired:
+        context.log.warning(f"released {expired} refresh claims whose runs never finished")
+    if not batches:
+        return dg.SkipReason("every member is within its SLA, or waiting out its interval, back-off or cap")
+    runs = [
+        dg.RunRequest(
+            run_key=_run_key(number, now),
+            run_config=refresh_run_config([m.member_guid for m in batch], trigger=SLA),
+            tags={"mx_pipeline/trigger": SLA, "mx_pipeline/members": str(len(batch))},
+        )
+        for number, batch in enumerate(batches, launched + 1)
+    ]
+    return dg.SensorResult(run_requests=runs, cursor=str(launched + len(batches)))
+
+
+def _run_key(batch_number: int, now: dt.datetime) -> str:
+    return f"refresh-{now:%Y%m%dT%H%M%S}-{batch_number}"  # unique even if the cursor is ever reset

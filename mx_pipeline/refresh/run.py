@@ -1,0 +1,53 @@
+"""One refresh run's part: claim (for a manual run), aggregate the claimed members, record, release.
+
+Scheduled runs arrive with their members already claimed by the sensor under the run's key; a manual run
+claims its members itself, after the same safety rules unless the data team overrides them.
+"""
+
+import datetime as dt
+from collections.abc import Sequence
+
+from mx_pipeline.mx import MxClient
+from mx_pipeline.refresh.aggregate import Attempt, refresh_batch
+from mx_pipeline.refresh.policy import RefreshPolicy
+from mx_pipeline.warehouse import Warehouse
+from mx_pipeline.warehouse.refresh_state import claim, claimed_by, due_members, record_attempts, release_claims
+
+MANUAL, SLA, WEBHOOK = "manual", "sla", "webhook"
+AGGREGATING_TRIGGERS = (MANUAL, SLA)
+
+
+def claim_for_manual_run(
+    warehouse: Warehouse,
+    members: Sequence[tuple[str, str]],
+    policy: RefreshPolicy,
+    *,
+    run_key: str,
+    override_safety: bool,
+) -> list[str]:
+    """Claim the named (member, user)s that the rules allow now (all of them with ``override_safety``)."""
+    now = dt.datetime.now(dt.UTC)
+    with warehouse.connect() as con:
+        if not override_safety:
+            allowed = {m.member_guid for m in due_members(con, policy, now=now, only=[m for m, _ in members],
+                                                           ignore_sla=True)}  # fmt: skip
+            members = [(m, u) for m, u in members if m in allowed]
+        claim(con, members, trigger=MANUAL, run_key=run_key, now=now)
+        return [m.member_guid for m in claimed_by(con, run_key)]
+
+
+def refresh_claimed(
+    warehouse: Warehouse, client: MxClient, policy: RefreshPolicy, *, run_key: str, trigger: str, run_id: str
+) -> list[Attempt]:
+    """Aggregate every member the run holds, wait for them, record each attempt, and let go of the claims."""
+    with warehouse.connect() as con:
+        # A webhook's claim only keeps other triggers away while its run reads what MX already aggregated.
+        targets = [m.target for m in claimed_by(con, run_key, triggers=AGGREGATING_TRIGGERS)]
+    try:
+        attempts = refresh_batch(client, targets, policy)
+        with warehouse.connect() as con:
+            record_attempts(con, attempts, trigger=trigger, run_id=run_id)
+        return attempts
+    finally:
+        with warehouse.connect() as con:
+            release_claims(con, run_key=run_key)
