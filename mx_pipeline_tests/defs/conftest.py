@@ -32,9 +32,9 @@ class Pipeline:
     users_csv: Path
     member_of: dict[str, str]  # our user id -> member guid
 
-    def materialize(self, *, ops: dict | None = None, **resources) -> dg.ExecuteInProcessResult:
-        """Every asset of the code location; ``ops`` adds op config, ``resources`` replaces resources."""
-        bound = {
+    def resources(self, **overrides) -> dict:
+        """The code location's resources, bound to this sandbox and warehouse; ``overrides`` replace any."""
+        return {
             **LOCATION.resources,
             "mx": MxResource(
                 base_url=self.sandbox.base_url,
@@ -44,10 +44,15 @@ class Pipeline:
             ),
             "warehouse": self.warehouse_resource,
             "connect_links": ConnectLinksResource(public_url=CONNECT_URL),
-            **resources,
+            **overrides,
         }
+
+    def materialize(
+        self, *, ops: dict | None = None, tags: dict | None = None, **resources
+    ) -> dg.ExecuteInProcessResult:
+        """Every asset of the code location; ``ops`` adds op config, ``resources`` replaces resources."""
         run_config = {"ops": {"raw__mx_users": {"config": {"users_csv": str(self.users_csv)}}, **(ops or {})}}
-        return dg.materialize(INGEST, resources=bound, run_config=run_config)
+        return dg.materialize(INGEST, resources=self.resources(**resources), run_config=run_config, tags=tags)
 
     @property
     def warehouse_resource(self) -> WarehouseResource:
