@@ -96,6 +96,11 @@ def test_the_attempt_cap_holds_for_a_member_that_always_fails(pipeline):
     assert [outcome for _, _, outcome in mine] == ["failed", "failed", "failed"]
     with pipeline.warehouse.connect() as con:
         assert member in exhausted_members(con, policy.policy(), now=dt.datetime.now(dt.UTC))
+    [health] = [
+        e for e in pipeline.materialize(refresh_policy=policy).get_asset_check_evaluations()
+        if e.check_name == "no_member_exhausted_its_attempts"
+    ]  # fmt: skip
+    assert not health.passed and member in health.metadata["members"].value
 
 
 def test_a_burst_of_stale_members_never_trips_mx_limits_nor_degrades_anyone(pipeline):

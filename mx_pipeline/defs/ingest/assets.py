@@ -6,6 +6,7 @@ the ``duckdb_warehouse`` pool (limit 1 in the instance config): DuckDB allows a 
 """
 
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -44,6 +45,11 @@ DEMO_USERS_CSV = Path(__file__).resolve().parents[3] / "data" / "reference" / "d
 
 MEMBER_ROUTES = dg.AssetKey(["ops", "member_routes"])  # written by the status gate (defs/lifecycle)
 REFRESH_ATTEMPTS = dg.AssetKey(["ops", "refresh_attempts"])  # aggregations asked before a read (defs/refresh)
+
+
+# Dagster's own freshness on what analysts read, beside the per-member SLAs of the refresh scheduler: the
+# tables as a whole must have been loaded within a day (warn) and a day and two hours (fail).
+ANALYSTS_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=24))
 
 
 class UsersConfig(dg.Config):
@@ -173,6 +179,7 @@ def member_status(
     kinds=KINDS,
     pool=POOL,
     description="One row per MX account of a member the status gate routed ready (connected, no job running).",
+    freshness_policy=ANALYSTS_FRESHNESS,
 )
 def mx_accounts(
     context: dg.AssetExecutionContext, config: ScopeConfig, mx: MxResource, warehouse: WarehouseResource
@@ -207,6 +214,7 @@ def mx_accounts(
     group_name=GROUP,
     kinds=KINDS,
     pool=POOL,
+    freshness_policy=ANALYSTS_FRESHNESS,
     description=(
         "One row per MX transaction (pending or posted) of a fetchable member, read incrementally by "
         "from_updated_at; a pending transaction MX stops listing gets removed_at, it is never deleted."
