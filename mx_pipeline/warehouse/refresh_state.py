@@ -140,9 +140,21 @@ def claim(
 
     A member another run already holds stays with that run.
     """
-    rows = [(member_guid, user_guid, trigger, run_key, now) for member_guid, user_guid in dict(members).items()]
-    if rows:
-        con.executemany("insert into ops.refresh_claims values (?, ?, ?, ?, ?) on conflict do nothing", rows)
+    frame = pd.DataFrame(list(dict(members).items()), columns=["member_guid", "user_guid"], dtype=object)
+    if frame.empty:
+        return
+    con.register("claimed_members", frame)
+    try:
+        con.execute(
+            """
+            insert into ops.refresh_claims
+            select member_guid, user_guid, $trigger, $run_key, $now from claimed_members
+            on conflict do nothing
+            """,
+            {"trigger": trigger, "run_key": run_key, "now": now},
+        )
+    finally:
+        con.unregister("claimed_members")
 
 
 def claimed_by(con: duckdb.DuckDBPyConnection, run_key: str, triggers: Sequence[str] = ()) -> list[DueMember]:
