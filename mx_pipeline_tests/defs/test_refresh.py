@@ -1,9 +1,6 @@
 """The freshness sensor and refresh runs against the sandbox: stale members refreshed, limits never tripped."""
 
 import datetime as dt
-import subprocess
-import sys
-import textwrap
 
 import dagster as dg
 
@@ -11,6 +8,7 @@ from mx_pipeline import settings
 from mx_pipeline.defs.refresh import sensors
 from mx_pipeline.defs.resources import MxResource, RefreshPolicyResource
 from mx_pipeline.warehouse.refresh_state import exhausted_members
+from mx_pipeline_tests.holding import held_by_another_process
 
 from .conftest import LOCATION, metadata_of
 
@@ -158,21 +156,7 @@ def test_a_manual_refresh_obeys_the_rules_unless_overridden(pipeline):
 def test_a_busy_warehouse_skips_the_tick_with_the_reason(pipeline, monkeypatch):
     pipeline.materialize()
     monkeypatch.setattr(sensors, "BUSY_WAIT_SECONDS", 0.3)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import duckdb, time
-            con = duckdb.connect({str(pipeline.warehouse.path)!r})
-            print("held", flush=True)
-            time.sleep(30)
-        """)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_by_another_process(pipeline.warehouse.path):
         result = tick(pipeline)
-    finally:
-        holder.kill()
-        holder.wait()
     assert isinstance(result, dg.SkipReason) and "busy" in result.skip_message
     assert pipeline.query("select count(*) from ops.refresh_claims") == [(0,)]

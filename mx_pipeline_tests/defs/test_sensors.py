@@ -1,9 +1,6 @@
 """``connect_events``: the spool drained into ``ops`` with a cursor, scoped runs launched, a busy warehouse skipped."""
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import dagster as dg
 import pytest
@@ -13,6 +10,7 @@ from mx_pipeline.connect.spool import Spool
 from mx_pipeline.defs.jobs import scoped_run_config
 from mx_pipeline.defs.lifecycle import sensors
 from mx_pipeline.defs.resources import WarehouseResource
+from mx_pipeline_tests.holding import held_by_another_process
 
 
 def status_webhook(user_guid: str, member_guid: str, status: str = "CHALLENGED") -> str:
@@ -138,22 +136,8 @@ def test_a_busy_warehouse_skips_the_tick_and_keeps_the_events(spool, warehouse, 
     spool.append("mx_webhook", "w1", status_webhook("USR-1", "MBR-1"))
     with warehouse.open().connect():
         pass  # the file exists, migrated
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import duckdb, time
-            con = duckdb.connect({warehouse.path!r})
-            print("held", flush=True)
-            time.sleep(30)
-        """)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_by_another_process(warehouse.path):
         result = tick(warehouse)
-    finally:
-        holder.kill()
-        holder.wait()
     assert isinstance(result, dg.SkipReason) and "busy" in result.skip_message
     assert len(spool.pending()) == 1
     assert tick(warehouse).cursor == "1"  # the next tick, with the file free, takes it
