@@ -8,6 +8,7 @@ dagster honours only when started with job control (see ../shared/research/stack
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from mx_pipeline import settings
 
 DAGSTER_PORT = 3000
+INSTANCE_CONFIG = Path(__file__).resolve().parents[1] / "data" / "dagster_home" / "dagster.yaml"
 STOP_GRACE_SECONDS = 20
 
 
@@ -50,6 +52,8 @@ def run_dev() -> int:
     mx = settings.MxSettings.from_env()
     home = (settings.data_dir() / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():  # a data dir elsewhere still gets the project's pools
+        shutil.copy(INSTANCE_CONFIG, home / "dagster.yaml")
     env = settings.child_environment(DAGSTER_HOME=str(home))
     bin_dir = Path(sys.executable).parent
     commands = []

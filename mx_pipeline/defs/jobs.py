@@ -25,6 +25,7 @@ ingest_job = dg.define_asset_job(
 sync_members_job = dg.define_asset_job(
     "sync_members",
     selection=AFTER_REGISTRATION,
+    executor_def=dg.in_process_executor,  # small, frequent runs: one process, not one per step
     description="Re-read (and refresh, when claimed) the members in the run config: status, route, notify, fetch.",
 )
 
@@ -62,5 +63,6 @@ refresh_members_job = dg.define_asset_job(
     "refresh_members",
     selection=AFTER_REGISTRATION,
     config=_manual_refresh,
+    executor_def=dg.in_process_executor,
     description="Refresh the given members or users now (safety rules apply unless override_safety), then fetch.",
 )
