@@ -1,10 +1,11 @@
-"""Per-member transaction sync: the window to read, the pending rows that vanished, and the outcome.
+"""Per-member transaction sync: the window to read, the rows that vanished upstream, and the outcome.
 
 Incremental reads use ``from_updated_at`` (MX's change filter, date precision) from the watermark of the
-last *complete* sync minus an overlap, so a change made late on the watermark's day is read again. Pending
-transactions are different: MX deletes them (after posting, usually under a new guid, or after 14 days)
-without any update a change filter could see. So a second read lists everything dated in a recent window,
-and every live pending row in that window which MX no longer lists is marked removed (never deleted).
+last *complete* sync minus an overlap, so a change made late on the watermark's day is read again. Deletions
+are different: MX deletes pending transactions (after posting, usually under a new guid, or after 14 days),
+and may re-issue a posted one under a new guid, without any update a change filter could see. So a second
+read lists everything dated in a recent window, and every live row in that window which MX no longer lists is
+marked removed (never deleted); ``fetched_at`` moves with it, since the row now says something new.
 """
 
 import datetime as dt
@@ -64,7 +65,7 @@ def plan_window(
     )
 
 
-def mark_vanished_pending(
+def mark_vanished(
     con: duckdb.DuckDBPyConnection,
     member_guid: str,
     window: TransactionWindow,
@@ -72,15 +73,14 @@ def mark_vanished_pending(
     *,
     now: dt.datetime,
 ) -> int:
-    """Mark removed every live pending row of the member dated in the window that MX did not list."""
+    """Mark removed every live row of the member dated in the window that MX did not list."""
     listed = pd.DataFrame({"guid": pd.Series(list(listed_guids), dtype=object)})
     con.register("listed_guids", listed)
     try:
         (marked,) = con.execute(
             """
-            update raw.mx_transactions as t set removed_at = $now
+            update raw.mx_transactions as t set removed_at = $now, fetched_at = $now
             where t.member_guid = $member
-              and t.status = 'PENDING'
               and t.removed_at is null
               and t.date between $from and $to
               and t.guid not in (select guid from listed_guids)

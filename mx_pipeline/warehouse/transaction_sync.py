@@ -15,7 +15,7 @@ from mx_pipeline.warehouse.connection import Warehouse
 from mx_pipeline.warehouse.loader import RawLoader
 from mx_pipeline.warehouse.members import MemberToFetch
 from mx_pipeline.warehouse.rows import transaction_row
-from mx_pipeline.warehouse.sync_state import TransactionWindow, mark_vanished_pending, plan_window, record_sync
+from mx_pipeline.warehouse.sync_state import TransactionWindow, mark_vanished, plan_window, record_sync
 from mx_pipeline.warehouse.tables import TRANSACTIONS
 from mx_pipeline.warehouse.upsert import UpsertCounts
 
@@ -95,7 +95,7 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log) -> Memb
     now = dt.datetime.now(dt.UTC)
     with warehouse.connect() as con:
         if error is None:
-            removed = mark_vanished_pending(con, member.guid, window, listed_in_window, now=now)
+            removed = mark_vanished(con, member.guid, window, listed_in_window, now=now)
             record_sync(
                 con, member.guid, member.user_guid, outcome="synced", run_id=run_id, now=now, watermark=watermark
             )

@@ -87,11 +87,22 @@ def test_a_removed_pending_that_reappears_is_live_again(warehouse):
         assert con.execute("select removed_at from raw.mx_transactions").fetchall() == [(None,)]
 
 
-def test_posted_rows_are_never_marked_removed(warehouse):
-    posted = make_transaction("TRN-POSTED", date=_days_ago(2), updated_at=_at(_days_ago(2)))
+def test_a_posted_row_re_issued_under_a_new_guid_is_marked_removed_so_it_is_not_counted_twice(warehouse):
+    posted = make_transaction("TRN-OLD", date=_days_ago(2), updated_at=_at(_days_ago(2)))
     mx = FakeMx([posted])
     _sync(warehouse, mx)
-    mx.transactions.clear()
+    mx.transactions = {"TRN-NEW": make_transaction("TRN-NEW", date=_days_ago(2), updated_at=_at(_days_ago(0)))}
+    assert _sync(warehouse, mx, "run-2").removed == 1
+    with warehouse.connect() as con:
+        rows = con.execute("select guid, removed_at is not null from raw.mx_transactions order by guid").fetchall()
+    assert rows == [("TRN-NEW", False), ("TRN-OLD", True)]
+
+
+def test_rows_older_than_the_reconcile_window_are_never_judged_vanished(warehouse):
+    old = make_transaction("TRN-OLD", date=_days_ago(60), updated_at=_at(_days_ago(60)))
+    mx = FakeMx([old])
+    _sync(warehouse, mx)
+    mx.transactions.clear()  # not listed by the recent-window read, which never asks for it
     assert _sync(warehouse, mx, "run-2").removed == 0
 
 

@@ -217,7 +217,7 @@ def mx_accounts(
     freshness_policy=ANALYSTS_FRESHNESS,
     description=(
         "One row per MX transaction (pending or posted) of a fetchable member, read incrementally by "
-        "from_updated_at; a pending transaction MX stops listing gets removed_at, it is never deleted."
+        "from_updated_at; a transaction MX stops listing gets removed_at, it is never deleted."
     ),
 )
 def mx_transactions(
@@ -257,7 +257,7 @@ def mx_transactions(
         counts,
         sum(r.quarantined for r in results),
         listed=sum(r.listed for r in results),
-        pending_marked_removed=sum(r.removed for r in results),
+        vanished_marked_removed=sum(r.removed for r in results),
         members_synced=len(results) - len(failed),
         members_failed=dg.MetadataValue.json(failed),
         members_not_fetched=dg.MetadataValue.json({m.guid: m.reason for m in not_fetched}),
