@@ -14,6 +14,7 @@ import dagster as dg
 from mx_pipeline import definitions, settings
 from mx_pipeline.defs.ingest.assets import MEMBER_ROUTES
 from mx_pipeline.defs.lifecycle.gate import RECONNECT_NOTIFICATIONS
+from mx_pipeline.defs.models import assets as models
 from mx_pipeline.defs.resources import MxResource, WarehouseResource, mx_resource
 from mx_pipeline.mx import MxClient
 from mx_pipeline.warehouse import Warehouse, tables
@@ -34,6 +35,7 @@ STEPS = [
     [MEMBER_ROUTES.path, RECONNECT_NOTIFICATIONS.path],  # the status gate and the notifications it decides
     [tables.ACCOUNTS.key_path],
     [tables.TRANSACTIONS.key_path],
+    [key.path for key in models.REFERENCE] + [model.key_path for model in models.MODELS],  # staging -> marts
 ]
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -85,7 +87,9 @@ def _materialize(definitions_: list, steps: list[list[list[str]]], resources: di
     ok = True
     for keys in steps:
         started = time.monotonic()
-        print(f"  materializing {' + '.join('/'.join(k) for k in keys)} ...", flush=True)
+        names = ["/".join(k) for k in keys]
+        shown = " + ".join(names) if len(names) <= 2 else f"{len(names)} SQL models and reference tables"
+        print(f"  materializing {shown} ...", flush=True)
         selection = [dg.AssetKey(k) for k in keys]
         result = dg.materialize(
             definitions_, selection=selection, resources=resources, run_config=QUIET, raise_on_error=False
@@ -108,6 +112,10 @@ def _describe(metadata: dict) -> str:
         return "members by route: " + ", ".join(f"{r} {n}" for r, n in sorted(value["members_by_route"].items()))
     if "delivered" in value:
         return f"{value['dagster/row_count']} notifications in the outbox, {value['delivered']} delivered now"
+    if "mode" in value:  # a SQL model
+        return f"{value['dagster/row_count']:>6} rows  built {value['mode']} in {value['seconds']:.2f} s"
+    if "inserted" not in value:  # a reference table
+        return f"{value['dagster/row_count']:>6} rows  loaded from data/reference"
     return (
         f"{value.get('dagster/row_count', 0):>6} rows  new {value.get('inserted', 0)},"
         f" updated {value.get('updated', 0)}, quarantined {value.get('quarantined', 0)},"
@@ -174,7 +182,12 @@ def _print_summary(warehouse: Warehouse) -> None:
         + (", ".join(f"{n} to open Connect in {mode} mode" for mode, n in notifications) or "none")
     )
     print(f"  warehouse:         {warehouse.path}")
-    print(f"\nQuery it from Python: duckdb.connect({str(warehouse.path)!r}).sql('from raw.mx_transactions limit 5')")
+    analytics = models.analytics_path(warehouse)
+    print(f"  analytics:         {analytics} (the marts; open it read-only, it never blocks the pipeline)")
+    query = "from marts.monthly_spend_by_category order by spend desc limit 10"
+    print(
+        f"\nQuery it:\n  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{analytics}', read_only=True).sql('{query}'))\""
+    )
     print("See the asset graph and run it from the Dagster UI (sandbox, connect service and `dagster dev -w")
     print("workspace.yaml` with the project's instance config, against data/warehouse.duckdb):")
     print("  make dev")

@@ -13,7 +13,7 @@ import dagster as dg
 from mx_pipeline.refresh.run import MANUAL
 from mx_pipeline.warehouse import tables
 
-INGEST = dg.AssetSelection.groups("ingest", "lifecycle", "refresh")
+INGEST = dg.AssetSelection.groups("ingest", "lifecycle", "refresh", "models").materializable()
 AFTER_REGISTRATION = INGEST - dg.AssetSelection.assets(tables.USERS.key_path)
 REFRESH_OP = "ops__refresh_attempts"
 SCOPED_OPS = [REFRESH_OP, *("__".join(s.key_path) for s in (tables.MEMBERS, tables.MEMBER_STATUS, tables.ACCOUNTS,

@@ -53,10 +53,17 @@ def test_definitions_load_offline_and_show_the_ingest_lineage(tmp_path):
     for key in ("ops/member_routes", "ops/reconnect_notifications"):
         assert assets[key]["group"] == "lifecycle"
     assert assets["ops/refresh_attempts"]["group"] == "refresh"
+    # Written by the product, not by any step: shown for lineage only.
+    product_inputs = {"ops/category_overrides", "ops/merchant_category_overrides", "ops/freshness_sla"}
     for key, asset in assets.items():
         assert asset["description"].startswith("One row per"), key
         # Every step that writes the warehouse shares its one-writer pool; the refresh step mostly waits on MX.
-        assert asset["pools"] == ([] if key == "ops/refresh_attempts" else ["duckdb_warehouse"]), key
+        unpooled = key == "ops/refresh_attempts" or key in product_inputs
+        assert asset["pools"] == ([] if unpooled else ["duckdb_warehouse"]), key
+    models = {"staging/stg_transactions": ["raw/mx_transactions"],
+              "marts/monthly_spend_by_category": ["marts/fct_transactions"]}  # fmt: skip
+    for model, upstream in models.items():  # lineage read from the SQL itself
+        assert assets[model]["deps"] == upstream and assets[model]["group"] == "models"
     assert location["resources"] == ["connect_links", "mx", "notifier", "refresh_policy", "warehouse"]
 
 

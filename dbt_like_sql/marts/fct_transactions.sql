@@ -1,0 +1,76 @@
+-- materialized: table
+-- description: One row per transaction an analyst should count, in our category taxonomy. Left out: rows MX stopped listing, pending rows whose posted twin arrived, pending rows older than 14 days (MX deletes them), and older copies of a transaction MX re-issued under a new guid long after its date.
+-- column amount: Signed: debits (money out) negative, credits positive.
+-- column transaction_date: The calendar day in the account's own time zone, as MX gives it.
+-- column transacted_at: When it happened, UTC.
+-- column category_id: Our category (reference.internal_categories), never MX's.
+-- column category_source: Why this category: transaction_override, merchant_override, mx_category, mx_top_level, or fallback (an MX category our map does not know yet).
+-- column replaced_pending_guid: The pending transaction this posted one replaced, when one was matched.
+with live as (
+    select s.*
+    from staging.stg_transactions as s
+    where s.is_live
+      and not (s.status = 'PENDING' and s.transaction_guid in (
+          select pending_guid from staging.stg_pending_matches where is_match))
+      and not (s.status = 'PENDING' and s.transaction_date < current_date - interval 14 day)
+),
+superseded as (
+    -- Inside the reconcile window a re-issued guid is caught when the old one stops being listed. Beyond it,
+    -- the copy arrives long after its date in a later fetch with the same fingerprint: the older copies go.
+    -- Rows of one fetch are never collapsed: two identical purchases are two purchases.
+    select distinct older.transaction_guid
+    from live as older
+    join live as newer
+        on newer.fingerprint = older.fingerprint
+        and newer.run_id <> older.run_id
+        and newer.fetched_at > older.fetched_at
+        and newer.fetched_at > newer.transaction_date + interval 14 day
+),
+counted as (
+    select * from live where transaction_guid not in (select transaction_guid from superseded)
+),
+categorized as (
+    select
+        c.*,
+        coalesce(o.category_id, mo.category_id, exact.category_id, top.category_id, 'uncategorized.unmapped')
+            as category_id,
+        case
+            when o.category_id is not null then 'transaction_override'
+            when mo.category_id is not null then 'merchant_override'
+            when exact.category_id is not null then 'mx_category'
+            when top.category_id is not null then 'mx_top_level'
+            else 'fallback'
+        end as category_source
+    from counted as c
+    left join ops.category_overrides as o on o.transaction_guid = c.transaction_guid
+    left join ops.merchant_category_overrides as mo on mo.merchant_guid = c.merchant_guid
+    left join reference.mx_category_map as exact
+        on exact.mx_top_level_category = c.mx_top_level_category and exact.mx_category = c.mx_category
+    left join reference.mx_category_map as top
+        on top.mx_top_level_category = c.mx_top_level_category and top.mx_category is null
+)
+select
+    t.transaction_guid,
+    t.account_guid,
+    t.member_guid,
+    t.user_guid,
+    t.transaction_date,
+    t.transacted_at,
+    t.posted_at,
+    t.status,
+    t.amount,
+    t.currency_code,
+    t.description_normalized as description,
+    t.merchant_name,
+    t.category_id,
+    category.name as category_name,
+    coalesce(category.parent_id, category.category_id) as parent_category_id,
+    coalesce(parent.name, category.name) as parent_category_name,
+    category.kind as category_kind,
+    t.category_source,
+    m.pending_guid as replaced_pending_guid,
+    t.fingerprint
+from categorized as t
+join reference.internal_categories as category on category.category_id = t.category_id
+left join reference.internal_categories as parent on parent.category_id = category.parent_id
+left join staging.stg_pending_matches as m on m.posted_guid = t.transaction_guid and m.is_match

@@ -1,0 +1,56 @@
+-- materialized: table
+-- description: One row per member: its connection status and route, freshness against its SLA, refresh attempts, and any open notification. Where to look first when data is missing.
+-- column route: What happens next (ready, needs_mfa, needs_reconnect, degraded, in_progress, institution_side, terminal).
+-- column last_success: MX's last successful aggregation of the member, UTC.
+-- column sla_hours: The freshness SLA that applies (member, then user, then tier override, then the default).
+-- column is_stale: Older than its SLA.
+-- column is_exhausted: Stale, with every refresh attempt of the window used: waiting for the window to pass.
+-- column open_notification_at: When the user was told about the current episode of trouble; null when none is open.
+with attempts as (
+    select
+        member_guid,
+        count(*) filter (where requested_at > now() - to_seconds(cast(__attempt_window_hours__ * 3600 as bigint)))
+            as attempts_in_window,
+        max(requested_at) as last_attempt_at,
+        max_by(outcome, requested_at) as last_attempt_outcome
+    from ops.refresh_attempts
+    group by member_guid
+),
+episodes as (
+    select member_guid, max(notified_at) filter (where closed_at is null) as open_notification_at
+    from ops.notification_episodes
+    group by member_guid
+),
+tiers as (
+    select mx_user_guid, any_value(tier) as tier from ops.end_users group by mx_user_guid
+)
+select
+    s.guid as member_guid,
+    s.user_guid,
+    m.institution_code,
+    s.connection_status,
+    r.route,
+    r.reason,
+    s.is_being_aggregated,
+    s.successfully_aggregated_at as last_success,
+    coalesce(by_member.sla_hours, by_user.sla_hours, by_tier.sla_hours, __default_sla_hours__) as sla_hours,
+    round(extract(epoch from now() - s.successfully_aggregated_at) / 3600, 1) as hours_since_success,
+    coalesce(s.successfully_aggregated_at < now() - to_seconds(cast(
+        coalesce(by_member.sla_hours, by_user.sla_hours, by_tier.sla_hours, __default_sla_hours__) * 3600 as bigint)),
+        true) as is_stale,
+    coalesce(a.attempts_in_window, 0) as refresh_attempts_in_window,
+    a.last_attempt_at,
+    a.last_attempt_outcome,
+    coalesce(a.attempts_in_window, 0) >= __max_attempts__ and r.route in ('ready', 'institution_side', 'degraded')
+        and coalesce(s.successfully_aggregated_at < now() - to_seconds(cast(coalesce(by_member.sla_hours,
+            by_user.sla_hours, by_tier.sla_hours, __default_sla_hours__) * 3600 as bigint)), true) as is_exhausted,
+    e.open_notification_at
+from raw.mx_member_status as s
+left join raw.mx_members as m on m.guid = s.guid
+left join ops.member_routes as r on r.member_guid = s.guid
+left join attempts as a on a.member_guid = s.guid
+left join episodes as e on e.member_guid = s.guid
+left join tiers as t on t.mx_user_guid = s.user_guid
+left join ops.freshness_sla as by_member on by_member.scope = 'member' and by_member.key = s.guid
+left join ops.freshness_sla as by_user on by_user.scope = 'user' and by_user.key = s.user_guid
+left join ops.freshness_sla as by_tier on by_tier.scope = 'tier' and by_tier.key = t.tier

@@ -1,0 +1,15 @@
+-- materialized: table
+-- description: One row per user, month and category of ours: money spent (refunds netted), from fct_transactions.
+-- column spend: Money out minus refunds in expense categories, as a positive number.
+select
+    cast(date_trunc('month', transaction_date) as date) as month,
+    user_guid,
+    parent_category_id,
+    parent_category_name,
+    category_id,
+    category_name,
+    -sum(amount) as spend,
+    count(*) as transactions
+from marts.fct_transactions
+where category_kind = 'expense'
+group by all

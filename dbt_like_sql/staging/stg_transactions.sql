@@ -1,0 +1,58 @@
+-- materialized: incremental
+-- unique_key: transaction_guid
+-- description: One row per MX transaction as MX last sent it (removed ones included), typed, signed, normalized; MX's own fields kept for audit.
+-- column amount: Signed amount, the one convention of the warehouse: debits (money out) negative, credits positive. Derived from MX's unsigned amount and type.
+-- column mx_amount: MX's amount as sent: unsigned; read with type.
+-- column transaction_date: MX's date: the calendar day in the account's own time zone (never shifted through UTC).
+-- column transacted_at: When the transaction happened, UTC.
+-- column posted_at: When it posted, UTC; null while pending.
+-- column description_normalized: Lower case, card and reference numbers and store numbers stripped, whitespace collapsed; from MX's description, else its original_description.
+-- column merchant_name: MX's cleaned description when MX names a merchant, else the normalized description.
+-- column fingerprint: md5 of account, date, signed amount and normalized description: the same purchase re-issued under a new guid has the same one.
+-- column mx_category: MX's own category (MX's taxonomy; audit only, never shown as ours).
+-- column is_live: False once MX stopped listing it (removed_at set).
+with typed as (
+    select
+        t.guid as transaction_guid,
+        t.member_guid,
+        t.account_guid,
+        t.user_guid,
+        t.status,
+        t.type,
+        t.amount as mx_amount,
+        case when t.type = 'DEBIT' then -t.amount else t.amount end as amount,
+        t.payload ->> 'currency_code' as currency_code,
+        t.date as transaction_date,
+        try_cast(t.payload ->> 'transacted_at' as timestamptz) as transacted_at,
+        try_cast(t.payload ->> 'posted_at' as timestamptz) as posted_at,
+        t.payload ->> 'description' as mx_description,
+        t.payload ->> 'original_description' as mx_original_description,
+        t.payload ->> 'merchant_guid' as merchant_guid,
+        try_cast(t.payload ->> 'merchant_category_code' as integer) as merchant_category_code,
+        t.payload ->> 'category' as mx_category,
+        t.payload ->> 'top_level_category' as mx_top_level_category,
+        t.payload ->> 'category_guid' as mx_category_guid,
+        t.updated_at,
+        t.removed_at,
+        t.removed_at is null as is_live,
+        t.fetched_at,
+        t.run_id
+    from raw.mx_transactions as t
+    where t.fetched_at > __since__
+),
+normalized as (
+    select
+        *,
+        trim(regexp_replace(regexp_replace(regexp_replace(
+            lower(coalesce(nullif(trim(mx_description), ''), mx_original_description, '')),
+            '(x{2,}|\*{2,}|#)\s*\d+|\b\d{4,}\b|\bref\s*[:#]?\s*\w+', ' ', 'g'),  -- card, store and reference numbers
+            '[^a-z0-9&'' ]+', ' ', 'g'),
+            '\s+', ' ', 'g')) as description_normalized
+    from typed
+)
+select
+    *,
+    case when merchant_guid is not null and nullif(trim(mx_description), '') is not null
+         then trim(mx_description) else description_normalized end as merchant_name,
+    md5(concat_ws('|', account_guid, transaction_date, amount, description_normalized)) as fingerprint
+from normalized

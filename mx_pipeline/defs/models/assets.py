@@ -1,0 +1,83 @@
+"""``dbt_like_sql/`` as Dagster assets: one asset per model, upstream assets read from each model's SQL.
+
+All models of a run are built by one step in the warehouse pool, in dependency order (only those selected,
+when a subset is materialized), after the reference CSVs are reloaded. When the run built any mart, the marts
+are republished to ``analytics.duckdb`` for analysts.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+
+from mx_pipeline.defs.ingest.assets import MEMBER_ROUTES, POOL, REFRESH_ATTEMPTS
+from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
+from mx_pipeline.warehouse import Warehouse, tables
+from mx_pipeline.warehouse.models import REFERENCE_TABLES, load_models, load_reference, run_model
+from mx_pipeline.warehouse.publish import publish
+
+GROUP = "models"
+MODELS = load_models()
+REFERENCE = [dg.AssetKey(["reference", name]) for name in REFERENCE_TABLES]
+# Tables some asset writes beside its own: lineage points at that asset.
+WRITTEN_BY = {
+    "ops.notification_episodes": MEMBER_ROUTES,
+    "ops.refresh_claims": REFRESH_ATTEMPTS,
+    "ops.end_users": dg.AssetKey(tables.USERS.key_path),
+}
+# Tables the product writes (never the pipeline): shown as external assets.
+PRODUCT_INPUTS = {
+    "ops.category_overrides": "a transaction's category; survives every re-sync and re-mapping.",
+    "ops.merchant_category_overrides": "the category of every transaction of an MX merchant.",
+    "ops.freshness_sla": "the freshness SLA of a member, a user or a user tier.",
+}
+product_inputs = [
+    dg.AssetSpec(
+        table.split("."), description=f"One row per override, written by the product. {text}", group_name=GROUP
+    )
+    for table, text in PRODUCT_INPUTS.items()
+]
+
+
+def analytics_path(wh: Warehouse) -> Path:
+    """Where analysts read the marts: ``analytics.duckdb`` beside the warehouse file."""
+    return wh.path.with_name("analytics.duckdb")
+
+
+def _key(table: str) -> dg.AssetKey:
+    return WRITTEN_BY.get(table, dg.AssetKey(table.split(".")))
+
+
+@dg.multi_asset(
+    name="sql_models",
+    specs=[
+        *(dg.AssetSpec(key, description=f"One row per line of data/reference/{key.path[-1]}.csv.", group_name=GROUP,
+                       kinds={"csv", "duckdb"}, skippable=True) for key in REFERENCE),
+        *(dg.AssetSpec(m.key_path, deps=sorted({_key(t) for t in m.reads}, key=str), description=m.description,
+                       group_name=GROUP, kinds={"sql", "duckdb"}, skippable=True,
+                       metadata={"file": str(m.path.relative_to(m.path.parents[2])), "materialized": m.materialized})
+          for m in MODELS),
+    ],
+    can_subset=True,
+    pool=POOL,
+)  # fmt: skip
+def sql_models(context: dg.AssetExecutionContext, warehouse: WarehouseResource, refresh_policy: RefreshPolicyResource):
+    selected = context.selected_asset_keys
+    wh, run_id = warehouse.open(), context.run.run_id
+    with wh.connect() as con:
+        for table, rows in load_reference(con).items():
+            if dg.AssetKey(table.split(".")) in selected:
+                yield dg.MaterializeResult(asset_key=table.split("."), metadata={"dagster/row_count": rows})
+        built_marts = False
+        for model in MODELS:
+            if dg.AssetKey(model.key_path) not in selected:
+                continue
+            result = run_model(con, model, run_id=run_id, policy=refresh_policy.policy())
+            built_marts = built_marts or model.name.startswith("marts.")
+            yield dg.MaterializeResult(
+                asset_key=model.key_path,
+                metadata={"dagster/row_count": result.rows, "seconds": round(result.seconds, 3), "mode": result.mode},
+            )
+        if built_marts:
+            target = analytics_path(wh)
+            published = publish(con, target)
+            context.log.info(f"published {len(published)} marts to {target}")

@@ -1,0 +1,235 @@
+"""The SQL models in ``dbt_like_sql/``: one file per table, ordered by the tables their SQL reads, and run.
+
+A model file is a header of ``-- key: value`` comment lines, then one SELECT:
+
+    -- materialized: incremental          (table | view | incremental; default table)
+    -- unique_key: transaction_guid       (incremental models: the rows a run replaces)
+    -- description: One row per ...       (becomes the table's COMMENT)
+    -- column amount: Signed: debits ...  (becomes the column's COMMENT)
+    select ...
+
+The schema is the file's folder (``staging/``, ``marts/``) and the table its name. What a model reads comes
+from parsing its SQL with sqlglot, never from a hand-kept list. An incremental model's SELECT filters its input
+with ``__since__``, which is the start of its last successful run (``-infinity`` on a first or full run): the
+rows it yields replace the rows with the same key, so a run costs what changed. Other placeholders are the
+refresh policy's numbers (``__default_sla_hours__``, ``__max_attempts__``, ``__attempt_window_hours__``), so the
+SQL never restates them.
+"""
+
+import datetime as dt
+import graphlib
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import sqlglot
+from sqlglot import exp
+
+from mx_pipeline.refresh.policy import RefreshPolicy
+
+PROJECT = Path(__file__).resolve().parents[2]
+MODELS_DIR = PROJECT / "dbt_like_sql"
+REFERENCE_DIR = PROJECT / "data" / "reference"
+REFERENCE_TABLES = ("internal_categories", "mx_category_map")  # loaded into ``reference`` before every run
+MATERIALIZATIONS = ("table", "view", "incremental")
+_HEADER = re.compile(r"^--\s*(?P<key>column \w+|\w+)\s*:\s*(?P<value>.*)$")
+_DUCKDB_LINE = re.compile(r"LINE (\d+):")
+DEFAULT_POLICY = RefreshPolicy()
+
+
+class ModelError(Exception):
+    """A model that cannot be read or run; the message starts with ``file:line``."""
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str  # schema.table
+    path: Path
+    body: str  # the SELECT, header removed
+    body_line: int  # the file line the body starts on
+    materialized: str = "table"
+    unique_key: str | None = None
+    description: str = ""
+    column_comments: Mapping[str, str] = field(default_factory=dict)
+    reads: frozenset[str] = frozenset()  # schema.table names the SQL reads
+
+    @property
+    def key_path(self) -> list[str]:
+        return self.name.split(".")
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    name: str
+    rows: int
+    seconds: float
+    mode: str  # full | incremental
+
+
+def load_models(root: Path = MODELS_DIR) -> list[Model]:
+    """Every model under ``root``, each after the models it reads."""
+    models = {m.name: m for m in (parse_model(path, root) for path in sorted(root.rglob("*.sql")))}
+    order = graphlib.TopologicalSorter({name: m.reads & models.keys() for name, m in models.items()})
+    try:
+        return [models[name] for name in order.static_order()]
+    except graphlib.CycleError as exc:
+        raise ModelError(f"models read each other in a cycle: {' -> '.join(exc.args[1])}") from None
+
+
+def parse_model(path: Path, root: Path = MODELS_DIR) -> Model:
+    lines = path.read_text().splitlines()
+    header: dict[str, str] = {}
+    columns: dict[str, str] = {}
+    body_start = 0
+    for number, line in enumerate(lines):
+        if not line.startswith("--"):
+            body_start = number
+            break
+        match = _HEADER.match(line)
+        if match and match["key"].startswith("column "):
+            columns[match["key"].removeprefix("column ")] = match["value"]
+        elif match:
+            header[match["key"]] = match["value"]
+    name = f"{path.parent.relative_to(root).as_posix().replace('/', '_')}.{path.stem}"
+    materialized = header.get("materialized", "table")
+    if materialized not in MATERIALIZATIONS:
+        raise ModelError(f"{path}:1: materialized must be one of {MATERIALIZATIONS}, not {materialized!r}")
+    if materialized == "incremental" and not header.get("unique_key"):
+        raise ModelError(f"{path}:1: an incremental model needs a unique_key")
+    body = "\n".join(lines[body_start:])
+    return Model(
+        name=name,
+        path=path,
+        body=body,
+        body_line=body_start + 1,
+        materialized=materialized,
+        unique_key=header.get("unique_key"),
+        description=header.get("description", ""),
+        column_comments=columns,
+        reads=tables_read(body, path),
+    )
+
+
+def tables_read(sql: str, path: Path | str = "<sql>") -> frozenset[str]:
+    """The schema-qualified tables a SELECT reads (its own CTEs excluded)."""
+    try:
+        tree = sqlglot.parse_one(_render(sql, since=None, params=_policy_params(DEFAULT_POLICY)), read="duckdb")
+    except sqlglot.errors.ParseError as exc:
+        raise ModelError(f"{path}: {exc}") from None
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    read = set()
+    for table in tree.find_all(exp.Table):
+        if table.db:
+            read.add(f"{table.db}.{table.name}")
+        elif table.name and table.name not in ctes:
+            raise ModelError(f"{path}: table {table.name!r} must be schema-qualified (raw., staging., ...)")
+    return frozenset(read)
+
+
+def load_reference(con: duckdb.DuckDBPyConnection, folder: Path = REFERENCE_DIR) -> dict[str, int]:
+    """(Re)load the reference CSVs into the ``reference`` schema; returns rows per table."""
+    counts = {}
+    for table in REFERENCE_TABLES:
+        csv = str(folder / f"{table}.csv")
+        con.execute(
+            f"create or replace table reference.{table} as from read_csv(?, header = true, all_varchar = true)", [csv]
+        )
+        (counts[f"reference.{table}"],) = con.execute(f"select count(*) from reference.{table}").fetchone()
+    return counts
+
+
+def run_model(
+    con: duckdb.DuckDBPyConnection,
+    model: Model,
+    *,
+    run_id: str,
+    full_refresh: bool = False,
+    policy: RefreshPolicy = DEFAULT_POLICY,
+) -> ModelResult:
+    """Build one model (and its comments) in one transaction; a failure names the file and line."""
+    started, clock = dt.datetime.now(dt.UTC), time.perf_counter()
+    since = None if full_refresh or not _exists(con, model.name) else _last_start(con, model.name)
+    incremental = model.materialized == "incremental" and since is not None
+    body = _render(model.body, since=since, params=_policy_params(policy))
+    con.execute("begin transaction")
+    try:
+        if incremental:
+            _execute(con, model, "create or replace temp table model_incoming as\n", body)
+            key = model.unique_key
+            con.execute(f"delete from {model.name} where {key} in (select {key} from model_incoming)")
+            con.execute(f"insert into {model.name} by name select * from model_incoming")
+            con.execute("drop table model_incoming")
+        else:
+            kind = "view" if model.materialized == "view" else "table"
+            _execute(con, model, f"create or replace {kind} {model.name} as\n", body)
+        _comment(con, model)
+        (rows,) = con.execute(f"select count(*) from {model.name}").fetchone()
+        mode = "incremental" if incremental else "full"
+        con.execute(
+            "insert into ops.model_runs values (?, ?, ?, ?, ?, ?)",
+            [model.name, started, dt.datetime.now(dt.UTC), rows, mode, run_id],
+        )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return ModelResult(model.name, int(rows), time.perf_counter() - clock, mode)
+
+
+def _execute(con: duckdb.DuckDBPyConnection, model: Model, prefix: str, body: str) -> None:
+    try:
+        con.execute(prefix + body)
+    except duckdb.Error as exc:
+        message = str(exc)
+        found = _DUCKDB_LINE.search(message)
+        # DuckDB counts lines of the statement, whose first line is the prefix we added.
+        line = model.body_line + int(found[1]) - 2 if found else model.body_line
+        raise ModelError(f"{model.path}:{line}: {message.splitlines()[0]}") from exc
+
+
+def _comment(con: duckdb.DuckDBPyConnection, model: Model) -> None:
+    if model.description:
+        con.execute(f"comment on {_kind(model)} {model.name} is {sql_literal(model.description)}")
+    for column, text in model.column_comments.items():
+        con.execute(f"comment on column {model.name}.{column} is {sql_literal(text)}")
+
+
+def _kind(model: Model) -> str:
+    return "view" if model.materialized == "view" else "table"
+
+
+def sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _render(sql: str, *, since: dt.datetime | None, params: Mapping[str, str]) -> str:
+    rendered = sql.replace(
+        "__since__", "'-infinity'::timestamptz" if since is None else f"'{since.isoformat()}'::timestamptz"
+    )
+    for name, value in params.items():
+        rendered = rendered.replace(f"__{name}__", value)
+    return rendered
+
+
+def _policy_params(policy: RefreshPolicy) -> dict[str, str]:
+    return {
+        "default_sla_hours": repr(float(policy.sla_hours)),
+        "max_attempts": str(int(policy.max_attempts)),
+        "attempt_window_hours": repr(float(policy.attempt_window_hours)),
+    }
+
+
+def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    schema, table = name.split(".")
+    (found,) = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
+    ).fetchone()
+    return bool(found)
+
+
+def _last_start(con: duckdb.DuckDBPyConnection, name: str) -> dt.datetime | None:
+    (started,) = con.execute("select max(started_at) from ops.model_runs where model = ?", [name]).fetchone()
+    return started
