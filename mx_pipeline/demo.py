@@ -185,9 +185,8 @@ def _print_summary(warehouse: Warehouse) -> None:
     analytics = models.analytics_path(warehouse)
     print(f"  analytics:         {analytics} (the marts; open it read-only, it never blocks the pipeline)")
     query = "from marts.monthly_spend_by_category order by spend desc limit 10"
-    print(
-        f"\nQuery it:\n  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{analytics}', read_only=True).sql('{query}'))\""
-    )
+    python = f"import duckdb; print(duckdb.connect('{analytics}', read_only=True).sql('{query}'))"
+    print(f'\nQuery it:\n  .venv/bin/python -c "{python}"\n')
     print("See the asset graph and run it from the Dagster UI (sandbox, connect service and `dagster dev -w")
     print("workspace.yaml` with the project's instance config, against data/warehouse.duckdb):")
     print("  make dev")
