@@ -1,0 +1,169 @@
+"""The SQL models on hand-made raw rows: each cleaning and mapping rule, the runner's lineage, errors, increments."""
+
+import datetime as dt
+import json
+
+import pytest
+
+from mx_pipeline.warehouse.models import ModelError, load_models, load_reference, parse_model, run_model
+
+TODAY = dt.datetime.now(dt.UTC).date()
+MODELS = {m.name: m for m in load_models()}
+
+
+@pytest.fixture
+def con(warehouse):
+    with warehouse.connect() as con:
+        load_reference(con)
+        yield con
+
+
+def txn(con, guid, *, amount="12.50", type="DEBIT", status="POSTED", days_ago=3, account="ACT-1", run="run-1",
+        description="Bean There Coffee", original="SQ *BEAN THERE COFFEE 4411", category="Coffee Shops",
+        top="Food & Dining", merchant="MCH-1", removed=False, fetched_days_ago=None):  # fmt: skip
+    date = TODAY - dt.timedelta(days=days_ago)
+    fetched = dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago if fetched_days_ago is None else fetched_days_ago)
+    payload = {"guid": guid, "description": description, "original_description": original, "category": category,
+               "top_level_category": top, "merchant_guid": merchant, "currency_code": "USD",
+               "transacted_at": f"{date}T15:04:05Z"}  # fmt: skip
+    con.execute(
+        "insert into raw.mx_transactions values (?, 'MBR-1', ?, 'USR-1', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [guid, account, status, type, amount, date, fetched, fetched if removed else None, json.dumps(payload), run,
+         fetched],
+    )  # fmt: skip
+
+
+def build(con, *names, **options):
+    order = [m for m in load_models() if not names or m.name in names]
+    return {m.name: run_model(con, m, run_id="test", **options) for m in order}
+
+
+def fct(con, *columns):
+    return con.execute(f"select {', '.join(columns)} from marts.fct_transactions order by 1").fetchall()
+
+
+def test_lineage_comes_from_the_sql_itself():
+    assert MODELS["staging.stg_transactions"].reads == {"raw.mx_transactions"}
+    assert MODELS["marts.monthly_spend_by_category"].reads == {"marts.fct_transactions"}
+    order = [m.name for m in load_models()]
+    assert order.index("staging.stg_transactions") < order.index("marts.fct_transactions")
+
+
+def test_amounts_are_signed_once_debits_negative(con):
+    txn(con, "TRN-1", amount="12.50", type="DEBIT")
+    txn(con, "TRN-2", amount="2500.00", type="CREDIT", description="Payroll", category="Paycheck", top="Income")
+    build(con)
+    assert fct(con, "transaction_guid", "amount") == [("TRN-1", -12.5), ("TRN-2", 2500)]
+
+
+def test_descriptions_are_normalized_and_mx_fields_kept_for_audit(con):
+    txn(con, "TRN-1", description="", original="FRESH BASKET #5487 PROVO UT  xx4411")
+    build(con)
+    (normalized, original) = con.execute(
+        "select description_normalized, mx_original_description from staging.stg_transactions"
+    ).fetchone()
+    assert normalized == "fresh basket provo ut"
+    assert original == "FRESH BASKET #5487 PROVO UT  xx4411"
+
+
+def test_a_pending_whose_posted_twin_arrived_under_a_new_guid_is_counted_once(con):
+    txn(con, "TRN-P", status="PENDING", days_ago=3)
+    txn(con, "TRN-Q", status="POSTED", days_ago=1)
+    build(con)
+    assert fct(con, "transaction_guid", "replaced_pending_guid") == [("TRN-Q", "TRN-P")]
+
+
+def test_ambiguous_twins_are_left_unmerged_and_counted(con):
+    txn(con, "TRN-P1", status="PENDING", days_ago=3)
+    txn(con, "TRN-P2", status="PENDING", days_ago=3)
+    txn(con, "TRN-Q", status="POSTED", days_ago=2)
+    build(con)
+    assert {g for (g,) in fct(con, "transaction_guid")} == {"TRN-P1", "TRN-P2", "TRN-Q"}
+    assert con.execute("select count(*) from staging.stg_pending_matches where not is_match").fetchone() == (2,)
+
+
+def test_vanished_rows_and_pendings_older_than_14_days_are_not_counted(con):
+    txn(con, "TRN-GONE", removed=True)
+    txn(con, "TRN-OLD-PENDING", status="PENDING", days_ago=20)
+    txn(con, "TRN-KEPT")
+    build(con)
+    assert fct(con, "transaction_guid") == [("TRN-KEPT",)]
+
+
+def test_a_late_re_issued_copy_replaces_the_old_one_but_same_fetch_twins_both_count(con):
+    txn(con, "TRN-A", days_ago=40, run="run-1")
+    txn(con, "TRN-A2", days_ago=40, run="run-9", fetched_days_ago=0)  # the same purchase, re-issued 40 days on
+    txn(con, "TRN-T1", days_ago=30, run="run-2", description="Metro Transit", category="Public Transportation",
+        top="Auto & Transport")  # fmt: skip
+    txn(con, "TRN-T2", days_ago=30, run="run-2", description="Metro Transit", category="Public Transportation",
+        top="Auto & Transport")  # two identical fares the same day, in one fetch  # fmt: skip
+    build(con)
+    assert fct(con, "transaction_guid") == [("TRN-A2",), ("TRN-T1",), ("TRN-T2",)]
+
+
+def test_categories_are_ours_with_overrides_that_survive_re_mapping(con):
+    txn(con, "TRN-MAPPED")
+    txn(con, "TRN-TOP", category="Food & Dining")  # a top-level category: its fallback row
+    txn(con, "TRN-NEW", category="Boba Tea", top="Food & Dining")  # an MX subcategory the map does not list
+    txn(con, "TRN-ALIEN", category="Space Travel", top="Interplanetary")  # an unknown top level
+    txn(con, "TRN-OVERRIDE", merchant="MCH-2")
+    txn(con, "TRN-MERCHANT", merchant="MCH-9")
+    con.execute(
+        "insert into ops.category_overrides (transaction_guid, category_id) values ('TRN-OVERRIDE', 'shopping.general')"
+    )
+    con.execute("insert into ops.merchant_category_overrides (merchant_guid, category_id) values ('MCH-9', 'food.groceries')")  # fmt: skip
+    build(con)
+    rows = dict((g, (c, s)) for g, c, s in fct(con, "transaction_guid", "category_id", "category_source"))
+    assert rows == {
+        "TRN-ALIEN": ("uncategorized.unmapped", "fallback"),
+        "TRN-MAPPED": ("food.coffee", "mx_category"),
+        "TRN-MERCHANT": ("food.groceries", "merchant_override"),
+        "TRN-NEW": ("food.restaurants", "mx_top_level"),
+        "TRN-OVERRIDE": ("shopping.general", "transaction_override"),
+        "TRN-TOP": ("food.restaurants", "mx_top_level"),
+    }
+    build(con, full_refresh=True)  # a re-sync and re-mapping keeps the product's override
+    assert fct(con, "category_id")[0] and ("shopping.general",) in fct(con, "category_id")
+
+
+def test_every_mx_default_category_maps_to_a_category_of_ours(con):
+    unknown = con.execute(
+        """
+        select m.category_id from reference.mx_category_map as m
+        left join reference.internal_categories as c using (category_id) where c.category_id is null
+        """
+    ).fetchall()
+    assert unknown == []
+    (fallbacks,) = con.execute("select count(*) from reference.mx_category_map where mx_category is null").fetchone()
+    assert fallbacks == 21  # one per MX top level
+
+
+def test_an_incremental_model_reads_only_what_arrived_since_its_last_run(con):
+    txn(con, "TRN-1", fetched_days_ago=1)
+    assert build(con, "staging.stg_transactions")["staging.stg_transactions"].mode == "full"
+    txn(con, "TRN-2", fetched_days_ago=0)
+    con.execute("update raw.mx_transactions set payload = json_object('description', 'changed') where guid = 'TRN-1'")
+    result = build(con, "staging.stg_transactions")["staging.stg_transactions"]
+    assert (result.mode, result.rows) == ("incremental", 2)
+    (read,) = con.execute("select count(*) from staging.stg_transactions where transaction_guid = 'TRN-2'").fetchone()
+    assert read == 1
+    assert con.execute(
+        "select mx_description from staging.stg_transactions where transaction_guid = 'TRN-1'"
+    ).fetchone() == ("Bean There Coffee",)  # not re-read: its fetched_at did not move
+
+
+def test_a_failing_model_names_its_file_and_line(tmp_path, con):
+    folder = tmp_path / "marts"
+    folder.mkdir()
+    (folder / "broken.sql").write_text("-- description: One row per nothing.\nselect\n    1 as ok,\n    nope()\n")
+    model = parse_model(folder / "broken.sql", tmp_path)
+    with pytest.raises(ModelError, match=r"broken\.sql:4: .*nope"):
+        run_model(con, model, run_id="test")
+
+
+def test_model_headers_become_table_and_column_comments(con):
+    build(con)
+    (comment,) = con.execute(
+        "select comment from duckdb_columns() where table_name = 'fct_transactions' and column_name = 'amount'"
+    ).fetchone()
+    assert comment.startswith("Signed: debits (money out) negative")
