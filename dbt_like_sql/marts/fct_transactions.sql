@@ -1,4 +1,5 @@
--- materialized: table
+-- materialized: incremental
+-- unique_key: transaction_guid
 -- description: One row per transaction an analyst should count, in our category taxonomy. Left out: rows MX stopped listing, pending rows whose posted twin arrived, pending rows older than 14 days (MX deletes them), and older copies of a transaction MX re-issued under a new guid long after its date.
 -- column amount: Signed: debits (money out) negative, credits positive.
 -- column transaction_date: The calendar day in the account's own time zone, as MX gives it.
@@ -6,10 +7,37 @@
 -- column category_id: Our category (reference.internal_categories), never MX's.
 -- column category_source: Why this category: transaction_override, merchant_override, mx_category, mx_top_level, or fallback (an MX category our map does not know yet).
 -- column replaced_pending_guid: The pending transaction this posted one replaced, when one was matched.
-with live as (
+with changed as (
+    -- Rows MX sent anew since the last run (new, updated, or stopped being listed).
+    select transaction_guid, account_guid, transaction_date, fingerprint
+    from staging.stg_transactions
+    where fetched_at > __since__
+),
+affected as (
+    -- A changed row reaches its pending twin (same account, a few days apart) and its re-issued copies (same
+    -- fingerprint): those are recomputed too, and dropped when they no longer count. So are rows whose
+    -- override changed, and pendings that aged out of MX's 14 days.
+    select transaction_guid from changed
+    union
+    select transaction_guid from ops.category_overrides where set_at > __since__
+    union
+    select s.transaction_guid from staging.stg_transactions as s
+    where s.merchant_guid in (select merchant_guid from ops.merchant_category_overrides where set_at > __since__)
+       or (s.status = 'PENDING' and s.is_live and s.transaction_date < current_date - interval 14 day)
+    union
+    select s.transaction_guid
+    from staging.stg_transactions as s
+    join changed as c
+        on s.account_guid = c.account_guid
+        and s.transaction_date between c.transaction_date - interval 6 day and c.transaction_date + interval 6 day
+    union
+    select s.transaction_guid from staging.stg_transactions as s join changed as c using (fingerprint)
+),
+live as (
     select s.*
     from staging.stg_transactions as s
-    where s.is_live
+    where s.transaction_guid in (select transaction_guid from affected)
+      and s.is_live
       and not (s.status = 'PENDING' and s.transaction_guid in (
           select pending_guid from staging.stg_pending_matches where is_match))
       and not (s.status = 'PENDING' and s.transaction_date < current_date - interval 14 day)

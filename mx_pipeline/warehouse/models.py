@@ -18,6 +18,7 @@ SQL never restates them.
 
 import datetime as dt
 import graphlib
+import hashlib
 import re
 import time
 from collections.abc import Mapping
@@ -67,6 +68,7 @@ class ModelResult:
     rows: int
     seconds: float
     mode: str  # full | incremental
+    recomputed: int  # rows computed by this run: all of them when full, what changed when incremental
 
 
 def load_models(root: Path = MODELS_DIR) -> list[Model]:
@@ -129,16 +131,30 @@ def tables_read(sql: str, path: Path | str = "<sql>") -> frozenset[str]:
     return frozenset(read)
 
 
-def load_reference(con: duckdb.DuckDBPyConnection, folder: Path = REFERENCE_DIR) -> dict[str, int]:
-    """(Re)load the reference CSVs into the ``reference`` schema; returns rows per table."""
-    counts = {}
+@dataclass(frozen=True)
+class ReferenceLoad:
+    rows: dict[str, int]  # per reference table
+    changed: bool  # a CSV differs from the one the models were last built with: rebuild them in full
+
+
+def load_reference(con: duckdb.DuckDBPyConnection, folder: Path = REFERENCE_DIR) -> ReferenceLoad:
+    """(Re)load the reference CSVs into the ``reference`` schema, noting whether any of them changed."""
+    rows, changed = {}, False
     for table in REFERENCE_TABLES:
-        csv = str(folder / f"{table}.csv")
-        con.execute(
-            f"create or replace table reference.{table} as from read_csv(?, header = true, all_varchar = true)", [csv]
-        )
-        (counts[f"reference.{table}"],) = con.execute(f"select count(*) from reference.{table}").fetchone()
-    return counts
+        csv = folder / f"{table}.csv"
+        name = f"reference.{table}"
+        con.execute(f"create or replace table {name} as from read_csv(?, all_varchar = true)", [str(csv)])
+        (rows[name],) = con.execute(f"select count(*) from {name}").fetchone()
+        digest = hashlib.sha256(csv.read_bytes()).hexdigest()
+        (known,) = con.execute(
+            "select count(*) from ops.reference_loads where table_name = ? and content_hash = ?", [name, digest]
+        ).fetchone()
+        if not known:
+            changed = True
+            con.execute(
+                "insert or replace into ops.reference_loads values (?, ?, ?)", [name, digest, dt.datetime.now(dt.UTC)]
+            )
+    return ReferenceLoad(rows, changed)
 
 
 def run_model(
@@ -157,16 +173,20 @@ def run_model(
     con.execute("begin transaction")
     try:
         if incremental:
-            _execute(con, model, "create or replace temp table model_incoming as\n", body)
             key = model.unique_key
-            con.execute(f"delete from {model.name} where {key} in (select {key} from model_incoming)")
+            _execute(con, model, "create or replace temp table model_incoming as\n", body)
+            affected = _affected_keys_sql(body, key) or f"select {key} from model_incoming"
+            _execute(con, model, "create or replace temp table model_affected as\n", affected)
+            (recomputed,) = con.execute("select count(*) from model_affected").fetchone()
+            con.execute(f"delete from {model.name} where {key} in (select {key} from model_affected)")
             con.execute(f"insert into {model.name} by name select * from model_incoming")
-            con.execute("drop table model_incoming")
+            con.execute("drop table model_incoming; drop table model_affected")
         else:
             kind = "view" if model.materialized == "view" else "table"
             _execute(con, model, f"create or replace {kind} {model.name} as\n", body)
         _comment(con, model)
         (rows,) = con.execute(f"select count(*) from {model.name}").fetchone()
+        recomputed = recomputed if incremental else rows
         mode = "incremental" if incremental else "full"
         con.execute(
             "insert into ops.model_runs values (?, ?, ?, ?, ?, ?)",
@@ -176,7 +196,19 @@ def run_model(
     except BaseException:
         con.execute("rollback")
         raise
-    return ModelResult(model.name, int(rows), time.perf_counter() - clock, mode)
+    return ModelResult(model.name, int(rows), time.perf_counter() - clock, mode, int(recomputed))
+
+
+def _affected_keys_sql(body: str, key: str) -> str | None:
+    """``with <the model's CTEs> select <key> from affected``, when the model has an ``affected`` CTE.
+
+    The keys it lists are replaced, and those the SELECT no longer yields are deleted: that is how an
+    incremental model drops a row a change made obsolete (a pending whose posted twin arrived).
+    """
+    ctes = sqlglot.parse_one(body, read="duckdb").find(exp.With)
+    if ctes is None or "affected" not in {cte.alias_or_name for cte in ctes.expressions}:
+        return None
+    return f"{ctes.sql(dialect='duckdb')} select {key} from affected"
 
 
 def _execute(con: duckdb.DuckDBPyConnection, model: Model, prefix: str, body: str) -> None:

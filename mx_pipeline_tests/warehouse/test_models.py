@@ -5,7 +5,14 @@ import json
 
 import pytest
 
-from mx_pipeline.warehouse.models import ModelError, load_models, load_reference, parse_model, run_model
+from mx_pipeline.warehouse.models import (
+    REFERENCE_DIR,
+    ModelError,
+    load_models,
+    load_reference,
+    parse_model,
+    run_model,
+)
 
 TODAY = dt.datetime.now(dt.UTC).date()
 MODELS = {m.name: m for m in load_models()}
@@ -167,3 +174,34 @@ def test_model_headers_become_table_and_column_comments(con):
         "select comment from duckdb_columns() where table_name = 'fct_transactions' and column_name = 'amount'"
     ).fetchone()
     assert comment.startswith("Signed: debits (money out) negative")
+
+
+def test_a_small_change_costs_in_proportion_to_the_change_and_reaches_the_rows_it_affects(con):
+    for i in range(30):
+        txn(con, f"TRN-{i:02}", days_ago=20 + i, fetched_days_ago=20 + i, description=f"Shop {i}")
+    txn(con, "TRN-P", status="PENDING", days_ago=2, fetched_days_ago=2)
+    build(con)
+    txn(con, "TRN-Q", status="POSTED", days_ago=1, fetched_days_ago=0)  # the pending's twin posts
+    con.execute(
+        "insert into ops.category_overrides (transaction_guid, category_id) values ('TRN-05', 'food.groceries')"
+    )
+    results = build(con)
+    fct_run = results["marts.fct_transactions"]
+    assert fct_run.mode == "incremental" and fct_run.recomputed <= 4  # TRN-Q, its twin, TRN-05 (and TRN-00 nearby)
+    guids = {g for (g,) in fct(con, "transaction_guid")}
+    assert "TRN-P" not in guids and "TRN-Q" in guids and len(guids) == 31
+    assert ("food.groceries",) in con.execute(
+        "select category_id from marts.fct_transactions where transaction_guid = 'TRN-05'"
+    ).fetchall()
+
+
+def test_an_edited_reference_csv_asks_for_a_full_rebuild(con, tmp_path):
+    assert not load_reference(con).changed  # the fixture loaded these very files
+    edited = tmp_path / "reference"
+    edited.mkdir()
+    for name in ("internal_categories", "mx_category_map"):
+        (edited / f"{name}.csv").write_text((REFERENCE_DIR / f"{name}.csv").read_text())
+    with (edited / "mx_category_map.csv").open("a") as csv:
+        csv.write("Food & Dining,Boba Tea,food.coffee\n")
+    assert load_reference(con, edited).changed
+    assert not load_reference(con, edited).changed

@@ -64,18 +64,28 @@ def sql_models(context: dg.AssetExecutionContext, warehouse: WarehouseResource, 
     selected = context.selected_asset_keys
     wh, run_id = warehouse.open(), context.run.run_id
     with wh.connect() as con:
-        for table, rows in load_reference(con).items():
+        reference = load_reference(con)
+        for table, rows in reference.rows.items():
             if dg.AssetKey(table.split(".")) in selected:
                 yield dg.MaterializeResult(asset_key=table.split("."), metadata={"dagster/row_count": rows})
+        if reference.changed:
+            context.log.info("data/reference changed since the last build: every model is rebuilt in full")
         built_marts = False
         for model in MODELS:
             if dg.AssetKey(model.key_path) not in selected:
                 continue
-            result = run_model(con, model, run_id=run_id, policy=refresh_policy.policy())
+            result = run_model(
+                con, model, run_id=run_id, full_refresh=reference.changed, policy=refresh_policy.policy()
+            )
             built_marts = built_marts or model.name.startswith("marts.")
             yield dg.MaterializeResult(
                 asset_key=model.key_path,
-                metadata={"dagster/row_count": result.rows, "seconds": round(result.seconds, 3), "mode": result.mode},
+                metadata={
+                    "dagster/row_count": result.rows,
+                    "recomputed": result.recomputed,
+                    "seconds": round(result.seconds, 3),
+                    "mode": result.mode,
+                },
             )
         if built_marts:
             target = analytics_path(wh)
