@@ -23,7 +23,8 @@ affected as (
     union
     select s.transaction_guid from staging.stg_transactions as s
     where s.merchant_guid in (select merchant_guid from ops.merchant_category_overrides where set_at > __since__)
-       or (s.status = 'PENDING' and s.is_live and s.transaction_date < current_date - interval 14 day)
+       or (s.status = 'PENDING' and s.is_live and s.transaction_date < current_date - interval 14 day
+           and s.transaction_date >= cast(__since__ as date) - interval 15 day)  -- crossed the line since
     union
     select s.transaction_guid
     from staging.stg_transactions as s

@@ -70,10 +70,11 @@ def bare_copy(path: Path) -> str:
 
 
 def models(path: Path, small_change: bool) -> str:
-    from mx_pipeline.warehouse import Warehouse
+    from mx_pipeline.defs.resources import WarehouseResource
     from mx_pipeline.warehouse.models import load_models, load_reference, run_model
 
-    with Warehouse(path).connect() as con:
+    # The pipeline's own DuckDB memory cap (WarehouseResource.memory_limit), as in production.
+    with WarehouseResource(path=str(path)).open().connect() as con:
         if small_change:
             con.execute(
                 """

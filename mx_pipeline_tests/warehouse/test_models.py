@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from mx_pipeline.sandbox.categories import DEFAULT_CATEGORIES
 from mx_pipeline.warehouse.models import (
     REFERENCE_DIR,
     ModelError,
@@ -143,6 +144,16 @@ def test_every_mx_default_category_maps_to_a_category_of_ours(con):
     assert unknown == []
     (fallbacks,) = con.execute("select count(*) from reference.mx_category_map where mx_category is null").fetchone()
     assert fallbacks == 21  # one per MX top level
+
+
+def test_every_category_the_sandbox_serves_from_mx_defaults_maps_without_the_fallback(con):
+    for i, category in enumerate(DEFAULT_CATEGORIES):
+        txn(con, f"TRN-{i}", category=category.name, top=category.top_level_name, description=f"Shop {i}")
+    build(con)
+    assert con.execute("select count(*) from marts.fct_transactions where category_source = 'fallback'").fetchone() == (
+        0,
+    )
+    assert con.execute("select count(*) from marts.fct_transactions").fetchone() == (len(DEFAULT_CATEGORIES),)
 
 
 def test_an_incremental_model_reads_only_what_arrived_since_its_last_run(con):

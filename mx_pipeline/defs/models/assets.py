@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from mx_pipeline.defs.ingest.assets import MEMBER_ROUTES, POOL, REFRESH_ATTEMPTS
+from mx_pipeline.defs.ingest.assets import ANALYSTS_FRESHNESS, MEMBER_ROUTES, POOL, REFRESH_ATTEMPTS
 from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline.warehouse import Warehouse, tables
 from mx_pipeline.warehouse.models import REFERENCE_TABLES, load_models, load_reference, run_model
@@ -54,6 +54,7 @@ def _key(table: str) -> dg.AssetKey:
                        kinds={"csv", "duckdb"}, skippable=True) for key in REFERENCE),
         *(dg.AssetSpec(m.key_path, deps=sorted({_key(t) for t in m.reads}, key=str), description=m.description,
                        group_name=GROUP, kinds={"sql", "duckdb"}, skippable=True,
+                       freshness_policy=ANALYSTS_FRESHNESS if m.name.startswith("marts.") else None,
                        metadata={"file": str(m.path.relative_to(m.path.parents[2])), "materialized": m.materialized})
           for m in MODELS),
     ],
