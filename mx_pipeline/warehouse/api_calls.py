@@ -1,10 +1,16 @@
 """``ops.api_calls``: one row per HTTP attempt made to MX, so a run's cost and its 429s are visible."""
 
 import threading
+from dataclasses import asdict
 
 import duckdb
+import pandas as pd
 
 from mx_pipeline.mx.transport import ApiCall
+
+_COLUMNS = (
+    "started_at, run_id, method, path_template, status, latency_ms, attempt, request_id, user_guid, member_guid, error"
+)
 
 
 class ApiCallLog:
@@ -34,27 +40,10 @@ class ApiCallLog:
         with self._lock:
             calls, self._pending = self._pending, []
         if calls:
-            con.executemany(
-                """
-                insert into ops.api_calls (started_at, run_id, method, path_template, status, latency_ms,
-                                           attempt, request_id, user_guid, member_guid, error)
-                values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                [
-                    (
-                        c.started_at,
-                        self.run_id,
-                        c.method,
-                        c.path_template,
-                        c.status,
-                        c.latency_ms,
-                        c.attempt,
-                        c.request_id,
-                        c.user_guid,
-                        c.member_guid,
-                        c.error,
-                    )
-                    for c in calls
-                ],
-            )
+            frame = pd.DataFrame([asdict(c) for c in calls]).assign(run_id=self.run_id).astype(object)
+            con.register("api_calls_batch", frame)
+            try:
+                con.execute(f"insert into ops.api_calls by name select {_COLUMNS} from api_calls_batch")
+            finally:
+                con.unregister("api_calls_batch")
         return len(calls)
