@@ -35,6 +35,21 @@ class ConnectMode(StrEnum):
     RECONNECT = "reconnect"  # current_member_guid + update_credentials: fresh credentials
 
 
+class RefreshAction(StrEnum):
+    AGGREGATE = "aggregate"  # ask MX for a fresh aggregation, then poll it
+    REREAD = "reread"  # only read the status again: never add load to a struggling connection
+
+
+# Healthy members and those failing on the institution's side are aggregated (the latter with back-off);
+# a DEGRADED one is only re-read, since our own bursts may be why it degraded; the rest wait for the user,
+# for a running job, or for nothing at all.
+REFRESH_ACTIONS: dict[Route, RefreshAction] = {
+    Route.READY: RefreshAction.AGGREGATE,
+    Route.INSTITUTION_SIDE: RefreshAction.AGGREGATE,
+    Route.DEGRADED: RefreshAction.REREAD,
+}
+
+
 @dataclass(frozen=True)
 class RouteRule:
     route: Route
@@ -43,9 +58,9 @@ class RouteRule:
     notify_after: timedelta | None = None  # None: never notify; zero: at once
 
     @property
-    def refreshable(self) -> bool:
-        """May the scheduler ask MX to aggregate this member?"""
-        return self.route is Route.READY
+    def refresh_action(self) -> "RefreshAction | None":
+        """What the refresh scheduler may do for a member on this route (None: leave it alone)."""
+        return REFRESH_ACTIONS.get(self.route)
 
 
 AT_ONCE = timedelta(0)

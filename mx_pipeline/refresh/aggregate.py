@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mx_pipeline.lifecycle.episodes import ASKS_THE_USER
-from mx_pipeline.lifecycle.routes import Route, route_for
+from mx_pipeline.lifecycle.routes import RefreshAction, Route, route_for
 from mx_pipeline.mx import Conflict, MxClient, MxError
 from mx_pipeline.mx.records import MemberStatus
 from mx_pipeline.refresh.policy import RefreshPolicy
 
-AGGREGATE, REREAD = "aggregate", "reread"
+AGGREGATE, REREAD = RefreshAction.AGGREGATE, RefreshAction.REREAD
 FAILURES = frozenset({"failed", "timed_out"})  # the outcomes that back a member off
 
 

@@ -13,12 +13,12 @@ from dataclasses import asdict, dataclass
 import duckdb
 import pandas as pd
 
-from mx_pipeline.refresh.aggregate import AGGREGATE, FAILURES, REREAD, Attempt, RefreshTarget
+from mx_pipeline.lifecycle.routes import REFRESH_ACTIONS
+from mx_pipeline.refresh.aggregate import AGGREGATE, FAILURES, Attempt, RefreshTarget
 from mx_pipeline.refresh.policy import RefreshPolicy
 
-# Aggregation is asked of members that are healthy or failing on the institution's side; a DEGRADED one is
-# only re-read (its grace is measured in re-reads), never aggregated.
-ACTION_BY_ROUTE = {"ready": AGGREGATE, "institution_side": AGGREGATE, "degraded": REREAD}
+ACTION_BY_ROUTE = {route.value: action for route, action in REFRESH_ACTIONS.items()}
+_REFRESHABLE = ", ".join(f"'{route}'" for route in ACTION_BY_ROUTE)
 _FAILURES = ", ".join(f"'{o}'" for o in sorted(FAILURES))
 
 _MEMBERS = f"""
@@ -34,7 +34,7 @@ _MEMBERS = f"""
         left join ops.freshness_sla as by_member on by_member.scope = 'member' and by_member.key = r.member_guid
         left join ops.freshness_sla as by_user on by_user.scope = 'user' and by_user.key = r.user_guid
         left join ops.freshness_sla as by_tier on by_tier.scope = 'tier' and by_tier.key = e.tier
-        where r.route in ('ready', 'institution_side', 'degraded')
+        where r.route in ({_REFRESHABLE})
     ),
     recent as (
         select member_guid, count(*) as attempts, max(requested_at) as last_request,

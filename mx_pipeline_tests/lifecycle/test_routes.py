@@ -9,6 +9,7 @@ from mx_pipeline.lifecycle.routes import (
     DEGRADED_GRACE,
     ROUTES,
     ConnectMode,
+    RefreshAction,
     Route,
     route_for,
 )
@@ -80,8 +81,15 @@ def test_degraded_waits_out_a_grace_but_disabled_does_not():
     assert route_for("DISABLED").notify_after == AT_ONCE
 
 
-def test_only_healthy_members_are_refreshable():
-    assert [s for s in S if route_for(s.value).refreshable] == [S.CONNECTED]
+def test_the_scheduler_aggregates_healthy_and_institution_side_members_and_only_re_reads_degraded_ones():
+    actions = {s: route_for(s.value).refresh_action for s in S if route_for(s.value).refresh_action}
+    assert actions == {
+        S.CONNECTED: RefreshAction.AGGREGATE,
+        S.DISCONNECTED: RefreshAction.AGGREGATE,
+        S.FAILED: RefreshAction.AGGREGATE,
+        S.DEGRADED: RefreshAction.REREAD,
+        S.DISABLED: RefreshAction.REREAD,
+    }
 
 
 def test_a_connected_member_still_aggregating_is_in_progress():
@@ -95,7 +103,7 @@ def test_a_challenged_member_waits_for_the_user_even_while_its_job_is_open():
 @pytest.mark.parametrize("status", [None, "", "SOMETHING_NEW", "connected"])
 def test_unknown_or_missing_statuses_are_held_never_crashed_on(status):
     rule = route_for(status)
-    assert rule.route is Route.TERMINAL and not rule.refreshable and rule.connect_mode is None
+    assert rule.route is Route.TERMINAL and rule.refresh_action is None and rule.connect_mode is None
 
 
 def test_every_route_that_asks_the_user_says_why_in_plain_words():
