@@ -66,3 +66,8 @@ refresh_members_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
     description="Refresh the given members or users now (safety rules apply unless override_safety), then fetch.",
 )
+
+
+def run_key_of(context: dg.AssetExecutionContext) -> str:
+    """The key a run holds its claims under: the sensor's run key, or the run id for a run launched by hand."""
+    return context.run.tags.get("dagster/run_key") or context.run.run_id

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from mx_pipeline.defs.jobs import run_key_of
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
 from mx_pipeline.mx import MalformedResponse, NotFound
 from mx_pipeline.warehouse import ApiCallLog, RawLoader, UpsertCounts, Warehouse, tables
@@ -160,7 +161,7 @@ def member_status(
         changes = record_status_changes(con, run_id=run_id)
         by_status = status_counts(con)
         # Whatever this run held (a webhook's members, a refresh batch) is fresh now: others may claim it.
-        release_claims(con, run_key=context.run.tags.get("dagster/run_key") or run_id)
+        release_claims(con, run_key=run_key_of(context))
     return _result(
         wh,
         spec,

@@ -9,6 +9,7 @@ it launches the run; a manual run (``refresh_now``) claims its scope itself, aft
 import dagster as dg
 
 from mx_pipeline.defs.ingest.assets import REFRESH_ATTEMPTS, ScopeConfig, mx_members
+from mx_pipeline.defs.jobs import run_key_of
 from mx_pipeline.defs.resources import MxResource, RefreshPolicyResource, WarehouseResource
 from mx_pipeline.refresh.run import MANUAL, claim_for_manual_run, refresh_claimed
 from mx_pipeline.warehouse import ApiCallLog
@@ -19,11 +20,6 @@ class RefreshConfig(ScopeConfig):
     refresh_now: bool = False  # manual: refresh the members in scope now (the scope must name them)
     override_safety: bool = False  # manual: skip the interval, cap and back-off rules (claims still hold)
     trigger: str = MANUAL  # sla | webhook | manual, as recorded on each attempt
-
-
-def run_key_of(context: dg.AssetExecutionContext) -> str:
-    """The key claims are held under: the sensor's run key, or the run id for a run launched by hand."""
-    return context.run.tags.get("dagster/run_key") or context.run.run_id
 
 
 @dg.asset(
@@ -46,7 +42,7 @@ def refresh_attempts(
         if config.scope == EVERYTHING:
             raise dg.Failure("refresh_now needs member_guids or user_guids: a refresh never targets everyone at once")
         with wh.connect() as con:
-            named = [(m, u) for m, u in listed_members(con, config.scope)]
+            named = listed_members(con, config.scope)
         claimed = claim_for_manual_run(wh, named, policy, run_key=run_key, override_safety=config.override_safety)
         refused = sorted({m for m, _ in named} - set(claimed))
         if refused:
