@@ -5,7 +5,7 @@
 -- column transaction_date: The calendar day in the account's own time zone, as MX gives it.
 -- column transacted_at: When it happened, UTC.
 -- column category_id: Our category (reference.internal_categories), never MX's.
--- column category_source: Why this category: transaction_override, merchant_override, mx_category, mx_top_level, or fallback (an MX category our map does not know yet).
+-- column category_source: Why this category: transaction_override, merchant_override, mx_category, mx_top_level, fallback (an MX category our map does not know yet), or unknown_category_id (an override or map row naming no category of ours).
 -- column replaced_pending_guid: The pending transaction this posted one replaced, when one was matched.
 with changed as (
     -- Rows MX sent anew since the last run (new, updated, or stopped being listed).
@@ -45,15 +45,15 @@ live as (
 ),
 superseded as (
     -- Inside the reconcile window a re-issued guid is caught when the old one stops being listed. Beyond it,
-    -- the copy arrives long after its date in a later fetch with the same fingerprint: the older copies go.
-    -- Rows of one fetch are never collapsed: two identical purchases are two purchases.
+    -- the copy first arrives long after its date, in a later fetch, with the same fingerprint: the older
+    -- copies go. Rows that first arrived together are never collapsed: two identical purchases are two.
     select distinct older.transaction_guid
     from live as older
-    join live as newer
+    join staging.stg_transactions as newer
         on newer.fingerprint = older.fingerprint
-        and newer.run_id <> older.run_id
-        and newer.fetched_at > older.fetched_at
-        and newer.fetched_at > newer.transaction_date + interval 14 day
+        and newer.is_live
+        and newer.first_fetched_at > older.first_fetched_at
+        and newer.first_fetched_at > newer.transaction_date + interval 14 day
 ),
 counted as (
     select * from live where transaction_guid not in (select transaction_guid from superseded)
@@ -62,21 +62,30 @@ categorized as (
     select
         c.*,
         coalesce(o.category_id, mo.category_id, exact.category_id, top.category_id, 'uncategorized.unmapped')
-            as category_id,
+            as proposed_category_id,
         case
             when o.category_id is not null then 'transaction_override'
             when mo.category_id is not null then 'merchant_override'
             when exact.category_id is not null then 'mx_category'
             when top.category_id is not null then 'mx_top_level'
             else 'fallback'
-        end as category_source
+        end as proposed_source
     from counted as c
     left join ops.category_overrides as o on o.transaction_guid = c.transaction_guid
     left join ops.merchant_category_overrides as mo on mo.merchant_guid = c.merchant_guid
     left join reference.mx_category_map as exact
         on exact.mx_top_level_category = c.mx_top_level_category and exact.mx_category = c.mx_category
     left join reference.mx_category_map as top
-        on top.mx_top_level_category = c.mx_top_level_category and top.mx_category is null
+        on top.mx_top_level_category = coalesce(c.mx_top_level_category, c.mx_category) and top.mx_category is null
+),
+resolved as (
+    -- An id that is not in our taxonomy (a typo in an override or in the map) is never a reason to drop a row.
+    select
+        c.*,
+        coalesce(known.category_id, 'uncategorized.unmapped') as category_id,
+        case when known.category_id is null then 'unknown_category_id' else c.proposed_source end as category_source
+    from categorized as c
+    left join reference.internal_categories as known on known.category_id = c.proposed_category_id
 )
 select
     t.transaction_guid,
@@ -99,7 +108,7 @@ select
     t.category_source,
     m.pending_guid as replaced_pending_guid,
     t.fingerprint
-from categorized as t
+from resolved as t
 join reference.internal_categories as category on category.category_id = t.category_id
 left join reference.internal_categories as parent on parent.category_id = category.parent_id
 left join staging.stg_pending_matches as m on m.posted_guid = t.transaction_guid and m.is_match

@@ -8,6 +8,7 @@
 -- column posted_at: When it posted, UTC; null while pending.
 -- column description_normalized: Lower case, card and reference numbers and store numbers stripped, whitespace collapsed; from MX's description, else its original_description.
 -- column merchant_name: MX's cleaned description when MX names a merchant, else the normalized description.
+-- column first_fetched_at: When this guid first arrived (fetched_at moves with every new version of the row).
 -- column fingerprint: md5 of account, date, signed amount and normalized description: the same purchase re-issued under a new guid has the same one.
 -- column mx_category: MX's own category (MX's taxonomy; audit only, never shown as ours).
 -- column is_live: False once MX stopped listing it (removed_at set).
@@ -36,6 +37,7 @@ with typed as (
         t.removed_at,
         t.removed_at is null as is_live,
         t.fetched_at,
+        t.first_fetched_at,
         t.run_id
     from raw.mx_transactions as t
     where t.fetched_at > __since__
@@ -45,7 +47,7 @@ normalized as (
         *,
         trim(regexp_replace(regexp_replace(regexp_replace(
             lower(coalesce(nullif(trim(mx_description), ''), mx_original_description, '')),
-            '(x{2,}|\*{2,}|#)\s*\d+|\b\d{4,}\b|\bref\s*[:#]?\s*\w+', ' ', 'g'),  -- card, store and reference numbers
+            '(x{2,}|\*{2,}|#)\s*\d+|\b\d{4,}\b|\bref(erence)?\s*[:#]\s*\w+|\bref\s+\d+', ' ', 'g'),  -- card, store, ref numbers
             '[^a-z0-9&'' ]+', ' ', 'g'),
             '\s+', ' ', 'g')) as description_normalized
     from typed

@@ -41,7 +41,7 @@ def test_an_mx_category_we_do_not_know_lands_in_the_fallback_and_fails_coverage(
     coverage = check(result, "category_coverage")
     assert not coverage.passed
     assert coverage.metadata["unmapped_mx_categories"].value == [
-        {"top_level_category": "Interplanetary", "category": "Space Travel", "transactions": 1}
+        {"reason": "fallback", "top_level_category": "Interplanetary", "category": "Space Travel", "transactions": 1}
     ]
     assert pipeline.query("select category_id from marts.fct_transactions where transaction_guid = ?", txn.guid) == [
         ("uncategorized.unmapped",)

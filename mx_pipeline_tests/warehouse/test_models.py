@@ -35,9 +35,13 @@ def txn(con, guid, *, amount="12.50", type="DEBIT", status="POSTED", days_ago=3,
                "top_level_category": top, "merchant_guid": merchant, "currency_code": "USD",
                "transacted_at": f"{date}T15:04:05Z"}  # fmt: skip
     con.execute(
-        "insert into raw.mx_transactions values (?, 'MBR-1', ?, 'USR-1', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        """
+        insert into raw.mx_transactions (guid, member_guid, account_guid, user_guid, status, type, amount, date,
+            updated_at, removed_at, payload, run_id, fetched_at, first_fetched_at)
+        values (?, 'MBR-1', ?, 'USR-1', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
         [guid, account, status, type, amount, date, fetched, fetched if removed else None, json.dumps(payload), run,
-         fetched],
+         fetched, fetched],
     )  # fmt: skip
 
 
@@ -216,3 +220,38 @@ def test_an_edited_reference_csv_asks_for_a_full_rebuild(con, tmp_path):
         csv.write("Food & Dining,Boba Tea,food.coffee\n")
     assert load_reference(con, edited).changed
     assert not load_reference(con, edited).changed
+
+
+def test_twins_that_arrived_together_still_count_twice_after_mx_edits_one(con):
+    for guid in ("TRN-T1", "TRN-T2"):
+        txn(con, guid, days_ago=30, fetched_days_ago=30, run="run-1")
+    build(con)
+    con.execute(  # MX edits T2 today: a new version, fetched now; it first arrived with T1
+        "update raw.mx_transactions set fetched_at = now(), run_id = 'run-2', updated_at = now() where guid = 'TRN-T2'"
+    )
+    build(con)
+    assert fct(con, "transaction_guid") == [("TRN-T1",), ("TRN-T2",)]
+
+
+def test_an_override_on_an_old_copy_never_brings_a_re_issued_guid_back(con):
+    txn(con, "TRN-A", days_ago=40, fetched_days_ago=40, run="run-1")
+    txn(con, "TRN-A2", days_ago=40, fetched_days_ago=0, run="run-9")
+    build(con)
+    con.execute("insert into ops.category_overrides (transaction_guid, category_id) values ('TRN-A', 'food.groceries')")
+    assert build(con)["marts.fct_transactions"].mode == "incremental"
+    assert fct(con, "transaction_guid") == [("TRN-A2",)]
+
+
+def test_a_category_id_we_do_not_have_never_drops_the_row(con):
+    txn(con, "TRN-1")
+    con.execute("insert into ops.category_overrides (transaction_guid, category_id) values ('TRN-1', 'food.grocery')")
+    build(con)
+    assert fct(con, "category_id", "category_source") == [("uncategorized.unmapped", "unknown_category_id")]
+
+
+def test_words_that_start_like_ref_survive_normalization(con):
+    txn(con, "TRN-1", description="REFORMATION Refund REF: 88ZX12")
+    build(con)
+    assert con.execute("select description_normalized from staging.stg_transactions").fetchone() == (
+        "reformation refund",
+    )

@@ -7,6 +7,7 @@ from mx_pipeline.defs.resources import WarehouseResource
 
 FCT = dg.AssetKey(["marts", "fct_transactions"])
 PENDING_MATCHES = dg.AssetKey(["staging", "stg_pending_matches"])
+UNMAPPED = "('fallback', 'unknown_category_id')"  # category sources that mean "not really categorized"
 
 
 @dg.asset_check(
@@ -17,13 +18,22 @@ PENDING_MATCHES = dg.AssetKey(["staging", "stg_pending_matches"])
 def category_coverage(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.open().connect() as con:
         total, fallback = con.execute(
-            "select count(*), count(*) filter (where category_source = 'fallback') from marts.fct_transactions"
+            f"select count(*), count(*) filter (where category_source in {UNMAPPED}) from marts.fct_transactions"
         ).fetchone()
         unmapped = con.execute(
+            f"""
+            select f.category_source, s.mx_top_level_category, s.mx_category, count(*) as transactions
+            from marts.fct_transactions as f join staging.stg_transactions as s using (transaction_guid)
+            where f.category_source in {UNMAPPED} group by all order by transactions desc limit 50
+            """
+        ).fetchall()
+        # Mapped, but only through their top level: MX subcategories the map could learn.
+        by_top_level = con.execute(
             """
             select s.mx_top_level_category, s.mx_category, count(*) as transactions
             from marts.fct_transactions as f join staging.stg_transactions as s using (transaction_guid)
-            where f.category_source = 'fallback' group by all order by transactions desc limit 50
+            where f.category_source = 'mx_top_level' and s.mx_category <> s.mx_top_level_category
+            group by all order by transactions desc limit 50
             """
         ).fetchall()
     return dg.AssetCheckResult(
@@ -33,9 +43,33 @@ def category_coverage(warehouse: WarehouseResource) -> dg.AssetCheckResult:
             "coverage": 1.0 if total == 0 else round(1 - fallback / total, 6),
             "transactions_in_fallback": fallback,
             "unmapped_mx_categories": dg.MetadataValue.json(
-                [{"top_level_category": top, "category": category, "transactions": n} for top, category, n in unmapped]
+                [
+                    {"reason": source, "top_level_category": top, "category": category, "transactions": n}
+                    for source, top, category, n in unmapped
+                ]
+            ),
+            "mapped_by_top_level_only": dg.MetadataValue.json(
+                [
+                    {"top_level_category": top, "category": category, "transactions": n}
+                    for top, category, n in by_top_level
+                ]
             ),
         },
+    )
+
+
+@dg.asset_check(
+    asset=FCT,
+    pool=POOL,
+    description="Each transaction is counted once (a duplicated mapping row must never duplicate money).",
+)
+def transactions_are_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.open().connect() as con:
+        rows, distinct = con.execute(
+            "select count(*), count(distinct transaction_guid) from marts.fct_transactions"
+        ).fetchone()
+    return dg.AssetCheckResult(
+        passed=rows == distinct, severity=dg.AssetCheckSeverity.ERROR, metadata={"duplicates": rows - distinct}
     )
 
 
