@@ -3,18 +3,21 @@
 -- column route: What happens next (ready, needs_mfa, needs_reconnect, degraded, in_progress, institution_side, terminal).
 -- column last_success: MX's last successful aggregation of the member, UTC.
 -- column sla_hours: The freshness SLA that applies (member, then user, then tier override, then the default).
--- column is_stale: Older than its SLA.
--- column is_exhausted: Stale, with every refresh attempt of the window used: waiting for the window to pass.
+-- column is_exhausted: Stale, with every refresh attempt of the window used since it was last fresh: it waits for the window to pass.
+-- column is_stale: Older than its SLA when the mart was built (built_at).
 -- column open_notification_at: When the user was told about the current episode of trouble; null when none is open.
 with attempts as (
     select
-        member_guid,
-        count(*) filter (where requested_at > now() - to_seconds(cast(__attempt_window_hours__ * 3600 as bigint)))
-            as attempts_in_window,
-        max(requested_at) as last_attempt_at,
-        max_by(outcome, requested_at) as last_attempt_outcome
-    from ops.refresh_attempts
-    group by member_guid
+        a.member_guid,
+        count(*) filter (
+            where a.requested_at > now() - to_seconds(cast(__attempt_window_hours__ * 3600 as bigint))
+              and a.requested_at > coalesce(s.successfully_aggregated_at, '-infinity')
+        ) as attempts_since_success,
+        max(a.requested_at) as last_attempt_at,
+        max_by(a.outcome, a.requested_at) as last_attempt_outcome
+    from ops.refresh_attempts as a
+    join raw.mx_member_status as s on s.guid = a.member_guid
+    group by a.member_guid
 ),
 episodes as (
     select member_guid, max(notified_at) filter (where closed_at is null) as open_notification_at
@@ -38,13 +41,14 @@ select
     coalesce(s.successfully_aggregated_at < now() - to_seconds(cast(
         coalesce(by_member.sla_hours, by_user.sla_hours, by_tier.sla_hours, __default_sla_hours__) * 3600 as bigint)),
         true) as is_stale,
-    coalesce(a.attempts_in_window, 0) as refresh_attempts_in_window,
+    coalesce(a.attempts_since_success, 0) as refresh_attempts_since_success,
     a.last_attempt_at,
     a.last_attempt_outcome,
-    coalesce(a.attempts_in_window, 0) >= __max_attempts__ and r.route in ('ready', 'institution_side', 'degraded')
+    coalesce(a.attempts_since_success, 0) >= __max_attempts__ and r.route in (__refreshable_routes__)
         and coalesce(s.successfully_aggregated_at < now() - to_seconds(cast(coalesce(by_member.sla_hours,
             by_user.sla_hours, by_tier.sla_hours, __default_sla_hours__) * 3600 as bigint)), true) as is_exhausted,
-    e.open_notification_at
+    e.open_notification_at,
+    now() as built_at
 from raw.mx_member_status as s
 left join raw.mx_members as m on m.guid = s.guid
 left join ops.member_routes as r on r.member_guid = s.guid

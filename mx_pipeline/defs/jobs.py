@@ -46,7 +46,7 @@ def refresh_run_config(member_guids: Iterable[str], *, trigger: str, **refresh) 
 class ManualRefresh(dg.Config):
     member_guids: list[str] = []
     user_guids: list[str] = []
-    override_safety: bool = False  # skip the minimum interval, attempt cap and back-off (use sparingly)
+    override_safety: bool = False  # skip the minimum interval, attempt cap and back-off (routes and claims hold)
 
 
 @dg.config_mapping

@@ -23,7 +23,7 @@ class RefreshPolicy:
     poll_timeout_seconds: float = 600.0  # how long a run waits for its aggregations to finish
     poll_first_seconds: float = 2.0  # status polls back off from this ...
     poll_max_seconds: float = 30.0  # ... to this
-    claim_ttl_hours: float = 2.0  # a claim whose run died is released after this
+    claim_ttl_hours: float = 4.0  # a claim whose run died is released after this (longer than min_interval)
 
     @property
     def attempt_window(self) -> timedelta:

@@ -15,6 +15,7 @@ from mx_pipeline.warehouse.refresh_state import claim, claimed_by, due_members, 
 
 MANUAL, SLA, WEBHOOK = "manual", "sla", "webhook"
 AGGREGATING_TRIGGERS = (MANUAL, SLA)
+RECORD_WAIT_SECONDS = 600.0
 
 
 def claim_for_manual_run(
@@ -28,10 +29,10 @@ def claim_for_manual_run(
     """Claim the named (member, user)s that the rules allow now (all of them with ``override_safety``)."""
     now = dt.datetime.now(dt.UTC)
     with warehouse.connect() as con:
-        if not override_safety:
-            allowed = {m.member_guid for m in due_members(con, policy, now=now, only=[m for m, _ in members],
-                                                           ignore_sla=True)}  # fmt: skip
-            members = [(m, u) for m, u in members if m in allowed]
+        due = due_members(con, policy, now=now, only=[m for m, _ in members], ignore_sla=True,
+                          ignore_pacing=override_safety)  # fmt: skip
+        allowed = {m.member_guid for m in due}
+        members = [(m, u) for m, u in members if m in allowed]
         claim(con, members, trigger=MANUAL, run_key=run_key, now=now)
         return [m.member_guid for m in claimed_by(con, run_key)]
 
@@ -45,9 +46,11 @@ def refresh_claimed(
         targets = [m.target for m in claimed_by(con, run_key, triggers=AGGREGATING_TRIGGERS)]
     try:
         attempts = refresh_batch(client, targets, policy)
-        with warehouse.connect() as con:
+        # These rows are what the interval, cap and budget count: wait as long as it takes to store them.
+        with warehouse.connect(wait_seconds=RECORD_WAIT_SECONDS) as con:
             record_attempts(con, attempts, trigger=trigger, run_id=run_id)
         return attempts
     finally:
-        with warehouse.connect() as con:
-            release_claims(con, run_key=run_key)
+        with warehouse.connect(wait_seconds=RECORD_WAIT_SECONDS) as con:
+            # A webhook's claim stays until its status read: member_status releases it.
+            release_claims(con, run_key=run_key, triggers=AGGREGATING_TRIGGERS)

@@ -12,8 +12,8 @@ The schema is the file's folder (``staging/``, ``marts/``) and the table its nam
 from parsing its SQL with sqlglot, never from a hand-kept list. An incremental model's SELECT filters its input
 with ``__since__``, which is the start of its last successful run (``-infinity`` on a first or full run): the
 rows it yields replace the rows with the same key, so a run costs what changed. Other placeholders are the
-refresh policy's numbers (``__default_sla_hours__``, ``__max_attempts__``, ``__attempt_window_hours__``), so the
-SQL never restates them.
+refresh policy's numbers (``__default_sla_hours__``, ``__max_attempts__``, ``__attempt_window_hours__``) and the
+routes it refreshes (``__refreshable_routes__``), so the SQL never restates them.
 """
 
 import datetime as dt
@@ -29,6 +29,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from mx_pipeline.lifecycle.routes import REFRESH_ACTIONS
 from mx_pipeline.refresh.policy import RefreshPolicy
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -248,6 +249,7 @@ def _render(sql: str, *, since: dt.datetime | None, params: Mapping[str, str]) -
 
 def _policy_params(policy: RefreshPolicy) -> dict[str, str]:
     return {
+        "refreshable_routes": ", ".join(f"'{route.value}'" for route in REFRESH_ACTIONS),
         "default_sla_hours": repr(float(policy.sla_hours)),
         "max_attempts": str(int(policy.max_attempts)),
         "attempt_window_hours": repr(float(policy.attempt_window_hours)),

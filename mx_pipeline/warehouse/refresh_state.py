@@ -37,11 +37,16 @@ _MEMBERS = f"""
         where r.route in ({_REFRESHABLE})
     ),
     recent as (
-        select member_guid, count(*) as attempts, max(requested_at) as last_request,
-               count(*) filter (where outcome in ({_FAILURES})) as failures
-        from ops.refresh_attempts
-        where requested_at > $now - to_seconds($window_seconds)
-        group by member_guid
+        -- The cap and the back-off count the tries since the member was last fresh: a member refreshed on a
+        -- short SLA is never "exhausted" by its own successes. The interval counts every request.
+        select a.member_guid, max(a.requested_at) as last_request,
+               count(*) filter (where a.requested_at > coalesce(m.last_success, '-infinity')) as attempts,
+               count(*) filter (where a.requested_at > coalesce(m.last_success, '-infinity')
+                                  and a.outcome in ({_FAILURES})) as failures
+        from ops.refresh_attempts as a
+        join members as m using (member_guid)
+        where a.requested_at > $now - to_seconds($window_seconds)
+        group by a.member_guid
     ),
     judged as (
         select m.*, coalesce(a.attempts, 0) as attempts, a.last_request, coalesce(a.failures, 0) as failures,
@@ -75,16 +80,23 @@ def due_members(
     now: dt.datetime,
     only: Sequence[str] | None = None,
     ignore_sla: bool = False,
+    ignore_pacing: bool = False,
 ) -> list[DueMember]:
     """The members to refresh now, stalest first, within this tick's budget.
 
-    ``only``: judge just these members (a manual refresh); ``ignore_sla``: refresh them even if still fresh
-    (every safety rule still holds).
+    ``only``: judge just these members (a manual refresh); ``ignore_sla``: refresh them even if still fresh;
+    ``ignore_pacing``: also skip the minimum interval, the attempt cap and the back-off (the data team's
+    explicit override). Routes, claims and the budget always hold.
     """
     if only is not None and not only:
         return []
+    # The hour's budget counts requests made and those claimed by runs still under way.
     (spent,) = con.execute(
-        "select count(*) from ops.refresh_attempts where requested_at > ? - interval 1 hour", [now]
+        """
+        select (select count(*) from ops.refresh_attempts where requested_at > $now - interval 1 hour)
+             + (select count(*) from ops.refresh_claims where trigger <> 'webhook')
+        """,
+        {"now": now},
     ).fetchone()
     limit = max(0, min(policy.max_members_per_tick, policy.requests_per_hour - spent))
     if limit == 0:
@@ -96,10 +108,11 @@ def due_members(
         where (stale or $ignore_sla)
           and (len($only) = 0 or member_guid in (select unnest($only::varchar[])))
           and not claimed
-          and (last_request is null or last_request <= $now - to_seconds($min_interval_seconds))
-          and attempts < $max_attempts
-          and (failures = 0
-               or last_request + to_seconds(cast($backoff_seconds * pow(2, failures - 1) as bigint)) <= $now)
+          and ($ignore_pacing or (
+              (last_request is null or last_request <= $now - to_seconds($min_interval_seconds))
+              and attempts < $max_attempts
+              and (failures = 0
+                   or last_request + to_seconds(cast($backoff_seconds * pow(2, failures - 1) as bigint)) <= $now)))
         qualify row_number() over (partition by institution_code order by last_success nulls first, member_guid)
                 <= $per_institution
         order by last_success nulls first, member_guid
@@ -109,6 +122,7 @@ def due_members(
         | {
             "only": list(only or []),
             "ignore_sla": ignore_sla,
+            "ignore_pacing": ignore_pacing,
             "min_interval_seconds": int(policy.min_interval.total_seconds()),
             "max_attempts": policy.max_attempts,
             "backoff_seconds": policy.backoff_base_minutes * 60,
@@ -173,8 +187,15 @@ def claimed_by(con: duckdb.DuckDBPyConnection, run_key: str, triggers: Sequence[
     return [DueMember(*row) for row in rows]
 
 
-def release_claims(con: duckdb.DuckDBPyConnection, *, run_key: str) -> None:
-    con.execute("delete from ops.refresh_claims where run_key = ?", [run_key])
+def release_claims(con: duckdb.DuckDBPyConnection, *, run_key: str, triggers: Sequence[str] = ()) -> None:
+    """Let go of what a run holds (only the claims made for ``triggers``, when given)."""
+    con.execute(
+        """
+        delete from ops.refresh_claims
+        where run_key = $run_key and (len($triggers) = 0 or trigger in (select unnest($triggers::varchar[])))
+        """,
+        {"run_key": run_key, "triggers": list(triggers)},
+    )
 
 
 def expire_claims(con: duckdb.DuckDBPyConnection, policy: RefreshPolicy, *, now: dt.datetime) -> int:

@@ -182,7 +182,7 @@ def test_a_connect_callback_alone_never_clears_a_member_only_a_fresh_healthy_rea
                  "status": status, "source": "redirect"}  # fmt: skip
         Spool(settings.spool_dir()).append("connect_callback", f"{member}:{status}", json.dumps(event))
         with dg.instance_for_test() as instance:
-            context = dg.build_sensor_context(instance=instance, resources={"warehouse": pipeline.warehouse_resource})
+            context = dg.build_sensor_context(instance=instance, resources=pipeline.resources())
             [run] = sensors.connect_events(context).run_requests
         pipeline.materialize(ops=run.run_config["ops"])
 

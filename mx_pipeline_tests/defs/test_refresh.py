@@ -1,10 +1,13 @@
 """The freshness sensor and refresh runs against the sandbox: stale members refreshed, limits never tripped."""
 
 import datetime as dt
+import json
 
 import dagster as dg
 
 from mx_pipeline import settings
+from mx_pipeline.connect.spool import Spool
+from mx_pipeline.defs.lifecycle.sensors import connect_events
 from mx_pipeline.defs.refresh import sensors
 from mx_pipeline.defs.resources import MxResource, RefreshPolicyResource
 from mx_pipeline.warehouse.refresh_state import exhausted_members
@@ -160,3 +163,21 @@ def test_a_busy_warehouse_skips_the_tick_with_the_reason(pipeline, monkeypatch):
         result = tick(pipeline)
     assert isinstance(result, dg.SkipReason) and "busy" in result.skip_message
     assert pipeline.query("select count(*) from ops.refresh_claims") == [(0,)]
+
+
+def test_a_webhook_and_the_sla_never_refresh_one_member_at_the_same_time(pipeline, tmp_path, monkeypatch):
+    monkeypatch.setenv("MX_PIPELINE_DATA_DIR", str(tmp_path))
+    pipeline.materialize()
+    user_guid, member = pipeline.member("user-ok-1")
+    webhook = {"type": "AGGREGATION", "action": "member_data_updated", "user_guid": user_guid, "member_guid": member}
+    Spool(settings.spool_dir()).append("mx_webhook", "w1", json.dumps(webhook))
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources=pipeline.resources(refresh_policy=EAGER))
+        [event_run] = connect_events(context).run_requests
+    [sla_run] = tick(pipeline).run_requests  # the webhook's run holds the member: the SLA leaves it alone
+    assert sla_run.run_config["ops"]["ops__refresh_attempts"]["config"]["member_guids"] == [
+        pipeline.member_of["user-ok-2"]
+    ]
+    pipeline.materialize(ops=event_run.run_config["ops"], tags={"dagster/run_key": event_run.run_key})
+    assert attempts(pipeline, member) == []  # MX had just aggregated: the webhook's run only read it
+    assert pipeline.query("select trigger from ops.refresh_claims") == [("sla",)]  # its own claim is gone

@@ -9,7 +9,7 @@ from mx_pipeline import settings
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.defs.jobs import scoped_run_config
 from mx_pipeline.defs.lifecycle import sensors
-from mx_pipeline.defs.resources import WarehouseResource
+from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline_tests.holding import held_by_another_process
 
 
@@ -47,7 +47,11 @@ def warehouse(tmp_path) -> WarehouseResource:
 
 def tick(warehouse: WarehouseResource, cursor: str | None = None):
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"warehouse": warehouse})
+        context = dg.build_sensor_context(
+            instance=instance,
+            cursor=cursor,
+            resources={"warehouse": warehouse, "refresh_policy": RefreshPolicyResource()},
+        )
         return sensors.connect_events(context)
 
 
@@ -67,7 +71,8 @@ def test_events_are_stored_and_their_users_resynced_in_one_scoped_run(spool, war
     [run] = result.run_requests
     assert run.run_config == scoped_run_config(["USR-1", "USR-2", "USR-3"])
     assert run.tags["mx_pipeline/trigger"] == "member_events"
-    assert result.cursor == "4"
+    assert result.cursor == "4"  # the last event launched for
+    assert run.run_key == "member-events-4-0"
     assert spool.pending() == []
     stored = query(warehouse, "select seq, source, member_guid, connection_status from ops.member_events order by seq")
     assert stored == [

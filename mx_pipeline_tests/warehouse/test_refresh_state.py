@@ -96,7 +96,7 @@ def test_a_claimed_member_is_left_to_the_run_that_claimed_it(con):
 
 def test_a_claim_whose_run_died_expires(con):
     member(con, "MBR-1")
-    claim(con, [("MBR-1", "USR-1")], trigger="sla", run_key="run-1", now=NOW - dt.timedelta(hours=3))
+    claim(con, [("MBR-1", "USR-1")], trigger="sla", run_key="run-1", now=NOW - dt.timedelta(hours=5))
     assert expire_claims(con, POLICY, now=NOW) == 1
     assert due(con) == ["MBR-1"]
 
@@ -141,3 +141,27 @@ def test_a_manual_refresh_judges_only_the_named_members_and_may_ignore_the_sla(c
     assert due(con, only=["MBR-fresh"]) == []
     assert due(con, only=["MBR-fresh"], ignore_sla=True) == ["MBR-fresh"]
     assert due(con, only=[]) == []
+
+
+def test_successful_refreshes_never_exhaust_a_member_on_a_short_sla(con):
+    member(con, "MBR-1", hours_since_success=4.5)
+    con.execute("insert into ops.freshness_sla values ('member', 'MBR-1', 4)")
+    for hours_ago in (20, 14, 9):  # three refreshes today, each one succeeded
+        attempt(con, "MBR-1", hours_ago=hours_ago, outcome="refreshed")
+    assert due(con) == ["MBR-1"] and exhausted_members(con, POLICY, now=NOW) == []
+
+
+def test_runs_still_under_way_count_against_the_hourly_budget(con):
+    for i in range(6):
+        member(con, f"MBR-{i}")
+    claim(con, [("MBR-0", "USR-1"), ("MBR-1", "USR-1")], trigger="sla", run_key="run-1", now=NOW)
+    claim(con, [("MBR-2", "USR-1")], trigger="webhook", run_key="run-2", now=NOW)  # a read, not a request
+    assert len(due(con, RefreshPolicy(requests_per_hour=4))) == 2
+
+
+def test_the_override_skips_pacing_but_never_the_route(con):
+    member(con, "MBR-ready")
+    member(con, "MBR-mfa", route="needs_mfa")
+    attempt(con, "MBR-ready", hours_ago=0.5, outcome="declined")
+    assert due(con, only=["MBR-ready", "MBR-mfa"], ignore_sla=True) == []
+    assert due(con, only=["MBR-ready", "MBR-mfa"], ignore_sla=True, ignore_pacing=True) == ["MBR-ready"]

@@ -14,11 +14,11 @@ import dagster as dg
 from mx_pipeline import settings
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.defs.jobs import scoped_run_config, sync_members_job
-from mx_pipeline.defs.resources import WarehouseResource
+from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline.refresh.run import WEBHOOK
 from mx_pipeline.warehouse import WarehouseBusy
 from mx_pipeline.warehouse.member_events import events_after, store_spooled
-from mx_pipeline.warehouse.refresh_state import claim
+from mx_pipeline.warehouse.refresh_state import claim, expire_claims
 
 SPOOL_BATCH = 1000  # events drained per tick
 USERS_PER_RUN = 200  # a burst of events becomes bounded runs, never one huge run or one run per event
@@ -33,12 +33,16 @@ QUARANTINE_RUN_ID = "sensor:connect_events"  # what ops.quarantine shows as the 
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Drains Connect callbacks and MX webhooks from the spool; re-syncs the users they concern.",
 )
-def connect_events(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
+def connect_events(
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource, refresh_policy: RefreshPolicyResource
+):
     spool, now = Spool(settings.spool_dir()), dt.datetime.now(dt.UTC)
     pending = spool.pending(limit=SPOOL_BATCH)
     cursor = int(context.cursor or 0)
     try:
         with warehouse.open().connect(wait_seconds=BUSY_WAIT_SECONDS) as con:
+            # Claims of runs that died are released here too, so they expire even with the freshness sensor off.
+            expire_claims(con, refresh_policy.policy(), now=now)
             stored = store_spooled(con, pending, run_id=QUARANTINE_RUN_ID, now=now)
             new = events_after(con, cursor, limit=EVENTS_PER_TICK)
             batches = _batches(new)

@@ -18,7 +18,7 @@ from mx_pipeline.warehouse.members import EVERYTHING, listed_members
 
 class RefreshConfig(ScopeConfig):
     refresh_now: bool = False  # manual: refresh the members in scope now (the scope must name them)
-    override_safety: bool = False  # manual: skip the interval, cap and back-off rules (claims still hold)
+    override_safety: bool = False  # manual: skip the interval, cap and back-off (routes, claims, budget hold)
     trigger: str = MANUAL  # sla | webhook | manual, as recorded on each attempt
 
 
