@@ -1,9 +1,10 @@
 -- materialized: table
--- description: One row per user, month and category of ours: money spent (refunds netted), from fct_transactions.
--- column spend: Money out minus refunds in expense categories, as a positive number.
+-- description: One row per user, month, currency and category of ours: money spent (refunds netted), from fct_transactions.
+-- column spend: Money out minus refunds in expense categories, as a positive number, in currency_code.
 select
     cast(date_trunc('month', transaction_date) as date) as month,
     user_guid,
+    currency_code,
     parent_category_id,
     parent_category_name,
     category_id,

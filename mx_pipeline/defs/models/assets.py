@@ -47,6 +47,11 @@ def _key(table: str) -> dg.AssetKey:
     return WRITTEN_BY.get(table, dg.AssetKey(table.split(".")))
 
 
+class ModelsConfig(dg.Config):
+    # Rebuild every model from scratch: after deleting an override, or to check an incremental model.
+    full_refresh: bool = False
+
+
 @dg.multi_asset(
     name="sql_models",
     specs=[
@@ -61,7 +66,12 @@ def _key(table: str) -> dg.AssetKey:
     can_subset=True,
     pool=POOL,
 )  # fmt: skip
-def sql_models(context: dg.AssetExecutionContext, warehouse: WarehouseResource, refresh_policy: RefreshPolicyResource):
+def sql_models(
+    context: dg.AssetExecutionContext,
+    config: ModelsConfig,
+    warehouse: WarehouseResource,
+    refresh_policy: RefreshPolicyResource,
+):
     selected = context.selected_asset_keys
     wh, run_id = warehouse.open(), context.run.run_id
     with wh.connect() as con:
@@ -69,15 +79,14 @@ def sql_models(context: dg.AssetExecutionContext, warehouse: WarehouseResource, 
         for table, rows in reference.rows.items():
             if dg.AssetKey(table.split(".")) in selected:
                 yield dg.MaterializeResult(asset_key=table.split("."), metadata={"dagster/row_count": rows})
+        full_refresh = config.full_refresh or reference.changed
         if reference.changed:
             context.log.info("data/reference changed since the last build: every model is rebuilt in full")
         built_marts = False
         for model in MODELS:
             if dg.AssetKey(model.key_path) not in selected:
                 continue
-            result = run_model(
-                con, model, run_id=run_id, full_refresh=reference.changed, policy=refresh_policy.policy()
-            )
+            result = run_model(con, model, run_id=run_id, full_refresh=full_refresh, policy=refresh_policy.policy())
             built_marts = built_marts or model.name.startswith("marts.")
             yield dg.MaterializeResult(
                 asset_key=model.key_path,
