@@ -26,7 +26,7 @@ def claim_for_manual_run(
     run_key: str,
     override_safety: bool,
 ) -> list[str]:
-    """Claim the named (member, user)s that the rules allow now (all of them with ``override_safety``)."""
+    """Claim the named (member, user)s the rules allow now; ``override_safety`` skips only the pacing rules."""
     now = dt.datetime.now(dt.UTC)
     with warehouse.connect() as con:
         due = due_members(con, policy, now=now, only=[m for m, _ in members], ignore_sla=True,
