@@ -36,7 +36,7 @@ def generate(path: Path, rows: int) -> None:
             select row_number() over () - 1 as n, mx_top_level_category as top,
                    coalesce(mx_category, mx_top_level_category) as category
             from reference.mx_category_map;
-            insert into raw.mx_transactions
+            insert into raw.mx_transactions by position
             select
                 'TRN-' || i, 'MBR-' || (i // 400), 'ACT-' || (i // 100), 'USR-' || (i // 800),
                 case when i % 50 = 0 then 'PENDING' else 'POSTED' end,
@@ -53,7 +53,7 @@ def generate(path: Path, rows: int) -> None:
                     'category', c.category, 'top_level_category', c.top,
                     'merchant_guid', 'MCH-' || (i % 8), 'currency_code', 'USD',
                     'transacted_at', strftime(current_date - cast(i % 730 as integer), '%Y-%m-%dT12:00:00Z')),
-                'generate', now() - interval 1 day
+                'generate', now() - interval 1 day, now() - interval 1 day
             from range({rows}) as t(i)
             join categories as c on c.n = t.i % (select count(*) from categories)
             """
@@ -82,7 +82,7 @@ def models(path: Path, small_change: bool) -> str:
                 insert into raw.mx_transactions
                 select 'NEW-' || i, 'MBR-1', 'ACT-' || i, 'USR-1', 'POSTED', 'DEBIT', 9.99, current_date, now(), null,
                        json_object('description', 'NEW SHOP', 'category', 'Groceries',
-                                   'top_level_category', 'Food & Dining'), 'new', now()
+                                   'top_level_category', 'Food & Dining'), 'new', now(), now()
                 from range(1000) as t(i)
                 """
             )
