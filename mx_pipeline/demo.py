@@ -18,6 +18,7 @@ from mx_pipeline.defs.models import assets as models
 from mx_pipeline.defs.resources import MxResource, WarehouseResource, mx_resource
 from mx_pipeline.mx import MxClient
 from mx_pipeline.warehouse import Warehouse, tables
+from mx_pipeline.warehouse.members import status_counts
 
 # MX Bank test credentials (username mxuser): the password chooses how the connection ends.
 DEMO_PASSWORDS = {
@@ -156,9 +157,7 @@ def _wait_for_aggregation(client: MxClient, members: list[tuple[str, str]], time
 
 def _print_summary(warehouse: Warehouse) -> None:
     with warehouse.connect() as con:
-        by_status = con.execute(
-            "select coalesce(connection_status, 'null'), count(*) from raw.mx_member_status group by 1 order by 1"
-        ).fetchall()
+        by_status = status_counts(con).items()
         (accounts,) = con.execute("select count(*) from raw.mx_accounts").fetchone()
         transactions, pending = con.execute(
             """

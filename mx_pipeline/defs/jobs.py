@@ -36,9 +36,9 @@ def scoped_run_config(user_guids: Iterable[str] = (), member_guids: Iterable[str
     return {"ops": {op: {"config": dict(config)} for op in SCOPED_OPS}}
 
 
-def refresh_run_config(member_guids: Iterable[str], *, trigger: str, **refresh) -> dict:
+def refresh_run_config(member_guids: Iterable[str], *, trigger: str, user_guids: Iterable[str] = (), **refresh) -> dict:
     """``sync_members`` config for a refresh batch: its members, aggregated first (claimed under the run key)."""
-    run_config = scoped_run_config(member_guids=member_guids)
+    run_config = scoped_run_config(user_guids, member_guids)
     run_config["ops"][REFRESH_OP]["config"] |= {"trigger": trigger, **refresh}
     return run_config
 
@@ -51,12 +51,13 @@ class ManualRefresh(dg.Config):
 
 @dg.config_mapping
 def _manual_refresh(config: ManualRefresh) -> dict:
-    run_config = refresh_run_config(
-        config.member_guids, trigger=MANUAL, refresh_now=True, override_safety=config.override_safety
+    return refresh_run_config(
+        config.member_guids,
+        user_guids=config.user_guids,
+        trigger=MANUAL,
+        refresh_now=True,
+        override_safety=config.override_safety,
     )
-    for op in SCOPED_OPS:
-        run_config["ops"][op]["config"]["user_guids"] = sorted(set(config.user_guids))
-    return run_config
 
 
 refresh_members_job = dg.define_asset_job(
