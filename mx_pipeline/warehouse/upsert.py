@@ -4,6 +4,8 @@ DuckDB's ``INSERT ... ON CONFLICT`` does not raise on a key repeated inside one 
 the FIRST row. A page can repeat a guid (an overlap window, a record updated between two page reads), so
 each batch is reduced to its latest row per guid before it reaches the table. A re-read whose content is
 unchanged is not rewritten, so its ``run_id`` and ``fetched_at`` still say when that version first arrived.
+Newer always wins: a row never replaces a newer version of itself (a slow page, a replayed or resumed read),
+judged by MX's ``latest_by`` timestamp (a version without one is the older), then by ``fetched_at``.
 Counts come from ``RETURNING`` and the table's row count, never from a join against the whole table: the
 primary-key index makes the upsert itself cost the batch's size, and a join would cost the table's.
 """
@@ -18,7 +20,8 @@ from mx_pipeline.warehouse.tables import TableSpec
 
 @dataclass(frozen=True)
 class UpsertCounts:
-    """What one upsert did: rows new to the table, rows whose content changed, rows already up to date."""
+    """What one upsert did: rows new to the table, rows whose content changed, rows not written (already up to
+    date, or older than the version the table holds)."""
 
     inserted: int = 0
     updated: int = 0
@@ -81,6 +84,19 @@ def _content_differs(left: str, right: str, spec: TableSpec) -> str:
     return f"row({lhs}) is distinct from row({rhs})"
 
 
+def _not_older(new: str, old: str, spec: TableSpec) -> str:
+    """``new`` is at least as recent as ``old``: MX's own timestamp first, then when we fetched it."""
+    fetched = f"{new}.fetched_at >= {old}.fetched_at"
+    if spec.latest_by is None:
+        return fetched
+    latest = _q(spec.latest_by)
+    return f"""(
+            {new}.{latest} > {old}.{latest}
+            or ({new}.{latest} is not null and {old}.{latest} is null)
+            or ({new}.{latest} is not distinct from {old}.{latest} and {fetched})
+        )"""
+
+
 def _merge_sql(spec: TableSpec) -> str:
     columns = ", ".join(_q(c) for c in spec.columns)
     updates = ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in spec.columns if c != spec.key)
@@ -88,5 +104,5 @@ def _merge_sql(spec: TableSpec) -> str:
         insert into {spec.name} as target ({columns})
         select {columns} from upsert_incoming
         on conflict ({_q(spec.key)}) do update set {updates}
-        where {_content_differs("target", "excluded", spec)}
+        where {_content_differs("target", "excluded", spec)} and {_not_older("excluded", "target", spec)}
     """

@@ -66,3 +66,35 @@ def test_money_and_dates_land_exact(warehouse):
 def test_an_empty_batch_is_a_no_op(warehouse):
     with warehouse.connect() as con:
         assert upsert(con, TRANSACTIONS, _frame([])) == UpsertCounts()
+
+
+def test_a_stale_version_never_replaces_a_newer_one(warehouse):
+    v2 = make_transaction("TRN-A", status="POSTED", amount="5.00", updated_at=dt.datetime(2026, 11, 22, tzinfo=dt.UTC))
+    v1 = make_transaction("TRN-A", status="PENDING", amount="4.00", updated_at=dt.datetime(2026, 11, 20, tzinfo=dt.UTC))
+    with warehouse.connect() as con:
+        upsert(con, TRANSACTIONS, _frame([v2], FIRST))
+        # v1 arrives later (a slow page, a replayed read): it is older than what we hold, so it is not written
+        assert upsert(con, TRANSACTIONS, _frame([v1], SECOND)) == UpsertCounts(unchanged=1)
+        assert con.execute("select status, amount::varchar, run_id from raw.mx_transactions").fetchall() == [
+            ("POSTED", "5.0000", "run-1")
+        ]
+
+
+def test_with_equal_updated_at_the_later_fetch_wins_and_the_earlier_does_not(warehouse):
+    same = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
+    with warehouse.connect() as con:
+        upsert(con, TRANSACTIONS, _frame([make_transaction("TRN-A", amount="1.00", updated_at=same)], FIRST))
+        later = make_transaction("TRN-A", amount="2.00", updated_at=same)
+        assert upsert(con, TRANSACTIONS, _frame([later], SECOND)) == UpsertCounts(updated=1)
+        earlier = make_transaction("TRN-A", amount="3.00", updated_at=same)
+        assert upsert(con, TRANSACTIONS, _frame([earlier], FIRST)) == UpsertCounts(unchanged=1)
+        assert _rows(con) == [("TRN-A", "2.0000", "run-2")]
+
+
+def test_a_version_with_an_updated_at_beats_one_without(warehouse):
+    with warehouse.connect() as con:
+        upsert(con, TRANSACTIONS, _frame([make_transaction("TRN-A", amount="1.00", updated_at=SECOND.fetched_at)]))
+        unknown = make_transaction("TRN-A", amount="9.00")
+        frame = _frame([unknown], SECOND).assign(updated_at=None)
+        assert upsert(con, TRANSACTIONS, frame) == UpsertCounts(unchanged=1)
+        assert _rows(con) == [("TRN-A", "1.0000", "run-1")]
