@@ -110,13 +110,17 @@ ROUTES: dict[S, RouteRule] = {
 
 UNKNOWN = RouteRule(Route.TERMINAL, "Unrecognised connection status; held for review.")
 NO_STATUS = RouteRule(Route.TERMINAL, "This member has no connection status (for example a manual account).")
+# Not a status: MX no longer has the member (warehouse/retire.py). It stays here for good, whatever its last read.
+RETIRED = RouteRule(Route.TERMINAL, "Removed at MX (deleted or replaced); no longer synced.")
+SYNCING = _waiting("Syncing now.")
 
 
 def route_for(connection_status: str | None, *, is_being_aggregated: bool = False) -> RouteRule:
     """The rule for a member's freshly read status. Never raises: an unknown status is held, not crashed on.
 
     A member that is still aggregating is in progress whatever its status says, except when the job is
-    waiting on the user (CHALLENGED): MX keeps the job open while it waits for the MFA answer.
+    waiting on the user (CHALLENGED): MX keeps the job open while it waits for the MFA answer. Any other
+    status read mid-job may still change before the job ends, so nobody is asked to act on it.
     """
     if connection_status is None:
         return NO_STATUS
@@ -125,6 +129,6 @@ def route_for(connection_status: str | None, *, is_being_aggregated: bool = Fals
     except ValueError:
         return UNKNOWN
     rule = ROUTES[status]
-    if is_being_aggregated and rule.route is Route.READY:
-        return _waiting("Syncing now.")
+    if is_being_aggregated and status is not S.CHALLENGED and rule.route is not Route.IN_PROGRESS:
+        return SYNCING
     return rule
