@@ -11,9 +11,11 @@ MX:
     POST /webhooks/mx                                HTTP Basic; spooled before a prompt 204
 """
 
+import hashlib
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from html import escape
 from urllib.parse import urlencode
@@ -65,7 +67,19 @@ class ConnectService:
         )
         return widget.url
 
-    def record_member(self, intent: ConnectIntent, member_guid: str, source: str, status: str | None = None) -> None:
+    def record_user(self, user_id: str, user_guid: str) -> None:
+        """Spool which MX user is our ``user_id``: once per pair, so a re-registration under a new guid is news."""
+        body = json.dumps({"user_id": user_id, "user_guid": user_guid})
+        self.spool.append("user_registered", f"{user_id}:{user_guid}", body)
+
+    def record_member(
+        self, intent: ConnectIntent, member_guid: str, source: str, *, occasion: str, status: str | None = None
+    ) -> None:
+        """Spool that the user came back from Connect with ``member_guid``.
+
+        ``occasion`` tells one return from another: the same occasion again is a redelivery (a reloaded redirect,
+        a retried relay), dropped by the spool; anything else is a new event even if every field repeats.
+        """
         event = {
             "user_id": intent.user_id,
             "user_guid": intent.user_guid,
@@ -74,7 +88,7 @@ class ConnectService:
             "status": status,
             "source": source,
         }
-        key = f"{intent.user_guid}:{member_guid}:{intent.mode}:{status}:{source}"
+        key = f"{intent.user_guid}:{member_guid}:{intent.mode}:{status}:{source}:{occasion}"
         self.spool.append("connect_callback", key, json.dumps(event))
 
 
@@ -99,7 +113,7 @@ def create_app(service: ConnectService, webhooks: WebhookReceiver) -> Starlette:
         body = await _json_object(request)
         user_id = _required_str(body, "user_id")
         user = service.mx.ensure_user(id=user_id)
-        service.spool.append("user_registered", user_id, json.dumps({"user_id": user_id, "user_guid": user.guid}))
+        service.record_user(user_id, user.guid)
         return JSONResponse({"user_id": user_id, "user_guid": user.guid})
 
     async def widget_urls(request: Request) -> Response:
@@ -109,6 +123,7 @@ def create_app(service: ConnectService, webhooks: WebhookReceiver) -> Starlette:
             raise BadInput(f"mode must be one of {[m.value for m in ConnectMode]}")
         user_id = request.path_params["user_id"]
         user = service.mx.ensure_user(id=user_id)
+        service.record_user(user_id, user.guid)  # the user may never come back through our callback
         intent = ConnectIntent(user_id, user.guid, mode, body.get("member_guid"), body.get("client_redirect_url"))
         url = service.widget_url(
             intent,
@@ -121,8 +136,11 @@ def create_app(service: ConnectService, webhooks: WebhookReceiver) -> Starlette:
         body = await _json_object(request)
         user_id = request.path_params["user_id"]
         user = service.mx.ensure_user(id=user_id)
+        service.record_user(user_id, user.guid)
         intent = ConnectIntent(user_id, user.guid, body.get("mode", ConnectMode.AGGREGATION.value))
-        service.record_member(intent, _required_str(body, "member_guid"), source="relay")
+        # Each relay is a new return from Connect, unless the backend retries its POST under one Idempotency-Key.
+        occasion = request.headers.get("Idempotency-Key") or f"received:{time.time_ns()}"
+        service.record_member(intent, _required_str(body, "member_guid"), source="relay", occasion=occasion)
         return Response(status_code=204)
 
     async def reconnect(request: Request) -> Response:
@@ -143,7 +161,9 @@ def create_app(service: ConnectService, webhooks: WebhookReceiver) -> Starlette:
         member_guid = request.query_params.get("member_guid")
         status = request.query_params.get("status")
         if member_guid:
-            service.record_member(intent, member_guid, source="redirect", status=status)
+            # The signed state is minted per Connect session (and carries its time): a reload is the same occasion.
+            occasion = hashlib.sha256(request.query_params["state"].encode()).hexdigest()[:16]
+            service.record_member(intent, member_guid, source="redirect", occasion=occasion, status=status)
         if intent.return_to:
             params = urlencode({k: v for k, v in {"member_guid": member_guid, "status": status}.items() if v})
             separator = "&" if "?" in intent.return_to else "?"

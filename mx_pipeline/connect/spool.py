@@ -7,16 +7,24 @@ rename, fsync of the directory) *before* the HTTP answer goes out. The Dagster w
 stored them, ``acknowledge``s them, which moves them to ``drained/``. A name-based cursor alone would skip an
 event whose slower writer finished after a later one was already drained; moving files cannot.
 
-Delivery is at least once: a redelivered event whose key was already spooled is skipped, and a crash between
-two steps can at worst hand an event over twice, which the consumer dedupes by ``key``.
+Delivery is at least once: a redelivered event whose key was already spooled within ``DEDUPE_WINDOW`` is
+skipped, and a crash between two steps can at worst hand an event over twice, which the consumer dedupes by
+``key`` within the same window. The window is bounded on purpose: MX payloads carry no event id, so a member
+that is CHALLENGED again weeks later sends the very same bytes, and that is a new event. ``prune`` removes key
+markers and drained files past the window.
 """
 
 import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+
+# MX retries a webhook for about 24 hours; the same key within this window is a redelivery, after it a new event.
+DEDUPE_WINDOW = timedelta(hours=float(os.environ.get("MX_PIPELINE_EVENT_DEDUPE_HOURS", "26")))
 
 
 @dataclass(frozen=True)
@@ -30,8 +38,12 @@ class SpooledEvent:
 
 
 class Spool:
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, *, dedupe_window: timedelta = DEDUPE_WINDOW, clock: Callable[[], int] = time.time_ns
+    ) -> None:
         self.root = Path(root)
+        self.window_ns = int(dedupe_window.total_seconds() * 1e9)
+        self._clock = clock
         self.events = self.root / "events"
         self.keys = self.root / "keys"
         self.drained = self.root / "drained"
@@ -39,15 +51,16 @@ class Spool:
             folder.mkdir(parents=True, exist_ok=True)
 
     def append(self, kind: str, key: str, body: str, meta: dict | None = None) -> bool:
-        """Durably store one event; False when an event with this key was already spooled."""
+        """Durably store one event; False when an event with this key was spooled within the dedupe window."""
         digest = hashlib.sha256(f"{kind}\0{key}".encode()).hexdigest()[:32]
         marker = self.keys / digest
-        if marker.exists():
+        received = self._clock()
+        seen = _marker_time_ns(marker)
+        if seen is not None and received - seen < self.window_ns:
             return False
-        received = time.time_ns()
         record = {"key": key, "kind": kind, "received_at_ns": received, "body": body, "meta": meta or {}}
         _write_durably(self.events / f"{received:020d}-{digest}.json", json.dumps(record).encode())
-        _write_durably(marker, b"")
+        _write_durably(marker, str(received).encode())
         return True
 
     def pending(self, limit: int = 1000) -> list[SpooledEvent]:
@@ -60,6 +73,33 @@ class Spool:
         for event in events:
             os.replace(self.events / event.name, self.drained / event.name)
         _fsync_directory(self.events)
+
+    def prune(self) -> int:
+        """Remove key markers and drained files older than the dedupe window; pending events are never pruned."""
+        cutoff = self._clock() - self.window_ns
+        removed = 0
+        for marker in self.keys.iterdir():
+            if marker.name.startswith("."):
+                continue  # a marker being written
+            seen = _marker_time_ns(marker)
+            if seen is not None and seen < cutoff:
+                marker.unlink(missing_ok=True)
+                removed += 1
+        for drained in self.drained.iterdir():
+            received = drained.name.partition("-")[0]
+            if received.isdigit() and int(received) < cutoff:
+                drained.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+def _marker_time_ns(marker: Path) -> int | None:
+    """When the marker's key was last spooled (markers written before the window existed are empty: mtime)."""
+    try:
+        content = marker.read_bytes()
+        return int(content) if content.strip().isdigit() else marker.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
 
 
 def _write_durably(path: Path, data: bytes) -> None:

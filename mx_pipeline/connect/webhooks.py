@@ -6,7 +6,9 @@
   12 times over about a day, and warns that payloads may carry nulls and new fields; so content is never
   judged here: an error would only make MX resend the same bytes. The pipeline parses when it drains the
   spool and quarantines what it cannot parse, with the reason.
-- Bodies over ``max_bytes`` get 413 (no MX payload is anywhere near it); redeliveries are idempotent.
+- Bodies over ``max_bytes`` get 413 (no MX payload is anywhere near it); redeliveries are idempotent within
+  the spool's dedupe window (longer than MX's day of retries). After it the same bytes are a new event: a
+  CONNECTION_STATUS body has no timestamp, so a member CHALLENGED again weeks later sends exactly the same.
 """
 
 import base64
@@ -43,7 +45,7 @@ class WebhookReceiver:
             body += chunk
             if len(body) > self.max_bytes:
                 return Response(status_code=413)
-        # MX payloads carry no event id; the same bytes redelivered are the same event.
+        # MX payloads carry no event id: the same bytes within the spool's window are a redelivery.
         key = hashlib.sha256(body).hexdigest()
         text = body.decode("utf-8", errors="surrogateescape")  # kept byte-exact, even when not UTF-8
         meta = {"content_type": request.headers.get("Content-Type", "")}

@@ -137,7 +137,55 @@ def test_a_callback_with_forged_state_records_nothing(http, spool):
 def test_the_postmessage_relay_records_the_member(http, mx_api, spool):
     mx_knows_user(mx_api)
     assert http.post("/v1/users/end-user-1/members", json={"member_guid": "MBR-5"}).status_code == 204
-    assert json.loads(spool.pending()[0].body)["member_guid"] == "MBR-5"
+    [event] = spooled(spool, "connect_callback")
+    assert json.loads(event.body)["member_guid"] == "MBR-5"
+
+
+def spooled(spool, kind: str) -> list:
+    return [e for e in spool.pending() if e.kind == kind]
+
+
+def test_a_callback_reloaded_in_the_browser_is_one_event_but_a_new_connect_session_is_another(http, spool, signer):
+    def come_back_from_connect(state: str) -> None:
+        params = {"state": state, "status": "CHALLENGED", "member_guid": "MBR-9"}
+        assert http.get("/connect/callback", params=params).status_code in (200, 303)
+
+    session = signer.callback_state(ConnectIntent("end-user-1", p.USER_GUID, "update", "MBR-9"))
+    come_back_from_connect(session)
+    come_back_from_connect(session)  # the same redirect, reloaded
+    assert len(spooled(spool, "connect_callback")) == 1
+    # Another Connect session has its own state (itsdangerous stamps it; here it differs by where it returns).
+    later_session = signer.callback_state(ConnectIntent("end-user-1", p.USER_GUID, "update", "MBR-9", "https://app"))
+    come_back_from_connect(later_session)  # same member, same status, yet the user came back again
+    assert len(spooled(spool, "connect_callback")) == 2
+
+
+def test_each_relay_is_an_event_unless_the_backend_repeats_its_idempotency_key(http, mx_api, spool):
+    mx_knows_user(mx_api)
+    for _ in range(2):
+        http.post("/v1/users/end-user-1/members", json={"member_guid": "MBR-5"})
+    assert len(spooled(spool, "connect_callback")) == 2  # the user connected twice: two re-reads
+    for _ in range(2):
+        http.post("/v1/users/end-user-1/members", json={"member_guid": "MBR-5"}, headers={"Idempotency-Key": "k1"})
+    assert len(spooled(spool, "connect_callback")) == 3  # a retried POST is one
+
+
+def test_minting_a_widget_url_records_which_mx_user_is_ours(http, mx_api, spool):
+    mx_knows_user(mx_api)
+    mx_mints_widget(mx_api)
+    http.post("/v1/users/end-user-1/widget_urls", json={})
+    http.post("/v1/users/end-user-1/widget_urls", json={})
+    [event] = spooled(spool, "user_registered")  # once per user and MX guid, not once per URL
+    assert json.loads(event.body) == {"user_id": "end-user-1", "user_guid": p.USER_GUID}
+
+
+def test_a_user_registered_again_under_a_new_mx_guid_is_a_new_registration(http, mx_api, spool):
+    mx_knows_user(mx_api, guid="USR-old")
+    http.post("/v1/users", json={"user_id": "end-user-1"})
+    mx_api.replace("GET", f"{MX_URL}/users", json=p.listing("users", [p.user(guid="USR-new", id="end-user-1")]),
+                   content_type=MX_TYPE)  # fmt: skip
+    http.post("/v1/users", json={"user_id": "end-user-1"})
+    assert [json.loads(e.body)["user_guid"] for e in spooled(spool, "user_registered")] == ["USR-old", "USR-new"]
 
 
 def test_mx_being_down_is_a_502_not_a_crash(http, mx_api):

@@ -5,8 +5,9 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 
-from mx_pipeline.connect.spool import Spool
+from mx_pipeline.connect.spool import DEDUPE_WINDOW, Spool
 
 
 def test_events_are_handed_over_in_arrival_order(tmp_path):
@@ -59,3 +60,60 @@ def test_bytes_that_are_not_utf8_are_kept_exactly(tmp_path):
     Spool(tmp_path).append("mx_webhook", "k", raw.decode("utf-8", errors="surrogateescape"))
     (event,) = Spool(tmp_path).pending()
     assert event.body.encode("utf-8", errors="surrogateescape") == raw
+
+
+class Clock:
+    """A clock tests move by hand (nanoseconds since the epoch, like ``time.time_ns``)."""
+
+    def __init__(self, start_ns: int = 1_764_072_000 * 10**9) -> None:
+        self.ns = start_ns
+
+    def __call__(self) -> int:
+        return self.ns
+
+    def advance(self, **delta) -> None:
+        self.ns += int(timedelta(**delta).total_seconds() * 10**9)
+
+
+def test_the_dedupe_window_outlasts_mx_retrying_for_a_day():
+    mx_retries_for = timedelta(hours=24)
+    assert mx_retries_for < DEDUPE_WINDOW
+
+
+def test_the_same_key_after_the_window_is_a_new_event(tmp_path):
+    clock = Clock()
+    spool = Spool(tmp_path, clock=clock)
+    assert spool.append("mx_webhook", "same-bytes", "{}") is True
+    clock.advance(hours=25)
+    assert spool.append("mx_webhook", "same-bytes", "{}") is False  # MX still retrying: a redelivery
+    clock.advance(hours=2)
+    assert spool.append("mx_webhook", "same-bytes", "{}") is True  # 27 h after the first: a new episode
+    assert [e.received_at_ns for e in spool.pending()] == [clock.ns - 27 * 3600 * 10**9, clock.ns]
+
+
+def test_the_window_is_configurable(tmp_path):
+    clock = Clock()
+    spool = Spool(tmp_path, clock=clock, dedupe_window=timedelta(minutes=5))
+    spool.append("mx_webhook", "k", "{}")
+    clock.advance(minutes=6)
+    assert spool.append("mx_webhook", "k", "{}") is True
+
+
+def test_key_markers_and_drained_files_past_the_window_are_pruned(tmp_path):
+    clock = Clock()
+    spool = Spool(tmp_path, clock=clock)
+    spool.append("mx_webhook", "old", "{}")
+    spool.acknowledge(spool.pending())
+    clock.advance(hours=20)
+    spool.append("mx_webhook", "recent", "{}")
+    spool.acknowledge(spool.pending())
+    spool.append("mx_webhook", "still-pending", "{}")
+    clock.advance(hours=7)  # "old" is 27 h old, "recent" 7 h
+    assert spool.prune() == 2  # the old marker and the old drained file
+    assert len(os.listdir(tmp_path / "keys")) == 2
+    assert [json.loads((tmp_path / "drained" / n).read_text())["key"] for n in os.listdir(tmp_path / "drained")] == [
+        "recent"
+    ]
+    clock.advance(days=30)
+    spool.prune()
+    assert [e.key for e in spool.pending()] == ["still-pending"]  # never pruned before it is drained

@@ -79,3 +79,25 @@ def test_without_configured_credentials_every_delivery_is_refused(spool):
     with TestClient(Starlette(routes=[Route("/h", receiver.receive, methods=["POST"])])) as client:
         assert client.post("/h", content=b"{}", auth=("", "")).status_code == 401
     assert spool.pending() == []
+
+
+def test_the_same_status_again_after_mx_stopped_retrying_is_a_new_event(tmp_path):
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from mx_pipeline.connect.spool import Spool
+    from mx_pipeline.connect.webhooks import WebhookReceiver
+    from mx_pipeline_tests.connect.test_spool import Clock
+
+    clock = Clock()
+    spool = Spool(tmp_path, clock=clock)
+    receiver = WebhookReceiver(spool, WEBHOOK_USER, WEBHOOK_PASSWORD)
+    body = json.dumps(CONNECTION_STATUS).encode()  # CONNECTION_STATUS carries no timestamp: the same bytes
+    with TestClient(Starlette(routes=[Route("/h", receiver.receive, methods=["POST"])])) as client:
+        client.post("/h", content=body, auth=(WEBHOOK_USER, WEBHOOK_PASSWORD))
+        clock.advance(hours=23)
+        client.post("/h", content=body, auth=(WEBHOOK_USER, WEBHOOK_PASSWORD))  # MX's last retry
+        clock.advance(days=20)
+        assert client.post("/h", content=body, auth=(WEBHOOK_USER, WEBHOOK_PASSWORD)).status_code == 204
+    assert len(spool.pending()) == 2  # the first episode once, and the second one weeks later
