@@ -111,6 +111,45 @@ def add_transactions(world, params, body):
     return {"created": aggregation.add_transactions(world, member, int(body.get("count", 1)))}
 
 
+def replace_member(world, params, body):
+    """MX replaces a member (e.g. an OAuth migration): the old one is deleted and a new member for the same user,
+    institution and login appears, with the same history under new guids; its first aggregation starts at once."""
+    old = world.member_by_guid(params["member_guid"])
+    world.forget_member(old)
+    new = aggregation.create_member(
+        world,
+        old.user_guid,
+        old.institution_code,
+        old.credentials,
+        background_aggregation_is_disabled=old.background_aggregation_is_disabled,
+        include_transactions=old.include_transactions,
+    )
+    aggregation.tick(world)  # instant aggregation (aggregation_seconds 0) answers the member already CONNECTED
+    return {"replaced_member_guid": old.guid, "member_guid": new.guid} | member_truth(
+        world, {"member_guid": new.guid}, {}
+    )
+
+
+def user_transactions(world, params, body):
+    """The user's live transactions as MX holds them now (a deleted member's are gone), oldest first."""
+    rows = world.live_transactions_of_user(params["user_guid"])
+    return {
+        "transactions": [
+            {
+                "guid": t.guid,
+                "account_guid": t.account_guid,
+                "member_guid": t.member_guid,
+                "amount": t.amount,
+                "type": t.type,
+                "date": t.date.isoformat(),
+                "status": t.status,
+                "description": t.description,
+            }
+            for t in rows
+        ]
+    }
+
+
 def finish_member_aggregation(world, params, body):
     member = world.member_by_guid(params["member_guid"])
     aggregation.finish_job(world, member)
@@ -147,4 +186,6 @@ def admin_routes(webhook_log: Callable[[], dict] | None) -> list[Route]:
         Route(f"{member}/script", admin_endpoint(script_outcomes), methods=["POST"]),
         Route(f"{member}/transactions", admin_endpoint(add_transactions), methods=["POST"]),
         Route(f"{member}/finish_aggregation", admin_endpoint(finish_member_aggregation), methods=["POST"]),
+        Route(f"{member}/replace", admin_endpoint(replace_member), methods=["POST"]),
+        Route("/_sandbox/users/{user_guid}/transactions", admin_endpoint(user_transactions), methods=["GET"]),
     ]

@@ -13,7 +13,7 @@ import random
 from datetime import datetime, timedelta
 
 from mx_pipeline.mx.statuses import END_USER_ACTIONABLE, ConnectionStatus
-from mx_pipeline.sandbox.datagen import DataChanges, advance_member_data, purchases_on, start_member_data
+from mx_pipeline.sandbox.datagen import DataChanges, add_posted_purchases, advance_member_data, start_member_data
 from mx_pipeline.sandbox.errors import MxError
 from mx_pipeline.sandbox.institutions import (
     CHALLENGE_LATER_PASSWORD,
@@ -210,7 +210,8 @@ def finish_job(world: World, member: Member) -> None:
 
 def _refresh_data(world: World, member: Member, now: datetime, with_transactions: bool) -> DataChanges:
     if member.data is None:
-        member.data = start_member_data(world.config.seed, member.guid, member.user_guid, now)
+        bank = world.bank_login_of(member)
+        member.data = start_member_data(world.config.seed, member.guid, member.user_guid, now, bank)
         for account in member.data.accounts:
             world.accounts[account.guid] = account
     pending = world.pending_of_member(member.guid)
@@ -233,12 +234,9 @@ def add_transactions(world: World, member: Member, count: int) -> list[str]:
     """Admin: ``count`` new posted purchases today on the member's accounts (the member must have data)."""
     if member.data is None:
         raise MxError(409, "Member has no data yet: connect it first.")
-    now = world.now()
-    created = purchases_on(member.data, now.date(), now, count)
+    created = add_posted_purchases(member.data, world.now(), count)
     rows = world.transactions.setdefault(member.guid, {})
     for txn in created:
-        txn.status, txn.posted_at = "POSTED", now
-        txn.original_description = txn.original_description.removeprefix("PENDING ")
         rows[txn.guid] = txn
     return [t.guid for t in created]
 

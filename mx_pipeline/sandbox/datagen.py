@@ -1,7 +1,13 @@
 """Deterministic, realistic account and transaction data, generated lazily per member.
 
-Each member gets its own ``random.Random`` seeded by (sandbox seed, member guid), so the same seed and the same
-sequence of aggregations give the same data, and nothing is generated before a member first connects.
+What a member sees is the history of its bank login, and two random streams keep that apart from the member:
+- content (profile, accounts by name and type, every day's dates, amounts and descriptions, and how each pending
+  row settles) comes from the ``BankLogin``: seeded by (sandbox seed, user guid, institution code, LOGIN), and
+  per day, so it does not depend on when or how often a member aggregated;
+- guids come from the member's own stream, seeded by (sandbox seed, member guid).
+So a bank removed and linked again (a new member for the same login) shows the same history under new guids, as
+at MX, and the same seed with the same sequence of calls gives the same data. Nothing is generated before a
+member first connects.
 MX facts encoded: amounts unsigned with CREDIT/DEBIT (MX transactions webhook doc); pending rows are "often
 deleted and replaced with a new POSTED transaction (with a new guid)" (S25 ``status``), and some never post.
 """
@@ -13,7 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from mx_pipeline.sandbox.catalogue import CITIES, EMPLOYERS, EVERYDAY, LANDLORDS, MONTHLY, Merchant
 from mx_pipeline.sandbox.categories import CATEGORIES_BY_NAME
-from mx_pipeline.sandbox.records import Account, MemberData, Transaction
+from mx_pipeline.sandbox.records import Account, BankLogin, MemberData, Settlement, Transaction
 
 PENDING_DAYS = 2  # card and debit spend from the last two days is still pending
 VANISH_RATE = 0.1  # share of pending rows that disappear instead of posting
@@ -35,13 +41,24 @@ class DataChanges:
     removed: list[Transaction] = field(default_factory=list)
 
 
+def bank_login_key(seed: int, user_guid: str, institution_code: str, login: str | None) -> str:
+    """What makes two members the same bank login: the user, the institution and the LOGIN credential."""
+    return f"{seed}:{user_guid}:{institution_code}:{login}"
+
+
 def _guid(rng: random.Random, prefix: str) -> str:
     return f"{prefix}-{uuid.UUID(int=rng.getrandbits(128), version=4)}"
 
 
-def start_member_data(seed: int, member_guid: str, user_guid: str, now: datetime) -> MemberData:
-    """Profile and accounts for a member on its first successful aggregation."""
-    rng = random.Random(f"{seed}:{member_guid}")
+def start_member_data(
+    seed: int, member_guid: str, user_guid: str, now: datetime, bank: BankLogin | None = None
+) -> MemberData:
+    """Profile and accounts for a member on its first successful aggregation.
+
+    ``bank`` is the login's shared history; without one the member is its own login (a private history).
+    """
+    bank = bank or BankLogin(key=f"{seed}:{member_guid}")
+    rng = random.Random(bank.key)
     profile = {
         "employer": rng.choice(EMPLOYERS),
         "paycheck": round(rng.uniform(1400, 4200), 2),
@@ -61,11 +78,16 @@ def start_member_data(seed: int, member_guid: str, user_guid: str, now: datetime
         specs.append(("CREDIT_CARD", None, "Rewards Visa"))
     if rng.random() < 0.4:
         specs.append(("LOAN", "AUTO", "Auto Loan"))
-    accounts = [_account(rng, member_guid, user_guid, kind, subtype, name, now) for kind, subtype, name in specs]
-    return MemberData(rng=rng, profile=profile, accounts=accounts)
+    guids = random.Random(f"{seed}:{member_guid}")
+    accounts = [
+        _account(rng, _guid(guids, "ACT"), member_guid, user_guid, kind, subtype, name, now)
+        for kind, subtype, name in specs
+    ]
+    profile["opening_balances"] = {a.type: a.balance for a in accounts}
+    return MemberData(rng=guids, profile=profile, accounts=accounts, bank=bank)
 
 
-def _account(rng, member_guid, user_guid, kind, subtype, name, now) -> Account:
+def _account(rng, guid, member_guid, user_guid, kind, subtype, name, now) -> Account:
     is_card, is_loan = kind == "CREDIT_CARD", kind == "LOAN"
     balance = {
         "CHECKING": rng.uniform(800, 6000),
@@ -74,7 +96,7 @@ def _account(rng, member_guid, user_guid, kind, subtype, name, now) -> Account:
         "LOAN": rng.uniform(6000, 24000),
     }[kind]
     return Account(
-        guid=_guid(rng, "ACT"),
+        guid=guid,
         member_guid=member_guid,
         user_guid=user_guid,
         name=name,
@@ -100,51 +122,70 @@ def advance_member_data(
     changes = DataChanges()
     if not with_transactions:
         return changes
-    rng = data.rng
     for txn in pending:
         if (now.date() - txn.date).days < PENDING_DAYS:
             continue
-        draw = rng.random()
-        if draw < IN_PLACE_RATE:
-            _post_in_place(rng, txn, now)
+        settlement = txn.settles_as or Settlement("REISSUED", txn.amount)
+        if settlement.outcome == "IN_PLACE":
+            _post_in_place(txn, settlement.amount, now)
             changes.updated.append(txn)
             continue
         changes.removed.append(txn)
-        if draw >= IN_PLACE_RATE + VANISH_RATE:
-            changes.created.append(_posted_copy(rng, txn, now))
+        if settlement.outcome == "REISSUED":
+            changes.created.append(_posted_copy(data.rng, txn, settlement.amount, now))
     today = now.date()
-    first_day = today - timedelta(days=history_days) if data.generated_through is None else data.generated_through
-    day = first_day + timedelta(days=1) if data.generated_through is not None else first_day
-    while day <= today:
-        changes.created.extend(_day_events(data, day, now))
-        day += timedelta(days=1)
     if data.generated_through == today:
-        # A second aggregation on the same day still finds a fresh pending purchase or two.
-        changes.created.extend(purchases_on(data, today, now, count=rng.randint(1, 2)))
+        # A second aggregation on the same day still finds a fresh pending purchase or two, at the bank.
+        _bank_purchases_today(data.bank, today)
+    else:
+        day = today - timedelta(days=history_days) if data.generated_through is None else data.generated_through
+        day += timedelta(days=0 if data.generated_through is None else 1)
+        while day <= today:
+            changes.created.extend(_day_events(data, day, now))
+            day += timedelta(days=1)
+    changes.created.extend(_new_extra_purchases(data, today, now))
     data.generated_through = today
     _move_balances(data, changes, now)
     return changes
 
 
-def _settled_amount(rng: random.Random, pending: Transaction) -> float:
-    if pending.merchant_category_code in (5812, 5814) and rng.random() < 0.5:
-        return round(pending.amount * rng.uniform(1.1, 1.25), 2)  # the tip lands when a restaurant charge posts
-    return pending.amount
+def _bank_purchases_today(bank: BankLogin, today: date) -> None:
+    extras = bank.extra_purchases.setdefault(today, [])
+    count = random.Random(f"{bank.key}:{today}:extras:{len(extras)}").randint(1, 2)
+    extras.extend([False] * count)
 
 
-def _post_in_place(rng: random.Random, txn: Transaction, now: datetime) -> None:
-    txn.amount = _settled_amount(rng, txn)
+def add_posted_purchases(data: MemberData, now: datetime, count: int) -> list[Transaction]:
+    """``count`` purchases posted at once today, at the bank (a re-link of the login finds them too)."""
+    data.bank.extra_purchases.setdefault(now.date(), []).extend([True] * count)
+    return _new_extra_purchases(data, now.date(), now)
+
+
+def _new_extra_purchases(data: MemberData, day: date, now: datetime) -> list[Transaction]:
+    """The bank's extra purchases on ``day`` this member has not shown yet."""
+    extras = data.bank.extra_purchases.get(day, [])
+    seen = data.extras_shown.get(day, 0)
+    if extras:
+        data.extras_shown[day] = len(extras)
+    created = []
+    for index in range(seen, len(extras)):
+        rng = random.Random(f"{data.bank.key}:{day}:extra:{index}")
+        created.extend(_purchases(data, rng, day, now, 1, posted_at_once=extras[index]))
+    return created
+
+
+def _post_in_place(txn: Transaction, amount: float, now: datetime) -> None:
+    txn.amount = amount
     txn.status = "POSTED"
     txn.posted_at = min(now, datetime.combine(txn.date + timedelta(days=1), time(12), UTC))
     txn.original_description = txn.original_description.removeprefix("PENDING ")
     txn.updated_at = now
 
 
-def _posted_copy(rng: random.Random, pending: Transaction, now: datetime) -> Transaction:
-    amount = _settled_amount(rng, pending)
+def _posted_copy(guids: random.Random, pending: Transaction, amount: float, now: datetime) -> Transaction:
     posted_at = min(now, datetime.combine(pending.date + timedelta(days=1), time(12), UTC))
     return Transaction(
-        guid=_guid(rng, "TRN"),
+        guid=_guid(guids, "TRN"),
         account_guid=pending.account_guid,
         member_guid=pending.member_guid,
         user_guid=pending.user_guid,
@@ -169,14 +210,18 @@ def _accounts_by_type(data: MemberData) -> dict[str, Account]:
 
 
 def _day_events(data: MemberData, day: date, now: datetime) -> list[Transaction]:
-    profile, rng, accounts = data.profile, data.rng, _accounts_by_type(data)
+    """Everything on the login's statement for ``day``, drawn from that day's own stream, then its extras."""
+    profile, accounts = data.profile, _accounts_by_type(data)
+    rng = random.Random(f"{data.bank.key}:{day.isoformat()}")
     checking = accounts["CHECKING"]
     events: list[Transaction] = []
 
     def add(account, amount, kind_of_flow, description, raw, category, merchant=None, hour=None, txn_kind="bill"):
-        events.append(
-            _make(data, account, day, now, amount, kind_of_flow, description, raw, category, merchant, hour, txn_kind)
+        row = _make(
+            data, rng, account, day, now, amount, kind_of_flow, description, raw, category, merchant, hour, txn_kind
         )
+        if row is not None:
+            events.append(row)
 
     if day.weekday() == 4 and day.isocalendar().week % 2 == profile["payday_parity"]:
         employer = profile["employer"]
@@ -223,7 +268,8 @@ def _day_events(data: MemberData, day: date, now: datetime) -> list[Transaction]
             txn_kind="transfer",
         )
     if "SAVINGS" in accounts and day.day == 28:
-        interest = round(accounts["SAVINGS"].balance * (accounts["SAVINGS"].apy or 1) / 1200, 2)
+        # From the opening balance, not today's: the interest must not depend on when the member aggregated.
+        interest = round(profile["opening_balances"]["SAVINGS"] * (accounts["SAVINGS"].apy or 1) / 1200, 2)
         add(
             accounts["SAVINGS"],
             interest,
@@ -271,13 +317,16 @@ def _day_events(data: MemberData, day: date, now: datetime) -> list[Transaction]
             txn_kind="fee",
         )
     count = int(rng.random() * 8 * profile["spend_level"])
-    events.extend(purchases_on(data, day, now, count))
+    events.extend(_purchases(data, rng, day, now, count))
+    events.extend(_new_extra_purchases(data, day, now))
     return events
 
 
-def purchases_on(data: MemberData, day: date, now: datetime, count: int) -> list[Transaction]:
-    """``count`` everyday purchases on ``day`` (pending when recent), drawn from the member's RNG."""
-    rng, accounts = data.rng, _accounts_by_type(data)
+def _purchases(
+    data: MemberData, rng: random.Random, day: date, now: datetime, count: int, *, posted_at_once: bool = False
+) -> list[Transaction]:
+    """``count`` everyday purchases on ``day`` (pending when recent unless ``posted_at_once``), drawn from ``rng``."""
+    accounts = _accounts_by_type(data)
     payment_accounts = [accounts["CHECKING"], *([accounts["CREDIT_CARD"]] if "CREDIT_CARD" in accounts else [])]
     merchants = rng.choices(_EVERYDAY_MERCHANTS, cum_weights=_EVERYDAY_CUM_WEIGHTS, k=count)
     result = []
@@ -287,41 +336,75 @@ def purchases_on(data: MemberData, day: date, now: datetime, count: int) -> list
         raw = merchant.raw_descriptor.format(
             store=rng.randint(100, 9999), city=data.profile["city"], ref=f"{rng.getrandbits(32):08X}"
         )
-        result.append(
-            _make(
-                data,
-                account,
-                day,
-                now,
-                amount,
-                "DEBIT",
-                merchant.name,
-                raw,
-                merchant.category_name,
-                merchant,
-                None,
-                "spend",
-            )
+        row = _make(
+            data,
+            rng,
+            account,
+            day,
+            now,
+            amount,
+            "DEBIT",
+            merchant.name,
+            raw,
+            merchant.category_name,
+            merchant,
+            None,
+            "spend",
+            posted_at_once=posted_at_once,
         )
+        if row is not None:
+            result.append(row)
     return result
 
 
+def _settlement(rng: random.Random, amount: float, merchant: Merchant | None) -> Settlement:
+    """How a pending purchase will settle, decided when it is made so every view of the login agrees."""
+    draw, tipped, tip = rng.random(), rng.random() < 0.5, rng.uniform(1.1, 1.25)
+    if merchant is not None and merchant.mcc in (5812, 5814) and tipped:
+        amount = round(amount * tip, 2)  # the tip lands when a restaurant charge posts
+    if draw < IN_PLACE_RATE:
+        return Settlement("IN_PLACE", amount)
+    return Settlement("VANISHES" if draw < IN_PLACE_RATE + VANISH_RATE else "REISSUED", amount)
+
+
 def _make(
-    data, account, day, now, amount, flow, description, raw, category_name, merchant: Merchant | None, hour, txn_kind
-) -> Transaction:
-    rng = data.rng
+    data,
+    rng,
+    account,
+    day,
+    now,
+    amount,
+    flow,
+    description,
+    raw,
+    category_name,
+    merchant: Merchant | None,
+    hour,
+    txn_kind,
+    *,
+    posted_at_once: bool = False,
+) -> Transaction | None:
+    """One statement line; a purchase old enough to have settled comes as it settled (or not at all)."""
     transacted_at = datetime.combine(
         day, time(hour if hour is not None else rng.randint(7, 22), rng.randint(0, 59)), UTC
     )
     transacted_at = min(transacted_at, now - timedelta(minutes=1))
-    is_pending = txn_kind == "spend" and (now.date() - day).days < PENDING_DAYS
+    amount = round(amount, 2)
+    settlement = None
+    if txn_kind == "spend" and not posted_at_once:
+        settlement = _settlement(rng, amount, merchant)
+    is_pending = settlement is not None and (now.date() - day).days < PENDING_DAYS
+    if settlement is not None and not is_pending:
+        if settlement.outcome == "VANISHES":
+            return None
+        amount, settlement = settlement.amount, None
     category = CATEGORIES_BY_NAME[category_name]
     return Transaction(
-        guid=_guid(rng, "TRN"),
+        guid=_guid(data.rng, "TRN"),
         account_guid=account.guid,
         member_guid=account.member_guid,
         user_guid=account.user_guid,
-        amount=round(amount, 2),
+        amount=amount,
         type=flow,
         status="PENDING" if is_pending else "POSTED",
         description=description,
@@ -334,6 +417,7 @@ def _make(
         created_at=now,
         updated_at=now,
         kind=txn_kind,
+        settles_as=settlement,
     )
 
 

@@ -67,6 +67,14 @@ class Account:
     imported_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How a pending purchase settles: posts IN_PLACE, is REISSUED under a new guid, or VANISHES; at ``amount``."""
+
+    outcome: str
+    amount: float
+
+
 @dataclass(slots=True)
 class Transaction:
     guid: str
@@ -86,6 +94,7 @@ class Transaction:
     created_at: datetime
     updated_at: datetime
     kind: str = "spend"  # payroll, transfer, bill, subscription, fee, interest, spend (drives the is_* flags)
+    settles_as: Settlement | None = None  # pending rows only
 
     @property
     def date(self) -> date:
@@ -93,13 +102,27 @@ class Transaction:
 
 
 @dataclass(slots=True)
-class MemberData:
-    """Per-member generated-data state: deterministic RNG, accounts and how far history has been written."""
+class BankLogin:
+    """The bank's side of one login (user, institution, LOGIN), shared by every member ever linked to it.
 
-    rng: Any
+    ``key`` seeds the login's history; ``extra_purchases`` holds purchases beyond each day's own stream (a
+    same-day re-aggregation's fresh ones, the admin hook's), per day, True when posted at once.
+    """
+
+    key: str
+    extra_purchases: dict[date, list[bool]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class MemberData:
+    """Per-member generated-data state: the member's guid RNG, its view of the login, how far it has been written."""
+
+    rng: Any  # guids only; content comes from the bank login
     profile: dict[str, Any]
     accounts: list[Account]
+    bank: BankLogin
     generated_through: date | None = None
+    extras_shown: dict[date, int] = field(default_factory=dict)  # the login's extra purchases this member has
 
 
 @dataclass(slots=True)

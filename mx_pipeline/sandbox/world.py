@@ -12,8 +12,9 @@ from typing import Any
 
 from mx_pipeline.sandbox.clock import SandboxClock, iso, parse_start_time
 from mx_pipeline.sandbox.config import SandboxConfig
+from mx_pipeline.sandbox.datagen import bank_login_key
 from mx_pipeline.sandbox.errors import MxError, not_found
-from mx_pipeline.sandbox.records import Account, ConnectSession, Member, Transaction, User, WidgetUrl
+from mx_pipeline.sandbox.records import Account, BankLogin, ConnectSession, Member, Transaction, User, WidgetUrl
 
 
 class World:
@@ -30,6 +31,7 @@ class World:
         self._user_guid_by_id: dict[str, str] = {}
         self.last_background_scan: datetime | None = None
         self.accounts: dict[str, Account] = {}
+        self.bank_logins: dict[str, BankLogin] = {}  # outlive their members: a re-link finds the same history
         self.transactions: dict[str, dict[str, Transaction]] = {}  # member guid -> guid -> row
         self.widget_urls: dict[str, WidgetUrl] = {}
         self.connect_sessions: dict[str, ConnectSession] = {}
@@ -135,6 +137,14 @@ class World:
             self.members.pop(member.guid, None)
             self._member_guids_by_user.get(member.user_guid, {}).pop(member.guid, None)
 
+    def bank_login_of(self, member: Member) -> BankLogin:
+        """The bank's side of the member's login (user, institution, LOGIN), created on first use."""
+        with self.lock:
+            key = bank_login_key(
+                self.config.seed, member.user_guid, member.institution_code, member.credentials.get("LOGIN")
+            )
+            return self.bank_logins.setdefault(key, BankLogin(key))
+
     # accounts and transactions
     def accounts_of_member(self, member: Member) -> list[Account]:
         with self.lock:
@@ -151,6 +161,13 @@ class World:
     def transactions_of_member(self, member_guid: str) -> list[Transaction]:
         with self.lock:
             return list(self.transactions.get(member_guid, {}).values())
+
+    def live_transactions_of_user(self, user_guid: str) -> list[Transaction]:
+        """What MX lists for the user now: every live member's rows (a deleted member's are gone)."""
+        with self.lock:
+            self.user(user_guid)
+            rows = [t for m in self.members_of(user_guid) for t in self.transactions.get(m.guid, {}).values()]
+            return sorted(rows, key=lambda t: (t.transacted_at, t.guid))
 
     def pending_of_member(self, member_guid: str) -> list[Transaction]:
         with self.lock:
