@@ -11,7 +11,10 @@ A model file is a header of ``-- key: value`` comment lines, then one SELECT:
 The schema is the file's folder (``staging/``, ``marts/``) and the table its name. What a model reads comes
 from parsing its SQL with sqlglot, never from a hand-kept list. An incremental model's SELECT filters its input
 with ``__since__``, which is the start of its last successful run (``-infinity`` on a first or full run): the
-rows it yields replace the rows with the same key, so a run costs what changed. Other placeholders are the
+rows it yields replace the rows with the same key, so a run costs what changed. A model that depends on the
+reference CSVs (directly or through other models) is built in full whenever the reference data differs from
+the version it was last built with (``ops.model_reference_hashes``), so an edited category map reaches every
+dependant, however many runs that takes. Other placeholders are the
 refresh policy's numbers (``__default_sla_hours__``, ``__max_attempts__``, ``__attempt_window_hours__``) and the
 routes it refreshes (``__refreshable_routes__``), so the SQL never restates them.
 """
@@ -22,7 +25,7 @@ import hashlib
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
@@ -57,6 +60,7 @@ class Model:
     description: str = ""
     column_comments: Mapping[str, str] = field(default_factory=dict)
     reads: frozenset[str] = frozenset()  # schema.table names the SQL reads
+    references: frozenset[str] = frozenset()  # reference tables it depends on, itself or through other models
 
     @property
     def key_path(self) -> list[str]:
@@ -70,6 +74,7 @@ class ModelResult:
     seconds: float
     mode: str  # full | incremental
     recomputed: int  # rows computed by this run: all of them when full, what changed when incremental
+    reference_changed: bool = False  # built in full because the reference data differs from its last build
 
 
 def load_models(root: Path = MODELS_DIR) -> list[Model]:
@@ -77,9 +82,18 @@ def load_models(root: Path = MODELS_DIR) -> list[Model]:
     models = {m.name: m for m in (parse_model(path, root) for path in sorted(root.rglob("*.sql")))}
     order = graphlib.TopologicalSorter({name: m.reads & models.keys() for name, m in models.items()})
     try:
-        return [models[name] for name in order.static_order()]
+        names = list(order.static_order())
     except graphlib.CycleError as exc:
         raise ModelError(f"models read each other in a cycle: {' -> '.join(exc.args[1])}") from None
+    for name in names:  # upstream models first, so their references are complete when read
+        model = models[name]
+        inherited = {ref for upstream in model.reads & models.keys() for ref in models[upstream].references}
+        models[name] = replace(model, references=frozenset(_references(model.reads) | inherited))
+    return [models[name] for name in names]
+
+
+def _references(tables: frozenset[str]) -> set[str]:
+    return {t for t in tables if t.split(".")[0] == "reference"}
 
 
 def parse_model(path: Path, root: Path = MODELS_DIR) -> Model:
@@ -112,7 +126,8 @@ def parse_model(path: Path, root: Path = MODELS_DIR) -> Model:
         unique_key=header.get("unique_key"),
         description=header.get("description", ""),
         column_comments=columns,
-        reads=tables_read(body, path),
+        reads=(reads := tables_read(body, path)),
+        references=frozenset(_references(reads)),
     )
 
 
@@ -135,27 +150,34 @@ def tables_read(sql: str, path: Path | str = "<sql>") -> frozenset[str]:
 @dataclass(frozen=True)
 class ReferenceLoad:
     rows: dict[str, int]  # per reference table
-    changed: bool  # a CSV differs from the one the models were last built with: rebuild them in full
+    hashes: dict[str, str]  # per reference table: sha256 of the CSV loaded
 
 
 def load_reference(con: duckdb.DuckDBPyConnection, folder: Path = REFERENCE_DIR) -> ReferenceLoad:
-    """(Re)load the reference CSVs into the ``reference`` schema, noting whether any of them changed."""
-    rows, changed = {}, False
-    for table in REFERENCE_TABLES:
-        csv = folder / f"{table}.csv"
-        name = f"reference.{table}"
-        con.execute(f"create or replace table {name} as from read_csv(?, all_varchar = true)", [str(csv)])
-        (rows[name],) = con.execute(f"select count(*) from {name}").fetchone()
-        digest = hashlib.sha256(csv.read_bytes()).hexdigest()
-        (known,) = con.execute(
-            "select count(*) from ops.reference_loads where table_name = ? and content_hash = ?", [name, digest]
-        ).fetchone()
-        if not known:
-            changed = True
+    """(Re)load the reference CSVs into the ``reference`` schema and note the version loaded of each.
+
+    Whether a model must be rebuilt for them is the model's own question (:func:`run_model`), never this load's:
+    a run that loads an edited CSV may build only some models, or fail before the rest.
+    """
+    rows, hashes = {}, {}
+    con.execute("begin transaction")
+    try:
+        for table in REFERENCE_TABLES:
+            csv = folder / f"{table}.csv"
+            name = f"reference.{table}"
+            content = csv.read_bytes()
+            con.execute(f"create or replace table {name} as from read_csv(?, all_varchar = true)", [str(csv)])
+            (rows[name],) = con.execute(f"select count(*) from {name}").fetchone()
+            hashes[name] = hashlib.sha256(content).hexdigest()
             con.execute(
-                "insert or replace into ops.reference_loads values (?, ?, ?)", [name, digest, dt.datetime.now(dt.UTC)]
+                "insert or replace into ops.reference_loads values (?, ?, ?)",
+                [name, hashes[name], dt.datetime.now(dt.UTC)],
             )
-    return ReferenceLoad(rows, changed)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return ReferenceLoad(rows, hashes)
 
 
 def run_model(
@@ -166,9 +188,16 @@ def run_model(
     full_refresh: bool = False,
     policy: RefreshPolicy = DEFAULT_POLICY,
 ) -> ModelResult:
-    """Build one model (and its comments) in one transaction; a failure names the file and line."""
+    """Build one model (and its comments) in one transaction; a failure names the file and line.
+
+    The build is full on ``full_refresh``, on a first run, and when the reference data the model depends on
+    is not the version it was last built with; otherwise an incremental model reads only what changed.
+    """
     started, clock = dt.datetime.now(dt.UTC), time.perf_counter()
-    since = None if full_refresh or not _exists(con, model.name) else _last_start(con, model.name)
+    reference_hash = _reference_hash(con, model)
+    reference_changed = reference_hash is not None and reference_hash != _built_with(con, model.name)
+    rebuild = full_refresh or reference_changed or not _exists(con, model.name)
+    since = None if rebuild else _last_start(con, model.name)
     incremental = model.materialized == "incremental" and since is not None
     body = _render(model.body, since=since, params=_policy_params(policy))
     con.execute("begin transaction")
@@ -193,11 +222,16 @@ def run_model(
             "insert into ops.model_runs values (?, ?, ?, ?, ?, ?)",
             [model.name, started, dt.datetime.now(dt.UTC), rows, mode, run_id],
         )
+        if reference_hash is not None:
+            con.execute(
+                "insert or replace into ops.model_reference_hashes values (?, ?, ?, ?)",
+                [model.name, reference_hash, dt.datetime.now(dt.UTC), run_id],
+            )
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
-    return ModelResult(model.name, int(rows), time.perf_counter() - clock, mode, int(recomputed))
+    return ModelResult(model.name, int(rows), time.perf_counter() - clock, mode, int(recomputed), reference_changed)
 
 
 def _affected_keys_sql(body: str, key: str) -> str | None:
@@ -262,6 +296,25 @@ def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
         "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
     ).fetchone()
     return bool(found)
+
+
+def _reference_hash(con: duckdb.DuckDBPyConnection, model: Model) -> str | None:
+    """One hash of the loaded versions of the reference tables the model depends on (None: it depends on none)."""
+    if not model.references:
+        return None
+    loaded = dict(
+        con.execute(
+            "select table_name, content_hash from ops.reference_loads where table_name in (select unnest(?))",
+            [sorted(model.references)],
+        ).fetchall()
+    )
+    versions = "\n".join(f"{table}={loaded.get(table, 'not loaded')}" for table in sorted(model.references))
+    return hashlib.sha256(versions.encode()).hexdigest()
+
+
+def _built_with(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    found = con.execute("select reference_hash from ops.model_reference_hashes where model = ?", [name]).fetchone()
+    return found[0] if found else None
 
 
 def _last_start(con: duckdb.DuckDBPyConnection, name: str) -> dt.datetime | None:

@@ -210,16 +210,17 @@ def test_a_small_change_costs_in_proportion_to_the_change_and_reaches_the_rows_i
     ).fetchall()
 
 
-def test_an_edited_reference_csv_asks_for_a_full_rebuild(con, tmp_path):
-    assert not load_reference(con).changed  # the fixture loaded these very files
+def test_each_reference_load_records_the_version_loaded(con, tmp_path):
     edited = tmp_path / "reference"
     edited.mkdir()
     for name in ("internal_categories", "mx_category_map"):
         (edited / f"{name}.csv").write_text((REFERENCE_DIR / f"{name}.csv").read_text())
     with (edited / "mx_category_map.csv").open("a") as csv:
         csv.write("Food & Dining,Boba Tea,food.coffee\n")
-    assert load_reference(con, edited).changed
-    assert not load_reference(con, edited).changed
+    before, after = load_reference(con).hashes, load_reference(con, edited).hashes
+    assert before["reference.internal_categories"] == after["reference.internal_categories"]
+    assert before["reference.mx_category_map"] != after["reference.mx_category_map"]
+    assert dict(con.execute("select table_name, content_hash from ops.reference_loads").fetchall()) == after
 
 
 def test_twins_that_arrived_together_still_count_twice_after_mx_edits_one(con):

@@ -1,7 +1,8 @@
 """``dbt_like_sql/`` as Dagster assets: one asset per model, upstream assets read from each model's SQL.
 
 All models of a run are built by one step in the warehouse pool, in dependency order (only those selected,
-when a subset is materialized), after the reference CSVs are reloaded. When the run built any mart, the marts
+when a subset is materialized), after the reference CSVs are reloaded; each model that depends on them is
+rebuilt in full when they differ from the version it was last built with. When the run built any mart, the marts
 are republished to ``analytics.duckdb`` for analysts.
 """
 
@@ -79,14 +80,15 @@ def sql_models(
         for table, rows in reference.rows.items():
             if dg.AssetKey(table.split(".")) in selected:
                 yield dg.MaterializeResult(asset_key=table.split("."), metadata={"dagster/row_count": rows})
-        full_refresh = config.full_refresh or reference.changed
-        if reference.changed:
-            context.log.info("data/reference changed since the last build: every model is rebuilt in full")
         built_marts = False
         for model in MODELS:
             if dg.AssetKey(model.key_path) not in selected:
                 continue
-            result = run_model(con, model, run_id=run_id, full_refresh=full_refresh, policy=refresh_policy.policy())
+            result = run_model(
+                con, model, run_id=run_id, full_refresh=config.full_refresh, policy=refresh_policy.policy()
+            )
+            if result.reference_changed:
+                context.log.info(f"{model.name}: data/reference changed since its last build: rebuilt in full")
             built_marts = built_marts or model.name.startswith("marts.")
             yield dg.MaterializeResult(
                 asset_key=model.key_path,
@@ -95,6 +97,7 @@ def sql_models(
                     "recomputed": result.recomputed,
                     "seconds": round(result.seconds, 3),
                     "mode": result.mode,
+                    "reference_changed": result.reference_changed,
                 },
             )
         if built_marts:
