@@ -1,5 +1,6 @@
 """MX institutions, accounts, transactions, default categories and merchants (S11 read endpoints)."""
 
+import calendar
 from datetime import date, timedelta
 
 from starlette.requests import Request
@@ -17,7 +18,9 @@ from mx_pipeline.sandbox.world import World
 
 DEFAULT_FROM_DAYS = 120  # S11 fromDate: "Defaults to 120 days ago"
 DEFAULT_TO_DAYS = 5  # S11 toDate: "Defaults to 5 days forward ... to capture pending transactions"
-MAX_UPDATED_RANGE_DAYS = 183  # S11: "Maximum date range limit is 6 months" (enforcement undocumented: 400 here)
+# S11 on from/to_updated_at and from/to_created_at: "Maximum date range limit is 6 months". MX does not say how
+# it is enforced; the sandbox answers 400, counts calendar months, and reads a missing upper bound as today.
+MAX_RANGE_MONTHS = 6
 
 
 def _institution(code: str):
@@ -74,10 +77,19 @@ def _date_param(request: Request, name: str) -> date | None:
         raise MxError(400, f"{name} must be a date in the format YYYY-MM-DD.") from None
 
 
-def _bounded(request: Request, low: str, high: str) -> tuple[date | None, date | None]:
+def months_after(day: date, months: int) -> date:
+    """The same day ``months`` calendar months later (the month's last day when it is shorter)."""
+    year, month = divmod(day.year * 12 + day.month - 1 + months, 12)
+    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
+
+
+def _bounded(request: Request, low: str, high: str, today: date) -> tuple[date | None, date | None]:
+    """A ``low``..``high`` range of at most 6 months; ``high`` defaults to today when only ``low`` is given."""
     start, end = _date_param(request, low), _date_param(request, high)
-    if start and end and (end - start).days > MAX_UPDATED_RANGE_DAYS:
-        raise MxError(400, f"The {low}..{high} range may not exceed 6 months.")
+    if start and months_after(start, MAX_RANGE_MONTHS) < (end or today):
+        raise MxError(
+            400, f"{low} and {high} may be at most {MAX_RANGE_MONTHS} months apart ({high} defaults to today)."
+        )
     return start, end
 
 
@@ -85,8 +97,8 @@ def filtered_transactions(request: Request, rows: list[Transaction], today: date
     """Apply MX's transaction list filters; newest first (date, then transacted_at, then guid)."""
     from_date = _date_param(request, "from_date") or today - timedelta(days=DEFAULT_FROM_DAYS)
     to_date = _date_param(request, "to_date") or today + timedelta(days=DEFAULT_TO_DAYS)
-    from_updated, to_updated = _bounded(request, "from_updated_at", "to_updated_at")
-    from_created, to_created = _bounded(request, "from_created_at", "to_created_at")
+    from_updated, to_updated = _bounded(request, "from_updated_at", "to_updated_at", today)
+    from_created, to_created = _bounded(request, "from_created_at", "to_created_at", today)
     categories = set(request.query_params.getlist("category_guid[]"))
     categories |= {request.query_params["category_guid"]} if "category_guid" in request.query_params else set()
     top_levels = set(request.query_params.getlist("top_level_category_guid[]"))

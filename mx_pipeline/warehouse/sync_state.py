@@ -1,11 +1,18 @@
 """Per-member transaction sync: the window to read, the rows that vanished upstream, and the outcome.
 
 Incremental reads use ``from_updated_at`` (MX's change filter, date precision) from the watermark of the
-last *complete* sync minus an overlap, so a change made late on the watermark's day is read again. Deletions
-are different: MX deletes pending transactions (after posting, usually under a new guid, or after 14 days),
-and may re-issue a posted one under a new guid, without any update a change filter could see. So a second
-read lists everything dated in a recent window, and every live row in that window which MX no longer lists is
-marked removed (never deleted); ``fetched_at`` moves with it, since the row now says something new.
+last *complete* sync minus an overlap, so a change made late on the watermark's day is read again. MX allows
+that filter a range of at most 6 months: a member away longer (waiting months for a reconnect) is read again
+in full by date, which also settles everything it covers.
+
+Deletions are different: MX deletes pending transactions (after posting, usually under a new guid, or after 14
+days), and may re-issue a posted one under a new guid, without any update a change filter could see. So every
+read that lists *everything* dated in a range (the recent window, a full read) marks removed (never deletes)
+each live row in that range which MX no longer lists; ``fetched_at`` moves with it, since the row now says
+something new. A copy re-issued long after its date arrives by the change filter as a guid new to us, dated
+before the recent window: the days such rows are dated are listed again by date, and settled the same way.
+Being no longer listed is the only reason a row leaves the marts, so two identical purchases MX still lists
+are two, whatever batches or syncs they arrived in.
 """
 
 import datetime as dt
@@ -16,6 +23,13 @@ import duckdb
 import pandas as pd
 
 PENDING_AHEAD_DAYS = 5  # MX's own default to_date: pending rows can be dated a few days ahead
+# MX on from_updated_at/to_updated_at: "Maximum date range limit is 6 months"; six months are never under 181 days.
+MAX_UPDATED_AT_RANGE_DAYS = 180
+# Days of late rows closer than this are listed again in one read; at most this many reads a sync.
+LATE_DAYS_MERGE_GAP = 7
+MAX_LATE_RANGES = 4
+
+DateRange = tuple[dt.date, dt.date]  # inclusive
 
 
 @dataclass(frozen=True)
@@ -24,12 +38,20 @@ class TransactionWindow:
 
     history_from: dt.date  # oldest date any read covers
     to_date: dt.date
-    from_updated_at: dt.date | None  # None: no complete sync yet, read the whole history by date
+    # None: read the whole history by date (no complete sync yet, or the watermark is past MX's 6 months)
+    from_updated_at: dt.date | None
+    to_updated_at: dt.date  # sent with from_updated_at, so the range MX judges is the one checked here
     reconcile_from: dt.date  # pending rows dated from here to ``to_date`` are checked against MX's list
+    last_synced_at: dt.datetime | None = None  # end of the last complete sync: rows first fetched since are new
 
     @property
-    def is_first_sync(self) -> bool:
+    def is_full_read(self) -> bool:
         return self.from_updated_at is None
+
+    @property
+    def listed_in_full(self) -> DateRange:
+        """The dates one by-date read lists in full: the whole history, or the reconcile window."""
+        return (self.history_from if self.is_full_read else self.reconcile_from), self.to_date
 
 
 def plan_window(
@@ -42,10 +64,11 @@ def plan_window(
     overlap_days: int,
 ) -> TransactionWindow:
     """The read plan for a member, from its watermark and its oldest pending row still live."""
-    watermark, oldest_pending = con.execute(
+    watermark, last_synced_at, oldest_pending = con.execute(
         """
         select
             (select transactions_watermark from ops.member_sync where member_guid = $member),
+            (select last_synced_at from ops.member_sync where member_guid = $member),
             (select min(date) from raw.mx_transactions
              where member_guid = $member and status = 'PENDING' and removed_at is null)
         """,
@@ -57,35 +80,84 @@ def plan_window(
         # A pending row older than the look-back would otherwise never be checked again: widen to it.
         reconcile_from = max(history_from, min(reconcile_from, oldest_pending))
     from_updated_at = None if watermark is None else watermark.date() - dt.timedelta(days=overlap_days)
+    if from_updated_at is not None and (today - from_updated_at).days > MAX_UPDATED_AT_RANGE_DAYS:
+        from_updated_at = None  # further back than MX's change filter reaches: read everything by date
     return TransactionWindow(
         history_from=history_from,
         to_date=today + dt.timedelta(days=PENDING_AHEAD_DAYS),
         from_updated_at=from_updated_at,
+        to_updated_at=today,
         reconcile_from=reconcile_from,
+        last_synced_at=last_synced_at,
     )
+
+
+def late_arrival_ranges(con: duckdb.DuckDBPyConnection, member_guid: str, window: TransactionWindow) -> list[DateRange]:
+    """Dates to list again: days before the window read in full holding a row first fetched since the last
+    complete sync (a copy MX re-issued under a new guid long after its date, or a late transaction).
+
+    Empty when nothing late arrived, so the extra read costs nothing then. A sync that failed part-way stored
+    what arrived; those rows still count as new until a sync completes.
+    """
+    if window.is_full_read or window.last_synced_at is None:
+        return []
+    days = [
+        day
+        for (day,) in con.execute(
+            """
+            select distinct date from raw.mx_transactions
+            where member_guid = $member and date < $from and first_fetched_at > $since
+            order by date
+            """,
+            {"member": member_guid, "from": window.reconcile_from, "since": window.last_synced_at},
+        ).fetchall()
+    ]
+    return coalesce_days(days, merge_gap_days=LATE_DAYS_MERGE_GAP, max_ranges=MAX_LATE_RANGES)
+
+
+def coalesce_days(days: Iterable[dt.date], *, merge_gap_days: int, max_ranges: int) -> list[DateRange]:
+    """Sorted inclusive ranges covering ``days``: days at most ``merge_gap_days`` apart share a range, and the
+    closest ranges merge until at most ``max_ranges`` are left."""
+    ranges: list[list[dt.date]] = []
+    for day in sorted(set(days)):
+        if ranges and (day - ranges[-1][1]).days <= merge_gap_days:
+            ranges[-1][1] = day
+        else:
+            ranges.append([day, day])
+    while len(ranges) > max(max_ranges, 1):
+        gaps = [(ranges[i + 1][0] - ranges[i][1], i) for i in range(len(ranges) - 1)]
+        _, i = min(gaps)
+        ranges[i : i + 2] = [[ranges[i][0], ranges[i + 1][1]]]
+    return [(start, end) for start, end in ranges]
 
 
 def mark_vanished(
     con: duckdb.DuckDBPyConnection,
     member_guid: str,
-    window: TransactionWindow,
+    listed_in_full: Iterable[DateRange],
     listed_guids: Iterable[str],
     *,
     now: dt.datetime,
 ) -> int:
-    """Mark removed every live row of the member dated in the window that MX did not list."""
+    """Mark removed every live row of the member, dated in a range MX listed in full, that MX did not list."""
+    ranges = list(listed_in_full)
+    if not ranges:
+        return 0
+    dated_in = " or ".join(f"t.date between $from_{i} and $to_{i}" for i in range(len(ranges)))
+    bounds = {f"from_{i}": start for i, (start, _) in enumerate(ranges)}
+    bounds |= {f"to_{i}": end for i, (_, end) in enumerate(ranges)}
     listed = pd.DataFrame({"guid": pd.Series(list(listed_guids), dtype=object)})
     con.register("listed_guids", listed)
     try:
         (marked,) = con.execute(
-            """
+            f"""
             update raw.mx_transactions as t set removed_at = $now, fetched_at = $now
             where t.member_guid = $member
               and t.removed_at is null
-              and t.date between $from and $to
+              and ({dated_in})
               and t.guid not in (select guid from listed_guids)
             """,
-            {"now": now, "member": member_guid, "from": window.reconcile_from, "to": window.to_date},
+            {"now": now, "member": member_guid, **bounds},
         ).fetchone()
     finally:
         con.unregister("listed_guids")

@@ -1,4 +1,5 @@
-"""One member's transaction sync: read MX's list in one or two passes, stream it in, settle vanished pendings.
+"""One member's transaction sync: read MX's list in one or two passes (and the days late rows are dated, when
+any arrived), stream it in, settle the rows MX stopped listing.
 
 The MX call itself is passed in (``list_transactions``), so this module stays free of HTTP and Dagster:
 it decides the window, consumes the pages lazily, and records the outcome.
@@ -12,10 +13,17 @@ from mx_pipeline.mx.errors import MalformedRecord, MxError
 from mx_pipeline.mx.records import Transaction
 from mx_pipeline.warehouse.api_calls import ApiCallLog
 from mx_pipeline.warehouse.connection import Warehouse
-from mx_pipeline.warehouse.loader import RawLoader
+from mx_pipeline.warehouse.loader import BATCH_SIZE, RawLoader
 from mx_pipeline.warehouse.members import MemberToFetch
 from mx_pipeline.warehouse.rows import transaction_row
-from mx_pipeline.warehouse.sync_state import TransactionWindow, mark_vanished, plan_window, record_sync
+from mx_pipeline.warehouse.sync_state import (
+    DateRange,
+    TransactionWindow,
+    late_arrival_ranges,
+    mark_vanished,
+    plan_window,
+    record_sync,
+)
 from mx_pipeline.warehouse.tables import TRANSACTIONS
 from mx_pipeline.warehouse.upsert import UpsertCounts
 
@@ -49,13 +57,14 @@ def sync_member_transactions(
     policy: SyncPolicy,
     run_id: str,
     api_log: ApiCallLog | None = None,
+    batch_size: int = BATCH_SIZE,
 ) -> MemberSyncResult:
     """Bring one member's raw transactions up to date with MX; failures are recorded, never raised."""
     with warehouse.session():
-        return _sync(warehouse, member, list_transactions, policy, run_id, api_log)
+        return _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_size)
 
 
-def _sync(warehouse, member, list_transactions, policy, run_id, api_log) -> MemberSyncResult:
+def _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_size) -> MemberSyncResult:
     today = _mx_today(member)
     with warehouse.connect() as con:
         window = plan_window(
@@ -66,28 +75,40 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log) -> Memb
             lookback_days=policy.reconcile_lookback_days,
             overlap_days=policy.overlap_days,
         )
-    listed_in_window: set[str] = set()
+    listed_guids: set[str] = set()  # every guid a read that lists whole dates listed
+    listed_in_full: list[DateRange] = []  # the dates those reads covered, once each read completed
     watermark = member.successfully_aggregated_at
     listed = 0
     error = None
-    loader = RawLoader(warehouse, TRANSACTIONS, transaction_row, run_id=run_id, api_log=api_log)
+    loader = RawLoader(warehouse, TRANSACTIONS, transaction_row, run_id=run_id, api_log=api_log, batch_size=batch_size)
 
     def on_malformed(exc: MalformedRecord) -> None:
         loader.reject(exc, member.guid)
         guid = exc.payload.get("guid") if isinstance(exc.payload, dict) else None
         if isinstance(guid, str):
-            listed_in_window.add(guid)  # MX still lists it, whatever is wrong with it: not vanished
+            listed_guids.add(guid)  # MX still lists it, whatever is wrong with it: not vanished
+
+    def read(query: dict, lists_in_full: DateRange | None) -> None:
+        nonlocal listed, watermark
+        for txn in list_transactions(**query, on_malformed=on_malformed):
+            listed += 1
+            loader.add(txn)
+            if lists_in_full:
+                listed_guids.add(txn.guid)
+            if txn.updated_at and (watermark is None or txn.updated_at > watermark):
+                watermark = txn.updated_at
+        if lists_in_full:
+            listed_in_full.append(lists_in_full)
 
     with loader:
         try:
-            for query, covers_window in _passes(window):
-                for txn in list_transactions(**query, on_malformed=on_malformed):
-                    listed += 1
-                    loader.add(txn)
-                    if covers_window and txn.date and txn.date >= window.reconcile_from:
-                        listed_in_window.add(txn.guid)
-                    if txn.updated_at and (watermark is None or txn.updated_at > watermark):
-                        watermark = txn.updated_at
+            for query, lists_in_full in _passes(window):
+                read(query, lists_in_full)
+            loader.flush()  # late rows are looked for in the table
+            with warehouse.connect() as con:
+                late = late_arrival_ranges(con, member.guid, window)
+            for start, end in late:
+                read({"from_date": start, "to_date": end}, (start, end))
         except MxError as exc:
             error = f"{type(exc).__name__}: {exc}"
             loader.reject_page(error, member.guid)
@@ -95,7 +116,7 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log) -> Memb
     now = dt.datetime.now(dt.UTC)
     with warehouse.connect() as con:
         if error is None:
-            removed = mark_vanished(con, member.guid, window, listed_in_window, now=now)
+            removed = mark_vanished(con, member.guid, listed_in_full, listed_guids, now=now)
             record_sync(
                 con, member.guid, member.user_guid, outcome="synced", run_id=run_id, now=now, watermark=watermark
             )
@@ -104,14 +125,18 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log) -> Memb
     return MemberSyncResult(member.guid, loader.counts, listed, loader.quarantined, removed, error)
 
 
-def _passes(window: TransactionWindow) -> list[tuple[dict, bool]]:
-    """(query, whether it lists every transaction dated in the reconcile window)."""
-    by_date = {"from_date": window.history_from, "to_date": window.to_date}
-    if window.is_first_sync:
-        return [(by_date, True)]
-    changed = {**by_date, "from_updated_at": window.from_updated_at}
+def _passes(window: TransactionWindow) -> list[tuple[dict, DateRange | None]]:
+    """(query, the dates it lists in full when it lists every transaction dated there)."""
+    if window.is_full_read:
+        return [({"from_date": window.history_from, "to_date": window.to_date}, window.listed_in_full)]
+    changed = {
+        "from_date": window.history_from,
+        "to_date": window.to_date,
+        "from_updated_at": window.from_updated_at,
+        "to_updated_at": window.to_updated_at,
+    }
     recent = {"from_date": window.reconcile_from, "to_date": window.to_date}
-    return [(changed, False), (recent, True)]
+    return [(changed, None), (recent, window.listed_in_full)]
 
 
 def _mx_today(member: MemberToFetch) -> dt.date:

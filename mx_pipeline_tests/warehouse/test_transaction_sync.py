@@ -2,6 +2,7 @@ import datetime as dt
 
 from mx_pipeline.mx.errors import MalformedResponse
 from mx_pipeline.warehouse.members import MemberToFetch
+from mx_pipeline.warehouse.sync_state import MAX_UPDATED_AT_RANGE_DAYS, coalesce_days
 from mx_pipeline.warehouse.transaction_sync import SyncPolicy, sync_member_transactions
 
 from .conftest import make_transaction
@@ -18,14 +19,23 @@ class FakeMx:
         self.fail_after = fail_after
         self.queries = []
 
-    def __call__(self, *, from_date=None, to_date=None, from_updated_at=None, on_malformed=None):
-        self.queries.append({"from_date": from_date, "to_date": to_date, "from_updated_at": from_updated_at})
+    def __call__(self, *, from_date=None, to_date=None, from_updated_at=None, to_updated_at=None, on_malformed=None):
+        self.queries.append(
+            {
+                "from_date": from_date,
+                "to_date": to_date,
+                "from_updated_at": from_updated_at,
+                "to_updated_at": to_updated_at,
+            }
+        )
         for served, txn in enumerate(self.transactions.values()):
             if self.fail_after is not None and served == self.fail_after:
                 raise MalformedResponse("HTTP 200 body is not valid JSON (512 bytes)", method="GET", path="/t")
             if (from_date and txn.date < from_date) or (to_date and txn.date > to_date):
                 continue
             if from_updated_at and txn.updated_at.date() < from_updated_at:
+                continue
+            if to_updated_at and txn.updated_at.date() > to_updated_at:
                 continue
             yield txn
 
@@ -50,7 +60,13 @@ def test_first_sync_reads_the_whole_history_then_only_changes_and_the_recent_win
     assert first["from_updated_at"] is None and first["from_date"] == _days_ago(730)
     # the watermark's day minus one day of overlap: from_updated_at has date precision
     assert changed["from_updated_at"] == _days_ago(41)
-    assert recent == {"from_date": _days_ago(14), "to_date": TODAY + dt.timedelta(days=5), "from_updated_at": None}
+    assert changed["to_updated_at"] == TODAY  # sent, so the range MX judges is the one we checked
+    assert recent == {
+        "from_date": _days_ago(14),
+        "to_date": TODAY + dt.timedelta(days=5),
+        "from_updated_at": None,
+        "to_updated_at": None,
+    }
 
 
 def test_a_pending_transaction_that_vanishes_upstream_is_marked_removed_not_deleted(warehouse):
@@ -131,3 +147,111 @@ def test_the_watermark_never_moves_back(warehouse):
     with warehouse.connect() as con:
         (watermark,) = con.execute("select transactions_watermark from ops.member_sync").fetchone()
     assert watermark == _at(_days_ago(5))
+
+
+def _rows(warehouse):
+    with warehouse.connect() as con:
+        return con.execute("select guid, removed_at is not null from raw.mx_transactions order by guid").fetchall()
+
+
+def test_a_copy_re_issued_long_after_its_date_retires_the_old_guid_with_one_extra_read(warehouse):
+    mx = FakeMx([make_transaction("TRN-OLD", date=_days_ago(40), updated_at=_at(_days_ago(40)))])
+    _sync(warehouse, mx)
+    # MX re-issues the 40-day-old purchase under a new guid: only the change filter sees it, and nothing
+    # lists the old guid's day any more
+    mx.transactions = {"TRN-NEW": make_transaction("TRN-NEW", date=_days_ago(40), updated_at=_at(TODAY))}
+    result = _sync(warehouse, mx, "run-2")
+    assert result.removed == 1
+    assert _rows(warehouse) == [("TRN-NEW", False), ("TRN-OLD", True)]
+    late = mx.queries[-1]
+    assert late == {
+        "from_date": _days_ago(40),
+        "to_date": _days_ago(40),
+        "from_updated_at": None,
+        "to_updated_at": None,
+    }
+    assert len(mx.queries) == 4  # first sync, then changed + recent + the one late day
+
+
+def test_a_sync_where_nothing_late_arrived_makes_no_extra_read(warehouse):
+    mx = FakeMx([make_transaction("TRN-OLD", date=_days_ago(40), updated_at=_at(_days_ago(40)))])
+    _sync(warehouse, mx)
+    mx.transactions["TRN-RECENT"] = make_transaction("TRN-RECENT", date=_days_ago(1), updated_at=_at(TODAY))
+    mx.transactions["TRN-OLD"] = make_transaction(  # MX edits the old one: not new to us, nothing to re-list
+        "TRN-OLD", date=_days_ago(40), updated_at=_at(TODAY), amount="13.00"
+    )
+    _sync(warehouse, mx, "run-2")
+    _sync(warehouse, mx, "run-3")
+    assert len(mx.queries) == 1 + 2 + 2
+
+
+def test_an_identical_purchase_arriving_late_is_a_second_purchase(warehouse):
+    coffee = {"date": _days_ago(40), "amount": "4.50", "description": "Bean There Coffee"}
+    mx = FakeMx([make_transaction("TRN-COFFEE-1", updated_at=_at(_days_ago(40)), **coffee)])
+    _sync(warehouse, mx)
+    mx.transactions["TRN-COFFEE-2"] = make_transaction("TRN-COFFEE-2", updated_at=_at(TODAY), **coffee)
+    assert _sync(warehouse, mx, "run-2").removed == 0  # MX lists both: both stay
+    assert _rows(warehouse) == [("TRN-COFFEE-1", False), ("TRN-COFFEE-2", False)]
+
+
+def test_a_late_copy_stored_by_a_failed_sync_is_still_settled_by_the_next_one(warehouse):
+    mx = FakeMx([make_transaction("TRN-OLD", date=_days_ago(40), updated_at=_at(_days_ago(40)))])
+    _sync(warehouse, mx)
+    mx.transactions = {
+        "TRN-NEW": make_transaction("TRN-NEW", date=_days_ago(40), updated_at=_at(TODAY)),
+        "TRN-X": make_transaction("TRN-X", date=_days_ago(2), updated_at=_at(TODAY)),
+    }
+    mx.fail_after = 1  # TRN-NEW is stored, then the page breaks
+    assert _sync(warehouse, mx, "run-2").error
+    mx.fail_after = None
+    assert _sync(warehouse, mx, "run-3").removed == 1
+    assert _rows(warehouse) == [("TRN-NEW", False), ("TRN-OLD", True), ("TRN-X", False)]
+
+
+def test_late_days_are_coalesced_into_few_reads():
+    days = [_days_ago(n) for n in (300, 298, 200, 100, 99, 60, 30)]
+    assert coalesce_days(days, merge_gap_days=7, max_ranges=4) == [
+        (_days_ago(300), _days_ago(298)),
+        (_days_ago(200), _days_ago(200)),
+        (_days_ago(100), _days_ago(99)),
+        (_days_ago(60), _days_ago(30)),
+    ]
+    assert coalesce_days(days, merge_gap_days=7, max_ranges=2) == [
+        (_days_ago(300), _days_ago(200)),
+        (_days_ago(100), _days_ago(30)),
+    ]
+    assert coalesce_days([], merge_gap_days=7, max_ranges=4) == []
+
+
+def test_a_member_away_past_mx_s_six_months_is_read_again_in_full_and_its_watermark_moves(warehouse):
+    mx = FakeMx(
+        [
+            make_transaction("TRN-KEPT", date=_days_ago(200), updated_at=_at(_days_ago(200))),
+            make_transaction("TRN-GONE", date=_days_ago(190), updated_at=_at(_days_ago(190))),
+        ]
+    )
+    _sync(warehouse, mx)  # watermark: 190 days ago, older than MX's change filter may reach back
+    del mx.transactions["TRN-GONE"]
+    mx.transactions["TRN-NEW"] = make_transaction("TRN-NEW", date=_days_ago(1), updated_at=_at(TODAY))
+    result = _sync(warehouse, mx, "run-2")
+    assert result.error is None
+    assert mx.queries[-1] == {
+        "from_date": _days_ago(730),
+        "to_date": TODAY + dt.timedelta(days=5),
+        "from_updated_at": None,
+        "to_updated_at": None,
+    }
+    assert len(mx.queries) == 2
+    assert result.removed == 1  # the full read settles everything it covers
+    assert _rows(warehouse) == [("TRN-GONE", True), ("TRN-KEPT", False), ("TRN-NEW", False)]
+    with warehouse.connect() as con:
+        assert con.execute("select transactions_watermark from ops.member_sync").fetchone() == (_at(TODAY),)
+
+
+def test_the_change_filter_never_reaches_back_further_than_mx_allows(warehouse):
+    mx = FakeMx([make_transaction("TRN-1", date=_days_ago(179), updated_at=_at(_days_ago(179)))])
+    _sync(warehouse, mx)
+    _sync(warehouse, mx, "run-2")
+    changed = mx.queries[1]
+    assert changed["from_updated_at"] == _days_ago(180)  # the watermark's day minus the overlap: still allowed
+    assert (changed["to_updated_at"] - changed["from_updated_at"]).days <= MAX_UPDATED_AT_RANGE_DAYS
