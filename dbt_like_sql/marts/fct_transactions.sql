@@ -1,6 +1,6 @@
 -- materialized: incremental
 -- unique_key: transaction_guid
--- description: One row per transaction an analyst should count, in our category taxonomy. Left out: rows MX stopped listing, pending rows whose posted twin arrived, pending rows older than 14 days (MX deletes them), and older copies of a transaction MX re-issued under a new guid long after its date.
+-- description: One row per transaction an analyst should count, in our category taxonomy. Left out: rows MX stopped listing (a transaction MX re-issued under a new guid leaves its old guid this way; identical purchases MX lists are all counted), pending rows whose posted twin arrived, and pending rows older than 14 days (MX deletes them).
 -- column amount: Signed: debits (money out) negative, credits positive.
 -- column transaction_date: The calendar day in the account's own time zone, as MX gives it.
 -- column transacted_at: When it happened, UTC.
@@ -9,14 +9,14 @@
 -- column replaced_pending_guid: The pending transaction this posted one replaced, when one was matched.
 with changed as (
     -- Rows MX sent anew since the last run (new, updated, or stopped being listed).
-    select transaction_guid, account_guid, transaction_date, fingerprint
+    select transaction_guid, account_guid, transaction_date
     from staging.stg_transactions
     where fetched_at > __since__
 ),
 affected as (
-    -- A changed row reaches its pending twin (same account, a few days apart) and its re-issued copies (same
-    -- fingerprint): those are recomputed too, and dropped when they no longer count. So are rows whose
-    -- override changed, and pendings that aged out of MX's 14 days.
+    -- A changed row reaches its pending twin (same account, a few days apart): those are recomputed too, and
+    -- dropped when they no longer count. So are rows whose override changed, and pendings that aged out of
+    -- MX's 14 days.
     select transaction_guid from changed
     union
     select transaction_guid from ops.category_overrides where set_at > __since__
@@ -31,8 +31,6 @@ affected as (
     join changed as c
         on s.account_guid = c.account_guid
         and s.transaction_date between c.transaction_date - interval 6 day and c.transaction_date + interval 6 day
-    union
-    select s.transaction_guid from staging.stg_transactions as s join changed as c using (fingerprint)
 ),
 live as (
     select s.*
@@ -42,21 +40,6 @@ live as (
       and not (s.status = 'PENDING' and s.transaction_guid in (
           select pending_guid from staging.stg_pending_matches where is_match))
       and not (s.status = 'PENDING' and s.transaction_date < current_date - interval 14 day)
-),
-superseded as (
-    -- Inside the reconcile window a re-issued guid is caught when the old one stops being listed. Beyond it,
-    -- the copy first arrives long after its date, in a later fetch, with the same fingerprint: the older
-    -- copies go. Rows that first arrived together are never collapsed: two identical purchases are two.
-    select distinct older.transaction_guid
-    from live as older
-    join staging.stg_transactions as newer
-        on newer.fingerprint = older.fingerprint
-        and newer.is_live
-        and newer.first_fetched_at > older.first_fetched_at
-        and newer.first_fetched_at > newer.transaction_date + interval 14 day
-),
-counted as (
-    select * from live where transaction_guid not in (select transaction_guid from superseded)
 ),
 categorized as (
     select
@@ -70,7 +53,7 @@ categorized as (
             when top.category_id is not null then 'mx_top_level'
             else 'fallback'
         end as proposed_source
-    from counted as c
+    from live as c
     left join ops.category_overrides as o on o.transaction_guid = c.transaction_guid
     left join ops.merchant_category_overrides as mo on mo.merchant_guid = c.merchant_guid
     left join reference.mx_category_map as exact

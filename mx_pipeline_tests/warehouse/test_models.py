@@ -102,15 +102,15 @@ def test_vanished_rows_and_pendings_older_than_14_days_are_not_counted(con):
     assert fct(con, "transaction_guid") == [("TRN-KEPT",)]
 
 
-def test_a_late_re_issued_copy_replaces_the_old_one_but_same_fetch_twins_both_count(con):
-    txn(con, "TRN-A", days_ago=40, run="run-1")
-    txn(con, "TRN-A2", days_ago=40, run="run-9", fetched_days_ago=0)  # the same purchase, re-issued 40 days on
-    txn(con, "TRN-T1", days_ago=30, run="run-2", description="Metro Transit", category="Public Transportation",
-        top="Auto & Transport")  # fmt: skip
-    txn(con, "TRN-T2", days_ago=30, run="run-2", description="Metro Transit", category="Public Transportation",
-        top="Auto & Transport")  # two identical fares the same day, in one fetch  # fmt: skip
+def test_only_rows_mx_stopped_listing_leave_so_identical_purchases_from_any_fetch_all_count(con):
+    txn(con, "TRN-A", days_ago=40, run="run-1", removed=True)  # re-issued by MX: the sync retired the old guid
+    txn(con, "TRN-A2", days_ago=40, run="run-9", fetched_days_ago=0)
+    fare = {"description": "Metro Transit", "category": "Public Transportation", "top": "Auto & Transport"}
+    txn(con, "TRN-T1", days_ago=30, run="run-2", **fare)
+    txn(con, "TRN-T2", days_ago=30, run="run-3", fetched_days_ago=0, **fare)  # the same fare, a later fetch
+    txn(con, "TRN-T3", days_ago=30, run="run-3", fetched_days_ago=0, **fare)  # and a third, in its own batch
     build(con)
-    assert fct(con, "transaction_guid") == [("TRN-A2",), ("TRN-T1",), ("TRN-T2",)]
+    assert fct(con, "transaction_guid") == [("TRN-A2",), ("TRN-T1",), ("TRN-T2",), ("TRN-T3",)]
 
 
 def test_categories_are_ours_with_overrides_that_survive_re_mapping(con):
@@ -235,7 +235,7 @@ def test_twins_that_arrived_together_still_count_twice_after_mx_edits_one(con):
 
 
 def test_an_override_on_an_old_copy_never_brings_a_re_issued_guid_back(con):
-    txn(con, "TRN-A", days_ago=40, fetched_days_ago=40, run="run-1")
+    txn(con, "TRN-A", days_ago=40, fetched_days_ago=40, run="run-1", removed=True)
     txn(con, "TRN-A2", days_ago=40, fetched_days_ago=0, run="run-9")
     build(con)
     con.execute("insert into ops.category_overrides (transaction_guid, category_id) values ('TRN-A', 'food.groceries')")
