@@ -1,4 +1,8 @@
-"""``ops.member_events``: what the connect service spooled, parsed and stored once each, in arrival order.
+"""``ops.member_events``: what the connect service spooled, parsed and stored in arrival order.
+
+An event is stored once per dedupe window (``DEDUPE_WINDOW``, longer than MX's day of retries): the same key
+again inside it is a redelivery (or a crash handing the same spooled file over twice) and is skipped; after
+it, the same key is a new event (a member CHALLENGED again weeks later sends the same bytes).
 
 An event only says "look at this member again": the run it triggers re-reads the status from MX. Events
 that cannot be parsed go to ``ops.quarantine`` with the reason and the spooled record, never dropped.
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from mx_pipeline.connect.spool import SpooledEvent
+from mx_pipeline.connect.spool import DEDUPE_WINDOW, SpooledEvent
 from mx_pipeline.lifecycle.events import MemberEvent, Rejected, parse_connect_callback, parse_webhook
 from mx_pipeline.warehouse.quarantine import QuarantinedRecord, write_quarantine
 
@@ -48,10 +52,15 @@ def parse_spooled(event: SpooledEvent) -> MemberEvent | UserRegistered | Rejecte
 
 
 def store_spooled(
-    con: duckdb.DuckDBPyConnection, events: Iterable[SpooledEvent], *, run_id: str, now: dt.datetime
+    con: duckdb.DuckDBPyConnection,
+    events: Iterable[SpooledEvent],
+    *,
+    run_id: str,
+    now: dt.datetime,
+    dedupe_window: dt.timedelta = DEDUPE_WINDOW,
 ) -> StoredEvents:
     """Parse and store ``events`` in one transaction; the caller acknowledges them to the spool afterwards."""
-    rows, users, rejects = [], [], []
+    rows, users, registrations, rejects = [], [], [], []
     for event in events:
         meaning = parse_spooled(event)
         received = dt.datetime.fromtimestamp(event.received_at_ns / 1e9, dt.UTC)
@@ -59,7 +68,7 @@ def store_spooled(
             record = {"spool_key": event.key, "kind": event.kind, "body": event.body}
             rejects.append(QuarantinedRecord(TABLE, f"{event.kind}: {meaning.reason}", record))
         elif isinstance(meaning, UserRegistered):
-            users.append((meaning.user_id, meaning.user_guid))
+            registrations.append((meaning.user_id, meaning.user_guid, received))
             rows.append((event.key, event.kind, "api", meaning.user_id, meaning.user_guid, None, None, None, received))
         else:
             if meaning.user_id:
@@ -78,22 +87,39 @@ def store_spooled(
                 )
             )
     con.execute("begin transaction")
-    (before,) = con.execute(f"select count(*) from {TABLE}").fetchone()
-    if rows:
+    new = _outside_the_window(con, rows, dedupe_window)
+    if new:
         con.executemany(
             f"""
             insert into {TABLE} (event_key, seq, kind, source, user_id, user_guid, member_guid, connection_status,
                                  occurred_at, received_at)
             values (?, nextval('ops.member_event_seq'), ?, ?, ?, ?, ?, ?, ?, ?)
-            on conflict (event_key) do nothing
             """,
-            rows,
+            new,
         )
     _add_end_users(con, users, now)
+    _register_end_users(con, registrations)
     quarantined = write_quarantine(con, rejects, run_id=run_id, now=now)
-    (after,) = con.execute(f"select count(*) from {TABLE}").fetchone()
     con.execute("commit")
-    return StoredEvents(after - before, quarantined)
+    return StoredEvents(len(new), quarantined)
+
+
+def _outside_the_window(con: duckdb.DuckDBPyConnection, rows: list[tuple], window: dt.timedelta) -> list[tuple]:
+    """The rows whose key was not stored (nor is earlier in ``rows``) within ``window`` of their receipt."""
+    keys = sorted({row[0] for row in rows})
+    stored: dict[str, list[dt.datetime]] = {}
+    if keys:
+        seen = con.execute(f"select event_key, received_at from {TABLE} where event_key in ?", [keys]).fetchall()
+        for key, received in seen:
+            stored.setdefault(key, []).append(received)
+    new = []
+    for row in sorted(rows, key=lambda r: r[-1]):  # received_at: arrival order, as the spool handed them over
+        key, received = row[0], row[-1]
+        if any(abs(received - earlier) < window for earlier in stored.get(key, ())):
+            continue
+        stored.setdefault(key, []).append(received)
+        new.append(row)
+    return new
 
 
 def events_after(con: duckdb.DuckDBPyConnection, seq: int, *, limit: int) -> list[tuple[int, str, str | None]]:
@@ -113,4 +139,27 @@ def _add_end_users(con: duckdb.DuckDBPyConnection, users: list[tuple[str, str]],
                 registered_at = coalesce(e.registered_at, excluded.registered_at)
             """,
             [(user_id, CONNECT_SERVICE, user_guid, now) for user_id, user_guid in dict(users).items()],
+        )
+
+
+def _register_end_users(con: duckdb.DuckDBPyConnection, registrations: list[tuple[str, str, dt.datetime]]) -> None:
+    """The connect service registered these users: the newer registration of a user id wins.
+
+    A user deleted at MX (and retired here) who comes back gets a new MX guid: that guid replaces the old one
+    and the user is no longer retired. An older registration arriving late never replaces a newer one.
+    """
+    latest = {user_id: (guid, at) for user_id, guid, at in sorted(registrations, key=lambda r: r[2])}
+    if latest:
+        con.executemany(
+            """
+            insert into ops.end_users as e (id, source, mx_user_guid, registered_at) values ($id, $source, $guid, $at)
+            on conflict (id) do update set
+                mx_user_guid = case when e.registered_at is null or e.registered_at <= excluded.registered_at
+                                    then excluded.mx_user_guid else e.mx_user_guid end,
+                retired_at = case when (e.registered_at is null or e.registered_at <= excluded.registered_at)
+                                       and e.mx_user_guid is distinct from excluded.mx_user_guid
+                                  then null else e.retired_at end,
+                registered_at = greatest(coalesce(e.registered_at, excluded.registered_at), excluded.registered_at)
+            """,
+            [{"id": uid, "source": CONNECT_SERVICE, "guid": guid, "at": at} for uid, (guid, at) in latest.items()],
         )

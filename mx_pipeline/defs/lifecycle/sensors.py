@@ -4,10 +4,12 @@ Each tick stores what the spool holds (parsed, deduped by key, unparsable events
 it to the spool only after the warehouse committed, then launches one run per batch of users whose events
 came after the cursor. The cursor is the last event ``seq`` launched for, and run keys are derived from it,
 so a tick that is retried launches nothing twice. A warehouse held by a run is not waited on for long: the
-tick is skipped with the reason, and the events stay in the spool for the next one.
+tick is skipped with the reason, and the events stay in the spool for the next one. Each tick also prunes the
+spool's key markers and drained files past the dedupe window (they are in ``ops.member_events`` by then).
 """
 
 import datetime as dt
+import time
 
 import dagster as dg
 
@@ -25,6 +27,7 @@ USERS_PER_RUN = 200  # a burst of events becomes bounded runs, never one huge ru
 EVENTS_PER_TICK = 5000
 BUSY_WAIT_SECONDS = 5.0
 QUARANTINE_RUN_ID = "sensor:connect_events"  # what ops.quarantine shows as the "run" of a rejected event
+spool_clock = time.time_ns  # "now" for the spool's dedupe window and pruning (tests move it)
 
 
 @dg.sensor(
@@ -36,7 +39,7 @@ QUARANTINE_RUN_ID = "sensor:connect_events"  # what ops.quarantine shows as the 
 def connect_events(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource, refresh_policy: RefreshPolicyResource
 ):
-    spool, now = Spool(settings.spool_dir()), dt.datetime.now(dt.UTC)
+    spool, now = Spool(settings.spool_dir(), clock=spool_clock), dt.datetime.now(dt.UTC)
     pending = spool.pending(limit=SPOOL_BATCH)
     cursor = int(context.cursor or 0)
     try:
@@ -51,6 +54,7 @@ def connect_events(
     except WarehouseBusy as exc:
         return dg.SkipReason(f"the warehouse is busy, events stay in the spool for the next tick: {exc}")
     spool.acknowledge(pending)
+    spool.prune()
     if stored.quarantined:
         context.log.warning(f"{stored.quarantined} spooled events could not be parsed; see ops.quarantine")
     if not new:
