@@ -155,6 +155,14 @@ def _wait_for_aggregation(client: MxClient, members: list[tuple[str, str]], time
     print(f"  {len(members) - len(waiting)} of {len(members)} connections finished aggregating")
 
 
+def _notification_states(by_state: dict[str, int]) -> str:
+    """What became of the notifications, in words: "logged" means nobody was told."""
+    words = ", ".join(f"{n} {state}" for state, n in by_state.items())
+    if by_state.get("logged"):
+        words += " (no product backend configured: logged only, nobody was told; set MX_PIPELINE_NOTIFY_URL)"
+    return words
+
+
 def _print_summary(warehouse: Warehouse) -> None:
     with warehouse.connect() as con:
         by_status = status_counts(con).items()
@@ -170,6 +178,9 @@ def _print_summary(warehouse: Warehouse) -> None:
         notifications = con.execute(
             "select connect_mode, count(*) from ops.reconnect_notifications group by 1 order by 1"
         ).fetchall()
+        by_state = con.execute(
+            "select state, count(*) from ops.reconnect_notifications group by 1 order by 1"
+        ).fetchall()
     print("\nSummary")
     print("  members by status: " + ", ".join(f"{status} {n}" for status, n in by_status))
     print(f"  accounts:          {accounts}")
@@ -180,6 +191,8 @@ def _print_summary(warehouse: Warehouse) -> None:
         "  notifications:     "
         + (", ".join(f"{n} to open Connect in {mode} mode" for mode, n in notifications) or "none")
     )
+    if by_state:
+        print("                     " + _notification_states(dict(by_state)))
     print(f"  warehouse:         {warehouse.path}")
     analytics = models.analytics_path(warehouse)
     print(f"  analytics:         {analytics} (the marts; open it read-only, it never blocks the pipeline)")

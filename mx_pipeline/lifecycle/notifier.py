@@ -1,8 +1,9 @@
 """Reconnect notifications and the pluggable ways they reach the product.
 
 The pipeline always writes each notification to the ``ops`` outbox first; a notifier then delivers it. The
-default logs it (by guid, never by name or email); ``HttpNotifier`` POSTs it as JSON to the product backend,
-which owns the user's inbox, email or push channel.
+default logs it (by guid, never by name or email): the notification is then ``logged``, never ``delivered``,
+because nobody was told. ``HttpNotifier`` POSTs it as JSON to the product backend, which owns the user's
+inbox, email or push channel: ``delivered`` means the backend answered 2xx.
 """
 
 import logging
@@ -10,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 import requests
@@ -18,6 +20,16 @@ from mx_pipeline.lifecycle.episodes import Episode
 from mx_pipeline.lifecycle.gate import RoutedMember
 
 log = logging.getLogger(__name__)
+
+
+class NotificationState(StrEnum):
+    """Where a notification in the outbox stands (``ops.reconnect_notifications.state``)."""
+
+    PENDING = "pending"  # stored, not yet accepted; retried by the next run
+    DELIVERED = "delivered"  # the product backend answered 2xx
+    LOGGED = "logged"  # no backend configured: written to the log only, nobody was told
+    DEAD = "dead"  # every attempt failed: the data team must look (member_health shows it)
+    CANCELLED = "cancelled"  # the member recovered, was retired or stopped asking before it went out
 
 
 @dataclass(frozen=True)
@@ -61,12 +73,14 @@ class Notification:
 
 
 class Notifier(Protocol):
-    def deliver(self, notification: Notification) -> None:
-        """Deliver or raise; the outbox keeps the notification either way."""
+    def deliver(self, notification: Notification) -> NotificationState:
+        """Deliver (``DELIVERED``), only log (``LOGGED``), or raise; the outbox keeps the notification either way."""
 
 
 class LogNotifier:
-    def deliver(self, notification: Notification) -> None:
+    """No product backend configured: the notification is logged, and says so (``LOGGED``)."""
+
+    def deliver(self, notification: Notification) -> NotificationState:
         log.info(
             "notify user %s: member %s is %s (%s): %s",
             notification.user_guid,
@@ -75,6 +89,7 @@ class LogNotifier:
             notification.connect_mode,
             notification.reason,
         )
+        return NotificationState.LOGGED
 
 
 class DeliveryFailed(Exception):
@@ -99,7 +114,7 @@ class HttpNotifier:
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
 
-    def deliver(self, notification: Notification) -> None:
+    def deliver(self, notification: Notification) -> NotificationState:
         # The id doubles as an idempotency key, so a retried POST that did land is not shown twice.
         headers = {"Idempotency-Key": notification.notification_id}
         problem = ""
@@ -111,8 +126,8 @@ class HttpNotifier:
             except requests.RequestException as exc:
                 problem = type(exc).__name__
             else:
-                if response.status_code < 300:
-                    return
+                if 200 <= response.status_code < 300:
+                    return NotificationState.DELIVERED
                 problem = f"HTTP {response.status_code}"
                 if response.status_code < 500 and response.status_code != 429:
                     break  # the backend refused this notification; repeating it cannot help

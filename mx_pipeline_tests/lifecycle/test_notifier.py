@@ -8,7 +8,7 @@ import pytest
 import requests
 import responses
 
-from mx_pipeline.lifecycle.notifier import DeliveryFailed, HttpNotifier, LogNotifier, Notification
+from mx_pipeline.lifecycle.notifier import DeliveryFailed, HttpNotifier, LogNotifier, Notification, NotificationState
 
 BACKEND = "https://backend.example.com/mx/notifications"
 
@@ -73,3 +73,13 @@ def test_the_log_notifier_names_people_by_guid_only(caplog):
     LogNotifier().deliver(notification())
     assert "USR-1" in caplog.text and "MBR-1" in caplog.text
     assert "end-user-1" not in caplog.text
+
+
+def test_a_2xx_from_the_backend_is_delivered(backend):
+    backend.add("POST", BACKEND, status=204)
+    assert HttpNotifier(BACKEND).deliver(notification()) is NotificationState.DELIVERED
+
+
+def test_without_a_backend_a_notification_is_only_logged_and_says_so(caplog):
+    caplog.set_level(logging.INFO)
+    assert LogNotifier().deliver(notification()) is NotificationState.LOGGED  # nobody was told: not "delivered"

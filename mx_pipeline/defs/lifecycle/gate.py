@@ -5,7 +5,8 @@ The gate is an op with one optional output per route (``ready``, ``needs_mfa``, 
 the run view the steps behind it show as skipped. It writes ``ops.member_routes`` (which the fetching assets
 read), folds each read into the member's notification episode, and decides the episode's notification in the
 same transaction, so a notification is never lost between deciding it and storing it.
-``reconnect_notifications`` then delivers the outbox. Both are assets, wrapped as one graph.
+``reconnect_notifications`` then delivers the outbox (pending -> delivered | logged | dead | cancelled; see
+``warehouse/outbox.py``). Both are assets, wrapped as one graph.
 """
 
 import datetime as dt
@@ -15,11 +16,11 @@ import dagster as dg
 from mx_pipeline.defs.ingest.assets import MEMBER_ROUTES, POOL
 from mx_pipeline.defs.resources import ConnectLinksResource, NotifierResource, WarehouseResource
 from mx_pipeline.lifecycle.gate import gate
-from mx_pipeline.lifecycle.notifier import Notification
+from mx_pipeline.lifecycle.notifier import Notification, NotificationState
 from mx_pipeline.lifecycle.routes import DEGRADED_GRACE, Route
 from mx_pipeline.warehouse import tables
 from mx_pipeline.warehouse.lifecycle import latest_episodes, member_states, save_episodes, save_routes
-from mx_pipeline.warehouse.outbox import add_notifications, record_delivery, undelivered
+from mx_pipeline.warehouse.outbox import add_notifications, bury_exhausted, cancel_settled, pending, record_delivery
 
 GROUP = "lifecycle"
 RECONNECT_NOTIFICATIONS = dg.AssetKey(["ops", "reconnect_notifications"])
@@ -84,31 +85,51 @@ def reconnect_notifications(
     warehouse: WarehouseResource,
     notifier: NotifierResource,
 ):
-    """Deliver every notification the outbox still holds (new ones, and earlier ones that failed)."""
+    """Deliver every pending notification (new ones, and earlier ones that failed) whose member still asks.
+
+    A notification whose member recovered, was retired or stopped asking is cancelled first, never sent; one
+    that fails its last attempt is dead (``member_health`` shows it). Without a backend each is ``logged``.
+    """
     wh, deliver = warehouse.open(), notifier.notifier().deliver
+    now = dt.datetime.now(dt.UTC)
     with wh.connect() as con:
-        pending = undelivered(con, max_attempts=notifier.max_attempts)
-    delivered, failed = 0, {}
-    for notification in pending:
+        cancelled = cancel_settled(con, ASKING_ROUTES, now=now)
+        bury_exhausted(con, max_attempts=notifier.max_attempts, now=now)
+        to_deliver = pending(con)
+    outcomes: dict[str, int] = {}
+    failed = {}
+    for notification in to_deliver:
         try:
-            deliver(notification)
-            error = None
-            delivered += 1
+            outcome, error = NotificationState(deliver(notification)), None
         except Exception as exc:  # a notifier of any kind may fail; the outbox keeps it for the next run
-            error = f"{type(exc).__name__}: {exc}"
+            outcome, error = None, f"{type(exc).__name__}: {exc}"
             failed[notification.notification_id] = error
             context.log.warning(f"notification {notification.notification_id} not delivered: {error}")
         with wh.connect() as con:
-            record_delivery(con, notification.notification_id, at=dt.datetime.now(dt.UTC), error=error)
+            state = record_delivery(
+                con,
+                notification.notification_id,
+                at=dt.datetime.now(dt.UTC),
+                outcome=outcome,
+                error=error,
+                max_attempts=notifier.max_attempts,
+            )
+        outcomes[state.value] = outcomes.get(state.value, 0) + 1
+        if state is NotificationState.DEAD:
+            context.log.error(f"notification {notification.notification_id} is dead: no attempts left ({error})")
     with wh.connect() as con:
-        (rows,) = con.execute("select count(*) from ops.reconnect_notifications").fetchone()
+        by_state = dict(con.execute("select state, count(*) from ops.reconnect_notifications group by 1").fetchall())
     return dg.Output(
         None,
         metadata={
-            "dagster/row_count": int(rows),
+            "dagster/row_count": sum(by_state.values()),
             "members_asking": sum(len(members) for members in members_asked),
-            "delivered": delivered,
+            "delivered": outcomes.get(NotificationState.DELIVERED.value, 0),
+            "logged": outcomes.get(NotificationState.LOGGED.value, 0),
+            "dead": outcomes.get(NotificationState.DEAD.value, 0),
+            "cancelled": dg.MetadataValue.json(cancelled),
             "failed": dg.MetadataValue.json(failed),
+            "outbox_by_state": dg.MetadataValue.json(by_state),
         },
     )
 
