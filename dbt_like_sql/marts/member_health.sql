@@ -6,6 +6,7 @@
 -- column is_exhausted: Stale, with every refresh attempt of the window used since it was last fresh: it waits for the window to pass.
 -- column is_stale: Older than its SLA when the mart was built (built_at).
 -- column open_notification_at: When the user was told about the current episode of trouble; null when none is open.
+-- column notification_state: The member's latest notification: pending, delivered (the backend answered 2xx), logged (no backend: nobody was told), dead (every attempt failed: act on it), cancelled (the member stopped asking first); null when it never had one.
 with attempts as (
     select
         a.member_guid,
@@ -22,6 +23,11 @@ with attempts as (
 episodes as (
     select member_guid, max(notified_at) filter (where closed_at is null) as open_notification_at
     from ops.notification_episodes
+    group by member_guid
+),
+latest_notifications as (
+    select member_guid, max_by(state, created_at) as notification_state
+    from ops.reconnect_notifications
     group by member_guid
 ),
 tiers as (
@@ -48,12 +54,14 @@ select
         and coalesce(s.successfully_aggregated_at < now() - to_seconds(cast(coalesce(by_member.sla_hours,
             by_user.sla_hours, by_tier.sla_hours, __default_sla_hours__) * 3600 as bigint)), true) as is_exhausted,
     e.open_notification_at,
+    ln.notification_state,
     now() as built_at
 from raw.mx_member_status as s
 left join raw.mx_members as m on m.guid = s.guid
 left join ops.member_routes as r on r.member_guid = s.guid
 left join attempts as a on a.member_guid = s.guid
 left join episodes as e on e.member_guid = s.guid
+left join latest_notifications as ln on ln.member_guid = s.guid
 left join tiers as t on t.mx_user_guid = s.user_guid
 left join ops.freshness_sla as by_member on by_member.scope = 'member' and by_member.key = s.guid
 left join ops.freshness_sla as by_user on by_user.scope = 'user' and by_user.key = s.user_guid
