@@ -7,6 +7,7 @@
 -- column category_id: Our category (reference.internal_categories), never MX's.
 -- column category_source: Why this category: transaction_override, merchant_override, mx_category, mx_top_level, fallback (an MX category our map does not know yet), or unknown_category_id (an override or map row naming no category of ours).
 -- column replaced_pending_guid: The pending transaction this posted one replaced, when one was matched.
+-- column user_id: Our end user's id (the product's user id), beside MX's user_guid: join the product's data on it.
 with changed as (
     -- Rows MX sent anew since the last run (new, updated, or stopped being listed).
     select transaction_guid, account_guid, transaction_date
@@ -31,6 +32,10 @@ affected as (
     join changed as c
         on s.account_guid = c.account_guid
         and s.transaction_date between c.transaction_date - interval 6 day and c.transaction_date + interval 6 day
+    union
+    -- A user whose user id mapping changed: its rows carry the new one.
+    select s.transaction_guid from staging.stg_transactions as s
+    where s.user_guid in (select user_guid from staging.stg_users where mapped_at > __since__)
 ),
 live as (
     select s.*
@@ -75,6 +80,7 @@ select
     t.account_guid,
     t.member_guid,
     t.user_guid,
+    users.user_id,
     t.transaction_date,
     t.transacted_at,
     t.posted_at,
@@ -95,3 +101,4 @@ from resolved as t
 join reference.internal_categories as category on category.category_id = t.category_id
 left join reference.internal_categories as parent on parent.category_id = category.parent_id
 left join staging.stg_pending_matches as m on m.posted_guid = t.transaction_guid and m.is_match
+left join staging.stg_users as users on users.user_guid = t.user_guid

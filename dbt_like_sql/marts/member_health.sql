@@ -1,5 +1,7 @@
 -- materialized: table
 -- description: One row per member: its connection status and route, freshness against its SLA, refresh attempts, and any open notification. Where to look first when data is missing.
+-- column user_id: Our end user's id (the product's user id), beside MX's user_guid: join the product's data on it.
+-- column retired_at: When MX no longer had the member (deleted by the user or the product, replaced by MX, or its user deleted) and it was retired: terminal for good, out of the other marts; reason says why.
 -- column route: What happens next (ready, needs_mfa, needs_reconnect, degraded, in_progress, institution_side, terminal).
 -- column last_success: MX's last successful aggregation of the member, UTC.
 -- column sla_hours: The freshness SLA that applies (member, then user, then tier override, then the default).
@@ -36,10 +38,12 @@ tiers as (
 select
     s.guid as member_guid,
     s.user_guid,
+    users.user_id,
     m.institution_code,
     s.connection_status,
     r.route,
     r.reason,
+    coalesce(s.removed_at, m.removed_at) as retired_at,
     s.is_being_aggregated,
     s.successfully_aggregated_at as last_success,
     coalesce(by_member.sla_hours, by_user.sla_hours, by_tier.sla_hours, __default_sla_hours__) as sla_hours,
@@ -58,6 +62,7 @@ select
     now() as built_at
 from raw.mx_member_status as s
 left join raw.mx_members as m on m.guid = s.guid
+left join staging.stg_users as users on users.user_guid = s.user_guid
 left join ops.member_routes as r on r.member_guid = s.guid
 left join attempts as a on a.member_guid = s.guid
 left join episodes as e on e.member_guid = s.guid

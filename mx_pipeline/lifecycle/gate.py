@@ -2,7 +2,8 @@
 
 Pure: the Dagster ``status_gate`` op reads the members from the warehouse, calls :func:`gate`, and writes
 back what it returns. Each call re-routes every member from scratch (statuses are not sequential), so a
-member that was CONNECTED yesterday and is CHALLENGED now is simply on the MFA route now.
+member that was CONNECTED yesterday and is CHALLENGED now is simply on the MFA route now. The one exception
+is a member MX no longer has: retired, it stays terminal with the reason it was retired for.
 """
 
 from collections import defaultdict
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from mx_pipeline.lifecycle.episodes import Episode, advance
-from mx_pipeline.lifecycle.routes import DEGRADED_GRACE, Route, RouteRule, route_for
+from mx_pipeline.lifecycle.routes import DEGRADED_GRACE, RETIRED, Route, RouteRule, route_for
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,11 @@ class MemberState:
     is_being_aggregated: bool | None = None
     user_id: str | None = None  # our end user's id, when we know it
     institution: str | None = None
+    retired_reason: str | None = None  # set once MX no longer has the member (warehouse/retire.py)
+
+    @property
+    def is_retired(self) -> bool:
+        return self.retired_reason is not None
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ def gate(
     changed: list[Episode] = []
     to_notify: list[tuple[RoutedMember, Episode]] = []
     for member in members:
-        rule = route_for(member.connection_status, is_being_aggregated=bool(member.is_being_aggregated))
+        rule = _rule_for(member)
         if rule.route is Route.DEGRADED and rule.notify_after:  # DISABLED notifies at once, whatever the grace
             rule = replace(rule, notify_after=degraded_grace)
         routed_member = RoutedMember(member, rule)
@@ -74,3 +80,9 @@ def gate(
         if decision.notify:
             to_notify.append((routed_member, decision.episode))
     return GateResult(dict(routed), changed, to_notify)
+
+
+def _rule_for(member: MemberState) -> RouteRule:
+    if member.is_retired:
+        return replace(RETIRED, reason=member.retired_reason)
+    return route_for(member.connection_status, is_being_aggregated=bool(member.is_being_aggregated))

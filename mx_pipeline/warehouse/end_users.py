@@ -20,10 +20,13 @@ def add_end_users_from_csv(con: duckdb.DuckDBPyConnection, csv_path: Path, *, so
     return int(added)
 
 
-def end_users_to_register(con: duckdb.DuckDBPyConnection, mx_user_guids: set[str]) -> list[str]:
-    """Ids of end users with no MX user guid yet, or whose guid MX no longer lists (deleted upstream)."""
-    rows = con.execute("select id, mx_user_guid from ops.end_users order by first_seen_at, id").fetchall()
-    return [user_id for user_id, guid in rows if guid is None or guid not in mx_user_guids]
+def end_users_to_register(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Ids of end users with no MX user guid yet. One whose MX user was deleted is retired, never re-created:
+    only a new registration through the connect service brings it back."""
+    rows = con.execute(
+        "select id from ops.end_users where mx_user_guid is null and retired_at is null order by first_seen_at, id"
+    ).fetchall()
+    return [user_id for (user_id,) in rows]
 
 
 def record_registrations(con: duckdb.DuckDBPyConnection, guids_by_id: dict[str, str], *, now: dt.datetime) -> None:
@@ -37,5 +40,6 @@ def record_registrations(con: duckdb.DuckDBPyConnection, guids_by_id: dict[str, 
 
 
 def mx_user_guids(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Every MX user guid in ``raw.mx_users``: the users whose members are read."""
-    return [guid for (guid,) in con.execute("select guid from raw.mx_users order by guid").fetchall()]
+    """Every live MX user guid in ``raw.mx_users``: the users whose members are read."""
+    rows = con.execute("select guid from raw.mx_users where removed_at is null order by guid").fetchall()
+    return [guid for (guid,) in rows]

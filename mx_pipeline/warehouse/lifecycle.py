@@ -12,21 +12,26 @@ import pandas as pd
 
 from mx_pipeline.lifecycle.episodes import Episode
 from mx_pipeline.lifecycle.gate import MemberState, RoutedMember
-from mx_pipeline.lifecycle.routes import Route
+from mx_pipeline.lifecycle.routes import RETIRED, Route
 
 
 def member_states(con: duckdb.DuckDBPyConnection) -> list[MemberState]:
-    """Every member's latest status read, with our user id and the institution when we know them."""
+    """Every member's latest status read, with our user id and the institution when we know them, and why it
+    was retired when MX no longer has it."""
     rows = con.execute(
         """
         select s.guid, s.user_guid, s.connection_status, s.is_being_aggregated,
-               coalesce(u.id, e.id) as user_id, m.institution_code
+               coalesce(u.id, e.id) as user_id, m.institution_code,
+               case when coalesce(s.removed_at, m.removed_at) is not null
+                    then coalesce(rt.reason, $retired) end as retired_reason
         from raw.mx_member_status as s
         left join raw.mx_members as m on m.guid = s.guid
         left join raw.mx_users as u on u.guid = s.user_guid
         left join ops.end_users as e on e.mx_user_guid = s.user_guid
+        left join ops.retirements as rt on rt.kind = 'member' and rt.guid = s.guid
         order by s.guid
-        """
+        """,
+        {"retired": RETIRED.reason},
     ).fetchall()
     return [MemberState(*row) for row in rows]
 

@@ -1,4 +1,7 @@
-"""Members as the fetching assets see them: who is listed, who the status gate made ready, status changes."""
+"""Members as the fetching assets see them: who is listed, who the status gate made ready, status changes.
+
+A member or user MX no longer has (``removed_at``, see ``retire.py``) is none of these: never read again.
+"""
 
 import datetime as dt
 from collections.abc import Sequence
@@ -33,12 +36,14 @@ def _in_scope(user_column: str, member_column: str) -> str:
 
 
 def users_in_scope(con: duckdb.DuckDBPyConnection, scope: Scope) -> list[str]:
-    """The users whose members a run lists: the scope's users and the users of its members."""
+    """The users whose members a run lists: the scope's users and the users of its members (retired ones left out)."""
     rows = con.execute(
         """
         select distinct unnest($users::varchar[]) as user_guid
         union
         select user_guid from raw.mx_members where guid in (select unnest($members::varchar[]))
+        except
+        select guid from raw.mx_users where removed_at is not null
         order by 1
         """,
         scope.params,
@@ -61,9 +66,10 @@ class MemberNotFetched:
 
 
 def listed_members(con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING) -> list[tuple[str, str]]:
-    """(member guid, user guid) of every member in ``raw.mx_members`` within ``scope``."""
+    """(member guid, user guid) of every live member in ``raw.mx_members`` within ``scope``."""
     return con.execute(
-        f"select guid, user_guid from raw.mx_members where {_in_scope('user_guid', 'guid')} order by guid",
+        f"select guid, user_guid from raw.mx_members where removed_at is null and {_in_scope('user_guid', 'guid')}"
+        " order by guid",
         scope.params,
     ).fetchall()
 
@@ -74,7 +80,7 @@ def members_to_fetch(con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING) 
         f"""
         select r.member_guid, r.user_guid, s.successfully_aggregated_at
         from ops.member_routes as r join raw.mx_member_status as s on s.guid = r.member_guid
-        where r.route = 'ready' and {_in_scope("r.user_guid", "r.member_guid")}
+        where r.route = 'ready' and s.removed_at is null and {_in_scope("r.user_guid", "r.member_guid")}
         order by r.member_guid
         """,
         scope.params,
@@ -83,11 +89,13 @@ def members_to_fetch(con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING) 
 
 
 def members_not_fetched(con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING) -> list[MemberNotFetched]:
-    """Every other routed member, with its route and status as the reason."""
+    """Every other routed member still live, with its route and status as the reason."""
     rows = con.execute(
         f"""
         select member_guid, user_guid, route || ' (' || coalesce(connection_status, 'no status') || ')'
-        from ops.member_routes where route <> 'ready' and {_in_scope("user_guid", "member_guid")}
+        from ops.member_routes
+        where route <> 'ready' and {_in_scope("user_guid", "member_guid")}
+          and member_guid not in (select guid from raw.mx_members where removed_at is not null)
         order by member_guid
         """,
         scope.params,
@@ -114,8 +122,9 @@ def record_status_changes(con: duckdb.DuckDBPyConnection, *, run_id: str) -> int
 
 
 def status_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Members by their latest connection status."""
+    """Live members by their latest connection status."""
     rows = con.execute(
-        "select coalesce(connection_status, 'null'), count(*) from raw.mx_member_status group by 1 order by 1"
+        "select coalesce(connection_status, 'null'), count(*) from raw.mx_member_status where removed_at is null"
+        " group by 1 order by 1"
     ).fetchall()
     return dict(rows)

@@ -3,10 +3,17 @@
 Each asset fetches through the ``mx`` resource, writes through ``mx_pipeline.warehouse`` (validated, upserted
 by guid, rejects quarantined) and reports what it did. Every asset writes the one DuckDB file, so all share
 the ``duckdb_warehouse`` pool (limit 1 in the instance config): DuckDB allows a single writing process.
+
+What MX no longer has is retired (``warehouse/retire.py``): a user a complete ``list_users`` lacks, a member
+a complete list of its user lacks, an account a complete list of its member lacks. A 404 on a member's own
+read (status, accounts, transactions) is only a suspicion: it retires the member when a fresh complete list
+of its user confirms it, and is a quarantined read otherwise.
 """
 
+import datetime as dt
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -14,8 +21,8 @@ import pandas as pd
 
 from mx_pipeline.defs.jobs import run_key_of
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
-from mx_pipeline.mx import MalformedResponse, NotFound
-from mx_pipeline.warehouse import ApiCallLog, RawLoader, UpsertCounts, Warehouse, tables
+from mx_pipeline.mx import MalformedRecord, MalformedResponse, MxClient, NotFound
+from mx_pipeline.warehouse import ApiCallLog, RawLoader, UpsertCounts, Warehouse, retire, tables
 from mx_pipeline.warehouse.end_users import (
     add_end_users_from_csv,
     end_users_to_register,
@@ -90,12 +97,14 @@ def mx_users(
         added = add_end_users_from_csv(con, csv, source=csv.name) if csv.exists() else 0
     registered: dict[str, str] = {}
     with mx.client([api_log]) as client, RawLoader(wh, tables.USERS, user_row, run_id=run_id, api_log=api_log) as load:
-        listed = set()
-        for user in client.list_users():
+        listed_from, listed = _now(), set()
+        for user in client.list_users():  # a page that fails, fails the asset: only a complete list gets here
             load.add(user)
             listed.add(user.guid)
         with wh.connect() as con:
-            to_register = end_users_to_register(con, listed)
+            gone = retire.users_absent(con, listed, listed_from=listed_from)
+            retired = retire.retire_users(con, gone, reason=retire.USER_REMOVED, run_id=run_id, now=_now())
+            to_register = end_users_to_register(con)
         for user_id in to_register:
             user = client.ensure_user(id=user_id)  # idempotent: looks the id up before creating
             load.add(user)
@@ -110,6 +119,7 @@ def mx_users(
         load.quarantined,
         end_users_added=added,
         users_registered=len(registered),
+        users_retired=dg.MetadataValue.json(retired),
     )
 
 
@@ -131,9 +141,18 @@ def mx_members(
         mx.client([api_log]) as client,
         RawLoader(wh, tables.MEMBERS, member_row, run_id=run_id, api_log=api_log) as load,
     ):
-        for user_guid in user_guids:
-            _read_into(load, lambda u=user_guid: client.list_members(u, on_malformed=load.reject))
-    return _result(wh, tables.MEMBERS, api_log, load.counts, load.quarantined, users_read=len(user_guids))
+        listings = {user_guid: _list_members(client, user_guid, load) for user_guid in user_guids}
+    with wh.connect() as con:
+        retired = _retire_absent_members(con, listings, run_id)
+    return _result(
+        wh,
+        tables.MEMBERS,
+        api_log,
+        load.counts,
+        load.quarantined,
+        users_read=len(user_guids),
+        members_retired=dg.MetadataValue.json(retired),
+    )
 
 
 @dg.asset(
@@ -154,9 +173,16 @@ def member_status(
     with wh.connect() as con:
         members = listed_members(con, config.scope)
     spec = tables.MEMBER_STATUS
+    suspects = _Suspects()
     with mx.client([api_log]) as client, RawLoader(wh, spec, _status_row, run_id=run_id, api_log=api_log) as load:
         for member_guid, user_guid in members:
-            _read_into(load, lambda u=user_guid, m=member_guid: [(client.read_member_status(u, m), u)], member_guid)
+            _read_into(
+                load,
+                lambda u=user_guid, m=member_guid: [(client.read_member_status(u, m), u)],
+                member_guid,
+                on_not_found=suspects.noter(member_guid, user_guid),
+            )
+        retired = suspects.settle(client, wh, load, run_id)
     with wh.connect() as con:
         changes = record_status_changes(con, run_id=run_id)
         by_status = status_counts(con)
@@ -170,6 +196,7 @@ def member_status(
         load.quarantined,
         status_changes=changes,
         members_by_status=dg.MetadataValue.json(by_status),
+        members_retired=dg.MetadataValue.json(retired),
     )
 
 
@@ -188,16 +215,21 @@ def mx_accounts(
     run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
     with wh.connect() as con:
         fetchable, not_fetched = members_to_fetch(con, config.scope), members_not_fetched(con, config.scope)
+    listings: dict[str, _Listing] = {}
     with (
         mx.client([api_log]) as client,
         RawLoader(wh, tables.ACCOUNTS, account_row, run_id=run_id, api_log=api_log) as load,
     ):
+        suspects = _Suspects()
         for member in fetchable:
-            _read_into(
-                load,
-                lambda m=member: client.list_member_accounts(m.user_guid, m.guid, on_malformed=load.reject),
-                member.guid,
+            listing = listings[member.guid] = _Listing(load, member.guid)
+            accounts = partial(
+                client.list_member_accounts, member.user_guid, member.guid, on_malformed=listing.on_malformed
             )
+            listing.read(accounts, on_not_found=suspects.noter(member.guid, member.user_guid))
+        members_retired = suspects.settle(client, wh, load, run_id)
+    with wh.connect() as con:
+        accounts_retired = _retire_absent_accounts(con, listings, run_id)
     return _result(
         wh,
         tables.ACCOUNTS,
@@ -206,6 +238,8 @@ def mx_accounts(
         load.quarantined,
         members_read=len(fetchable),
         members_not_fetched=dg.MetadataValue.json({m.guid: m.reason for m in not_fetched}),
+        accounts_retired=dg.MetadataValue.json(accounts_retired),
+        members_retired=dg.MetadataValue.json(members_retired),
     )
 
 
@@ -231,7 +265,7 @@ def mx_transactions(
         for member in not_fetched:
             record_sync(con, member.guid, member.user_guid, outcome="skipped", reason=member.reason, run_id=run_id,
                         now=pd.Timestamp.now(tz="UTC"))  # fmt: skip
-    results = []
+    results, suspects = [], _Suspects()
     # One session for the whole step: each close of the file checkpoints and rewrites the primary-key index,
     # a cost that grows with the table, so it is paid once per run rather than once per member.
     with mx.client([api_log]) as client, wh.session():
@@ -239,13 +273,17 @@ def mx_transactions(
             result = sync_member_transactions(
                 wh,
                 member,
-                lambda m=member, **query: client.list_member_transactions(m.user_guid, m.guid, **query),
+                suspects.watching(
+                    member, lambda m=member, **query: client.list_member_transactions(m.user_guid, m.guid, **query)
+                ),
                 policy=policy,
                 run_id=run_id,
                 api_log=api_log,
             )
             results.append(result)
             context.log.info(f"member {i}/{len(fetchable)} {member.guid}: {result.counts}")
+        # sync_member_transactions quarantined the 404 already (one bad read stays a failed, quarantined read).
+        retired = suspects.settle(client, wh, None, run_id)
     counts = sum((r.counts for r in results), UpsertCounts())
     failed = [r.member_guid for r in results if r.error]
     for result in results:
@@ -261,6 +299,7 @@ def mx_transactions(
         vanished_marked_removed=sum(r.removed for r in results),
         members_synced=len(results) - len(failed),
         members_failed=dg.MetadataValue.json(failed),
+        members_retired=dg.MetadataValue.json(retired),
         members_not_fetched=dg.MetadataValue.json({m.guid: m.reason for m in not_fetched}),
     )
 
@@ -270,14 +309,143 @@ def _status_row(pair, load):
     return member_status_row(status, user_guid, load)
 
 
-def _read_into(load: RawLoader, read: Callable[[], Iterable], member_guid: str | None = None) -> None:
-    """Queue every record ``read`` yields. An unreadable response is quarantined and the asset goes on;
-    any other MX error (auth, exhausted retries) fails the asset."""
+def _read_into(
+    load: RawLoader,
+    read: Callable[[], Iterable],
+    member_guid: str | None = None,
+    *,
+    on_not_found: Callable[[NotFound], None] | None = None,
+) -> None:
+    """Queue every record ``read`` yields. An unreadable response (or a 404) is quarantined and the asset goes
+    on, unless ``on_not_found`` takes the 404; any other MX error (auth, exhausted retries) fails the asset."""
     try:
         for record in read():
             load.add(record)
-    except (MalformedResponse, NotFound) as exc:
+    except NotFound as exc:
+        if on_not_found is None:
+            load.reject_page(f"{type(exc).__name__}: {exc}", member_guid)
+        else:
+            on_not_found(exc)
+    except MalformedResponse as exc:
         load.reject_page(f"{type(exc).__name__}: {exc}", member_guid)
+
+
+class _Listing:
+    """The guids one MX list returned, and whether it is complete: every page read, every record's guid known.
+
+    Only a complete list proves that something we had is gone. Records go to ``load`` when one is given.
+    """
+
+    def __init__(self, load: RawLoader | None = None, member_guid: str | None = None) -> None:
+        self.load, self.member_guid = load, member_guid
+        self.started_at = _now()
+        self.guids: set[str] = set()
+        self.complete = True
+
+    def on_malformed(self, exc: MalformedRecord) -> None:
+        if self.load is not None:
+            self.load.reject(exc, self.member_guid)
+        guid = exc.payload.get("guid") if isinstance(exc.payload, dict) else None
+        if isinstance(guid, str):
+            self.guids.add(guid)  # MX still lists it, whatever is wrong with it
+        else:
+            self.complete = False
+
+    def read(self, records: Callable[[], Iterable], *, on_not_found: Callable[[NotFound], None] | None = None):
+        """Read ``records()`` to the end. A page that fails leaves the list incomplete and is quarantined (a 404
+        goes to ``on_not_found`` instead, when given)."""
+        try:
+            for record in records():
+                self.guids.add(record.guid)
+                if self.load is not None:
+                    self.load.add(record)
+        except (MalformedResponse, NotFound) as exc:
+            self.complete = False
+            if isinstance(exc, NotFound) and on_not_found is not None:
+                on_not_found(exc)
+            elif self.load is not None:
+                self.load.reject_page(f"{type(exc).__name__}: {exc}", self.member_guid)
+
+
+def _list_members(client: MxClient, user_guid: str, load: RawLoader | None = None) -> _Listing:
+    listing = _Listing(load)
+    listing.read(lambda: client.list_members(user_guid, on_malformed=listing.on_malformed))
+    return listing
+
+
+def _retire_absent_members(con, listings: dict[str, _Listing], run_id: str) -> list[str]:
+    """Retire every member we had that a complete list of its user no longer shows."""
+    return [
+        guid
+        for user_guid, listing in listings.items()
+        if listing.complete
+        for guid in retire.retire_members(
+            con,
+            retire.members_absent(con, user_guid, listing.guids, listed_from=listing.started_at),
+            reason=retire.MEMBER_REMOVED,
+            run_id=run_id,
+            now=_now(),
+        )
+    ]
+
+
+def _retire_absent_accounts(con, listings: dict[str, _Listing], run_id: str) -> list[str]:
+    """Retire every account we had that a complete list of its member's accounts no longer shows."""
+    return [
+        guid
+        for member_guid, listing in listings.items()
+        if listing.complete
+        for guid in retire.retire_accounts(
+            con,
+            retire.accounts_absent(con, member_guid, listing.guids, listed_from=listing.started_at),
+            reason=retire.ACCOUNT_REMOVED,
+            run_id=run_id,
+            now=_now(),
+        )
+    ]
+
+
+class _Suspects:
+    """Members whose own read (status, accounts, transactions) answered 404.
+
+    Each is retired if a fresh complete list of its user lacks it too; otherwise the 404 is quarantined like
+    any unreadable read: one bad read retires nothing.
+    """
+
+    def __init__(self) -> None:
+        self.not_found: dict[str, tuple[str, NotFound]] = {}  # member guid -> (user guid, the 404)
+
+    def noter(self, member_guid: str, user_guid: str) -> Callable[[NotFound], None]:
+        return lambda exc: self.not_found.__setitem__(member_guid, (user_guid, exc))
+
+    def watching(self, member, list_transactions: Callable[..., Iterable]) -> Callable[..., Iterable]:
+        """``list_transactions``, noting the member when MX answers 404 (the error still propagates)."""
+
+        def listing(**query):
+            try:
+                yield from list_transactions(**query)
+            except NotFound as exc:
+                self.not_found[member.guid] = (member.user_guid, exc)
+                raise
+
+        return listing
+
+    def settle(self, client: MxClient, wh: Warehouse, load: RawLoader | None, run_id: str) -> list[str]:
+        """Confirm against fresh lists; retire the members confirmed gone, quarantine the rest in ``load``."""
+        if not self.not_found:
+            return []
+        users = sorted({user_guid for user_guid, _ in self.not_found.values()})
+        listings = {user_guid: _list_members(client, user_guid) for user_guid in users}
+        with wh.connect() as con:
+            retired = _retire_absent_members(con, listings, run_id)
+        for member_guid, (_, exc) in self.not_found.items():
+            if member_guid not in retired and load is not None:
+                load.reject_page(f"{type(exc).__name__}: {exc}", member_guid)
+        return retired
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def _result(

@@ -1,0 +1,181 @@
+"""Retire, never delete: the one home for users, members and accounts MX no longer has.
+
+MX deletes members (the user removes a bank in Connect, the product deletes it, MX replaces it under a new
+guid), users and accounts. What MX no longer has keeps every row in ``raw`` for audit and gets ``removed_at``;
+its live transactions get ``removed_at`` too, with ``fetched_at`` moved so the incremental models see them
+leave. A retired member is routed ``terminal`` with the reason, loses any refresh claim and its open episode,
+its last sync outcome becomes ``retired``, and it is never read, scheduled or counted again. ``ops.retirements`` says what was retired, when and why.
+
+Only a COMPLETE list proves absence (every page read, every record's guid known): a failed page, a 404 on
+one member's read, or a record without a guid retires nothing. Absence is judged only for rows that were
+there before the list was asked for, so a user registered while the list was being read is never retired.
+"""
+
+import datetime as dt
+from collections.abc import Collection
+
+import duckdb
+
+from mx_pipeline.lifecycle.routes import RETIRED, Route
+
+MEMBER_REMOVED = RETIRED.reason
+USER_REMOVED = "The user was deleted at MX; nothing of theirs is synced any more."
+ACCOUNT_REMOVED = "MX no longer lists this account; no longer synced."
+OFFBOARDED = "Offboarded by the product: deleted at MX and retired here."
+
+
+def members_absent(
+    con: duckdb.DuckDBPyConnection, user_guid: str, listed: Collection[str], *, listed_from: dt.datetime
+) -> list[str]:
+    """Live members of ``user_guid`` we had before ``listed_from`` that a complete list of the user lacks."""
+    return _absent(
+        con,
+        "select guid from raw.mx_members where user_guid = $owner and removed_at is null and fetched_at < $from",
+        {"owner": user_guid, "from": listed_from},
+        listed,
+    )
+
+
+def accounts_absent(
+    con: duckdb.DuckDBPyConnection, member_guid: str, listed: Collection[str], *, listed_from: dt.datetime
+) -> list[str]:
+    """Live accounts of ``member_guid`` we had before ``listed_from`` that a complete list of its accounts lacks."""
+    return _absent(
+        con,
+        "select guid from raw.mx_accounts where member_guid = $owner and removed_at is null and fetched_at < $from",
+        {"owner": member_guid, "from": listed_from},
+        listed,
+    )
+
+
+def users_absent(con: duckdb.DuckDBPyConnection, listed: Collection[str], *, listed_from: dt.datetime) -> list[str]:
+    """Users we had before ``listed_from`` (loaded, or registered as one of our end users) that a complete
+    ``list_users`` lacks."""
+    return _absent(
+        con,
+        """
+        select guid from raw.mx_users where removed_at is null and fetched_at < $from
+        union
+        select mx_user_guid from ops.end_users
+        where mx_user_guid is not null and retired_at is null and coalesce(registered_at, first_seen_at) < $from
+        """,
+        {"from": listed_from},
+        listed,
+    )
+
+
+def retire_members(
+    con: duckdb.DuckDBPyConnection, member_guids: Collection[str], *, reason: str, run_id: str, now: dt.datetime
+) -> list[str]:
+    """Retire these members (those not retired yet) with their accounts and live transactions; returns them."""
+    retired = _retire_rows(con, "raw.mx_members", "guid", member_guids, now)
+    if not retired:
+        return []
+    guids = [guid for guid, _ in retired]
+    params = {"guids": guids, "now": now}
+    con.execute(f"update raw.mx_member_status set removed_at = $now where {_IN} and removed_at is null", params)
+    con.execute(
+        "update raw.mx_accounts set removed_at = $now where member_guid in (select unnest($guids::varchar[]))"
+        " and removed_at is null",
+        params,
+    )
+    _retire_transactions("member_guid", guids, now, con)
+    con.execute(
+        """
+        update ops.member_routes set route = $route, reason = $reason, connect_mode = null, routed_at = $now,
+                                     run_id = $run
+        where member_guid in (select unnest($guids::varchar[]))
+        """,
+        params | {"route": Route.TERMINAL.value, "reason": reason, "run": run_id},
+    )
+    con.execute(
+        "delete from ops.refresh_claims where member_guid in (select unnest($guids::varchar[]))", {"guids": guids}
+    )
+    # A sync that failed on the 404 is not a failure to look into any more: the member is gone.
+    con.execute(
+        "update ops.member_sync set last_outcome = 'retired', last_reason = $reason"
+        " where member_guid in (select unnest($guids::varchar[]))",
+        {"guids": guids, "reason": reason},
+    )
+    con.execute(
+        "update ops.notification_episodes set closed_at = $now"
+        " where member_guid in (select unnest($guids::varchar[])) and closed_at is null",
+        params,
+    )
+    _record(con, "member", [(guid, user_guid, guid) for guid, user_guid in retired], reason, run_id, now)
+    return guids
+
+
+def retire_users(
+    con: duckdb.DuckDBPyConnection, user_guids: Collection[str], *, reason: str, run_id: str, now: dt.datetime
+) -> list[str]:
+    """Retire these users: the MX user, our end user mapped to it (never registered again by the ingest),
+    every member of theirs, with accounts and transactions. Returns the users newly retired."""
+    retired = [guid for guid, _ in _retire_rows(con, "raw.mx_users", "guid", user_guids, now)]
+    params = {"guids": list(user_guids), "now": now}
+    mapped = con.execute(
+        "update ops.end_users set retired_at = $now where mx_user_guid in (select unnest($guids::varchar[]))"
+        " and retired_at is null returning mx_user_guid",
+        params,
+    ).fetchall()
+    retired = sorted(set(retired) | {guid for (guid,) in mapped})
+    members = con.execute(
+        "select guid from raw.mx_members where user_guid in (select unnest($guids::varchar[])) and removed_at is null",
+        {"guids": list(user_guids)},
+    ).fetchall()
+    retire_members(con, [guid for (guid,) in members], reason=reason, run_id=run_id, now=now)
+    _record(con, "user", [(guid, guid, None) for guid in retired], reason, run_id, now)
+    return retired
+
+
+def retire_accounts(
+    con: duckdb.DuckDBPyConnection, account_guids: Collection[str], *, reason: str, run_id: str, now: dt.datetime
+) -> list[str]:
+    """Retire these accounts and their live transactions; returns the accounts newly retired."""
+    retired = con.execute(
+        f"update raw.mx_accounts set removed_at = $now where {_IN} and removed_at is null"
+        " returning guid, user_guid, member_guid",
+        {"guids": list(account_guids), "now": now},
+    ).fetchall()
+    _retire_transactions("account_guid", [guid for guid, _, _ in retired], now, con)
+    _record(con, "account", retired, reason, run_id, now)
+    return [guid for guid, _, _ in retired]
+
+
+_IN = "guid in (select unnest($guids::varchar[]))"
+
+
+def _absent(con, live_sql: str, params: dict, listed: Collection[str]) -> list[str]:
+    rows = con.execute(
+        f"select guid from ({live_sql}) as live (guid) where guid not in (select unnest($listed::varchar[]))"
+        " order by guid",
+        params | {"listed": list(listed)},
+    ).fetchall()
+    return [guid for (guid,) in rows]
+
+
+def _retire_rows(con, table: str, key: str, guids: Collection[str], now: dt.datetime) -> list[tuple[str, str]]:
+    owner = "user_guid" if table != "raw.mx_users" else "guid"
+    return con.execute(
+        f"update {table} set removed_at = $now where {key} in (select unnest($guids::varchar[]))"
+        f" and removed_at is null returning {key}, {owner}",
+        {"guids": list(guids), "now": now},
+    ).fetchall()
+
+
+def _retire_transactions(column: str, guids: list[str], now: dt.datetime, con) -> None:
+    if guids:
+        con.execute(
+            f"update raw.mx_transactions set removed_at = $now, fetched_at = $now"
+            f" where {column} in (select unnest($guids::varchar[])) and removed_at is null",
+            {"guids": guids, "now": now},
+        )
+
+
+def _record(con, kind: str, rows: list[tuple], reason: str, run_id: str, now: dt.datetime) -> None:
+    """One ``ops.retirements`` row per (guid, user guid, member guid) in ``rows``."""
+    if rows:
+        con.executemany(
+            "insert or ignore into ops.retirements values (?, ?, ?, ?, ?, ?, ?)",
+            [(kind, guid, user_guid, member_guid, reason, now, run_id) for guid, user_guid, member_guid in rows],
+        )

@@ -1,0 +1,228 @@
+"""Deleted at MX means retired here: end to end through the sandbox, the ingest assets and the marts.
+
+A member the user removes (or MX replaces), a user deleted at MX and an account that vanishes keep their rows
+in ``raw`` for audit, leave the marts and the scheduler, and a bank linked again is counted once.
+"""
+
+from collections import Counter
+from decimal import Decimal
+
+import dagster as dg
+import requests
+
+from mx_pipeline.defs.resources import MxResource
+from mx_pipeline.mx import NotFound
+from mx_pipeline.refresh.policy import RefreshPolicy
+from mx_pipeline.warehouse.refresh_state import due_members
+
+from .conftest import CONNECTIONS, INGEST, metadata_of
+
+REMOVED = "Removed at MX (deleted or replaced); no longer synced."
+
+
+def truth_of_user(pipeline, user_guid: str) -> Counter:
+    """The user's live transactions at MX, as (date, signed amount, description): guids differ after a re-link."""
+    response = requests.get(f"{pipeline.sandbox.base_url}/_sandbox/users/{user_guid}/transactions", timeout=10)
+    response.raise_for_status()
+    return Counter(
+        (t["date"], Decimal(str(t["amount"])) * (-1 if t["type"] == "DEBIT" else 1), t["description"])
+        for t in response.json()["transactions"]
+    )
+
+
+def fct_of_user(pipeline, user_guid: str) -> Counter:
+    rows = pipeline.query(
+        """
+        select cast(f.transaction_date as varchar), f.amount, r.payload ->> 'description'
+        from marts.fct_transactions as f join raw.mx_transactions as r on r.guid = f.transaction_guid
+        where f.user_guid = ?
+        """,
+        user_guid,
+    )
+    return Counter((date, Decimal(amount), description) for date, amount, description in rows)
+
+
+def spend_of(pipeline, user_guid: str) -> Decimal:
+    [(spend,)] = pipeline.query("select sum(spend) from marts.monthly_spend_by_category where user_guid = ?", user_guid)
+    return spend
+
+
+def relink(pipeline, user_guid: str, user_id: str) -> str:
+    """The user adds the same bank again with the same login; MX aggregates it."""
+    fields = {c.field_name: c.guid for c in pipeline.client.list_institution_credentials("mxbank")}
+    credentials = {fields["LOGIN"]: "mxuser", fields["PASSWORD"]: CONNECTIONS[user_id]}
+    member = pipeline.client.create_member(user_guid, institution_code="mxbank", credentials=credentials).guid
+    pipeline.admin("aggregations/finish")
+    return member
+
+
+def assert_retired(pipeline, member_guid: str, reason: str = REMOVED) -> None:
+    [(route, why, removed_at)] = pipeline.query(
+        "select r.route, r.reason, m.removed_at from ops.member_routes as r"
+        " join raw.mx_members as m on m.guid = r.member_guid where r.member_guid = ?",
+        member_guid,
+    )
+    assert (route, why) == ("terminal", reason) and removed_at is not None
+    assert pipeline.query(
+        "select count(*) from raw.mx_transactions where member_guid = ? and removed_at is null", member_guid
+    ) == [(0,)]
+    assert pipeline.query("select count(*) from raw.mx_transactions where member_guid = ?", member_guid)[0][0] > 0
+    assert pipeline.query("select count(*) from marts.fct_transactions where member_guid = ?", member_guid) == [(0,)]
+    assert pipeline.query("select count(*) from marts.dim_accounts where member_guid = ?", member_guid) == [(0,)]
+    assert pipeline.query("select route, reason from marts.member_health where member_guid = ?", member_guid) == [
+        ("terminal", reason)
+    ]
+    assert pipeline.query(
+        "select retired_at is not null from marts.member_health where member_guid = ?", member_guid
+    ) == [(True,)]
+
+
+def test_a_member_deleted_at_mx_leaves_the_marts_and_the_scheduler_and_is_never_read_again(pipeline):
+    assert pipeline.materialize().success
+    user_guid, member_guid = pipeline.member("user-ok-1")
+    pipeline.client.delete_member(user_guid, member_guid)
+
+    result = pipeline.materialize()
+
+    assert result.success
+    assert metadata_of(result)["raw.mx_members"]["members_retired"] == [member_guid]
+    assert_retired(pipeline, member_guid)
+    with pipeline.warehouse.connect() as con:
+        due = {m.member_guid for m in due_members(con, RefreshPolicy(), now=pipeline.query("select now()")[0][0])}
+    assert member_guid not in due
+    # Not read again: no 404 on every run, every check green.
+    third = pipeline.materialize()
+    calls = pipeline.query("select count(*) from ops.api_calls where run_id = ? and member_guid = ?", third.run_id,
+                           member_guid)  # fmt: skip
+    assert calls == [(0,)]
+    assert all(e.passed for e in third.get_asset_check_evaluations() if e.check_name != "category_coverage")
+
+
+def test_a_bank_removed_and_linked_again_is_counted_once(pipeline):
+    pipeline.materialize()
+    user_guid, member_guid = pipeline.member("user-ok-1")
+    before, spend_before = fct_of_user(pipeline, user_guid), spend_of(pipeline, user_guid)
+    assert spend_before > 0
+    assert before == truth_of_user(pipeline, user_guid)
+    pipeline.client.delete_member(user_guid, member_guid)
+    new_member = relink(pipeline, user_guid, "user-ok-1")
+
+    assert pipeline.materialize().success
+
+    truth = truth_of_user(pipeline, user_guid)
+    assert fct_of_user(pipeline, user_guid) == truth  # every amount, once each
+    assert sum(truth.values()) == sum(before.values())  # the same history, not twice
+    assert {m for (m,) in pipeline.query("select distinct member_guid from marts.fct_transactions where user_guid = ?",
+                                         user_guid)} == {new_member}  # fmt: skip
+    assert spend_of(pipeline, user_guid) == spend_before  # monthly spend: the same history, once
+    assert_retired(pipeline, member_guid)
+
+
+def test_a_member_mx_replaced_is_retired_and_its_replacement_counted_once(pipeline):
+    pipeline.materialize()
+    user_guid, member_guid = pipeline.member("user-ok-2")
+    replaced = pipeline.admin(f"members/{member_guid}/replace")
+    pipeline.admin("aggregations/finish")
+
+    assert pipeline.materialize().success
+
+    assert_retired(pipeline, member_guid)
+    assert fct_of_user(pipeline, user_guid) == truth_of_user(pipeline, user_guid)
+    assert pipeline.query("select route from ops.member_routes where member_guid = ?", replaced["member_guid"]) == [
+        ("ready",)
+    ]
+
+
+def test_a_user_deleted_at_mx_is_retired_and_not_created_again(pipeline):
+    pipeline.materialize()
+    user_guid, member_guid = pipeline.member("user-ok-2")
+    pipeline.client.delete_user(user_guid)
+
+    result = pipeline.materialize()
+
+    assert result.success
+    assert metadata_of(result)["raw.mx_users"]["users_retired"] == [user_guid]
+    assert list(pipeline.client.list_users(id="user-ok-2")) == []  # not re-registered by ensure_user
+    assert pipeline.query("select retired_at is not null from ops.end_users where id = 'user-ok-2'") == [(True,)]
+    assert pipeline.query("select removed_at is not null from raw.mx_users where guid = ?", user_guid) == [(True,)]
+    assert_retired(pipeline, member_guid, "The user was deleted at MX; nothing of theirs is synced any more.")
+    pipeline.materialize()
+    assert list(pipeline.client.list_users(id="user-ok-2")) == []
+
+
+def test_an_account_that_vanishes_from_its_member_is_retired_with_its_transactions(pipeline):
+    pipeline.materialize()
+    _, member_guid = pipeline.member("user-ok-1")
+    world = pipeline.sandbox.world
+    with world.lock:  # MX stops listing one of the member's accounts, and its transactions with it
+        member = world.members[member_guid]
+        gone = member.data.accounts.pop()
+        world.accounts.pop(gone.guid)
+        for guid in [g for g, t in world.transactions[member_guid].items() if t.account_guid == gone.guid]:
+            del world.transactions[member_guid][guid]
+    kept = {a for (a,) in pipeline.query("select guid from raw.mx_accounts where member_guid = ?", member_guid)}
+    kept.discard(gone.guid)
+
+    result = pipeline.materialize()
+
+    assert metadata_of(result)["raw.mx_accounts"]["accounts_retired"] == [gone.guid]
+    assert pipeline.query("select removed_at is not null from raw.mx_accounts where guid = ?", gone.guid) == [(True,)]
+    assert pipeline.query(
+        "select count(*) from raw.mx_transactions where account_guid = ? and removed_at is null", gone.guid
+    ) == [(0,)]
+    assert {a for (a,) in pipeline.query("select account_guid from marts.dim_accounts where member_guid = ?",
+                                         member_guid)} == kept  # fmt: skip
+    assert pipeline.query("select count(*) from marts.fct_transactions where account_guid = ?", gone.guid) == [(0,)]
+    assert pipeline.query("select route from ops.member_routes where member_guid = ?", member_guid) == [("ready",)]
+
+
+class OneBadStatusRead(MxResource):
+    """MX answers 404 on one member's status read although the member is still there (a bad read)."""
+
+    member_guid: str
+
+    def client(self, observers=()):
+        client = super().client(observers)
+        read = client.read_member_status
+
+        def read_member_status(user_guid, member_guid):
+            if member_guid == self.member_guid:
+                raise NotFound("404 on one read", method="GET", path="/users/{user_guid}/members/{member_guid}/status")
+            return read(user_guid, member_guid)
+
+        client.read_member_status = read_member_status
+        return client
+
+
+def test_a_single_404_the_list_does_not_confirm_retires_nothing(pipeline):
+    pipeline.materialize()
+    _, member_guid = pipeline.member("user-ok-1")
+    mx = pipeline.resources()["mx"]
+    bad = OneBadStatusRead(**{**mx.model_dump(), "member_guid": member_guid})
+
+    result = pipeline.materialize(mx=bad)
+
+    assert pipeline.query("select removed_at from raw.mx_members where guid = ?", member_guid) == [(None,)]
+    assert pipeline.query("select count(*) from ops.retirements") == [(0,)]
+    [(quarantined, reason)] = pipeline.query(
+        "select member_guid, reason from ops.quarantine where run_id = ? and table_name = 'raw.mx_member_status'",
+        result.run_id,
+    )
+    assert quarantined == member_guid and reason.startswith("NotFound: 404 on one read")
+    assert pipeline.query("select count(*) from marts.fct_transactions where member_guid = ?", member_guid)[0][0] > 0
+
+
+def test_a_404_on_a_member_confirmed_by_the_list_retires_it(pipeline):
+    pipeline.materialize()
+    user_guid, member_guid = pipeline.member("user-ok-1")
+    pipeline.client.delete_member(user_guid, member_guid)
+    # A run that reads the member without listing its user first (its raw row still says it exists).
+    selection = dg.AssetSelection.all() - dg.AssetSelection.assets(["raw", "mx_users"], ["raw", "mx_members"])
+    result = dg.materialize(INGEST, resources=pipeline.resources(), selection=selection)
+
+    assert result.success
+    assert metadata_of(result)["raw.mx_member_status"]["members_retired"] == [member_guid]
+    assert pipeline.query(
+        "select count(*) from ops.quarantine where run_id = ? and member_guid = ?", result.run_id, member_guid
+    ) == [(0,)]  # a confirmed deletion is not a bad read
+    assert_retired(pipeline, member_guid)
