@@ -4,6 +4,7 @@ mx-pipeline sandbox [--host H] [--port P] [--seed N] [--latency-ms N] [--fault-r
 mx-pipeline serve [--host H] [--port P]
 mx-pipeline dev
 mx-pipeline demo
+mx-pipeline offboard-user USER_ID
 """
 
 import argparse
@@ -51,6 +52,26 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo()
 
 
+def _offboard_user(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from mx_pipeline.mx import MxClient
+    from mx_pipeline.warehouse import Warehouse
+    from mx_pipeline.warehouse.retire import offboard_user
+
+    warehouse = Warehouse(args.warehouse or settings.data_dir() / "warehouse.duckdb")
+    with MxClient.from_settings(settings.MxSettings.from_env()) as mx:
+        try:
+            guids = offboard_user(
+                warehouse, args.user_id, mx.delete_user, run_id="cli:offboard-user", now=dt.datetime.now(dt.UTC)
+            )
+        except LookupError as exc:
+            print(f"offboard-user: {exc}", file=sys.stderr)
+            return 1
+    print(f"{args.user_id}: deleted at MX and retired here ({', '.join(guids) or 'never registered with MX'})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mx-pipeline", description="MX Platform API -> Dagster -> DuckDB.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the pipeline end to end (on the sandbox without MX credentials)")
     demo.set_defaults(run=_demo)
+
+    offboard = commands.add_parser(
+        "offboard-user", help="delete one of our end users at MX and retire it here (never registered again)"
+    )
+    offboard.add_argument("user_id", help="our end user's id (ops.end_users.id, MX's user `id`)")
+    offboard.add_argument("--warehouse", default=None, help="default: warehouse.duckdb under MX_PIPELINE_DATA_DIR")
+    offboard.set_defaults(run=_offboard_user)
 
     dev = commands.add_parser("dev", help="sandbox (unless MX is configured) + connect service + dagster dev")
     dev.set_defaults(run=_dev)

@@ -4,19 +4,24 @@ MX deletes members (the user removes a bank in Connect, the product deletes it, 
 guid), users and accounts. What MX no longer has keeps every row in ``raw`` for audit and gets ``removed_at``;
 its live transactions get ``removed_at`` too, with ``fetched_at`` moved so the incremental models see them
 leave. A retired member is routed ``terminal`` with the reason, loses any refresh claim and its open episode,
-its last sync outcome becomes ``retired``, and it is never read, scheduled or counted again. ``ops.retirements`` says what was retired, when and why.
+its last sync outcome becomes ``retired``, and it is never read, scheduled or counted again.
+``ops.retirements`` says what was retired, when and why. A user the product offboards on purpose goes the
+same way through :func:`offboard_user` (``mx-pipeline offboard-user USER_ID``).
 
 Only a COMPLETE list proves absence (every page read, every record's guid known): a failed page, a 404 on
 one member's read, or a record without a guid retires nothing. Absence is judged only for rows that were
 there before the list was asked for, so a user registered while the list was being read is never retired.
 """
 
+import contextlib
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import duckdb
 
 from mx_pipeline.lifecycle.routes import RETIRED, Route
+from mx_pipeline.mx.errors import NotFound
+from mx_pipeline.warehouse.connection import Warehouse
 
 MEMBER_REMOVED = RETIRED.reason
 USER_REMOVED = "The user was deleted at MX; nothing of theirs is synced any more."
@@ -140,6 +145,40 @@ def retire_accounts(
     _retire_transactions("account_guid", [guid for guid, _, _ in retired], now, con)
     _record(con, "account", retired, reason, run_id, now)
     return [guid for guid, _, _ in retired]
+
+
+def offboard_user(
+    warehouse: Warehouse, user_id: str, delete_mx_user: Callable[[str], None], *, run_id: str, now: dt.datetime
+) -> list[str]:
+    """The product offboards one of our end users on purpose: delete its MX user(s), then retire it here.
+
+    ``delete_mx_user`` is the MX call (``MxClient.delete_user``); a user MX already deleted (404) is fine.
+    The end user is never registered again by the ingest; a new registration through the connect service
+    later maps it to a new MX user. Returns the MX user guids retired. Raises ``LookupError`` for an id we
+    have never seen.
+    """
+    with warehouse.connect() as con:
+        rows = con.execute(
+            """
+            select mx_user_guid from ops.end_users where id = $id and mx_user_guid is not null
+            union
+            select guid from raw.mx_users where id = $id and removed_at is null
+            """,
+            {"id": user_id},
+        ).fetchall()
+        (known,) = con.execute("select count(*) from ops.end_users where id = ?", [user_id]).fetchone()
+    guids = sorted(guid for (guid,) in rows)
+    if not guids and not known:
+        raise LookupError(f"no end user {user_id!r} in ops.end_users or raw.mx_users")
+    for guid in guids:  # MX first, outside the warehouse: nothing is held while MX answers
+        with contextlib.suppress(NotFound):  # already deleted at MX
+            delete_mx_user(guid)
+    with warehouse.connect() as con:
+        con.execute("begin transaction")
+        retire_users(con, guids, reason=OFFBOARDED, run_id=run_id, now=now)
+        con.execute("update ops.end_users set retired_at = ? where id = ? and retired_at is null", [now, user_id])
+        con.execute("commit")
+    return guids
 
 
 _IN = "guid in (select unnest($guids::varchar[]))"

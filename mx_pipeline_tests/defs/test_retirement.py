@@ -10,10 +10,12 @@ from decimal import Decimal
 import dagster as dg
 import requests
 
+from mx_pipeline import cli
 from mx_pipeline.defs.resources import MxResource
 from mx_pipeline.mx import NotFound
 from mx_pipeline.refresh.policy import RefreshPolicy
 from mx_pipeline.warehouse.refresh_state import due_members
+from mx_pipeline.warehouse.retire import OFFBOARDED
 
 from .conftest import CONNECTIONS, INGEST, metadata_of
 
@@ -226,3 +228,30 @@ def test_a_404_on_a_member_confirmed_by_the_list_retires_it(pipeline):
         "select count(*) from ops.quarantine where run_id = ? and member_guid = ?", result.run_id, member_guid
     ) == [(0,)]  # a confirmed deletion is not a bad read
     assert_retired(pipeline, member_guid)
+
+
+def test_a_user_offboarded_on_purpose_is_deleted_at_mx_retired_here_and_not_registered_again(
+    pipeline, monkeypatch, capsys
+):
+    pipeline.materialize()
+    user_guid, member_guid = pipeline.member("user-ok-2")
+    monkeypatch.setenv("MX_BASE_URL", pipeline.sandbox.base_url)
+
+    assert cli.main(["offboard-user", "user-ok-2", "--warehouse", str(pipeline.warehouse.path)]) == 0
+
+    assert f"user-ok-2: deleted at MX and retired here ({user_guid})" in capsys.readouterr().out
+    assert list(pipeline.client.list_users(id="user-ok-2")) == []
+    assert pipeline.query("select kind, reason, run_id from ops.retirements where guid = ?", user_guid) == [
+        ("user", OFFBOARDED, "cli:offboard-user")
+    ]
+    assert pipeline.materialize().success  # the users CSV still names user-ok-2: it stays offboarded
+    assert list(pipeline.client.list_users(id="user-ok-2")) == []
+    assert_retired(pipeline, member_guid, OFFBOARDED)
+
+
+def test_offboarding_an_unknown_user_says_so_and_changes_nothing(pipeline, monkeypatch, capsys):
+    pipeline.materialize()
+    monkeypatch.setenv("MX_BASE_URL", pipeline.sandbox.base_url)
+    assert cli.main(["offboard-user", "nobody", "--warehouse", str(pipeline.warehouse.path)]) == 1
+    assert "no end user 'nobody'" in capsys.readouterr().err
+    assert pipeline.query("select count(*) from ops.retirements") == [(0,)]
