@@ -111,6 +111,33 @@ def retire_members(
     return guids
 
 
+def reinstate_members(con: duckdb.DuckDBPyConnection, listed: Collection[str], *, now: dt.datetime) -> list[str]:
+    """Bring back retired members MX lists again: the list that retired them was wrong (MX never reuses a guid).
+
+    Exactly what their retirement marked (same ``removed_at``) is live again; transactions get a new
+    ``fetched_at`` so the marts count them again. The next status read routes the member afresh.
+    """
+    retired = con.execute(
+        "select guid, removed_at from raw.mx_members where guid in (select unnest($guids::varchar[]))"
+        " and removed_at is not null order by guid",
+        {"guids": list(listed)},
+    ).fetchall()
+    for guid, at in retired:
+        params = {"guid": guid, "at": at}
+        con.execute("update raw.mx_members set removed_at = null where guid = $guid", {"guid": guid})
+        con.execute("update raw.mx_member_status set removed_at = null where guid = $guid and removed_at = $at", params)
+        con.execute(
+            "update raw.mx_accounts set removed_at = null where member_guid = $guid and removed_at = $at", params
+        )
+        con.execute(
+            "update raw.mx_transactions set removed_at = null, fetched_at = $now"
+            " where member_guid = $guid and removed_at = $at",
+            params | {"now": now},
+        )
+        con.execute("delete from ops.retirements where kind = 'member' and guid = $guid", {"guid": guid})
+    return [guid for guid, _ in retired]
+
+
 def retire_users(
     con: duckdb.DuckDBPyConnection, user_guids: Collection[str], *, reason: str, run_id: str, now: dt.datetime
 ) -> list[str]:

@@ -16,6 +16,7 @@ from mx_pipeline.warehouse.retire import (
     USER_REMOVED,
     accounts_absent,
     members_absent,
+    reinstate_members,
     retire_accounts,
     retire_members,
     retire_users,
@@ -168,3 +169,21 @@ def test_a_retired_user_takes_its_members_and_its_end_user_with_it(con):
         ("member", "MBR-2", USER_REMOVED),
         ("user", "USR-1", USER_REMOVED),
     ]
+
+
+def test_a_retired_member_mx_lists_again_comes_back_with_exactly_what_its_retirement_took(con):
+    member(con, "MBR-1")
+    con.execute("update raw.mx_transactions set removed_at = ? where guid = 'TRN-ACT-1-0'", [BEFORE])  # vanished
+    retire_members(con, ["MBR-1"], reason=MEMBER_REMOVED, run_id="run-1", now=NOW)
+    later = NOW + dt.timedelta(hours=1)
+
+    assert reinstate_members(con, ["MBR-1", "MBR-unknown"], now=later) == ["MBR-1"]
+
+    assert live(con, "raw.mx_members", "guid", "MBR-1") == 1
+    assert live(con, "raw.mx_accounts", "member_guid", "MBR-1") == 1
+    assert con.execute("select guid, removed_at, fetched_at from raw.mx_transactions order by guid").fetchall() == [
+        ("TRN-ACT-1-0", BEFORE, BEFORE),  # it had vanished on its own: still gone
+        ("TRN-ACT-1-1", None, later),
+    ]
+    assert con.execute("select count(*) from ops.retirements").fetchone() == (0,)
+    assert listed_members(con) == [("MBR-1", "USR-1")]

@@ -374,7 +374,9 @@ def _list_members(client: MxClient, user_guid: str, load: RawLoader | None = Non
 
 
 def _retire_absent_members(con, listings: dict[str, _Listing], run_id: str) -> list[str]:
-    """Retire every member we had that a complete list of its user no longer shows."""
+    """Retire every member we had that a complete list of its user no longer shows (and bring back any retired
+    member a list shows again)."""
+    retire.reinstate_members(con, {guid for listing in listings.values() for guid in listing.guids}, now=_now())
     return [
         guid
         for user_guid, listing in listings.items()
