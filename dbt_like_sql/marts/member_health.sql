@@ -15,6 +15,7 @@ with attempts as (
         count(*) filter (
             where a.requested_at > now() - to_seconds(cast(__attempt_window_hours__ * 3600 as bigint))
               and a.requested_at > coalesce(s.successfully_aggregated_at, '-infinity')
+              and a.outcome not in (__reread_outcomes__)
         ) as attempts_since_success,
         max(a.requested_at) as last_attempt_at,
         max_by(a.outcome, a.requested_at) as last_attempt_outcome
@@ -54,7 +55,7 @@ select
     coalesce(a.attempts_since_success, 0) as refresh_attempts_since_success,
     a.last_attempt_at,
     a.last_attempt_outcome,
-    coalesce(a.attempts_since_success, 0) >= __max_attempts__ and r.route in (__refreshable_routes__)
+    coalesce(a.attempts_since_success, 0) >= __max_attempts__ and r.route in (__aggregated_routes__)
         and coalesce(s.successfully_aggregated_at < now() - to_seconds(cast(coalesce(by_member.sla_hours,
             by_user.sla_hours, by_tier.sla_hours, __default_sla_hours__) * 3600 as bigint)), true) as is_exhausted,
     e.open_notification_at,

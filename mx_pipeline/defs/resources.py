@@ -93,6 +93,7 @@ class RefreshPolicyResource(dg.ConfigurableResource):
     poll_first_seconds: float = RefreshPolicy.poll_first_seconds
     poll_max_seconds: float = RefreshPolicy.poll_max_seconds
     claim_ttl_hours: float = RefreshPolicy.claim_ttl_hours
+    needs_user_reread_hours: float = RefreshPolicy.needs_user_reread_hours
 
     def policy(self) -> RefreshPolicy:
         return RefreshPolicy(**{name: getattr(self, name) for name in RefreshPolicy.__dataclass_fields__})

@@ -41,13 +41,17 @@ class RefreshAction(StrEnum):
 
 
 # Healthy members and those failing on the institution's side are aggregated (the latter with back-off);
-# a DEGRADED one is only re-read, since our own bursts may be why it degraded; the rest wait for the user,
-# for a running job, or for nothing at all.
+# a DEGRADED one is only re-read, since our own bursts may be why it degraded; one waiting on its user is
+# only re-read, on a slow cadence (RefreshPolicy.needs_user_reread_hours), so that it recovers even when the
+# callback or webhook that would have told us was lost. The rest wait for a running job, or for nothing.
 REFRESH_ACTIONS: dict[Route, RefreshAction] = {
     Route.READY: RefreshAction.AGGREGATE,
     Route.INSTITUTION_SIDE: RefreshAction.AGGREGATE,
     Route.DEGRADED: RefreshAction.REREAD,
+    Route.NEEDS_MFA: RefreshAction.REREAD,
+    Route.NEEDS_RECONNECT: RefreshAction.REREAD,
 }
+WAITING_ON_THE_USER = frozenset({Route.NEEDS_MFA, Route.NEEDS_RECONNECT})  # re-read on the slow cadence
 
 
 @dataclass(frozen=True)

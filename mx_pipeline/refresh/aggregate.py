@@ -11,7 +11,11 @@ Every member ends with an :class:`Attempt` that says what happened in words the 
 - ``failed``: an institution-side failure or an MX error; counts toward the back-off;
 - ``timed_out``: still aggregating when the run stopped waiting; counts toward the back-off;
 - ``held``: a terminal or unknown status; nothing to retry;
-- ``reread``: a DEGRADED member whose status was only re-read (no aggregation is asked of a degraded one).
+- ``reread``: a member whose status was only re-read: DEGRADED (no aggregation is asked of a degraded one) or
+  waiting on its user (watched on a slow cadence, so it recovers even if the event that would tell us is lost);
+- ``reread_failed``: such a re-read that MX answered with an error; tried again at the next interval or cadence.
+
+A re-read is a status read, never an aggregation: it counts toward no aggregation budget, cap or back-off.
 """
 
 import time
@@ -27,6 +31,7 @@ from mx_pipeline.refresh.policy import RefreshPolicy
 
 AGGREGATE, REREAD = RefreshAction.AGGREGATE, RefreshAction.REREAD
 FAILURES = frozenset({"failed", "timed_out"})  # the outcomes that back a member off
+REREADS = frozenset({"reread", "reread_failed"})  # status reads: never counted as aggregations
 
 
 @dataclass(frozen=True)
@@ -77,10 +82,10 @@ def refresh_batch(
     waiting: dict[str, _Pending] = {}
     for target in targets:
         pending = _Pending(target, _now())
+        if target.action == REREAD:
+            attempts.append(_reread(client, pending))
+            continue
         try:
-            if target.action == REREAD:
-                attempts.append(pending.finish(pending.read(client), outcome="reread"))
-                continue
             pending.calls += 1
             member = client.aggregate_member(target.user_guid, target.member_guid)
         except Conflict as exc:
@@ -130,6 +135,13 @@ class _Pending:
     def _attempt(self, outcome: str, status: str | None, detail: str | None = None) -> Attempt:
         t = self.target
         return Attempt(t.member_guid, t.user_guid, self.requested_at, _now(), outcome, status, self.calls, detail)
+
+
+def _reread(client: MxClient, pending: "_Pending") -> Attempt:
+    try:
+        return pending.finish(pending.read(client), outcome="reread")
+    except MxError as exc:
+        return pending.fail("reread_failed", exc)
 
 
 def _read_and_finish(client: MxClient, pending: _Pending) -> Attempt:

@@ -24,6 +24,9 @@ class RefreshPolicy:
     poll_first_seconds: float = 2.0  # status polls back off from this ...
     poll_max_seconds: float = 30.0  # ... to this
     claim_ttl_hours: float = 4.0  # a claim whose run died is released after this (longer than min_interval)
+    # A member waiting on its user (needs MFA or a reconnect) is never aggregated, but its status is re-read
+    # this long after it was last read, so a lost callback or webhook never leaves it stuck for good.
+    needs_user_reread_hours: float = 24.0
 
     @property
     def attempt_window(self) -> timedelta:
@@ -32,6 +35,10 @@ class RefreshPolicy:
     @property
     def min_interval(self) -> timedelta:
         return timedelta(hours=self.min_interval_hours)
+
+    @property
+    def needs_user_reread(self) -> timedelta:
+        return timedelta(hours=self.needs_user_reread_hours)
 
     @property
     def claim_ttl(self) -> timedelta:

@@ -15,8 +15,9 @@ rows it yields replace the rows with the same key, so a run costs what changed. 
 reference CSVs (directly or through other models) is built in full whenever the reference data differs from
 the version it was last built with (``ops.model_reference_hashes``), so an edited category map reaches every
 dependant, however many runs that takes. Other placeholders are the
-refresh policy's numbers (``__default_sla_hours__``, ``__max_attempts__``, ``__attempt_window_hours__``) and the
-routes it refreshes (``__refreshable_routes__``), so the SQL never restates them.
+refresh policy's numbers (``__default_sla_hours__``, ``__max_attempts__``, ``__attempt_window_hours__``), the
+routes it refreshes (``__refreshable_routes__``) and aggregates (``__aggregated_routes__``), and the outcomes of
+status re-reads (``__reread_outcomes__``), so the SQL never restates them.
 """
 
 import datetime as dt
@@ -33,6 +34,7 @@ import sqlglot
 from sqlglot import exp
 
 from mx_pipeline.lifecycle.routes import REFRESH_ACTIONS
+from mx_pipeline.refresh.aggregate import AGGREGATE, REREADS
 from mx_pipeline.refresh.policy import RefreshPolicy
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -284,6 +286,8 @@ def _render(sql: str, *, since: dt.datetime | None, params: Mapping[str, str]) -
 def _policy_params(policy: RefreshPolicy) -> dict[str, str]:
     return {
         "refreshable_routes": ", ".join(f"'{route.value}'" for route in REFRESH_ACTIONS),
+        "aggregated_routes": ", ".join(f"'{r.value}'" for r, action in REFRESH_ACTIONS.items() if action == AGGREGATE),
+        "reread_outcomes": ", ".join(f"'{outcome}'" for outcome in sorted(REREADS)),
         "default_sla_hours": repr(float(policy.sla_hours)),
         "max_attempts": str(int(policy.max_attempts)),
         "attempt_window_hours": repr(float(policy.attempt_window_hours)),

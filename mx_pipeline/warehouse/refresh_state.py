@@ -4,6 +4,11 @@ One SQL query decides a whole tick, so a tick costs the same few scans at 100 me
 due when its route allows a refresh, its last successful aggregation is older than its SLA (member, then
 user, then tier override, then the default), nobody has claimed it, its last request is older than the
 minimum interval, it has attempts left in the window, and its back-off after failures has passed.
+
+A member waiting on its user (needs MFA or a reconnect) is only re-read, on the policy's slow cadence: it is
+due when its status was last read (or first read as it is now) longer ago than that, whatever its freshness
+SLA, interval, cap or back-off. Re-reads are status reads, not aggregations: they spend none of the hour's
+aggregation budget and count toward no cap or back-off, and a tick fills its batches with aggregations first.
 """
 
 import datetime as dt
@@ -13,18 +18,29 @@ from dataclasses import asdict, dataclass
 import duckdb
 import pandas as pd
 
-from mx_pipeline.lifecycle.routes import REFRESH_ACTIONS
-from mx_pipeline.refresh.aggregate import AGGREGATE, FAILURES, Attempt, RefreshTarget
+from mx_pipeline.lifecycle.routes import REFRESH_ACTIONS, WAITING_ON_THE_USER
+from mx_pipeline.refresh.aggregate import AGGREGATE, FAILURES, REREADS, Attempt, RefreshTarget
 from mx_pipeline.refresh.policy import RefreshPolicy
 
 ACTION_BY_ROUTE = {route.value: action for route, action in REFRESH_ACTIONS.items()}
-_REFRESHABLE = ", ".join(f"'{route}'" for route in ACTION_BY_ROUTE)
-_FAILURES = ", ".join(f"'{o}'" for o in sorted(FAILURES))
+
+
+def _sql_list(values) -> str:
+    return ", ".join(f"'{v}'" for v in sorted(values))
+
+
+_REFRESHABLE = _sql_list(ACTION_BY_ROUTE)
+_AGGREGATED = _sql_list(route for route, action in ACTION_BY_ROUTE.items() if action == AGGREGATE)
+_WATCHED = _sql_list(route.value for route in WAITING_ON_THE_USER)
+_FAILURES = _sql_list(FAILURES)
+_REREADS = _sql_list(REREADS)
+_REREAD_ROUTES = _sql_list(route for route, action in ACTION_BY_ROUTE.items() if action != AGGREGATE)
 
 _MEMBERS = f"""
     with members as (
         select r.member_guid, r.user_guid, r.route, s.successfully_aggregated_at as last_success,
-               m.institution_code,
+               s.fetched_at as status_first_read, m.institution_code,
+               r.route in ({_AGGREGATED}) as aggregated, r.route in ({_WATCHED}) as watched,
                coalesce(by_member.sla_hours, by_user.sla_hours, by_tier.sla_hours, $default_sla) as sla_hours
         from ops.member_routes as r
         join raw.mx_member_status as s on s.guid = r.member_guid
@@ -37,21 +53,26 @@ _MEMBERS = f"""
         where r.route in ({_REFRESHABLE})
     ),
     recent as (
-        -- The cap and the back-off count the tries since the member was last fresh: a member refreshed on a
-        -- short SLA is never "exhausted" by its own successes. The interval counts every request.
+        -- The cap and the back-off count the aggregations tried since the member was last fresh, within the
+        -- window: a member refreshed on a short SLA is never "exhausted" by its own successes, nor by re-reads.
+        -- The interval and the re-read cadence count every request.
         select a.member_guid, max(a.requested_at) as last_request,
-               count(*) filter (where a.requested_at > coalesce(m.last_success, '-infinity')) as attempts,
-               count(*) filter (where a.requested_at > coalesce(m.last_success, '-infinity')
+               count(*) filter (where a.requested_at > greatest(m.last_success, $now - to_seconds($window_seconds))
+                                  and a.outcome not in ({_REREADS})) as attempts,
+               count(*) filter (where a.requested_at > greatest(m.last_success, $now - to_seconds($window_seconds))
                                   and a.outcome in ({_FAILURES})) as failures
         from ops.refresh_attempts as a
         join members as m using (member_guid)
-        where a.requested_at > $now - to_seconds($window_seconds)
+        where a.requested_at > $now - to_seconds(greatest($window_seconds, $reread_seconds))
         group by a.member_guid
     ),
     judged as (
         select m.*, coalesce(a.attempts, 0) as attempts, a.last_request, coalesce(a.failures, 0) as failures,
                c.member_guid is not null as claimed,
-               coalesce(m.last_success < $now - to_seconds(cast(m.sla_hours * 3600 as bigint)), true) as stale
+               case when m.watched
+                    then greatest(m.status_first_read, a.last_request) <= $now - to_seconds($reread_seconds)
+                    else coalesce(m.last_success < $now - to_seconds(cast(m.sla_hours * 3600 as bigint)), true)
+               end as stale
         from members as m
         left join recent as a using (member_guid)
         left join ops.refresh_claims as c using (member_guid)
@@ -90,33 +111,46 @@ def due_members(
     """
     if only is not None and not only:
         return []
-    # The hour's budget counts requests made and those claimed by runs still under way.
+    # The hour's aggregation budget counts aggregations asked for and those claimed by runs still under way.
     (spent,) = con.execute(
-        """
-        select (select count(*) from ops.refresh_attempts where requested_at > $now - interval 1 hour)
-             + (select count(*) from ops.refresh_claims where trigger <> 'webhook')
+        f"""
+        select (select count(*) from ops.refresh_attempts
+                where requested_at > $now - interval 1 hour and outcome not in ({_REREADS}))
+             + (select count(*) from ops.refresh_claims as c left join ops.member_routes as r using (member_guid)
+                where c.trigger <> 'webhook' and coalesce(r.route, 'ready') not in ({_REREAD_ROUTES}))
         """,
         {"now": now},
     ).fetchone()
-    limit = max(0, min(policy.max_members_per_tick, policy.requests_per_hour - spent))
-    if limit == 0:
-        return []
+    aggregations = max(0, min(policy.max_members_per_tick, policy.requests_per_hour - spent))
     rows = con.execute(
         _MEMBERS
-        + """
-        select member_guid, user_guid, route, last_success from judged
-        where (stale or $ignore_sla)
-          and (len($only) = 0 or member_guid in (select unnest($only::varchar[])))
-          and not claimed
-          and ($ignore_pacing or (
-              (last_request is null or last_request <= $now - to_seconds($min_interval_seconds))
-              and attempts < $max_attempts
-              and (failures = 0
-                   or last_request + to_seconds(cast($backoff_seconds * pow(2, failures - 1) as bigint)) <= $now)))
-        qualify row_number() over (partition by institution_code order by last_success nulls first, member_guid)
-                <= $per_institution
-        order by last_success nulls first, member_guid
-        limit $limit
+        + """,
+        candidates as materialized (
+            select * from judged
+            where (stale or $ignore_sla)
+              and (len($only) = 0 or member_guid in (select unnest($only::varchar[])))
+              and not claimed
+              and ($ignore_pacing or watched or (
+                  (last_request is null or last_request <= $now - to_seconds($min_interval_seconds))
+                  and (not aggregated or attempts < $max_attempts)
+                  and (failures = 0
+                       or last_request + to_seconds(cast($backoff_seconds * pow(2, failures - 1) as bigint)) <= $now)))
+        ),
+        aggregations as materialized (
+            select * from candidates where aggregated
+            qualify row_number() over (partition by institution_code order by last_success nulls first, member_guid)
+                    <= $per_institution
+            order by last_success nulls first, member_guid
+            limit $aggregations
+        ),
+        rereads as (  -- a status read costs the institution nothing: only the tick's size bounds them
+            select * from candidates where not aggregated
+            order by last_success nulls first, member_guid
+            limit $tick - (select count(*) from aggregations)
+        )
+        select member_guid, user_guid, route, last_success
+        from (select *, 0 as kind from aggregations union all select *, 1 from rereads)
+        order by kind, last_success nulls first, member_guid
         """,
         _params(policy, now)
         | {
@@ -127,7 +161,8 @@ def due_members(
             "max_attempts": policy.max_attempts,
             "backoff_seconds": policy.backoff_base_minutes * 60,
             "per_institution": policy.per_institution_per_tick,
-            "limit": limit,
+            "aggregations": aggregations,
+            "tick": policy.max_members_per_tick,
         },
     ).fetchall()
     return [DueMember(*row) for row in rows]
@@ -136,7 +171,7 @@ def due_members(
 def exhausted_members(con: duckdb.DuckDBPyConnection, policy: RefreshPolicy, *, now: dt.datetime) -> list[str]:
     """Stale members with no attempts left in the window: they surface in member health, not in a refresh."""
     rows = con.execute(
-        _MEMBERS + "select member_guid from judged where stale and attempts >= $max_attempts order by 1",
+        _MEMBERS + "select member_guid from judged where aggregated and stale and attempts >= $max_attempts order by 1",
         _params(policy, now) | {"max_attempts": policy.max_attempts},
     ).fetchall()
     return [guid for (guid,) in rows]
@@ -222,4 +257,5 @@ def _params(policy: RefreshPolicy, now: dt.datetime) -> dict:
         "now": now,
         "default_sla": policy.sla_hours,
         "window_seconds": int(policy.attempt_window.total_seconds()),
+        "reread_seconds": int(policy.needs_user_reread.total_seconds()),
     }

@@ -81,15 +81,14 @@ def test_degraded_waits_out_a_grace_but_disabled_does_not():
     assert route_for("DISABLED").notify_after == AT_ONCE
 
 
-def test_the_scheduler_aggregates_healthy_and_institution_side_members_and_only_re_reads_degraded_ones():
+def test_the_scheduler_aggregates_healthy_and_institution_side_members_and_only_re_reads_the_others():
     actions = {s: route_for(s.value).refresh_action for s in S if route_for(s.value).refresh_action}
+    rereads = {S.DEGRADED, S.DISABLED, *END_USER_ACTIONABLE, S.IMPORTED}  # degraded, or waiting on the user
     assert actions == {
         S.CONNECTED: RefreshAction.AGGREGATE,
         S.DISCONNECTED: RefreshAction.AGGREGATE,
         S.FAILED: RefreshAction.AGGREGATE,
-        S.DEGRADED: RefreshAction.REREAD,
-        S.DISABLED: RefreshAction.REREAD,
-    }
+    } | dict.fromkeys(rereads, RefreshAction.REREAD)
 
 
 def test_a_connected_member_still_aggregating_is_in_progress():

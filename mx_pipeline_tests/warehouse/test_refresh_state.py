@@ -26,12 +26,13 @@ def con(warehouse):
         yield con
 
 
-def member(con, guid, *, hours_since_success=30.0, route="ready", user="USR-1", institution="mxbank"):
+def member(con, guid, *, hours_since_success=30.0, route="ready", user="USR-1", institution="mxbank",
+           status_first_read_hours_ago=0.0):  # fmt: skip
     last = None if hours_since_success is None else NOW - dt.timedelta(hours=hours_since_success)
     con.execute(
         "insert into raw.mx_member_status (guid, user_guid, connection_status, successfully_aggregated_at, payload,"
         " run_id, fetched_at) values (?, ?, 'CONNECTED', ?, '{}', 'r', ?)",
-        [guid, user, last, NOW],
+        [guid, user, last, NOW - dt.timedelta(hours=status_first_read_hours_ago)],
     )
     con.execute(
         "insert into raw.mx_members (guid, user_guid, institution_code, payload, run_id, fetched_at)"
@@ -73,10 +74,46 @@ def test_slas_can_be_set_per_member_per_user_and_per_tier(con):
     assert due(con) == ["MBR-a", "MBR-b", "MBR-c"]
 
 
-@pytest.mark.parametrize("route", ["needs_mfa", "needs_reconnect", "in_progress", "terminal"])
-def test_members_that_are_aggregating_need_the_user_or_are_terminal_are_never_refreshed(con, route):
-    member(con, "MBR-1", route=route)
+@pytest.mark.parametrize("route", ["in_progress", "terminal"])
+def test_members_that_are_aggregating_or_are_terminal_are_never_refreshed(con, route):
+    member(con, "MBR-1", route=route, status_first_read_hours_ago=1000)
     assert due(con) == []
+
+
+@pytest.mark.parametrize("route", ["needs_mfa", "needs_reconnect"])
+def test_a_member_waiting_on_the_user_is_re_read_once_per_cadence_and_never_aggregated(con, route):
+    member(con, "MBR-new", route=route, status_first_read_hours_ago=23)  # routed there 23 h ago
+    member(con, "MBR-old", route=route, status_first_read_hours_ago=25)
+    member(con, "MBR-read", route=route, status_first_read_hours_ago=100)
+    attempt(con, "MBR-read", hours_ago=2, outcome="reread")  # re-read 2 h ago, still waiting: not again yet
+    assert [(m.member_guid, m.target.action) for m in due_members(con, POLICY, now=NOW)] == [("MBR-old", "reread")]
+    assert due(con, RefreshPolicy(needs_user_reread_hours=1)) == ["MBR-new", "MBR-old", "MBR-read"]
+    assert due(con, RefreshPolicy(needs_user_reread_hours=48)) == []
+
+
+def test_a_member_waiting_on_the_user_is_re_read_whatever_its_freshness_sla(con):
+    member(con, "MBR-1", route="needs_mfa", hours_since_success=1, status_first_read_hours_ago=30)
+    con.execute("insert into ops.freshness_sla values ('member', 'MBR-1', 1000)")
+    assert due(con) == ["MBR-1"]
+
+
+def test_re_reads_never_count_against_the_cap_the_back_off_or_the_budget(con):
+    policy = RefreshPolicy(min_interval_hours=0, requests_per_hour=3)
+    member(con, "MBR-ready")
+    for hours_ago in (0.2, 0.4, 0.6, 0.8):  # re-read while it was degraded, or waiting on its user
+        attempt(con, "MBR-ready", hours_ago=hours_ago, outcome="reread")
+    attempt(con, "MBR-ready", hours_ago=0.9, outcome="reread_failed")
+    assert due(con, policy) == ["MBR-ready"] and exhausted_members(con, policy, now=NOW) == []
+
+
+def test_members_waiting_on_the_user_are_re_read_when_the_aggregation_budget_is_spent(con):
+    member(con, "MBR-ready")
+    member(con, "MBR-mfa", route="needs_mfa", status_first_read_hours_ago=30)
+    member(con, "MBR-reconnect", route="needs_reconnect", status_first_read_hours_ago=30)
+    claim(con, [("MBR-reconnect", "USR-1")], trigger="sla", run_key="run-1", now=NOW)  # a re-read under way
+    assert due(con, RefreshPolicy(requests_per_hour=1)) == ["MBR-ready", "MBR-mfa"]  # aggregations first
+    attempt(con, "MBR-other", hours_ago=0.5)  # the hour's one aggregation is spent
+    assert due(con, RefreshPolicy(requests_per_hour=1)) == ["MBR-mfa"]
 
 
 def test_a_degraded_member_is_re_read_never_aggregated(con):
@@ -162,6 +199,12 @@ def test_runs_still_under_way_count_against_the_hourly_budget(con):
 def test_the_override_skips_pacing_but_never_the_route(con):
     member(con, "MBR-ready")
     member(con, "MBR-mfa", route="needs_mfa")
+    member(con, "MBR-busy", route="in_progress")
     attempt(con, "MBR-ready", hours_ago=0.5, outcome="declined")
-    assert due(con, only=["MBR-ready", "MBR-mfa"], ignore_sla=True) == []
-    assert due(con, only=["MBR-ready", "MBR-mfa"], ignore_sla=True, ignore_pacing=True) == ["MBR-ready"]
+    named = ["MBR-ready", "MBR-mfa", "MBR-busy"]
+    assert due(con, only=named) == []
+    assert due(con, only=named, ignore_sla=True) == ["MBR-mfa"]  # read now, never aggregated
+    assert due(con, only=named, ignore_sla=True, ignore_pacing=True) == ["MBR-ready", "MBR-mfa"]
+    actions = {m.member_guid: m.target.action for m in due_members(con, POLICY, now=NOW, only=named,
+                                                                  ignore_sla=True, ignore_pacing=True)}  # fmt: skip
+    assert actions == {"MBR-mfa": "reread", "MBR-ready": "aggregate"}

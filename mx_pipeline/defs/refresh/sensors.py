@@ -1,5 +1,8 @@
 """``member_freshness``: every tick, one query picks the stale members the rules allow; they are refreshed in batches.
 
+Stale means older than the freshness SLA, or, for a member waiting on its user, not read for the slow re-read
+cadence: such a member's run only reads its status (never aggregates), so it recovers without an event.
+
 The sensor claims each batch under its run key before asking for the run, so the webhook sensor, a manual
 refresh or the next tick never launch a second refresh for the same member; a claim whose run dies expires.
 The cursor counts the batches launched; with the tick's time it makes every run key unique. A busy
@@ -28,7 +31,7 @@ BUSY_WAIT_SECONDS = 5.0
 def member_freshness(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource, refresh_policy: RefreshPolicyResource
 ):
-    policy, now = refresh_policy.policy(), dt.datetime.now(dt.UTC)
+    policy, now = refresh_policy.policy(), _now()
     launched = int(context.cursor or 0)
     try:
         with warehouse.open().connect(wait_seconds=BUSY_WAIT_SECONDS) as con:
@@ -43,7 +46,9 @@ def member_freshness(
     if expired:
         context.log.warning(f"released {expired} refresh claims whose runs never finished")
     if not batches:
-        return dg.SkipReason("every member is within its SLA, or waiting out its interval, back-off or cap")
+        return dg.SkipReason(
+            "every member is within its SLA or re-read cadence, or waiting out its interval, back-off or cap"
+        )
     runs = [
         dg.RunRequest(
             run_key=_run_key(number, now),
@@ -53,6 +58,10 @@ def member_freshness(
         for number, batch in enumerate(batches, launched + 1)
     ]
     return dg.SensorResult(run_requests=runs, cursor=str(launched + len(batches)))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)  # one place, so tests can judge a tick at any time without waiting for it
 
 
 def _run_key(batch_number: int, now: dt.datetime) -> str:
