@@ -24,7 +24,8 @@ from datetime import timedelta
 from pathlib import Path
 
 # MX retries a webhook for about 24 hours; the same key within this window is a redelivery, after it a new event.
-DEDUPE_WINDOW = timedelta(hours=float(os.environ.get("MX_PIPELINE_EVENT_DEDUPE_HOURS", "26")))
+# The spool and ``store_spooled`` take it as ``dedupe_window``; both sides must use the same one.
+DEDUPE_WINDOW = timedelta(hours=26)
 
 
 @dataclass(frozen=True)
