@@ -25,7 +25,7 @@ import pandas as pd
 PENDING_AHEAD_DAYS = 5  # MX's own default to_date: pending rows can be dated a few days ahead
 # MX on from_updated_at/to_updated_at: "Maximum date range limit is 6 months"; six months are never under 181 days.
 MAX_UPDATED_AT_RANGE_DAYS = 180
-# Days of late rows closer than this are listed again in one read; at most this many reads a sync.
+# Late rows' days at most this many days apart are listed again in one read; at most this many reads a sync.
 LATE_DAYS_MERGE_GAP = 7
 MAX_LATE_RANGES = 4
 
