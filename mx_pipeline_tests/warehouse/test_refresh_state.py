@@ -15,6 +15,7 @@ from mx_pipeline.warehouse.refresh_state import (
     record_attempts,
     release_claims,
 )
+from mx_pipeline.warehouse.retire import retire_members
 
 NOW = dt.datetime(2026, 11, 25, 12, tzinfo=dt.UTC)
 POLICY = RefreshPolicy()
@@ -89,6 +90,13 @@ def test_a_member_waiting_on_the_user_is_re_read_once_per_cadence_and_never_aggr
     assert [(m.member_guid, m.target.action) for m in due_members(con, POLICY, now=NOW)] == [("MBR-old", "reread")]
     assert due(con, RefreshPolicy(needs_user_reread_hours=1)) == ["MBR-new", "MBR-old", "MBR-read"]
     assert due(con, RefreshPolicy(needs_user_reread_hours=48)) == []
+
+
+def test_a_member_retired_while_waiting_on_its_user_is_never_re_read(con):
+    member(con, "MBR-1", route="needs_reconnect", status_first_read_hours_ago=100)
+    assert due(con) == ["MBR-1"]
+    retire_members(con, ["MBR-1"], reason="Deleted at MX.", run_id="r", now=NOW)
+    assert due(con) == [] and due(con, only=["MBR-1"], ignore_sla=True, ignore_pacing=True) == []
 
 
 def test_a_member_waiting_on_the_user_is_re_read_whatever_its_freshness_sla(con):
