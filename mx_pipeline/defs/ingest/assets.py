@@ -7,10 +7,9 @@ the ``duckdb_warehouse`` pool (limit 1 in the instance config): DuckDB allows a 
 What MX no longer has is retired (``warehouse/retire.py``): a user a complete ``list_users`` lacks, a member
 a complete list of its user lacks, an account a complete list of its member lacks. A 404 on a member's own
 read (status, accounts, transactions) is only a suspicion: it retires the member when a fresh complete list
-of its user confirms it, and is a quarantined read otherwise.
+of its user confirms it, and is a quarantined read otherwise (``listing.py``).
 """
 
-import datetime as dt
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import partial
@@ -19,9 +18,17 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from mx_pipeline.defs.ingest.listing import (
+    Listing,
+    Suspects,
+    list_members,
+    retire_absent_accounts,
+    retire_absent_members,
+    utc_now,
+)
 from mx_pipeline.defs.jobs import run_key_of
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
-from mx_pipeline.mx import MalformedRecord, MalformedResponse, MxClient, NotFound
+from mx_pipeline.mx import MalformedResponse, NotFound
 from mx_pipeline.warehouse import ApiCallLog, RawLoader, UpsertCounts, Warehouse, retire, tables
 from mx_pipeline.warehouse.end_users import (
     add_end_users_from_csv,
@@ -97,13 +104,13 @@ def mx_users(
         added = add_end_users_from_csv(con, csv, source=csv.name) if csv.exists() else 0
     registered: dict[str, str] = {}
     with mx.client([api_log]) as client, RawLoader(wh, tables.USERS, user_row, run_id=run_id, api_log=api_log) as load:
-        listed_from, listed = _now(), set()
+        listed_from, listed = utc_now(), set()
         for user in client.list_users():  # a page that fails, fails the asset: only a complete list gets here
             load.add(user)
             listed.add(user.guid)
         with wh.connect() as con:
             gone = retire.users_absent(con, listed, listed_from=listed_from)
-            retired = retire.retire_users(con, gone, reason=retire.USER_REMOVED, run_id=run_id, now=_now())
+            retired = retire.retire_users(con, gone, reason=retire.USER_REMOVED, run_id=run_id, now=utc_now())
             to_register = end_users_to_register(con)
         for user_id in to_register:
             user = client.ensure_user(id=user_id)  # idempotent: looks the id up before creating
@@ -141,9 +148,9 @@ def mx_members(
         mx.client([api_log]) as client,
         RawLoader(wh, tables.MEMBERS, member_row, run_id=run_id, api_log=api_log) as load,
     ):
-        listings = {user_guid: _list_members(client, user_guid, load) for user_guid in user_guids}
+        listings = {user_guid: list_members(client, user_guid, load) for user_guid in user_guids}
     with wh.connect() as con:
-        retired = _retire_absent_members(con, listings, run_id)
+        retired = retire_absent_members(con, listings, run_id)
     return _result(
         wh,
         tables.MEMBERS,
@@ -173,7 +180,7 @@ def member_status(
     with wh.connect() as con:
         members = listed_members(con, config.scope)
     spec = tables.MEMBER_STATUS
-    suspects = _Suspects()
+    suspects = Suspects()
     with mx.client([api_log]) as client, RawLoader(wh, spec, _status_row, run_id=run_id, api_log=api_log) as load:
         for member_guid, user_guid in members:
             _read_into(
@@ -215,21 +222,21 @@ def mx_accounts(
     run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
     with wh.connect() as con:
         fetchable, not_fetched = members_to_fetch(con, config.scope), members_not_fetched(con, config.scope)
-    listings: dict[str, _Listing] = {}
+    listings: dict[str, Listing] = {}
     with (
         mx.client([api_log]) as client,
         RawLoader(wh, tables.ACCOUNTS, account_row, run_id=run_id, api_log=api_log) as load,
     ):
-        suspects = _Suspects()
+        suspects = Suspects()
         for member in fetchable:
-            listing = listings[member.guid] = _Listing(load, member.guid)
+            listing = listings[member.guid] = Listing(load, member.guid)
             accounts = partial(
                 client.list_member_accounts, member.user_guid, member.guid, on_malformed=listing.on_malformed
             )
             listing.read(accounts, on_not_found=suspects.noter(member.guid, member.user_guid))
         members_retired = suspects.settle(client, wh, load, run_id)
     with wh.connect() as con:
-        accounts_retired = _retire_absent_accounts(con, listings, run_id)
+        accounts_retired = retire_absent_accounts(con, listings, run_id)
     return _result(
         wh,
         tables.ACCOUNTS,
@@ -265,7 +272,7 @@ def mx_transactions(
         for member in not_fetched:
             record_sync(con, member.guid, member.user_guid, outcome="skipped", reason=member.reason, run_id=run_id,
                         now=pd.Timestamp.now(tz="UTC"))  # fmt: skip
-    results, suspects = [], _Suspects()
+    results, suspects = [], Suspects()
     # One session for the whole step: each close of the file checkpoints and rewrites the primary-key index,
     # a cost that grows with the table, so it is paid once per run rather than once per member.
     with mx.client([api_log]) as client, wh.session():
@@ -328,126 +335,6 @@ def _read_into(
             on_not_found(exc)
     except MalformedResponse as exc:
         load.reject_page(f"{type(exc).__name__}: {exc}", member_guid)
-
-
-class _Listing:
-    """The guids one MX list returned, and whether it is complete: every page read, every record's guid known.
-
-    Only a complete list proves that something we had is gone. Records go to ``load`` when one is given.
-    """
-
-    def __init__(self, load: RawLoader | None = None, member_guid: str | None = None) -> None:
-        self.load, self.member_guid = load, member_guid
-        self.started_at = _now()
-        self.guids: set[str] = set()
-        self.complete = True
-
-    def on_malformed(self, exc: MalformedRecord) -> None:
-        if self.load is not None:
-            self.load.reject(exc, self.member_guid)
-        guid = exc.payload.get("guid") if isinstance(exc.payload, dict) else None
-        if isinstance(guid, str):
-            self.guids.add(guid)  # MX still lists it, whatever is wrong with it
-        else:
-            self.complete = False
-
-    def read(self, records: Callable[[], Iterable], *, on_not_found: Callable[[NotFound], None] | None = None):
-        """Read ``records()`` to the end. A page that fails leaves the list incomplete and is quarantined (a 404
-        goes to ``on_not_found`` instead, when given)."""
-        try:
-            for record in records():
-                self.guids.add(record.guid)
-                if self.load is not None:
-                    self.load.add(record)
-        except (MalformedResponse, NotFound) as exc:
-            self.complete = False
-            if isinstance(exc, NotFound) and on_not_found is not None:
-                on_not_found(exc)
-            elif self.load is not None:
-                self.load.reject_page(f"{type(exc).__name__}: {exc}", self.member_guid)
-
-
-def _list_members(client: MxClient, user_guid: str, load: RawLoader | None = None) -> _Listing:
-    listing = _Listing(load)
-    listing.read(lambda: client.list_members(user_guid, on_malformed=listing.on_malformed))
-    return listing
-
-
-def _retire_absent_members(con, listings: dict[str, _Listing], run_id: str) -> list[str]:
-    """Retire every member we had that a complete list of its user no longer shows (and bring back any retired
-    member a list shows again)."""
-    retire.reinstate_members(con, {guid for listing in listings.values() for guid in listing.guids}, now=_now())
-    return [
-        guid
-        for user_guid, listing in listings.items()
-        if listing.complete
-        for guid in retire.retire_members(
-            con,
-            retire.members_absent(con, user_guid, listing.guids, listed_from=listing.started_at),
-            reason=retire.MEMBER_REMOVED,
-            run_id=run_id,
-            now=_now(),
-        )
-    ]
-
-
-def _retire_absent_accounts(con, listings: dict[str, _Listing], run_id: str) -> list[str]:
-    """Retire every account we had that a complete list of its member's accounts no longer shows."""
-    return [
-        guid
-        for member_guid, listing in listings.items()
-        if listing.complete
-        for guid in retire.retire_accounts(
-            con,
-            retire.accounts_absent(con, member_guid, listing.guids, listed_from=listing.started_at),
-            reason=retire.ACCOUNT_REMOVED,
-            run_id=run_id,
-            now=_now(),
-        )
-    ]
-
-
-class _Suspects:
-    """Members whose own read (status, accounts, transactions) answered 404.
-
-    Each is retired if a fresh complete list of its user lacks it too; otherwise the 404 is quarantined like
-    any unreadable read: one bad read retires nothing.
-    """
-
-    def __init__(self) -> None:
-        self.not_found: dict[str, tuple[str, NotFound]] = {}  # member guid -> (user guid, the 404)
-
-    def noter(self, member_guid: str, user_guid: str) -> Callable[[NotFound], None]:
-        return lambda exc: self.not_found.__setitem__(member_guid, (user_guid, exc))
-
-    def watching(self, member, list_transactions: Callable[..., Iterable]) -> Callable[..., Iterable]:
-        """``list_transactions``, noting the member when MX answers 404 (the error still propagates)."""
-
-        def listing(**query):
-            try:
-                yield from list_transactions(**query)
-            except NotFound as exc:
-                self.not_found[member.guid] = (member.user_guid, exc)
-                raise
-
-        return listing
-
-    def settle(self, client: MxClient, wh: Warehouse, load: RawLoader | None, run_id: str) -> list[str]:
-        """Confirm against fresh lists; retire the members confirmed gone, quarantine the rest in ``load``."""
-        if not self.not_found:
-            return []
-        users = sorted({user_guid for user_guid, _ in self.not_found.values()})
-        listings = {user_guid: _list_members(client, user_guid) for user_guid in users}
-        with wh.connect() as con:
-            retired = _retire_absent_members(con, listings, run_id)
-        for member_guid, (_, exc) in self.not_found.items():
-            if member_guid not in retired and load is not None:
-                load.reject_page(f"{type(exc).__name__}: {exc}", member_guid)
-        return retired
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _result(
