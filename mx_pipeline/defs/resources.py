@@ -54,7 +54,7 @@ class NotifierResource(dg.ConfigurableResource):
 
     url: str | None = None
     token: str | None = None
-    max_attempts: int = 5  # per notification, across runs; then it stays undelivered for the data team to see
+    max_attempts: int = 5  # per notification, across runs; then it is `dead`, shown in member_health
     retry_backoff_seconds: float = 0.5  # within one delivery: 0.5 s, 1 s, 2 s between the HTTP attempts
 
     def notifier(self) -> Notifier:
