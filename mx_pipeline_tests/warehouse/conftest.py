@@ -17,6 +17,17 @@ def warehouse(tmp_path) -> Warehouse:
     return Warehouse(tmp_path / "warehouse.duckdb")
 
 
+@pytest.fixture
+def mx_bank_member(sandbox, sandbox_client) -> tuple[str, str]:
+    """(user guid, member guid) of an MX Bank member connected through the API (needs a ``sandbox`` fixture)."""
+    user = sandbox_client.ensure_user(id="user-1")
+    fields = {c.field_name: c.guid for c in sandbox_client.list_institution_credentials("mxbank")}
+    credentials = {fields["LOGIN"]: "mxuser", fields["PASSWORD"]: "password"}
+    created = sandbox_client.create_member(user.guid, institution_code="mxbank", credentials=credentials)
+    assert sandbox_client.read_member_status(user.guid, created.guid).connection_status == "CONNECTED"
+    return user.guid, created.guid
+
+
 def make_transaction(
     guid: str | None = None,
     *,

@@ -26,17 +26,6 @@ def sandbox():
         yield handle
 
 
-@pytest.fixture
-def member(sandbox, sandbox_client):
-    """(user guid, member guid) of an MX Bank member connected through the API."""
-    user = sandbox_client.ensure_user(id="user-1")
-    fields = {c.field_name: c.guid for c in sandbox_client.list_institution_credentials("mxbank")}
-    credentials = {fields["LOGIN"]: "mxuser", fields["PASSWORD"]: "password"}
-    created = sandbox_client.create_member(user.guid, institution_code="mxbank", credentials=credentials)
-    assert sandbox_client.read_member_status(user.guid, created.guid).connection_status == "CONNECTED"
-    return user.guid, created.guid
-
-
 class CountingMx:
     """The member's transaction list through our client, counting each list call; may break part-way once."""
 
@@ -119,48 +108,48 @@ def _removed(warehouse, guid):
 
 
 def test_two_identical_purchases_in_one_first_sync_both_count_with_a_batch_of_one(
-    warehouse, sandbox, sandbox_client, member
+    warehouse, sandbox, sandbox_client, mx_bank_member
 ):
-    coffee = _old_purchase(sandbox, member[1])
+    coffee = _old_purchase(sandbox, mx_bank_member[1])
     second = _copy_in_sandbox(sandbox, coffee, replaces=False)
-    result = _sync(warehouse, sandbox, CountingMx(sandbox_client, *member), "run-1")
+    result = _sync(warehouse, sandbox, CountingMx(sandbox_client, *mx_bank_member), "run-1")
     assert result.error is None and result.removed == 0
     fct = _fct(warehouse)
-    assert fct == _truth(sandbox, member[1])
+    assert fct == _truth(sandbox, mx_bank_member[1])
     assert {coffee.guid, second.guid} <= {guid for guid, _ in fct}
 
 
-def test_identical_purchases_across_a_resumed_first_sync_both_count(warehouse, sandbox, sandbox_client, member):
-    coffee = _old_purchase(sandbox, member[1])
+def test_identical_purchases_across_a_resumed_first_sync_both_count(warehouse, sandbox, sandbox_client, mx_bank_member):
+    coffee = _old_purchase(sandbox, mx_bank_member[1])
     second = _copy_in_sandbox(sandbox, coffee, replaces=False)
-    mx = CountingMx(sandbox_client, *member)
+    mx = CountingMx(sandbox_client, *mx_bank_member)
     mx.break_after = 5  # the first sync stores a few rows, then a page breaks
     assert _sync(warehouse, sandbox, mx, "run-1").error
     assert _sync(warehouse, sandbox, mx, "run-2").error is None  # resumed: the whole history again
     fct = _fct(warehouse)
-    assert fct == _truth(sandbox, member[1])
+    assert fct == _truth(sandbox, mx_bank_member[1])
     assert {coffee.guid, second.guid} <= {guid for guid, _ in fct}
 
 
 def test_a_late_identical_purchase_counts_and_a_late_re_issued_copy_counts_once(
-    warehouse, sandbox, sandbox_client, member
+    warehouse, sandbox, sandbox_client, mx_bank_member
 ):
-    mx = CountingMx(sandbox_client, *member)
+    mx = CountingMx(sandbox_client, *mx_bank_member)
     _sync(warehouse, sandbox, mx, "run-1", batch_size=1000)
-    _two_days_later(sandbox, sandbox_client, member)
+    _two_days_later(sandbox, sandbox_client, mx_bank_member)
     _sync(warehouse, sandbox, mx, "run-2", batch_size=1000)  # the watermark moves past the first day's rows
-    assert _fct(warehouse) == _truth(sandbox, member[1])
-    coffee = _old_purchase(sandbox, member[1], days_old=20)
-    fare = _old_purchase(sandbox, member[1], days_old=30)
+    assert _fct(warehouse) == _truth(sandbox, mx_bank_member[1])
+    coffee = _old_purchase(sandbox, mx_bank_member[1], days_old=20)
+    fare = _old_purchase(sandbox, mx_bank_member[1], days_old=30)
     second_coffee = _copy_in_sandbox(sandbox, coffee, replaces=False)  # reported by the bank weeks late
     re_issued = _copy_in_sandbox(sandbox, fare, replaces=True)  # MX re-issues the fare under a new guid
-    _two_days_later(sandbox, sandbox_client, member)
+    _two_days_later(sandbox, sandbox_client, mx_bank_member)
 
     mx.queries.clear()
     assert _sync(warehouse, sandbox, mx, "run-3").error is None
     assert _removed(warehouse, fare.guid) == (True,) and _removed(warehouse, re_issued.guid) == (False,)
     assert _removed(warehouse, coffee.guid) == (False,) and _removed(warehouse, second_coffee.guid) == (False,)
-    assert _fct(warehouse) == _truth(sandbox, member[1])  # amount by amount: the fare once, both coffees
+    assert _fct(warehouse) == _truth(sandbox, mx_bank_member[1])  # amount by amount: the fare once, both coffees
     # changed + recent, then the late days by date (more than a week apart: one read each)
     assert mx.queries[2:] == [
         {"from_date": fare.date, "to_date": fare.date},
@@ -168,7 +157,7 @@ def test_a_late_identical_purchase_counts_and_a_late_re_issued_copy_counts_once(
     ]
 
     mx.queries.clear()
-    _two_days_later(sandbox, sandbox_client, member)
+    _two_days_later(sandbox, sandbox_client, mx_bank_member)
     _sync(warehouse, sandbox, mx, "run-4")
     assert len(mx.queries) == 2  # nothing late arrived: no extra read
-    assert _fct(warehouse) == _truth(sandbox, member[1])
+    assert _fct(warehouse) == _truth(sandbox, mx_bank_member[1])

@@ -7,21 +7,10 @@ again; whatever MX's clock says, our client never sends a range the sandbox refu
 import datetime as dt
 from decimal import Decimal
 
-import pytest
 import requests
 
 from mx_pipeline.warehouse.members import MemberToFetch
 from mx_pipeline.warehouse.transaction_sync import SyncPolicy, sync_member_transactions
-
-
-@pytest.fixture
-def member(sandbox, sandbox_client):
-    """(user guid, member guid) of an MX Bank member connected through the API."""
-    user = sandbox_client.ensure_user(id="user-1")
-    fields = {c.field_name: c.guid for c in sandbox_client.list_institution_credentials("mxbank")}
-    credentials = {fields["LOGIN"]: "mxuser", fields["PASSWORD"]: "password"}
-    created = sandbox_client.create_member(user.guid, institution_code="mxbank", credentials=credentials)
-    return user.guid, created.guid
 
 
 class RecordingMx:
@@ -70,13 +59,13 @@ def _truth(sandbox, member_guid, since: dt.date) -> list[tuple[str, Decimal]]:
 
 
 def test_a_member_back_after_seven_months_is_read_again_in_full_and_its_watermark_moves(
-    warehouse, sandbox, sandbox_client, member
+    warehouse, sandbox, sandbox_client, mx_bank_member
 ):
-    mx = RecordingMx(sandbox_client, *member)
-    assert _sync(warehouse, mx, _aggregated_at(sandbox, member[1]), "run-1").error is None
+    mx = RecordingMx(sandbox_client, *mx_bank_member)
+    assert _sync(warehouse, mx, _aggregated_at(sandbox, mx_bank_member[1]), "run-1").error is None
     _advance(sandbox, 213)  # seven months waiting for a reconnect
-    sandbox_client.aggregate_member(*member)  # the user reconnects
-    back_at = _aggregated_at(sandbox, member[1])
+    sandbox_client.aggregate_member(*mx_bank_member)  # the user reconnects
+    back_at = _aggregated_at(sandbox, mx_bank_member[1])
 
     mx.queries.clear()
     result = _sync(warehouse, mx, back_at, "run-2")
@@ -85,18 +74,18 @@ def test_a_member_back_after_seven_months_is_read_again_in_full_and_its_watermar
     assert mx.queries == [{"from_date": today - dt.timedelta(days=730), "to_date": today + dt.timedelta(days=5)}]
     assert _watermark(warehouse) == (back_at, "synced")
     # the full read settled everything it covers: the warehouse lists what the sandbox lists, amount by amount
-    assert _live(warehouse) == _truth(sandbox, member[1], since=today - dt.timedelta(days=730))
+    assert _live(warehouse) == _truth(sandbox, mx_bank_member[1], since=today - dt.timedelta(days=730))
 
     mx.queries.clear()
     _advance(sandbox, 1)
-    sandbox_client.aggregate_member(*member)
-    assert _sync(warehouse, mx, _aggregated_at(sandbox, member[1]), "run-3").error is None
+    sandbox_client.aggregate_member(*mx_bank_member)
+    assert _sync(warehouse, mx, _aggregated_at(sandbox, mx_bank_member[1]), "run-3").error is None
     assert mx.queries[0]["from_updated_at"] == today - dt.timedelta(days=1)  # incremental again
 
 
-def test_no_range_we_send_is_refused_whatever_mx_s_clock_says(warehouse, sandbox, sandbox_client, member):
-    mx = RecordingMx(sandbox_client, *member)
-    aggregated_at = _aggregated_at(sandbox, member[1])
+def test_no_range_we_send_is_refused_whatever_mx_s_clock_says(warehouse, sandbox, sandbox_client, mx_bank_member):
+    mx = RecordingMx(sandbox_client, *mx_bank_member)
+    aggregated_at = _aggregated_at(sandbox, mx_bank_member[1])
     _sync(warehouse, mx, aggregated_at, "run-1")
     _advance(sandbox, 213)  # MX's today moves on; the member has not aggregated since, so ours cannot tell
     result = _sync(warehouse, mx, aggregated_at, "run-2")
