@@ -77,8 +77,9 @@ class ConnectService:
     ) -> None:
         """Spool that the user came back from Connect with ``member_guid``.
 
-        ``occasion`` tells one return from another: the same occasion again is a redelivery (a reloaded redirect,
-        a retried relay), dropped by the spool; anything else is a new event even if every field repeats.
+        ``occasion`` tells one return from another: the same occasion again, with no other event of the member
+        since, is a redelivery (a reloaded redirect, a retried relay), dropped by the spool; anything else is a
+        new event even if every field repeats.
         """
         event = {
             "user_id": intent.user_id,
@@ -89,7 +90,7 @@ class ConnectService:
             "source": source,
         }
         key = f"{intent.user_guid}:{member_guid}:{intent.mode}:{status}:{source}:{occasion}"
-        self.spool.append("connect_callback", key, json.dumps(event))
+        self.spool.append("connect_callback", key, json.dumps(event), member=member_guid)
 
 
 def create_app(service: ConnectService, webhooks: WebhookReceiver) -> Starlette:

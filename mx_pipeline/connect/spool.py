@@ -7,23 +7,27 @@ rename, fsync of the directory) *before* the HTTP answer goes out. The Dagster w
 stored them, ``acknowledge``s them, which moves them to ``drained/``. A name-based cursor alone would skip an
 event whose slower writer finished after a later one was already drained; moving files cannot.
 
-Delivery is at least once: a redelivered event whose key was already spooled within ``DEDUPE_WINDOW`` is
-skipped, and a crash between two steps can at worst hand an event over twice, which the consumer dedupes by
-``key`` within the same window. The window is bounded on purpose: MX payloads carry no event id, so a member
-that is CHALLENGED again weeks later sends the very same bytes, and that is a new event. ``prune`` removes key
-markers and drained files past the window.
+Delivery is at least once: a redelivered event is skipped, and a crash between two steps can at worst hand an
+event over twice, which the consumer dedupes by the same rule. MX payloads carry no event id, so a key seen
+again is a redelivery only while it is still the latest event of its member (MX redelivers only what we failed
+to acknowledge) and within ``DEDUPE_WINDOW``: a member CHALLENGED, then CONNECTED, then CHALLENGED again the
+same day sends the very same bytes twice, and so does one CHALLENGED again weeks later; both are new events.
+An event that names no member falls back to the window alone. ``prune`` removes markers and drained files
+past the window.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-# MX retries a webhook for about 24 hours; the same key within this window is a redelivery, after it a new event.
+# MX retries a webhook for about 24 hours; after this window the same key is a new event whatever came between.
 # The spool and ``store_spooled`` take it as ``dedupe_window``; both sides must use the same one.
 DEDUPE_WINDOW = timedelta(hours=26)
 
@@ -48,21 +52,30 @@ class Spool:
         self.events = self.root / "events"
         self.keys = self.root / "keys"
         self.drained = self.root / "drained"
-        for folder in (self.events, self.keys, self.drained):
+        self.latest = self.root / "latest"  # per member: the digest of its latest event's key, and when
+        for folder in (self.events, self.keys, self.drained, self.latest):
             folder.mkdir(parents=True, exist_ok=True)
 
-    def append(self, kind: str, key: str, body: str, meta: dict | None = None) -> bool:
-        """Durably store one event; False when an event with this key was spooled within the dedupe window."""
+    def append(self, kind: str, key: str, body: str, meta: dict | None = None, *, member: str | None = None) -> bool:
+        """Durably store one event about ``member`` (if it names one); False when it is a redelivery.
+
+        A redelivery: this key was spooled within the dedupe window and, when a member is given, no other event
+        of that member was spooled since.
+        """
         digest = hashlib.sha256(f"{kind}\0{key}".encode()).hexdigest()[:32]
         marker = self.keys / digest
-        received = self._clock()
-        seen = _marker_time_ns(marker)
-        if seen is not None and received - seen < self.window_ns:
-            return False
-        record = {"key": key, "kind": kind, "received_at_ns": received, "body": body, "meta": meta or {}}
-        _write_durably(self.events / f"{received:020d}-{digest}.json", json.dumps(record).encode())
-        _write_durably(marker, str(received).encode())
-        return True
+        latest = self.latest / hashlib.sha256(member.encode()).hexdigest()[:32] if member else None
+        with self._lock():  # check-then-write, against another writer or a concurrent ``prune``
+            received = self._clock()
+            seen = _marker_time_ns(marker)
+            if seen is not None and received - seen < self.window_ns and _still_latest(latest, digest):
+                return False
+            record = {"key": key, "kind": kind, "received_at_ns": received, "body": body, "meta": meta or {}}
+            _write_durably(self.events / f"{received:020d}-{digest}.json", json.dumps(record).encode())
+            _write_durably(marker, str(received).encode())
+            if latest is not None:
+                _write_durably(latest, f"{received} {digest}".encode())
+            return True
 
     def pending(self, limit: int = 1000) -> list[SpooledEvent]:
         """Up to ``limit`` events not yet acknowledged, oldest first."""
@@ -76,16 +89,17 @@ class Spool:
         _fsync_directory(self.events)
 
     def prune(self) -> int:
-        """Remove key markers and drained files older than the dedupe window; pending events are never pruned."""
-        cutoff = self._clock() - self.window_ns
+        """Remove markers and drained files older than the dedupe window; pending events are never pruned."""
         removed = 0
-        for marker in self.keys.iterdir():
-            if marker.name.startswith("."):
-                continue  # a marker being written
-            seen = _marker_time_ns(marker)
-            if seen is not None and seen < cutoff:
-                marker.unlink(missing_ok=True)
-                removed += 1
+        with self._lock():  # a marker rewritten between our read and our unlink must survive
+            cutoff = self._clock() - self.window_ns
+            for marker in [*self.keys.iterdir(), *self.latest.iterdir()]:
+                if marker.name.startswith("."):
+                    continue  # a marker being written
+                seen = _marker_time_ns(marker)
+                if seen is not None and seen < cutoff:
+                    marker.unlink(missing_ok=True)
+                    removed += 1
         for drained in self.drained.iterdir():
             received = drained.name.partition("-")[0]
             if received.isdigit() and int(received) < cutoff:
@@ -93,12 +107,32 @@ class Spool:
                 removed += 1
         return removed
 
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """One marker reader-writer at a time, across processes (the connect service, the sensor) and threads."""
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+
+def _still_latest(latest: Path | None, digest: str) -> bool:
+    """Whether ``digest`` is still its member's latest event (True without a member, or a marker from before)."""
+    if latest is None:
+        return True
+    try:
+        return latest.read_text().split()[-1] == digest
+    except (FileNotFoundError, IndexError):
+        return True
+
 
 def _marker_time_ns(marker: Path) -> int | None:
-    """When the marker's key was last spooled (markers written before the window existed are empty: mtime)."""
+    """When the marker was last written (key markers written before the window existed are empty: mtime)."""
     try:
-        content = marker.read_bytes()
-        return int(content) if content.strip().isdigit() else marker.stat().st_mtime_ns
+        content = marker.read_bytes().split()
+        return int(content[0]) if content and content[0].isdigit() else marker.stat().st_mtime_ns
     except FileNotFoundError:
         return None
 

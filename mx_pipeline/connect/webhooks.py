@@ -6,9 +6,11 @@
   12 times over about a day, and warns that payloads may carry nulls and new fields; so content is never
   judged here: an error would only make MX resend the same bytes. The pipeline parses when it drains the
   spool and quarantines what it cannot parse, with the reason.
-- Bodies over ``max_bytes`` get 413 (no MX payload is anywhere near it); redeliveries are idempotent within
-  the spool's dedupe window (longer than MX's day of retries). After it the same bytes are a new event: a
-  CONNECTION_STATUS body has no timestamp, so a member CHALLENGED again weeks later sends exactly the same.
+- Bodies over ``max_bytes`` get 413 (no MX payload is anywhere near it). A CONNECTION_STATUS body has no
+  timestamp, so the same bytes are a redelivery only while they are still the latest event of the member they
+  name, and within the spool's dedupe window (longer than MX's day of retries): CHALLENGED, CONNECTED,
+  CHALLENGED again the same day (a bank asking for MFA on every aggregation) is two challenges, and so is
+  CHALLENGED again weeks later. The member guid is the only thing read from the body here.
 """
 
 import base64
@@ -21,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mx_pipeline.connect.spool import Spool
+from mx_pipeline.lifecycle.events import member_named_by
 
 log = logging.getLogger(__name__)
 MAX_WEBHOOK_BYTES = 256 * 1024
@@ -45,11 +48,11 @@ class WebhookReceiver:
             body += chunk
             if len(body) > self.max_bytes:
                 return Response(status_code=413)
-        # MX payloads carry no event id: the same bytes within the spool's window are a redelivery.
+        # MX payloads carry no event id: the same bytes, with no other event of the member since, are a redelivery.
         key = hashlib.sha256(body).hexdigest()
         text = body.decode("utf-8", errors="surrogateescape")  # kept byte-exact, even when not UTF-8
         meta = {"content_type": request.headers.get("Content-Type", "")}
-        self.spool.append("mx_webhook", key, text, meta)
+        self.spool.append("mx_webhook", key, text, meta, member=member_named_by(bytes(body)))
         return Response(status_code=204)
 
     def _authenticated(self, header: str) -> bool:

@@ -52,6 +52,16 @@ def parse_webhook(body: str) -> MemberEvent | Rejected:
     return Rejected(f"unhandled webhook type {kind!r}")
 
 
+def member_named_by(body: str | bytes) -> str | None:
+    """The member guid a webhook body names, or None; never raises (the body is judged when drained)."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    member_guid = payload.get("member_guid") if isinstance(payload, dict) else None
+    return member_guid if isinstance(member_guid, str) and member_guid else None
+
+
 def parse_connect_callback(body: str) -> MemberEvent | Rejected:
     """A Connect callback the connect service recorded (redirect or postMessage relay)."""
     try:

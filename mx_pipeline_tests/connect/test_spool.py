@@ -117,3 +117,49 @@ def test_key_markers_and_drained_files_past_the_window_are_pruned(tmp_path):
     clock.advance(days=30)
     spool.prune()
     assert [e.key for e in spool.pending()] == ["still-pending"]  # never pruned before it is drained
+
+
+def test_the_same_key_after_another_event_of_the_member_is_a_new_event_even_within_the_window(tmp_path):
+    clock = Clock()
+    spool = Spool(tmp_path, clock=clock)
+    assert spool.append("mx_webhook", "sha-of-challenged", "{}", member="MBR-1") is True
+    clock.advance(hours=1)  # the user answers the MFA question
+    assert spool.append("mx_webhook", "sha-of-connected", "{}", member="MBR-1") is True
+    clock.advance(hours=20)  # the next daily aggregation: the bank asks again, MX sends the very same bytes
+    assert spool.append("mx_webhook", "sha-of-challenged", "{}", member="MBR-1") is True
+    assert spool.append("mx_webhook", "sha-of-challenged", "{}", member="MBR-1") is False  # now a redelivery
+    assert [e.key for e in spool.pending()] == ["sha-of-challenged", "sha-of-connected", "sha-of-challenged"]
+
+
+def test_the_same_key_stays_a_redelivery_while_it_is_the_latest_event_of_its_member(tmp_path):
+    clock = Clock()
+    spool = Spool(tmp_path, clock=clock)
+    spool.append("mx_webhook", "sha-of-challenged", "{}", member="MBR-1")
+    clock.advance(hours=2)
+    spool.append("mx_webhook", "sha-of-connected", "{}", member="MBR-2")  # another member's news changes nothing
+    spool.append("user_registered", "user-1:USR-1", "{}")
+    clock.advance(hours=20)
+    assert spool.append("mx_webhook", "sha-of-challenged", "{}", member="MBR-1") is False
+
+
+def test_any_kind_of_event_for_the_member_in_between_makes_the_same_key_new(tmp_path):
+    clock = Clock()
+    spool = Spool(tmp_path, clock=clock)
+    spool.append("mx_webhook", "sha-of-challenged", "{}", member="MBR-1")
+    clock.advance(minutes=30)
+    spool.append("connect_callback", "USR-1:MBR-1:reconnect:None:redirect:1", "{}", member="MBR-1")
+    clock.advance(hours=3)
+    assert spool.append("mx_webhook", "sha-of-challenged", "{}", member="MBR-1") is True
+
+
+def test_the_latest_event_of_a_member_is_kept_across_restarts_and_pruned_past_the_window(tmp_path):
+    clock = Clock()
+    Spool(tmp_path, clock=clock).append("mx_webhook", "sha-of-challenged", "{}", member="MBR-1")
+    clock.advance(hours=1)
+    Spool(tmp_path, clock=clock).append("mx_webhook", "sha-of-connected", "{}", member="MBR-1")
+    clock.advance(hours=5)
+    assert Spool(tmp_path, clock=clock).append("mx_webhook", "sha-of-challenged", "{}", member="MBR-1") is True
+    clock.advance(hours=27)
+    spool = Spool(tmp_path, clock=clock)
+    assert spool.prune() == 3  # two key markers and the member's latest-event marker
+    assert os.listdir(tmp_path / "keys") == [] and os.listdir(tmp_path / "latest") == []

@@ -101,3 +101,45 @@ def test_the_same_status_again_after_mx_stopped_retrying_is_a_new_event(tmp_path
         clock.advance(days=20)
         assert client.post("/h", content=body, auth=(WEBHOOK_USER, WEBHOOK_PASSWORD)).status_code == 204
     assert len(spool.pending()) == 2  # the first episode once, and the second one weeks later
+
+
+def test_challenged_again_after_connected_the_same_day_is_a_new_event(tmp_path):
+    """Banks that ask for MFA on every aggregation: CHALLENGED, CONNECTED, CHALLENGED (the same bytes) in a day."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from mx_pipeline.connect.spool import Spool
+    from mx_pipeline.connect.webhooks import WebhookReceiver
+    from mx_pipeline_tests.connect.test_spool import Clock
+
+    clock = Clock()
+    spool = Spool(tmp_path, clock=clock)
+    receiver = WebhookReceiver(spool, WEBHOOK_USER, WEBHOOK_PASSWORD)
+    challenged = json.dumps(CONNECTION_STATUS).encode()
+    connected = json.dumps({**CONNECTION_STATUS, "connection_status": "CONNECTED", "connection_status_id": 6}).encode()
+    with TestClient(Starlette(routes=[Route("/h", receiver.receive, methods=["POST"])])) as client:
+        for body, hours_later in [(challenged, 0), (connected, 1), (challenged, 20), (challenged, 1)]:
+            clock.advance(hours=hours_later)
+            assert client.post("/h", content=body, auth=(WEBHOOK_USER, WEBHOOK_PASSWORD)).status_code == 204
+    statuses = [json.loads(e.body)["connection_status"] for e in spool.pending()]
+    assert statuses == ["CHALLENGED", "CONNECTED", "CHALLENGED"]  # the last one was MX redelivering the third
+
+
+def test_a_body_that_names_no_member_falls_back_to_the_window(http, spool):
+    for body in (b"not json", b'["MBR-1"]', b'{"member_guid": 7}', b'{"type": "PING"}'):
+        assert deliver(http, body).status_code == 204
+        assert deliver(http, body).status_code == 204  # a redelivery
+    assert len(spool.pending()) == 4
+
+
+def test_challenged_again_after_the_user_came_back_from_connect_is_a_new_event(http, spool, signer):
+    from mx_pipeline.connect.links import ConnectIntent
+
+    challenged = json.dumps(CONNECTION_STATUS).encode()
+    assert deliver(http, challenged).status_code == 204
+    state = signer.callback_state(ConnectIntent("end-user-1", "USR-1", "update", "MBR-1"))
+    params = {"state": state, "status": "CONNECTED", "member_guid": "MBR-1"}
+    assert http.get("/connect/callback", params=params).status_code in (200, 303)
+    assert deliver(http, challenged).status_code == 204  # the bank asks again
+    assert [e.kind for e in spool.pending()] == ["mx_webhook", "connect_callback", "mx_webhook"]
