@@ -28,6 +28,7 @@ from mx_pipeline.warehouse.tables import TRANSACTIONS
 from mx_pipeline.warehouse.upsert import UpsertCounts
 
 ListTransactions = Callable[..., Iterator[Transaction]]
+ONE_DAY = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_s
             with warehouse.connect() as con:
                 late = late_arrival_ranges(con, member.guid, window)
             for start, end in late:
-                read({"from_date": start, "to_date": end}, (start, end))
+                read(*_listing((start, end)))
         except MxError as exc:
             error = f"{type(exc).__name__}: {exc}"
             loader.reject_page(error, member.guid)
@@ -128,15 +129,21 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_s
 def _passes(window: TransactionWindow) -> list[tuple[dict, DateRange | None]]:
     """(query, the dates it lists in full when it lists every transaction dated there)."""
     if window.is_full_read:
-        return [({"from_date": window.history_from, "to_date": window.to_date}, window.listed_in_full)]
+        return [_listing(window.listed_in_full)]
     changed = {
         "from_date": window.history_from,
         "to_date": window.to_date,
         "from_updated_at": window.from_updated_at,
         "to_updated_at": window.to_updated_at,
     }
-    recent = {"from_date": window.reconcile_from, "to_date": window.to_date}
-    return [(changed, None), (recent, window.listed_in_full)]
+    return [(changed, None), _listing(window.listed_in_full)]
+
+
+def _listing(days: DateRange) -> tuple[dict, DateRange]:
+    """A by-date query that lists ``days`` in full. It asks a day more on either side: MX's ``to_date`` is "to
+    this date (at midnight)", which may leave the day itself out, and a day's rows must never look vanished."""
+    start, end = days
+    return {"from_date": start - ONE_DAY, "to_date": end + ONE_DAY}, days
 
 
 def _mx_today(member: MemberToFetch) -> dt.date:

@@ -15,7 +15,7 @@ from mx_pipeline.mx.errors import MalformedResponse
 from mx_pipeline.sandbox.server import running_sandbox
 from mx_pipeline.warehouse.members import MemberToFetch
 from mx_pipeline.warehouse.models import load_models, load_reference, run_model
-from mx_pipeline.warehouse.transaction_sync import SyncPolicy, sync_member_transactions
+from mx_pipeline.warehouse.transaction_sync import ONE_DAY, SyncPolicy, sync_member_transactions
 from mx_pipeline_tests.conftest import FAST_SANDBOX
 
 
@@ -152,8 +152,8 @@ def test_a_late_identical_purchase_counts_and_a_late_re_issued_copy_counts_once(
     assert _fct(warehouse) == _truth(sandbox, mx_bank_member[1])  # amount by amount: the fare once, both coffees
     # changed + recent, then the late days by date (more than a week apart: one read each)
     assert mx.queries[2:] == [
-        {"from_date": fare.date, "to_date": fare.date},
-        {"from_date": coffee.date, "to_date": coffee.date},
+        {"from_date": fare.date - ONE_DAY, "to_date": fare.date + ONE_DAY},
+        {"from_date": coffee.date - ONE_DAY, "to_date": coffee.date + ONE_DAY},
     ]
 
     mx.queries.clear()

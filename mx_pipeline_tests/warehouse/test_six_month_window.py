@@ -71,7 +71,7 @@ def test_a_member_back_after_seven_months_is_read_again_in_full_and_its_watermar
     result = _sync(warehouse, mx, back_at, "run-2")
     assert result.error is None
     today = back_at.date()
-    assert mx.queries == [{"from_date": today - dt.timedelta(days=730), "to_date": today + dt.timedelta(days=5)}]
+    assert mx.queries == [{"from_date": today - dt.timedelta(days=731), "to_date": today + dt.timedelta(days=6)}]
     assert _watermark(warehouse) == (back_at, "synced")
     # the full read settled everything it covers: the warehouse lists what the sandbox lists, amount by amount
     assert _live(warehouse) == _truth(sandbox, mx_bank_member[1], since=today - dt.timedelta(days=730))

@@ -14,9 +14,10 @@ MEMBER = MemberToFetch("MBR-1", "USR-1", None)
 class FakeMx:
     """MX's member transaction list, filtered the way MX filters it, recording each query."""
 
-    def __init__(self, transactions, fail_after: int | None = None):
+    def __init__(self, transactions, fail_after: int | None = None, to_date_exclusive: bool = False):
         self.transactions = {t.guid: t for t in transactions}
         self.fail_after = fail_after
+        self.to_date_exclusive = to_date_exclusive  # MX's spec: "to this date (at midnight)" may exclude the day
         self.queries = []
 
     def __call__(self, *, from_date=None, to_date=None, from_updated_at=None, to_updated_at=None, on_malformed=None):
@@ -32,6 +33,8 @@ class FakeMx:
             if self.fail_after is not None and served == self.fail_after:
                 raise MalformedResponse("HTTP 200 body is not valid JSON (512 bytes)", method="GET", path="/t")
             if (from_date and txn.date < from_date) or (to_date and txn.date > to_date):
+                continue
+            if self.to_date_exclusive and to_date and txn.date == to_date:
                 continue
             if from_updated_at and txn.updated_at.date() < from_updated_at:
                 continue
@@ -57,13 +60,14 @@ def test_first_sync_reads_the_whole_history_then_only_changes_and_the_recent_win
     _sync(warehouse, mx)
     _sync(warehouse, mx, "run-2")
     first, changed, recent = mx.queries
-    assert first["from_updated_at"] is None and first["from_date"] == _days_ago(730)
+    # every by-date read asks a day more on either side than the days it settles
+    assert first["from_updated_at"] is None and first["from_date"] == _days_ago(731)
     # the watermark's day minus one day of overlap: from_updated_at has date precision
     assert changed["from_updated_at"] == _days_ago(41)
     assert changed["to_updated_at"] == TODAY  # sent, so the range MX judges is the one we checked
     assert recent == {
-        "from_date": _days_ago(14),
-        "to_date": TODAY + dt.timedelta(days=5),
+        "from_date": _days_ago(15),
+        "to_date": TODAY + dt.timedelta(days=6),
         "from_updated_at": None,
         "to_updated_at": None,
     }
@@ -88,7 +92,7 @@ def test_a_pending_row_older_than_the_look_back_is_still_reconciled(warehouse):
     _sync(warehouse, mx)
     del mx.transactions["TRN-OLD"]
     assert _sync(warehouse, mx, "run-2").removed == 1
-    assert mx.queries[-1]["from_date"] == _days_ago(30)
+    assert mx.queries[-1]["from_date"] == _days_ago(31)
 
 
 def test_a_removed_pending_that_reappears_is_live_again(warehouse):
@@ -165,12 +169,25 @@ def test_a_copy_re_issued_long_after_its_date_retires_the_old_guid_with_one_extr
     assert _rows(warehouse) == [("TRN-NEW", False), ("TRN-OLD", True)]
     late = mx.queries[-1]
     assert late == {
-        "from_date": _days_ago(40),
-        "to_date": _days_ago(40),
+        "from_date": _days_ago(41),
+        "to_date": _days_ago(39),
         "from_updated_at": None,
         "to_updated_at": None,
     }
     assert len(mx.queries) == 4  # first sync, then changed + recent + the one late day
+
+
+def test_a_day_listed_again_keeps_its_rows_whether_mx_reads_to_date_as_inclusive_or_not(warehouse):
+    """MX's to_date is "to this date (at midnight)": each by-date read asks a day more on either side than the
+    days it settles, so an exclusive reading never makes a day's rows look vanished."""
+    purchase = make_transaction("TRN-COFFEE", date=_days_ago(40), updated_at=_at(_days_ago(40)))
+    mx = FakeMx([purchase], to_date_exclusive=True)
+    _sync(warehouse, mx)
+    # the bank reports an identical coffee weeks late: its day is listed again by date
+    mx.transactions["TRN-COFFEE-2"] = make_transaction("TRN-COFFEE-2", date=_days_ago(40), updated_at=_at(TODAY))
+    result = _sync(warehouse, mx, "run-2")
+    assert result.removed == 0
+    assert _rows(warehouse) == [("TRN-COFFEE", False), ("TRN-COFFEE-2", False)]
 
 
 def test_a_sync_where_nothing_late_arrived_makes_no_extra_read(warehouse):
@@ -236,8 +253,8 @@ def test_a_member_away_past_mx_s_six_months_is_read_again_in_full_and_its_waterm
     result = _sync(warehouse, mx, "run-2")
     assert result.error is None
     assert mx.queries[-1] == {
-        "from_date": _days_ago(730),
-        "to_date": TODAY + dt.timedelta(days=5),
+        "from_date": _days_ago(731),
+        "to_date": TODAY + dt.timedelta(days=6),
         "from_updated_at": None,
         "to_updated_at": None,
     }
