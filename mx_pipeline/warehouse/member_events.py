@@ -1,8 +1,10 @@
 """``ops.member_events``: what the connect service spooled, parsed and stored in arrival order.
 
-An event is stored once per dedupe window (``DEDUPE_WINDOW``, longer than MX's day of retries): the same key
-again inside it is a redelivery (or a crash handing the same spooled file over twice) and is skipped; after
-it, the same key is a new event (a member CHALLENGED again weeks later sends the same bytes).
+The same key again is a copy (MX redelivering what we did not acknowledge, or a crash handing the same spooled
+file over twice) and is skipped, but only within the dedupe window (``DEDUPE_WINDOW``, longer than MX's day of
+retries) and only while no other event of the same member was stored in between. Otherwise it is a new event:
+a member CHALLENGED, then CONNECTED, then CHALLENGED again the same day sends the same bytes twice, and so
+does one CHALLENGED again weeks later.
 
 An event only says "look at this member again": the run it triggers re-reads the status from MX. Events
 that cannot be parsed go to ``ops.quarantine`` with the reason and the spooled record, never dropped.
@@ -105,19 +107,45 @@ def store_spooled(
 
 
 def _outside_the_window(con: duckdb.DuckDBPyConnection, rows: list[tuple], window: dt.timedelta) -> list[tuple]:
-    """The rows whose key was not stored (nor is earlier in ``rows``) within ``window`` of their receipt."""
+    """The rows that are not copies of an event stored before (or earlier in ``rows``).
+
+    A copy has the key of an event received within ``window`` of it, with no event of another key for the same
+    member received in between (an event that names no member: the window alone decides).
+    """
+    if not rows:
+        return []
     keys = sorted({row[0] for row in rows})
-    stored: dict[str, list[dt.datetime]] = {}
-    if keys:
-        seen = con.execute(f"select event_key, received_at from {TABLE} where event_key in ?", [keys]).fetchall()
-        for key, received in seen:
-            stored.setdefault(key, []).append(received)
+    members = sorted({row[5] for row in rows if row[5]})
+    since, until = min(row[-1] for row in rows) - window, max(row[-1] for row in rows) + window
+    by_key: dict[str, list[dt.datetime]] = {}
+    by_member: dict[str, list[tuple[dt.datetime, str]]] = {}
+
+    def remember(key: str, member: str | None, received: dt.datetime) -> None:
+        by_key.setdefault(key, []).append(received)
+        if member:
+            by_member.setdefault(member, []).append((received, key))
+
+    stored = con.execute(
+        f"""
+        select event_key, member_guid, received_at from {TABLE}
+        where (event_key in ? or member_guid in ?) and received_at between ? and ?
+        """,
+        [keys, members, since, until],
+    ).fetchall()
+    for key, member, received in stored:
+        remember(key, member, received)
+
+    def nothing_else_between(key: str, member: str | None, a: dt.datetime, b: dt.datetime) -> bool:
+        low, high = min(a, b), max(a, b)
+        return not any(low < at < high and other != key for at, other in by_member.get(member, ()))
+
     new = []
     for row in sorted(rows, key=lambda r: r[-1]):  # received_at: arrival order, as the spool handed them over
-        key, received = row[0], row[-1]
-        if any(abs(received - earlier) < window for earlier in stored.get(key, ())):
+        key, member, received = row[0], row[5], row[-1]
+        copies = [earlier for earlier in by_key.get(key, ()) if abs(received - earlier) < window]
+        if any(nothing_else_between(key, member, earlier, received) for earlier in copies):
             continue
-        stored.setdefault(key, []).append(received)
+        remember(key, member, received)
         new.append(row)
     return new
 

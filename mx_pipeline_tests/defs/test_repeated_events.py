@@ -1,8 +1,8 @@
 """A repeated event is a new event: events dedupe within a window longer than MX's retries, never forever.
 
 A CONNECTION_STATUS body has no timestamp, so a member CHALLENGED again weeks later sends MX's very same bytes.
-Inside the window (``DEDUPE_WINDOW``) the same bytes are a redelivery and are stored once; after it they are a
-second episode, and the user hears about it a second time.
+Inside the window (``DEDUPE_WINDOW``), and while no other event of the member came between, the same bytes are a
+redelivery and are stored once; otherwise they are a second episode, and the user hears about it a second time.
 """
 
 import contextlib
@@ -22,7 +22,7 @@ import uvicorn
 from mx_pipeline import settings
 from mx_pipeline.connect.app import ConnectService, create_app
 from mx_pipeline.connect.links import LinkSigner
-from mx_pipeline.connect.spool import DEDUPE_WINDOW, Spool
+from mx_pipeline.connect.spool import DEDUPE_WINDOW, Spool, SpooledEvent
 from mx_pipeline.connect.webhooks import WebhookReceiver
 from mx_pipeline.defs.jobs import AFTER_REGISTRATION
 from mx_pipeline.defs.lifecycle import sensors
@@ -30,6 +30,7 @@ from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline.mx import MxClient
 from mx_pipeline.sandbox.server import running_sandbox
 from mx_pipeline.warehouse import Warehouse, migrate
+from mx_pipeline.warehouse.member_events import store_spooled
 from mx_pipeline_tests.connect.test_spool import Clock
 
 from .conftest import CONNECT_URL, INGEST, Pipeline
@@ -264,3 +265,47 @@ def test_a_second_challenge_weeks_later_reaches_the_user_a_second_time(linked):
         member,
     )
     assert len(received) == 2 and received[1][0] - received[0][0] > dt.timedelta(days=30)
+
+
+# --- the warehouse side on its own: the spool's markers may be gone, the warehouse still tells news from copies
+
+
+def spooled(key: str, body: str, received: dt.datetime) -> SpooledEvent:
+    ns = int(received.timestamp() * 10**9)
+    return SpooledEvent(f"{ns:020d}-{key}.json", key, "mx_webhook", ns, body, {})
+
+
+def test_the_same_bytes_after_another_event_of_the_member_are_stored_again_within_the_window(tmp_path):
+    t0 = dt.datetime(2026, 11, 2, 8, tzinfo=dt.UTC)
+    challenged, connected = status_webhook("USR-1", "MBR-1"), status_webhook("USR-1", "MBR-1", "CONNECTED")
+    other_member = status_webhook("USR-1", "MBR-2", "CONNECTED")
+    with Warehouse(tmp_path / "wh.duckdb").connect() as con:
+        first = [spooled("challenged", challenged, t0), spooled("connected", connected, t0 + dt.timedelta(hours=1))]
+        assert store_spooled(con, first, run_id="test", now=t0).stored == 2
+        later = [
+            spooled("other-member", other_member, t0 + dt.timedelta(hours=2)),
+            spooled("challenged", challenged, t0 + dt.timedelta(hours=21)),  # the bank asks again: a new episode
+            spooled("challenged", challenged, t0 + dt.timedelta(hours=22)),  # MX redelivering it: a copy
+        ]
+        assert store_spooled(con, later, run_id="test", now=t0).stored == 2
+        rows = con.execute(
+            "select event_key, member_guid, connection_status, received_at from ops.member_events order by seq"
+        ).fetchall()
+    assert rows == [
+        ("challenged", "MBR-1", "CHALLENGED", t0),
+        ("connected", "MBR-1", "CONNECTED", t0 + dt.timedelta(hours=1)),
+        ("other-member", "MBR-2", "CONNECTED", t0 + dt.timedelta(hours=2)),
+        ("challenged", "MBR-1", "CHALLENGED", t0 + dt.timedelta(hours=21)),
+    ]
+
+
+def test_a_copy_handed_over_again_after_another_members_event_is_still_a_copy(tmp_path):
+    t0 = dt.datetime(2026, 11, 2, 8, tzinfo=dt.UTC)
+    challenged = status_webhook("USR-1", "MBR-1")
+    with Warehouse(tmp_path / "wh.duckdb").connect() as con:
+        batch = [
+            spooled("challenged", challenged, t0),
+            spooled("other-member", status_webhook("USR-2", "MBR-2"), t0 + dt.timedelta(minutes=5)),
+            spooled("challenged", challenged, t0 + dt.timedelta(hours=3)),
+        ]
+        assert store_spooled(con, batch, run_id="test", now=t0).stored == 2
