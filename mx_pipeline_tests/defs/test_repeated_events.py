@@ -299,6 +299,24 @@ def test_the_same_bytes_after_another_event_of_the_member_are_stored_again_withi
     ]
 
 
+def test_an_event_of_the_member_received_at_the_same_instant_as_the_copy_counts_as_between(tmp_path):
+    """Which came first is unknown: when in doubt an event is news (an extra re-read, never a lost challenge)."""
+    t0 = dt.datetime(2026, 11, 2, 8, tzinfo=dt.UTC)
+    challenged, aggregated = (
+        status_webhook("USR-1", "MBR-1"),
+        json.dumps(
+            {"type": "AGGREGATION", "user_guid": "USR-1", "member_guid": "MBR-1", "completed_at": 1_793_606_400}
+        ),
+    )
+    with Warehouse(tmp_path / "wh.duckdb").connect() as con:
+        batch = [
+            spooled("challenged", challenged, t0),
+            spooled("aggregated", aggregated, t0),
+            spooled("challenged", challenged, t0 + dt.timedelta(hours=1)),
+        ]
+        assert store_spooled(con, batch, run_id="test", now=t0).stored == 3
+
+
 def test_a_copy_handed_over_again_after_another_members_event_is_still_a_copy(tmp_path):
     t0 = dt.datetime(2026, 11, 2, 8, tzinfo=dt.UTC)
     challenged = status_webhook("USR-1", "MBR-1")
@@ -309,3 +327,30 @@ def test_a_copy_handed_over_again_after_another_members_event_is_still_a_copy(tm
             spooled("challenged", challenged, t0 + dt.timedelta(hours=3)),
         ]
         assert store_spooled(con, batch, run_id="test", now=t0).stored == 2
+
+
+def test_a_bank_that_challenges_on_every_aggregation_reaches_the_user_each_time(linked):
+    pipeline, spool, clock, _ = linked
+    user_guid, member = pipeline.member("user-mfa")
+    [first_webhook] = _until(lambda: status_webhooks(spool, member))  # MX: CHALLENGED, as the member connected
+    pipeline.materialize()  # the first full ingest registers the user
+    cursor = sensor_runs(pipeline, None)
+    assert told(pipeline, member) == [(f"{member}:1", "CHALLENGED")]
+
+    # The user answers; MX's AGGREGATION webhook (no CONNECTION_STATUS for CONNECTED) triggers the run that
+    # closes the episode.
+    challenges = pipeline.client.list_member_challenges(user_guid, member)
+    pipeline.client.resume_aggregation(user_guid, member, {c.guid: "correct" for c in challenges})
+    pipeline.admin(f"members/{member}/finish_aggregation")
+    _until(lambda: [e for e in spool.pending() if e.kind == "mx_webhook" and '"AGGREGATION"' in e.body])
+    cursor = sensor_runs(pipeline, cursor)
+    assert pipeline.query("select route from ops.member_routes where member_guid = ?", member) == [("ready",)]
+
+    # An hour later the next aggregation is challenged again: MX sends the very same bytes as the first time.
+    clock.advance(hours=1)
+    pipeline.admin(f"members/{member}/connection_status", connection_status="CHALLENGED")
+    [again] = _until(lambda: status_webhooks(spool, member))
+    assert again.body == first_webhook.body
+    sensor_runs(pipeline, cursor)
+    assert pipeline.query("select route from ops.member_routes where member_guid = ?", member) == [("needs_mfa",)]
+    assert told(pipeline, member) == [(f"{member}:1", "CHALLENGED"), (f"{member}:2", "CHALLENGED")]
