@@ -1,6 +1,7 @@
 """``ops.end_users``: our own users, wherever we learned of them, and their MX user guid once registered."""
 
 import datetime as dt
+from collections.abc import Collection
 from pathlib import Path
 
 import duckdb
@@ -43,3 +44,19 @@ def mx_user_guids(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Every live MX user guid in ``raw.mx_users``: the users whose members are read."""
     rows = con.execute("select guid from raw.mx_users where removed_at is null order by guid").fetchall()
     return [guid for (guid,) in rows]
+
+
+def end_user_ids(con: duckdb.DuckDBPyConnection, mx_user_guids: Collection[str]) -> dict[str, str]:
+    """Our end user's id for each of these MX user guids we know one for (MX's ``id``, or our registration)."""
+    rows = con.execute(
+        """
+        select guid, min(id) from (
+            select guid, id from raw.mx_users where guid in (select unnest($guids::varchar[])) and id is not null
+            union
+            select mx_user_guid, id from ops.end_users where mx_user_guid in (select unnest($guids::varchar[]))
+        ) as known (guid, id)
+        group by guid order by guid
+        """,
+        {"guids": list(mx_user_guids)},
+    ).fetchall()
+    return dict(rows)

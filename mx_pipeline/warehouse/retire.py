@@ -15,7 +15,7 @@ there before the list was asked for, so a user registered while the list was bei
 
 import contextlib
 import datetime as dt
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 
 import duckdb
 
@@ -115,27 +115,61 @@ def reinstate_members(con: duckdb.DuckDBPyConnection, listed: Collection[str], *
     """Bring back retired members MX lists again: the list that retired them was wrong (MX never reuses a guid).
 
     Exactly what their retirement marked (same ``removed_at``) is live again; transactions get a new
-    ``fetched_at`` so the marts count them again. The next status read routes the member afresh.
+    ``fetched_at`` so the marts count them again. Nothing else needs undoing: the status gate routes every
+    live member afresh from its next status read (its terminal route, ``retired`` sync outcome and closed
+    episode are rewritten then), and a member routed ready is fetched again.
     """
     retired = con.execute(
-        "select guid, removed_at from raw.mx_members where guid in (select unnest($guids::varchar[]))"
-        " and removed_at is not null order by guid",
+        f"select guid, removed_at from raw.mx_members where {_IN} and removed_at is not null order by guid",
         {"guids": list(listed)},
     ).fetchall()
     for guid, at in retired:
-        params = {"guid": guid, "at": at}
-        con.execute("update raw.mx_members set removed_at = null where guid = $guid", {"guid": guid})
-        con.execute("update raw.mx_member_status set removed_at = null where guid = $guid and removed_at = $at", params)
-        con.execute(
-            "update raw.mx_accounts set removed_at = null where member_guid = $guid and removed_at = $at", params
-        )
-        con.execute(
-            "update raw.mx_transactions set removed_at = null, fetched_at = $now"
-            " where member_guid = $guid and removed_at = $at",
-            params | {"now": now},
-        )
-        con.execute("delete from ops.retirements where kind = 'member' and guid = $guid", {"guid": guid})
+        _reinstate_member(con, guid, at, now)
     return [guid for guid, _ in retired]
+
+
+def _reinstate_member(con, guid: str, at: dt.datetime, now: dt.datetime) -> None:
+    params = {"guid": guid, "at": at}
+    con.execute("update raw.mx_members set removed_at = null where guid = $guid", {"guid": guid})
+    con.execute("update raw.mx_member_status set removed_at = null where guid = $guid and removed_at = $at", params)
+    con.execute("update raw.mx_accounts set removed_at = null where member_guid = $guid and removed_at = $at", params)
+    _reinstate_transactions("member_guid", guid, at, now, con)
+    con.execute("delete from ops.retirements where kind = 'member' and guid = $guid", {"guid": guid})
+
+
+def reinstate_users(con: duckdb.DuckDBPyConnection, listed: Collection[str], *, now: dt.datetime) -> list[str]:
+    """Bring back retired users a complete ``list_users`` shows again (the list that retired them skipped them).
+
+    The MX user and our end user mapped to it are live again, and so is every member retired WITH the user
+    (same ``removed_at``; one retired on its own before stays retired until MX lists it again), as
+    :func:`reinstate_members` does. A user the product offboarded stays offboarded, listed or not.
+    """
+    retired = con.execute(
+        f"""
+        select * from (
+            select guid, removed_at from raw.mx_users where {_IN} and removed_at is not null
+            union
+            select mx_user_guid, retired_at from ops.end_users
+            where mx_user_guid in (select unnest($guids::varchar[])) and retired_at is not null
+        ) as retired (guid, retired_at)
+        where guid not in (select guid from ops.retirements where kind = 'user' and reason = $offboarded)
+        order by guid, retired_at
+        """,
+        {"guids": list(listed), "offboarded": OFFBOARDED},
+    ).fetchall()
+    for guid, at in retired:
+        params = {"guid": guid, "at": at}
+        con.execute("update raw.mx_users set removed_at = null where guid = $guid and removed_at = $at", params)
+        con.execute(
+            "update ops.end_users set retired_at = null where mx_user_guid = $guid and retired_at = $at", params
+        )
+        members = con.execute(
+            "select guid from raw.mx_members where user_guid = $guid and removed_at = $at order by guid", params
+        ).fetchall()
+        for (member_guid,) in members:
+            _reinstate_member(con, member_guid, at, now)
+        con.execute("delete from ops.retirements where kind = 'user' and guid = $guid", {"guid": guid})
+    return sorted({guid for guid, _ in retired})
 
 
 def retire_users(
@@ -174,6 +208,34 @@ def retire_accounts(
     return [guid for guid, _, _ in retired]
 
 
+def reinstate_accounts(con: duckdb.DuckDBPyConnection, listed: Collection[str], *, now: dt.datetime) -> list[str]:
+    """Bring back retired accounts MX lists again, with the transactions retired with them (same ``removed_at``,
+    new ``fetched_at``): the list that retired them was wrong."""
+    retired = con.execute(
+        f"select guid, removed_at from raw.mx_accounts where {_IN} and removed_at is not null order by guid",
+        {"guids": list(listed)},
+    ).fetchall()
+    for guid, at in retired:
+        con.execute("update raw.mx_accounts set removed_at = null where guid = ?", [guid])
+        _reinstate_transactions("account_guid", guid, at, now, con)
+        con.execute("delete from ops.retirements where kind = 'account' and guid = ?", [guid])
+    return [guid for guid, _ in retired]
+
+
+@contextlib.contextmanager
+def atomically(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One transaction around everything one step retires and reinstates: each retirement is several statements,
+    and one left half done (a member retired, its accounts live) would never be finished, since retiring skips
+    what is retired already. DuckDB has no nested transactions: the functions above open none themselves."""
+    con.execute("begin transaction")
+    try:
+        yield con
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
 def offboard_user(
     warehouse: Warehouse, user_id: str, delete_mx_user: Callable[[str], None], *, run_id: str, now: dt.datetime
 ) -> list[str]:
@@ -200,11 +262,14 @@ def offboard_user(
     for guid in guids:  # MX first, outside the warehouse: nothing is held while MX answers
         with contextlib.suppress(NotFound):  # already deleted at MX
             delete_mx_user(guid)
-    with warehouse.connect() as con:
-        con.execute("begin transaction")
+    with warehouse.connect() as con, atomically(con):
         retire_users(con, guids, reason=OFFBOARDED, run_id=run_id, now=now)
         con.execute("update ops.end_users set retired_at = ? where id = ? and retired_at is null", [now, user_id])
-        con.execute("commit")
+        # Offboarded is final, even for a user a list had retired before: no later list brings it back.
+        con.execute(
+            f"update ops.retirements set reason = $reason, run_id = $run where kind = 'user' and {_IN}",
+            {"guids": guids, "reason": OFFBOARDED, "run": run_id},
+        )
     return guids
 
 
@@ -236,6 +301,15 @@ def _retire_transactions(column: str, guids: list[str], now: dt.datetime, con) -
             f" where {column} in (select unnest($guids::varchar[])) and removed_at is null",
             {"guids": guids, "now": now},
         )
+
+
+def _reinstate_transactions(column: str, guid: str, at: dt.datetime, now: dt.datetime, con) -> None:
+    """Transactions retired at ``at`` are live again, with a new ``fetched_at`` for the incremental models."""
+    con.execute(
+        f"update raw.mx_transactions set removed_at = null, fetched_at = $now where {column} = $guid"
+        " and removed_at = $at",
+        {"guid": guid, "at": at, "now": now},
+    )
 
 
 def _record(con, kind: str, rows: list[tuple], reason: str, run_id: str, now: dt.datetime) -> None:

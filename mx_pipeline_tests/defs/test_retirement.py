@@ -4,16 +4,20 @@ A member the user removes (or MX replaces), a user deleted at MX and an account 
 in ``raw`` for audit, leave the marts and the scheduler, and a bank linked again is counted once.
 """
 
+import datetime as dt
 from collections import Counter
 from decimal import Decimal
 
 import dagster as dg
+import pytest
 import requests
 
 from mx_pipeline import cli
+from mx_pipeline.defs.jobs import AFTER_REGISTRATION, scoped_run_config
 from mx_pipeline.defs.resources import MxResource
 from mx_pipeline.mx import NotFound
 from mx_pipeline.refresh.policy import RefreshPolicy
+from mx_pipeline.warehouse import retire
 from mx_pipeline.warehouse.refresh_state import due_members
 from mx_pipeline.warehouse.retire import OFFBOARDED
 
@@ -255,3 +259,161 @@ def test_offboarding_an_unknown_user_says_so_and_changes_nothing(pipeline, monke
     assert cli.main(["offboard-user", "nobody", "--warehouse", str(pipeline.warehouse.path)]) == 1
     assert "no end user 'nobody'" in capsys.readouterr().err
     assert pipeline.query("select count(*) from ops.retirements") == [(0,)]
+
+
+def wrongly_retire(pipeline, retire_them, guids: list[str], reason: str) -> None:
+    """What a complete MX list that skipped these does (a page shifted while another record was deleted)."""
+    with pipeline.warehouse.connect() as con:
+        retire_them(con, guids, reason=reason, run_id="a-wrong-list", now=dt.datetime.now(dt.UTC))
+
+
+def assert_back_and_synced(pipeline, result, user_guid: str, member_guid: str) -> None:
+    """Read and routed again in ``result``'s run, every live MX transaction counted once, nothing retired left."""
+    assert pipeline.query("select route from ops.member_routes where member_guid = ?", member_guid) == [("ready",)]
+    assert pipeline.query(
+        "select count(*) > 0 from ops.api_calls where run_id = ? and member_guid = ? and path_template like '%/transactions%'",
+        result.run_id,
+        member_guid,
+    ) == [(True,)]
+    assert pipeline.query("select last_outcome from ops.member_sync where member_guid = ?", member_guid) == [
+        ("synced",)
+    ]
+    assert fct_of_user(pipeline, user_guid) == truth_of_user(pipeline, user_guid)
+    assert pipeline.query("select count(*) from ops.retirements") == [(0,)]
+    assert pipeline.query("select retired_at from marts.member_health where member_guid = ?", member_guid) == [(None,)]
+
+
+def test_a_user_a_wrong_list_retired_comes_back_with_its_members_read_routed_and_synced(pipeline):
+    pipeline.materialize()
+    user_guid, member_guid = pipeline.member("user-ok-1")
+    wrongly_retire(pipeline, retire.retire_users, [user_guid], retire.USER_REMOVED)
+    pipeline.admin(f"members/{member_guid}/transactions", count=2)  # MX goes on: the user was never deleted
+
+    result = pipeline.materialize()  # MX lists the user again
+
+    assert metadata_of(result)["raw.mx_users"]["users_reinstated"] == [user_guid]
+    assert pipeline.query("select removed_at from raw.mx_users where guid = ?", user_guid) == [(None,)]
+    assert pipeline.query("select retired_at from ops.end_users where id = 'user-ok-1'") == [(None,)]
+    assert pipeline.query("select removed_at from raw.mx_members where guid = ?", member_guid) == [(None,)]
+    assert_back_and_synced(pipeline, result, user_guid, member_guid)
+
+
+def test_a_member_a_wrong_list_retired_comes_back_read_routed_and_synced(pipeline):
+    pipeline.materialize()
+    user_guid, member_guid = pipeline.member("user-ok-1")
+    wrongly_retire(pipeline, retire.retire_members, [member_guid], retire.MEMBER_REMOVED)
+    pipeline.admin(f"members/{member_guid}/transactions", count=2)
+
+    result = pipeline.materialize()  # MX lists the member again
+
+    assert pipeline.query("select removed_at from raw.mx_members where guid = ?", member_guid) == [(None,)]
+    assert_back_and_synced(pipeline, result, user_guid, member_guid)
+
+
+def test_an_account_a_wrong_list_retired_comes_back_into_dim_accounts_with_its_transactions(pipeline):
+    pipeline.materialize()
+    user_guid, member_guid = pipeline.member("user-ok-1")
+    [(account,)] = pipeline.query("select guid from raw.mx_accounts where member_guid = ? limit 1", member_guid)
+    wrongly_retire(pipeline, retire.retire_accounts, [account], retire.ACCOUNT_REMOVED)
+
+    result = pipeline.materialize()  # MX lists the account again
+
+    assert metadata_of(result)["raw.mx_accounts"]["accounts_reinstated"] == [account]
+    assert pipeline.query("select count(*) from marts.dim_accounts where account_guid = ?", account) == [(1,)]
+    assert fct_of_user(pipeline, user_guid) == truth_of_user(pipeline, user_guid)
+    assert pipeline.query("select count(*) from ops.retirements") == [(0,)]
+
+
+def crash_before_transactions(*args, **kwargs):
+    raise RuntimeError("the process died between two statements of a retirement")
+
+
+@pytest.mark.parametrize("deleted", ["member", "user"])
+def test_a_retirement_that_crashes_half_way_retires_nothing_and_the_next_run_retires_everything(
+    pipeline, monkeypatch, deleted
+):
+    pipeline.materialize()
+    user_guid, member_guid = pipeline.member("user-ok-2")
+    if deleted == "member":
+        pipeline.client.delete_member(user_guid, member_guid)
+    else:
+        pipeline.client.delete_user(user_guid)
+    with monkeypatch.context() as patched:
+        patched.setattr(retire, "_retire_transactions", crash_before_transactions)
+        with pytest.raises(RuntimeError, match="died between two statements"):
+            pipeline.materialize()
+
+    for table, column in [("raw.mx_users", "guid"), ("raw.mx_members", "guid"), ("raw.mx_member_status", "guid"),
+                          ("raw.mx_accounts", "member_guid")]:  # fmt: skip
+        assert pipeline.query(
+            f"select count(*) from {table} where {column} = ? and removed_at is not null",
+            user_guid if table == "raw.mx_users" else member_guid,
+        ) == [(0,)], table
+    assert pipeline.query("select count(*) from ops.retirements") == [(0,)]
+    assert pipeline.query("select retired_at from ops.end_users where id = 'user-ok-2'") == [(None,)]
+
+    assert pipeline.materialize().success
+
+    reason = REMOVED if deleted == "member" else retire.USER_REMOVED
+    assert_retired(pipeline, member_guid, reason)
+
+
+def test_a_user_deleted_at_mx_is_retired_by_a_sync_of_its_members_alone(pipeline):
+    pipeline.materialize()
+    user_guid, member_guid = pipeline.member("user-ok-2")
+    pipeline.client.delete_user(user_guid)
+
+    # A sync_members run for this user (an event, a refresh): no mx_users step lists the users.
+    result = dg.materialize(
+        INGEST, selection=AFTER_REGISTRATION, resources=pipeline.resources(), run_config=scoped_run_config([user_guid])
+    )
+
+    assert result.success
+    assert metadata_of(result)["raw.mx_members"]["users_retired"] == [user_guid]
+    assert pipeline.query("select removed_at is not null from raw.mx_users where guid = ?", user_guid) == [(True,)]
+    assert pipeline.query("select retired_at is not null from ops.end_users where id = 'user-ok-2'") == [(True,)]
+    assert pipeline.query("select count(*) from ops.quarantine where run_id = ?", result.run_id) == [(0,)]
+    assert_retired(pipeline, member_guid, retire.USER_REMOVED)
+    assert pipeline.query("select count(*) from marts.fct_transactions where user_guid = ?", user_guid) == [(0,)]
+    assert pipeline.query("select count(*) from marts.monthly_spend_by_category where user_guid = ?", user_guid) == [
+        (0,)
+    ]
+
+
+def test_a_404_on_a_users_member_list_that_list_users_does_not_confirm_is_quarantined(pipeline):
+    pipeline.materialize()
+    user_guid, member_guid = pipeline.member("user-ok-2")
+    mx = pipeline.resources()["mx"]
+    bad = OneBadMemberList(**{**mx.model_dump(), "user_guid": user_guid})
+
+    result = dg.materialize(
+        INGEST, selection=AFTER_REGISTRATION, resources=pipeline.resources(mx=bad),
+        run_config=scoped_run_config([user_guid]),
+    )  # fmt: skip
+
+    assert result.success
+    assert pipeline.query("select count(*) from ops.retirements") == [(0,)]
+    assert pipeline.query("select removed_at from raw.mx_users where guid = ?", user_guid) == [(None,)]
+    [(reason,)] = pipeline.query(
+        "select reason from ops.quarantine where run_id = ? and table_name = 'raw.mx_members'", result.run_id
+    )
+    assert reason.startswith("NotFound: 404 on one list")
+    assert pipeline.query("select count(*) from marts.fct_transactions where member_guid = ?", member_guid)[0][0] > 0
+
+
+class OneBadMemberList(MxResource):
+    """MX answers 404 on one user's member list although the user is still there (a bad read)."""
+
+    user_guid: str
+
+    def client(self, observers=()):
+        client = super().client(observers)
+        list_members = client.list_members
+
+        def bad_list_members(user_guid, **kwargs):
+            if user_guid == self.user_guid:
+                raise NotFound("404 on one list", method="GET", path="/users/{user_guid}/members")
+            return list_members(user_guid, **kwargs)
+
+        client.list_members = bad_list_members
+        return client

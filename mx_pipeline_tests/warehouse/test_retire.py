@@ -7,16 +7,21 @@ import pytest
 from mx_pipeline.lifecycle.gate import gate
 from mx_pipeline.lifecycle.routes import RETIRED
 from mx_pipeline.refresh.policy import RefreshPolicy
+from mx_pipeline.warehouse import retire
 from mx_pipeline.warehouse.lifecycle import member_states
 from mx_pipeline.warehouse.members import listed_members, members_not_fetched, members_to_fetch
 from mx_pipeline.warehouse.refresh_state import claim, due_members
 from mx_pipeline.warehouse.retire import (
     ACCOUNT_REMOVED,
     MEMBER_REMOVED,
+    OFFBOARDED,
     USER_REMOVED,
     accounts_absent,
+    atomically,
     members_absent,
+    reinstate_accounts,
     reinstate_members,
+    reinstate_users,
     retire_accounts,
     retire_members,
     retire_users,
@@ -187,3 +192,79 @@ def test_a_retired_member_mx_lists_again_comes_back_with_exactly_what_its_retire
     ]
     assert con.execute("select count(*) from ops.retirements").fetchone() == (0,)
     assert listed_members(con) == [("MBR-1", "USR-1")]
+
+
+def user(con, guid="USR-1", user_id="u-1"):
+    con.execute("insert into raw.mx_users values (?, ?, '{}', 'r', ?, null)", [guid, user_id, BEFORE])
+    con.execute("insert into ops.end_users (id, source, mx_user_guid) values (?, 'csv', ?)", [user_id, guid])
+
+
+def test_a_retired_user_mx_lists_again_comes_back_with_the_members_retired_with_it(con):
+    user(con)
+    member(con, "MBR-alone", accounts=("ACT-1",))
+    member(con, "MBR-with-user", accounts=("ACT-2",))
+    retire_members(con, ["MBR-alone"], reason=MEMBER_REMOVED, run_id="run-1", now=BEFORE)  # gone on its own first
+    retire_users(con, ["USR-1"], reason=USER_REMOVED, run_id="run-2", now=NOW)
+    later = NOW + dt.timedelta(hours=1)
+
+    assert reinstate_users(con, ["USR-1", "USR-unknown"], now=later) == ["USR-1"]
+
+    assert con.execute("select removed_at from raw.mx_users").fetchall() == [(None,)]
+    assert con.execute("select retired_at from ops.end_users").fetchall() == [(None,)]
+    assert live(con, "raw.mx_members", "guid", "MBR-with-user") == 1
+    assert live(con, "raw.mx_member_status", "guid", "MBR-with-user") == 1
+    assert live(con, "raw.mx_accounts", "member_guid", "MBR-with-user") == 1
+    assert con.execute(
+        "select distinct removed_at, fetched_at from raw.mx_transactions where member_guid = 'MBR-with-user'"
+    ).fetchall() == [(None, later)]
+    assert live(con, "raw.mx_members", "guid", "MBR-alone") == 0  # its own retirement stands
+    assert con.execute("select kind, guid from ops.retirements").fetchall() == [("member", "MBR-alone")]
+    assert listed_members(con) == [("MBR-with-user", "USR-1")]
+
+
+def test_an_offboarded_user_is_never_reinstated_even_when_a_list_shows_it(warehouse, con):
+    user(con)
+    member(con, "MBR-1")
+    retire_users(con, ["USR-1"], reason=USER_REMOVED, run_id="run-1", now=BEFORE)  # a list lacked it first
+    retire.offboard_user(warehouse, "u-1", lambda guid: None, run_id="cli:offboard-user", now=NOW)
+    assert con.execute("select reason from ops.retirements where kind = 'user'").fetchall() == [(OFFBOARDED,)]
+
+    assert reinstate_users(con, ["USR-1"], now=NOW) == []
+
+    assert live(con, "raw.mx_users", "guid", "USR-1") == 0
+    assert live(con, "raw.mx_members", "guid", "MBR-1") == 0
+
+
+def test_a_retired_account_mx_lists_again_comes_back_with_the_transactions_retired_with_it(con):
+    member(con, "MBR-1", accounts=("ACT-1",))
+    con.execute("update raw.mx_transactions set removed_at = ? where guid = 'TRN-ACT-1-0'", [BEFORE])  # vanished
+    retire_accounts(con, ["ACT-1"], reason=ACCOUNT_REMOVED, run_id="run-1", now=NOW)
+    later = NOW + dt.timedelta(hours=1)
+
+    assert reinstate_accounts(con, ["ACT-1", "ACT-unknown"], now=later) == ["ACT-1"]
+
+    assert live(con, "raw.mx_accounts", "guid", "ACT-1") == 1
+    assert con.execute("select guid, removed_at, fetched_at from raw.mx_transactions order by guid").fetchall() == [
+        ("TRN-ACT-1-0", BEFORE, BEFORE),
+        ("TRN-ACT-1-1", None, later),
+    ]
+    assert con.execute("select count(*) from ops.retirements").fetchone() == (0,)
+
+
+def test_a_retirement_that_fails_half_way_inside_atomically_leaves_nothing_retired(con, monkeypatch):
+    member(con, "MBR-1")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("died between two statements")
+
+    monkeypatch.setattr(retire, "_retire_transactions", crash)
+    with pytest.raises(RuntimeError), atomically(con):
+        retire_members(con, ["MBR-1"], reason=MEMBER_REMOVED, run_id="run-1", now=NOW)
+
+    for table, column in [("raw.mx_members", "guid"), ("raw.mx_member_status", "guid"),
+                          ("raw.mx_accounts", "member_guid"), ("raw.mx_transactions", "member_guid")]:  # fmt: skip
+        assert live(con, table, column, "MBR-1") > 0, table
+    monkeypatch.undo()
+    with atomically(con):
+        assert retire_members(con, ["MBR-1"], reason=MEMBER_REMOVED, run_id="run-2", now=NOW) == ["MBR-1"]
+    assert live(con, "raw.mx_transactions", "member_guid", "MBR-1") == 0

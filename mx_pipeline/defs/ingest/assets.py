@@ -7,7 +7,9 @@ the ``duckdb_warehouse`` pool (limit 1 in the instance config): DuckDB allows a 
 What MX no longer has is retired (``warehouse/retire.py``): a user a complete ``list_users`` lacks, a member
 a complete list of its user lacks, an account a complete list of its member lacks. A 404 on a member's own
 read (status, accounts, transactions) is only a suspicion: it retires the member when a fresh complete list
-of its user confirms it, and is a quarantined read otherwise (``listing.py``).
+of its user confirms it, and is a quarantined read otherwise (``listing.py``); a 404 on a user's member list
+retires the user when ``list_users`` by our id for it confirms it. What a wrong list retired and MX lists
+again comes back. Each step retires and reinstates in one transaction.
 """
 
 from collections.abc import Callable, Iterable
@@ -24,6 +26,7 @@ from mx_pipeline.defs.ingest.listing import (
     list_members,
     retire_absent_accounts,
     retire_absent_members,
+    retire_deleted_users,
     utc_now,
 )
 from mx_pipeline.defs.jobs import run_key_of
@@ -109,8 +112,10 @@ def mx_users(
             load.add(user)
             listed.add(user.guid)
         with wh.connect() as con:
-            gone = retire.users_absent(con, listed, listed_from=listed_from)
-            retired = retire.retire_users(con, gone, reason=retire.USER_REMOVED, run_id=run_id, now=utc_now())
+            with retire.atomically(con):  # a user a wrong list retired comes back; then, what MX no longer lists
+                reinstated = retire.reinstate_users(con, listed, now=utc_now())
+                gone = retire.users_absent(con, listed, listed_from=listed_from)
+                retired = retire.retire_users(con, gone, reason=retire.USER_REMOVED, run_id=run_id, now=utc_now())
             to_register = end_users_to_register(con)
         for user_id in to_register:
             user = client.ensure_user(id=user_id)  # idempotent: looks the id up before creating
@@ -127,6 +132,7 @@ def mx_users(
         end_users_added=added,
         users_registered=len(registered),
         users_retired=dg.MetadataValue.json(retired),
+        users_reinstated=dg.MetadataValue.json(reinstated),
     )
 
 
@@ -149,6 +155,7 @@ def mx_members(
         RawLoader(wh, tables.MEMBERS, member_row, run_id=run_id, api_log=api_log) as load,
     ):
         listings = {user_guid: list_members(client, user_guid, load) for user_guid in user_guids}
+        users_retired = retire_deleted_users(client, wh, listings, load, run_id)  # a 404: deleted at MX?
     with wh.connect() as con:
         retired = retire_absent_members(con, listings, run_id)
     return _result(
@@ -159,6 +166,7 @@ def mx_members(
         load.quarantined,
         users_read=len(user_guids),
         members_retired=dg.MetadataValue.json(retired),
+        users_retired=dg.MetadataValue.json(users_retired),
     )
 
 
@@ -236,7 +244,7 @@ def mx_accounts(
             listing.read(accounts, on_not_found=suspects.noter(member.guid, member.user_guid))
         members_retired = suspects.settle(client, wh, load, run_id)
     with wh.connect() as con:
-        accounts_retired = retire_absent_accounts(con, listings, run_id)
+        accounts_retired, accounts_reinstated = retire_absent_accounts(con, listings, run_id)
     return _result(
         wh,
         tables.ACCOUNTS,
@@ -246,6 +254,7 @@ def mx_accounts(
         members_read=len(fetchable),
         members_not_fetched=dg.MetadataValue.json({m.guid: m.reason for m in not_fetched}),
         accounts_retired=dg.MetadataValue.json(accounts_retired),
+        accounts_reinstated=dg.MetadataValue.json(accounts_reinstated),
         members_retired=dg.MetadataValue.json(members_retired),
     )
 

@@ -3,7 +3,9 @@
 Only a complete list proves that something we had is gone (``warehouse/retire.py`` does the retiring): a
 :class:`Listing` records the guids one MX list returned and whether every page was read and every record's
 guid known. A 404 on a member's own read is only a suspicion (:class:`Suspects`): the member is retired when
-a fresh complete list of its user lacks it too, and the 404 is quarantined like any bad read otherwise.
+a fresh complete list of its user lacks it too, and the 404 is quarantined like any bad read otherwise. A 404
+on a user's member list is settled the same way, by a complete ``list_users`` filtered by our id for it.
+Each step retires and reinstates in one transaction (``retire.atomically``).
 """
 
 import datetime as dt
@@ -11,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 from mx_pipeline.mx import MalformedRecord, MalformedResponse, MxClient, NotFound
 from mx_pipeline.warehouse import RawLoader, Warehouse, retire
+from mx_pipeline.warehouse.end_users import end_user_ids
 
 
 class Listing:
@@ -24,6 +27,7 @@ class Listing:
         self.started_at = utc_now()
         self.guids: set[str] = set()
         self.complete = True
+        self.not_found: NotFound | None = None  # the 404 a list answered, when its owner may be gone
 
     def on_malformed(self, exc: MalformedRecord) -> None:
         if self.load is not None:
@@ -51,43 +55,79 @@ class Listing:
 
 
 def list_members(client: MxClient, user_guid: str, load: RawLoader | None = None) -> Listing:
+    """The user's members; a 404 (the user may be gone) is kept in ``not_found`` for
+    :func:`retire_deleted_users` to settle."""
     listing = Listing(load)
-    listing.read(lambda: client.list_members(user_guid, on_malformed=listing.on_malformed))
+    listing.read(
+        lambda: client.list_members(user_guid, on_malformed=listing.on_malformed),
+        on_not_found=lambda exc: setattr(listing, "not_found", exc),
+    )
     return listing
 
 
 def retire_absent_members(con, listings: dict[str, Listing], run_id: str) -> list[str]:
     """Retire every member we had that a complete list of its user no longer shows (and bring back any retired
-    member a list shows again)."""
-    retire.reinstate_members(con, {guid for listing in listings.values() for guid in listing.guids}, now=utc_now())
-    return [
-        guid
-        for user_guid, listing in listings.items()
-        if listing.complete
-        for guid in retire.retire_members(
-            con,
-            retire.members_absent(con, user_guid, listing.guids, listed_from=listing.started_at),
-            reason=retire.MEMBER_REMOVED,
-            run_id=run_id,
-            now=utc_now(),
-        )
-    ]
+    member a list shows again), all in one transaction."""
+    with retire.atomically(con):
+        retire.reinstate_members(con, {guid for listing in listings.values() for guid in listing.guids}, now=utc_now())
+        return [
+            guid
+            for user_guid, listing in listings.items()
+            if listing.complete
+            for guid in retire.retire_members(
+                con,
+                retire.members_absent(con, user_guid, listing.guids, listed_from=listing.started_at),
+                reason=retire.MEMBER_REMOVED,
+                run_id=run_id,
+                now=utc_now(),
+            )
+        ]
 
 
-def retire_absent_accounts(con, listings: dict[str, Listing], run_id: str) -> list[str]:
-    """Retire every account we had that a complete list of its member's accounts no longer shows."""
-    return [
-        guid
-        for member_guid, listing in listings.items()
-        if listing.complete
-        for guid in retire.retire_accounts(
-            con,
-            retire.accounts_absent(con, member_guid, listing.guids, listed_from=listing.started_at),
-            reason=retire.ACCOUNT_REMOVED,
-            run_id=run_id,
-            now=utc_now(),
-        )
-    ]
+def retire_absent_accounts(con, listings: dict[str, Listing], run_id: str) -> tuple[list[str], list[str]]:
+    """Retire every account we had that a complete list of its member's accounts no longer shows, and bring back
+    any retired account a list shows again, in one transaction. Returns (retired, reinstated)."""
+    with retire.atomically(con):
+        listed = {guid for listing in listings.values() for guid in listing.guids}
+        reinstated = retire.reinstate_accounts(con, listed, now=utc_now())
+        retired = [
+            guid
+            for member_guid, listing in listings.items()
+            if listing.complete
+            for guid in retire.retire_accounts(
+                con,
+                retire.accounts_absent(con, member_guid, listing.guids, listed_from=listing.started_at),
+                reason=retire.ACCOUNT_REMOVED,
+                run_id=run_id,
+                now=utc_now(),
+            )
+        ]
+    return retired, reinstated
+
+
+def retire_deleted_users(
+    client: MxClient, wh: Warehouse, listings: dict[str, Listing], load: RawLoader | None, run_id: str
+) -> list[str]:
+    """Settle the users whose member list answered 404: retire each that a complete ``list_users`` filtered by
+    our id for it no longer shows (deleted at MX); quarantine the 404 of the others in ``load`` (a bad read,
+    or a user whose id we do not know). Returns the users retired."""
+    missing = {user_guid: listing for user_guid, listing in listings.items() if listing.not_found is not None}
+    if not missing:
+        return []
+    with wh.connect() as con:
+        ids = end_user_ids(con, missing)
+    gone = []
+    for user_guid, user_id in ids.items():
+        check = Listing()
+        check.read(lambda i=user_id, c=check: client.list_users(id=i, on_malformed=c.on_malformed))
+        if check.complete and user_guid not in check.guids:
+            gone.append(user_guid)
+    with wh.connect() as con, retire.atomically(con):
+        retired = retire.retire_users(con, gone, reason=retire.USER_REMOVED, run_id=run_id, now=utc_now())
+    for user_guid, listing in missing.items():
+        if user_guid not in gone and load is not None:
+            load.reject_page(f"{type(listing.not_found).__name__}: {listing.not_found}")
+    return retired
 
 
 class Suspects:
@@ -121,12 +161,14 @@ class Suspects:
             return []
         users = sorted({user_guid for user_guid, _ in self.not_found.values()})
         listings = {user_guid: list_members(client, user_guid) for user_guid in users}
+        users_gone = retire_deleted_users(client, wh, listings, None, run_id)
         with wh.connect() as con:
             retired = retire_absent_members(con, listings, run_id)
+        retired += [member for member, (user, _) in self.not_found.items() if user in users_gone]
         for member_guid, (_, exc) in self.not_found.items():
             if member_guid not in retired and load is not None:
                 load.reject_page(f"{type(exc).__name__}: {exc}", member_guid)
-        return retired
+        return sorted(retired)
 
 
 def utc_now() -> dt.datetime:
