@@ -110,7 +110,7 @@ class Spool:
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         """One marker reader-writer at a time, across processes (the connect service, the sensor) and threads."""
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.root / ".lock", os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -1,10 +1,12 @@
 """The spool keeps every accepted event, once, in arrival order, across crashes."""
 
+import concurrent.futures
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 from datetime import timedelta
 
 from mx_pipeline.connect.spool import DEDUPE_WINDOW, Spool
@@ -163,3 +165,20 @@ def test_the_latest_event_of_a_member_is_kept_across_restarts_and_pruned_past_th
     spool = Spool(tmp_path, clock=clock)
     assert spool.prune() == 3  # two key markers and the member's latest-event marker
     assert os.listdir(tmp_path / "keys") == [] and os.listdir(tmp_path / "latest") == []
+
+
+def test_deliveries_of_the_same_event_at_the_same_moment_are_spooled_once(tmp_path):
+    """MX may retry while the first delivery is still being written; the sensor may prune meanwhile."""
+    spools = [Spool(tmp_path) for _ in range(8)]  # as if each were its own process
+    start = threading.Barrier(len(spools) + 1)
+
+    def deliver(spool: Spool) -> bool:
+        start.wait()
+        return spool.append("mx_webhook", "same", "{}", member="MBR-1")
+
+    with concurrent.futures.ThreadPoolExecutor(len(spools) + 1) as pool:
+        accepted = [pool.submit(deliver, spool) for spool in spools]
+        pruned = pool.submit(lambda: (start.wait(), Spool(tmp_path).prune())[1])
+        assert sorted(f.result() for f in accepted) == [False] * 7 + [True]
+        assert pruned.result() == 0
+    assert len(Spool(tmp_path).pending()) == 1
