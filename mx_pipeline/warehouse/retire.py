@@ -11,6 +11,9 @@ same way through :func:`offboard_user` (``mx-pipeline offboard-user USER_ID``).
 Only a COMPLETE list proves absence (every page read, every record's guid known): a failed page, a 404 on
 one member's read, or a record without a guid retires nothing. Absence is judged only for rows that were
 there before the list was asked for, so a user registered while the list was being read is never retired.
+Even a complete list can be wrong (a page shifts when another record is deleted while we read): whatever MX
+lists again comes back with exactly what its retirement took (``reinstate_*``); an offboarded user never does.
+Each retirement is several statements: callers run one step's retiring and reinstating in :func:`atomically`.
 """
 
 import contextlib
