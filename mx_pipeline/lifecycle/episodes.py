@@ -6,6 +6,10 @@ that are merely in progress or institution-side neither close it nor notify. Wit
 notified at most once, as soon as the route's ``notify_after`` has passed since the episode opened (at once
 for MX's user-actionable statuses; after a grace for DEGRADED, which our own bursts can cause and which often
 clears by itself).
+
+A notification that could not go out at once (say, the product backend was down) waits in the outbox. It goes
+out only after a read that asks the user now (``Decision.asks_now``): while MX is working on the member, or
+the trouble is on the bank's side, nobody is asked to act; it is cancelled only when its episode closes.
 """
 
 from dataclasses import dataclass, replace
@@ -35,7 +39,8 @@ class Episode:
 @dataclass(frozen=True)
 class Decision:
     episode: Episode | None  # the member's episode after this read (None: never had one)
-    notify: bool  # send the notification for this episode now
+    notify: bool  # the episode's notification is decided now (once per episode)
+    asks_now: bool = False  # this read asks the user to act: the episode's notification may go out now
 
 
 def advance(member_guid: str, previous: Episode | None, rule: RouteRule, observed_at: datetime) -> Decision:
@@ -53,5 +58,5 @@ def advance(member_guid: str, previous: Episode | None, rule: RouteRule, observe
         episode = replace(previous, route=rule.route)
     due = rule.notify_after is not None and observed_at - episode.opened_at >= rule.notify_after
     if episode.notified_at is None and due:
-        return Decision(replace(episode, notified_at=observed_at), notify=True)
-    return Decision(episode, notify=False)
+        return Decision(replace(episode, notified_at=observed_at), notify=True, asks_now=True)
+    return Decision(episode, notify=False, asks_now=due)

@@ -46,7 +46,10 @@ class RoutedMember:
 class GateResult:
     routed: dict[Route, list[RoutedMember]]  # only routes with members in them
     episodes: list[Episode]  # episodes opened, changed or closed by this pass (to store)
-    to_notify: list[tuple[RoutedMember, Episode]] = field(default_factory=list)
+    to_notify: list[tuple[RoutedMember, Episode]] = field(default_factory=list)  # decided by this pass
+    # Every member whose read asks its user to act now (its episode notified): only their notifications go out,
+    # each saying what the latest read asks.
+    asking_now: list[tuple[RoutedMember, Episode]] = field(default_factory=list)
 
     def members_on(self, route: Route) -> list[RoutedMember]:
         return self.routed.get(route, [])
@@ -67,6 +70,7 @@ def gate(
     routed: dict[Route, list[RoutedMember]] = defaultdict(list)
     changed: list[Episode] = []
     to_notify: list[tuple[RoutedMember, Episode]] = []
+    asking_now: list[tuple[RoutedMember, Episode]] = []
     for member in members:
         rule = _rule_for(member)
         if rule.route is Route.DEGRADED and rule.notify_after:  # DISABLED notifies at once, whatever the grace
@@ -79,7 +83,9 @@ def gate(
             changed.append(decision.episode)
         if decision.notify:
             to_notify.append((routed_member, decision.episode))
-    return GateResult(dict(routed), changed, to_notify)
+        if decision.asks_now:
+            asking_now.append((routed_member, decision.episode))
+    return GateResult(dict(routed), changed, to_notify, asking_now)
 
 
 def _rule_for(member: MemberState) -> RouteRule:

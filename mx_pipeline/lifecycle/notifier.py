@@ -25,11 +25,11 @@ log = logging.getLogger(__name__)
 class NotificationState(StrEnum):
     """Where a notification in the outbox stands (``ops.reconnect_notifications.state``)."""
 
-    PENDING = "pending"  # stored, not yet accepted; retried by the next run
+    PENDING = "pending"  # stored, not yet accepted; sent by the next run whose read asks the user to act
     DELIVERED = "delivered"  # the product backend answered 2xx
     LOGGED = "logged"  # no backend configured: written to the log only, nobody was told
     DEAD = "dead"  # every attempt failed: the data team must look (member_health shows it)
-    CANCELLED = "cancelled"  # the member recovered, was retired or stopped asking before it went out
+    CANCELLED = "cancelled"  # its episode closed before it went out: the member recovered or was retired
 
 
 @dataclass(frozen=True)

@@ -2,25 +2,36 @@
 
 Each row has a ``state`` (``NotificationState``): ``pending`` until the notifier accepts it, then ``delivered``
 (the product backend answered 2xx) or ``logged`` (no backend: only the log saw it). When every attempt has
-failed it is ``dead``, never silently dropped; and when its member no longer asks anything of the user before
-it went out (recovered, retired, or moved to a route that asks nothing) it is ``cancelled``, never sent.
+failed it is ``dead``, never silently dropped.
+
+The member's episode is the truth, not its momentary route: a pending notification is ``cancelled`` only once
+its episode closed (the member recovered, or was retired) before it went out. While its member's latest read
+asks nothing of the user for now (MX is working on it, the bank's side is failing, a DEGRADED grace is still
+running) it is held: still pending, not sent, no attempt spent. It goes out after a read that asks the user
+to act, saying what that read asks (one notification per member per episode, refreshed while pending).
 """
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import astuple, fields
 
 import duckdb
 
 from mx_pipeline.lifecycle.notifier import Notification, NotificationState
-from mx_pipeline.lifecycle.routes import Route
 
 _COLUMNS = [f.name for f in fields(Notification)]
 PENDING, DELIVERED, LOGGED, DEAD, CANCELLED = (s.value for s in NotificationState)
 
 
-def add_notifications(con: duckdb.DuckDBPyConnection, notifications: list[Notification]) -> int:
-    """Store new notifications; one already in the outbox (same member and episode) is kept as it is."""
+_REFRESHED = [c for c in _COLUMNS if c not in ("notification_id", "created_at")]
+
+
+def store_notifications(con: duckdb.DuckDBPyConnection, notifications: list[Notification]) -> int:
+    """Store each episode's notification, or refresh a pending one with what the member's latest read asks.
+
+    One per member per episode (its id): a notification already delivered, logged, dead or cancelled is kept
+    as it was. Returns how many were new.
+    """
     if not notifications:
         return 0
     before = _count(con)
@@ -28,33 +39,30 @@ def add_notifications(con: duckdb.DuckDBPyConnection, notifications: list[Notifi
         f"""
         insert into ops.reconnect_notifications ({", ".join(_COLUMNS)}, state)
         values ({", ".join("?" for _ in _COLUMNS)}, '{PENDING}')
-        on conflict (notification_id) do nothing
+        on conflict (notification_id) do update
+        set {", ".join(f"{c} = excluded.{c}" for c in _REFRESHED)}
+        where state = '{PENDING}'
         """,
         [astuple(n) for n in notifications],
     )
     return _count(con) - before
 
 
-def cancel_settled(
-    con: duckdb.DuckDBPyConnection, asking_routes: Iterable[Route], *, now: dt.datetime
-) -> dict[str, str]:
-    """Cancel pending notifications whose member no longer asks anything of the user; {id: why}."""
+def cancel_closed(con: duckdb.DuckDBPyConnection, *, now: dt.datetime) -> dict[str, str]:
+    """Cancel pending notifications whose episode closed before they went out; {id: why}."""
     rows = con.execute(
         f"""
         select n.notification_id,
-               case when e.closed_at is not null then 'the member recovered before it was sent'
-                    when r.route is null then 'the member is no longer routed'
-                    else 'the member is now ' || r.route || ': ' || r.reason end as why
+               case when m.removed_at is not null then 'the member was retired before it was sent'
+                    else 'the member recovered before it was sent' end as why
         from ops.reconnect_notifications as n
-        left join ops.member_routes as r on r.member_guid = n.member_guid
-        left join ops.notification_episodes as e
+        join ops.notification_episodes as e
             on e.member_guid = n.member_guid and n.notification_id = e.member_guid || ':' || e.number
-        where n.state = '{PENDING}'
-          and (e.closed_at is not null or r.route is null or not list_contains($asking, r.route))
-        """,
-        {"asking": [route.value for route in asking_routes]},
+        left join raw.mx_members as m on m.guid = n.member_guid
+        where n.state = '{PENDING}' and e.closed_at is not null
+        """
     ).fetchall()
-    _set_state(con, {notification_id: why for notification_id, why in rows}, CANCELLED, now)
+    _set_state(con, dict(rows), CANCELLED, now)
     return dict(rows)
 
 
@@ -69,16 +77,34 @@ def bury_exhausted(con: duckdb.DuckDBPyConnection, *, max_attempts: int, now: dt
     return len(rows)
 
 
-def pending(con: duckdb.DuckDBPyConnection) -> list[Notification]:
-    """Notifications still to deliver, oldest first."""
+def due(con: duckdb.DuckDBPyConnection, asking_now: Collection[str]) -> list[Notification]:
+    """Pending notifications to deliver now, oldest first: those of members whose latest read asks the user.
+
+    ``asking_now``: member guids (``GateResult.asking_now``). Any other pending notification is held (see
+    :func:`held`).
+    """
     rows = con.execute(
         f"""
         select {", ".join(_COLUMNS)} from ops.reconnect_notifications
-        where state = '{PENDING}'
+        where state = '{PENDING}' and list_contains($asking, member_guid)
         order by created_at, notification_id
-        """
+        """,
+        {"asking": list(asking_now)},
     ).fetchall()
     return [Notification(*row) for row in rows]
+
+
+def held(con: duckdb.DuckDBPyConnection, asking_now: Collection[str]) -> list[str]:
+    """Ids of pending notifications not sent now: their episode is open, but the member asks nothing for now."""
+    rows = con.execute(
+        f"""
+        select notification_id from ops.reconnect_notifications
+        where state = '{PENDING}' and not list_contains($asking, member_guid)
+        order by created_at, notification_id
+        """,
+        {"asking": list(asking_now)},
+    ).fetchall()
+    return [notification_id for (notification_id,) in rows]
 
 
 def record_delivery(

@@ -1,11 +1,13 @@
 """Notifications a product can act on: our user id on each, and a state that says what really became of it.
 
 pending -> delivered (the backend answered 2xx) | logged (no backend: nobody was told) | dead (every attempt
-failed; member_health shows it) | cancelled (the member recovered or stopped asking before it went out).
+failed; member_health shows it) | cancelled (its episode closed before it went out). A pending one is held while
+its member asks nothing for now, and says what the latest read asks when it goes out.
 """
 
 import datetime as dt
 import json
+from urllib.parse import urlsplit
 
 import dagster as dg
 import pytest
@@ -19,10 +21,13 @@ from mx_pipeline.connect.webhooks import WebhookReceiver
 from mx_pipeline.defs.jobs import AFTER_REGISTRATION
 from mx_pipeline.defs.lifecycle import sensors
 from mx_pipeline.defs.resources import NotifierResource
+from mx_pipeline.lifecycle.notifier import Notification
+from mx_pipeline.lifecycle.routes import route_for
 from mx_pipeline.warehouse.member_events import store_spooled
+from mx_pipeline.warehouse.outbox import cancel_closed, due, held, store_notifications
 
 from .conftest import CONNECT_URL, INGEST, metadata_of
-from .test_lifecycle import _Backend
+from .test_lifecycle import GRACE_OVER, _Backend
 
 
 def outbox(pipeline) -> dict[str, tuple]:
@@ -103,6 +108,105 @@ def test_a_notification_whose_member_recovered_before_delivery_is_cancelled_not_
     assert health_of(pipeline, member) == "cancelled"
 
 
+def reenter_wrong_password(pipeline, user_guid: str, member: str) -> None:
+    """The user tries their password again in Connect: MX runs a job, which ends DENIED once it finishes."""
+    fields = {c.field_name: c.guid for c in pipeline.client.list_institution_credentials("mxbank")}
+    credentials = {fields["LOGIN"]: "mxuser", fields["PASSWORD"]: "UNAUTHORIZED"}
+    pipeline.client.update_member(user_guid, member, credentials=credentials)
+
+
+def test_a_pending_notification_is_held_while_mx_works_and_reaches_the_user_once_they_must_act_again(pipeline):
+    user_guid, member = pipeline.member("user-denied")
+    backend = _Backend(fail_first=8)  # down for the first run: both notifications stay pending
+    with backend.serving() as url:
+        notifier = NotifierResource(url=url, retry_backoff_seconds=0.0)
+        pipeline.materialize(notifier=notifier)
+        assert outbox(pipeline)[member][:2] == ("pending", 1)
+        reenter_wrong_password(pipeline, user_guid, member)
+        held = metadata_of(pipeline.materialize(notifier=notifier))["ops.reconnect_notifications"]
+        assert pipeline.query("select route from ops.member_routes where member_guid = ?", member) == [("in_progress",)]
+        # The episode is still open: not cancelled, and not sent while MX works (nor an attempt spent on it).
+        assert outbox(pipeline)[member][:2] == ("pending", 1)
+        assert held["held"] == [f"{member}:1"]
+        assert member not in {n["member_guid"] for n in backend.received}
+        pipeline.admin(f"members/{member}/finish_aggregation")  # the job ends DENIED again
+        pipeline.materialize(notifier=notifier)
+    assert outbox(pipeline)[member][:3] == ("delivered", 2, True)
+    [sent] = [n for n in backend.received if n["member_guid"] == member]
+    assert (sent["notification_id"], sent["connection_status"], sent["connect_mode"]) == (
+        f"{member}:1",
+        "DENIED",
+        "reconnect",
+    )
+
+
+@pytest.mark.parametrize("status", ["FAILED", "CLOSED"])
+def test_a_pending_notification_is_held_not_cancelled_while_the_member_asks_nothing_for_now(pipeline, status):
+    member = pipeline.member_of["user-denied"]
+    backend = _Backend(fail_first=8)
+    with backend.serving() as url:
+        notifier = NotifierResource(url=url, retry_backoff_seconds=0.0)
+        pipeline.materialize(notifier=notifier)
+        pipeline.admin(f"members/{member}/connection_status", connection_status=status)  # the bank's side, say
+        pipeline.materialize(notifier=notifier)
+        assert outbox(pipeline)[member][:2] == ("pending", 1)
+        pipeline.admin(f"members/{member}/connection_status", connection_status="DENIED")
+        pipeline.materialize(notifier=notifier)
+    assert outbox(pipeline)[member][:2] == ("delivered", 2)
+
+
+def test_a_pending_notification_says_what_the_latest_read_asks_when_it_goes_out(pipeline):
+    member = pipeline.member_of["user-mfa"]
+    backend = _Backend(fail_first=8)
+    with backend.serving() as url:
+        notifier = NotifierResource(url=url, retry_backoff_seconds=0.0)
+        pipeline.materialize(notifier=notifier)  # CHALLENGED: an MFA answer, but the backend is down
+        assert outbox(pipeline)[member][:2] == ("pending", 1)
+        pipeline.admin(f"members/{member}/connection_status", connection_status="DENIED")  # same episode
+        pipeline.materialize(notifier=notifier)
+    [sent] = [n for n in backend.received if n["member_guid"] == member]
+    assert (sent["notification_id"], sent["route"], sent["connection_status"], sent["connect_mode"]) == (
+        f"{member}:1",
+        "needs_reconnect",
+        "DENIED",
+        "reconnect",
+    )
+    assert sent["reason"] == route_for("DENIED").reason
+    token = urlsplit(sent["reconnect_url"]).path.rsplit("/", 1)[-1]
+    intent = LinkSigner(settings.ConnectSettings.from_env().link_secret).read_reconnect_token(token)
+    assert (intent.member_guid, intent.mode) == (member, "reconnect")  # fresh credentials, not an MFA answer
+    assert pipeline.query(
+        "select notification_id, state, connection_status, connect_mode, reconnect_url"
+        " from ops.reconnect_notifications where member_guid = ?",
+        member,
+    ) == [(f"{member}:1", "delivered", "DENIED", "reconnect", sent["reconnect_url"])]  # still one per episode
+
+
+def test_a_notification_already_delivered_keeps_what_it_said(pipeline):
+    member = pipeline.member_of["user-mfa"]
+    pipeline.materialize()  # no backend: logged
+    pipeline.admin(f"members/{member}/connection_status", connection_status="DENIED")
+    pipeline.materialize()
+    assert pipeline.query(
+        "select state, connection_status, connect_mode from ops.reconnect_notifications where member_guid = ?", member
+    ) == [("logged", "CHALLENGED", "update")]
+
+
+def test_a_pending_notification_waits_out_a_degraded_grace_then_asks_to_reconnect(pipeline):
+    member = pipeline.member_of["user-denied"]
+    backend = _Backend(fail_first=8)
+    with backend.serving() as url:
+        notifier = NotifierResource(url=url, retry_backoff_seconds=0.0)
+        pipeline.materialize(notifier=notifier)  # DENIED, not delivered
+        pipeline.admin(f"members/{member}/connection_status", connection_status="DEGRADED")
+        held = metadata_of(pipeline.materialize(notifier=notifier))["ops.reconnect_notifications"]
+        assert (outbox(pipeline)[member][:2], held["held"]) == (("pending", 1), [f"{member}:1"])
+        pipeline.materialize(notifier=notifier, ops=GRACE_OVER)  # still DEGRADED when the grace is over
+    [sent] = [n for n in backend.received if n["member_guid"] == member]
+    assert (sent["connection_status"], sent["reason"]) == ("DEGRADED", route_for("DEGRADED").reason)
+    assert outbox(pipeline)[member][:2] == ("delivered", 2)
+
+
 # --- our user id on every notification -----------------------------------------------------------------------
 
 
@@ -167,3 +271,46 @@ def test_an_older_registration_arriving_late_never_replaces_a_newer_one(con):
     store_spooled(con, [newer], run_id="t", now=day)
     store_spooled(con, [older], run_id="t", now=day)
     assert con.execute("select mx_user_guid from ops.end_users").fetchall() == [("USR-new",)]
+
+
+# --- the outbox's rules, straight on the warehouse ----------------------------------------------------------
+
+
+def _notification(member: str, status: str, at: dt.datetime) -> Notification:
+    rule = route_for(status)
+    return Notification(f"{member}:1", "end-user-1", "USR-1", member, "mxbank", status, rule.route.value,
+                        rule.reason, rule.connect_mode.value, f"https://connect.example/reconnect/{member}", at)  # fmt: skip
+
+
+def test_the_outbox_sends_only_members_asking_now_holds_the_rest_and_cancels_only_closed_episodes(con):
+    day = dt.datetime(2026, 11, 25, 12, tzinfo=dt.UTC)
+    members = {"MBR-asking": None, "MBR-mid-job": None, "MBR-recovered": day, "MBR-retired": day}  # closed_at
+    con.executemany(
+        "insert into ops.notification_episodes values (?, 1, ?, 'needs_reconnect', ?, ?)",
+        [(member, day, day, closed) for member, closed in members.items()],
+    )
+    con.execute(
+        "insert into raw.mx_members (guid, user_guid, payload, run_id, fetched_at, removed_at)"
+        " values ('MBR-retired', 'USR-1', '{}', 't', ?, ?)",
+        [day, day],
+    )
+    assert store_notifications(con, [_notification(m, "DENIED", day) for m in members]) == 4
+    later = day + dt.timedelta(hours=1)
+    assert cancel_closed(con, now=later) == {
+        "MBR-recovered:1": "the member recovered before it was sent",
+        "MBR-retired:1": "the member was retired before it was sent",
+    }
+    assert [n.notification_id for n in due(con, {"MBR-asking", "MBR-recovered"})] == ["MBR-asking:1"]
+    assert held(con, {"MBR-asking"}) == ["MBR-mid-job:1"]  # its episode is open: kept for a read that asks
+    # A new read asks something else of the mid-job member: its one notification now says so; the rest stay.
+    assert store_notifications(con, [_notification(m, "CHALLENGED", later) for m in members]) == 0
+    rows = con.execute(
+        "select member_guid, state, connection_status, connect_mode, created_at from ops.reconnect_notifications"
+        " order by 1"
+    ).fetchall()
+    assert rows == [
+        ("MBR-asking", "pending", "CHALLENGED", "update", day),
+        ("MBR-mid-job", "pending", "CHALLENGED", "update", day),
+        ("MBR-recovered", "cancelled", "DENIED", "reconnect", day),
+        ("MBR-retired", "cancelled", "DENIED", "reconnect", day),
+    ]

@@ -62,6 +62,28 @@ def test_institution_side_trouble_never_notifies():
     assert replay(["FAILED", "DISCONNECTED", "FAILED"]) == (None, [])
 
 
+def reads_asking_now(statuses, step=timedelta(hours=1)):
+    """Which reads (by index) let the episode's notification go out: the outbox sends it only after one."""
+    episode, asking = None, []
+    for i, status in enumerate(statuses):
+        decision = advance("MBR-1", episode, route_for(status), T0 + i * step)
+        episode = decision.episode
+        if decision.asks_now:
+            asking.append(i)
+    return asking
+
+
+def test_a_notification_goes_out_only_after_a_read_that_asks_the_user_not_while_mx_works():
+    # The user retries in Connect (UPDATED, then a job mid-way), and MX ends it DENIED again.
+    assert reads_asking_now(["DENIED", "UPDATED", "PENDING", "FAILED", "DENIED"]) == [0, 4]
+
+
+def test_a_notification_waits_out_a_degraded_grace_like_a_degraded_episode_would():
+    # Told to reconnect (DENIED), then DEGRADED: not sent again before 24 h since the episode opened.
+    statuses = ["DENIED"] + ["DEGRADED"] * 25
+    assert reads_asking_now(statuses) == [0, 24, 25]
+
+
 STATUS_OR_NOISE = st.one_of(st.sampled_from([s.value for s in ConnectionStatus]), st.none(), st.just("BRAND_NEW"))
 
 

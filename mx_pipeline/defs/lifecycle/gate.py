@@ -6,7 +6,8 @@ the run view the steps behind it show as skipped. It writes ``ops.member_routes`
 read), folds each read into the member's notification episode, and decides the episode's notification in the
 same transaction, so a notification is never lost between deciding it and storing it.
 ``reconnect_notifications`` then delivers the outbox (pending -> delivered | logged | dead | cancelled; see
-``warehouse/outbox.py``). Both are assets, wrapped as one graph.
+``warehouse/outbox.py``): only the notifications of members this read asks to act now (``asking_now``); the
+others wait, pending, for a read that does. Both are assets, wrapped as one graph.
 """
 
 import datetime as dt
@@ -20,11 +21,10 @@ from mx_pipeline.lifecycle.notifier import Notification, NotificationState
 from mx_pipeline.lifecycle.routes import DEGRADED_GRACE, Route
 from mx_pipeline.warehouse import tables
 from mx_pipeline.warehouse.lifecycle import latest_episodes, member_states, save_episodes, save_routes
-from mx_pipeline.warehouse.outbox import add_notifications, bury_exhausted, cancel_settled, pending, record_delivery
+from mx_pipeline.warehouse.outbox import bury_exhausted, cancel_closed, due, held, record_delivery, store_notifications
 
 GROUP = "lifecycle"
 RECONNECT_NOTIFICATIONS = dg.AssetKey(["ops", "reconnect_notifications"])
-ASKING_ROUTES = (Route.NEEDS_MFA, Route.NEEDS_RECONNECT, Route.DEGRADED)
 ROUTE_OUTS = {r.value: dg.Out(list, is_required=False, description=f"members routed {r.value}") for r in Route}
 
 
@@ -39,6 +39,7 @@ class GateConfig(dg.Config):
     out={
         "member_routes": dg.Out(dg.Nothing, description="ops.member_routes, rewritten for every member"),
         **ROUTE_OUTS,
+        "asking_now": dg.Out(list, is_required=False, description="members whose read asks their user to act now"),
     },
     pool=POOL,
 )
@@ -55,12 +56,12 @@ def status_gate(
         result = gate(member_states(con), latest_episodes(con), now=now, degraded_grace=grace)
         notifications = [
             Notification.for_episode(routed, episode, connect_links.reconnect_url(routed), now)
-            for routed, episode in result.to_notify
+            for routed, episode in result.asking_now
         ]
         con.execute("begin transaction")
         save_routes(con, (m for members in result.routed.values() for m in members), run_id=context.run.run_id, now=now)
         save_episodes(con, result.episodes)
-        created = add_notifications(con, notifications)
+        created = store_notifications(con, notifications)
         con.execute("commit")
     by_route = {route.value: len(members) for route, members in result.routed.items()}
     yield dg.Output(
@@ -76,26 +77,30 @@ def status_gate(
     for route, members in result.routed.items():
         if route.value in context.selected_output_names:  # an asset job prunes the outputs nothing consumes
             yield dg.Output([m.member.member_guid for m in members], route.value)
+    if "asking_now" in context.selected_output_names:
+        yield dg.Output([routed.member.member_guid for routed, _ in result.asking_now], "asking_now")
 
 
 @dg.op(pool=POOL, out=dg.Out(dg.Nothing))
 def reconnect_notifications(
     context: dg.OpExecutionContext,
-    members_asked: list[list[str]],
+    asking_now: list[str],
     warehouse: WarehouseResource,
     notifier: NotifierResource,
 ):
-    """Deliver every pending notification (new ones, and earlier ones that failed) whose member still asks.
+    """Deliver the pending notifications (new ones, and earlier ones that failed) of members asking now.
 
-    A notification whose member recovered, was retired or stopped asking is cancelled first, never sent; one
-    that fails its last attempt is dead (``member_health`` shows it). Without a backend each is ``logged``.
+    One whose episode closed (the member recovered, or was retired) is cancelled first, never sent. One whose
+    member asks nothing for now (in progress, the bank's side, a DEGRADED grace) is held: pending, no attempt
+    spent, sent after a read that asks again. One that fails its last attempt is dead (``member_health`` shows
+    it). Without a backend each is ``logged``.
     """
     wh, deliver = warehouse.open(), notifier.notifier().deliver
     now = dt.datetime.now(dt.UTC)
     with wh.connect() as con:
-        cancelled = cancel_settled(con, ASKING_ROUTES, now=now)
+        cancelled = cancel_closed(con, now=now)
         bury_exhausted(con, max_attempts=notifier.max_attempts, now=now)
-        to_deliver = pending(con)
+        to_deliver, waiting = due(con, asking_now), held(con, asking_now)
     outcomes: dict[str, int] = {}
     failed = {}
     for notification in to_deliver:
@@ -123,11 +128,12 @@ def reconnect_notifications(
         None,
         metadata={
             "dagster/row_count": sum(by_state.values()),
-            "members_asking": sum(len(members) for members in members_asked),
+            "members_asking": len(asking_now),
             "delivered": outcomes.get(NotificationState.DELIVERED.value, 0),
             "logged": outcomes.get(NotificationState.LOGGED.value, 0),
             "dead": outcomes.get(NotificationState.DEAD.value, 0),
             "cancelled": dg.MetadataValue.json(cancelled),
+            "held": dg.MetadataValue.json(waiting),
             "failed": dg.MetadataValue.json(failed),
             "outbox_by_state": dg.MetadataValue.json(by_state),
         },
@@ -154,5 +160,5 @@ def reconnect_notifications(
 )  # fmt: skip
 def member_lifecycle(member_status):
     routes = status_gate(member_status)
-    asked = reconnect_notifications([getattr(routes, route.value) for route in ASKING_ROUTES])
+    asked = reconnect_notifications(routes.asking_now)
     return {"member_routes": routes.member_routes, "reconnect_notifications": asked}
