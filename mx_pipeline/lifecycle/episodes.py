@@ -1,8 +1,9 @@
 """Notification episodes: each member is told once per stretch of trouble, and again only after recovering.
 
 An episode opens at the first fresh status read whose route asks something of the user (needs MFA, needs
-reconnect, or degraded) and closes at the first fresh read that shows the member healthy. Reads in between
-that are merely in progress or institution-side neither close it nor notify. Within an episode the user is
+reconnect, or degraded) and closes at the first fresh read that shows the member healthy, or that its
+connection ended at MX (terminal: closed, discontinued, retired): nothing is left for the user to fix. Reads
+in between that are merely in progress or institution-side neither close it nor notify. Within an episode the user is
 notified at most once, as soon as the route's ``notify_after`` has passed since the episode opened (at once
 for MX's user-actionable statuses; after a grace for DEGRADED, which our own bursts can cause and which often
 clears by itself).
@@ -18,6 +19,7 @@ from datetime import datetime
 from mx_pipeline.lifecycle.routes import Route, RouteRule
 
 ASKS_THE_USER = frozenset({Route.NEEDS_MFA, Route.NEEDS_RECONNECT, Route.DEGRADED})
+ENDS_AN_EPISODE = frozenset({Route.READY, Route.TERMINAL})
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class Decision:
 
 def advance(member_guid: str, previous: Episode | None, rule: RouteRule, observed_at: datetime) -> Decision:
     """Fold one fresh status read into the member's episode and decide whether to notify."""
-    if rule.route is Route.READY:
+    if rule.route in ENDS_AN_EPISODE:
         if previous is not None and previous.is_open:
             return Decision(replace(previous, closed_at=observed_at), notify=False)
         return Decision(previous, notify=False)

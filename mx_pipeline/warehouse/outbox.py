@@ -5,10 +5,11 @@ Each row has a ``state`` (``NotificationState``): ``pending`` until the notifier
 failed it is ``dead``, never silently dropped.
 
 The member's episode is the truth, not its momentary route: a pending notification is ``cancelled`` only once
-its episode closed (the member recovered, or was retired) before it went out. While its member's latest read
-asks nothing of the user for now (MX is working on it, the bank's side is failing, a DEGRADED grace is still
-running) it is held: still pending, not sent, no attempt spent. It goes out after a read that asks the user
-to act, saying what that read asks (one notification per member per episode, refreshed while pending).
+its episode closed (the member recovered, its connection ended at MX, or it was retired) before it went
+out. While its member's latest read asks nothing of the user for now (MX is working on it, the bank's side
+is failing, a DEGRADED grace is still running) it is held: still pending, not sent, no attempt spent. It
+goes out after a read that asks the user to act, saying what that read asks (one notification per member
+per episode, refreshed while pending).
 """
 
 import datetime as dt
@@ -54,11 +55,13 @@ def cancel_closed(con: duckdb.DuckDBPyConnection, *, now: dt.datetime) -> dict[s
         f"""
         select n.notification_id,
                case when m.removed_at is not null then 'the member was retired before it was sent'
+                    when r.route = 'terminal' then 'the connection ended at MX before it was sent'
                     else 'the member recovered before it was sent' end as why
         from ops.reconnect_notifications as n
         join ops.notification_episodes as e
             on e.member_guid = n.member_guid and n.notification_id = e.member_guid || ':' || e.number
         left join raw.mx_members as m on m.guid = n.member_guid
+        left join ops.member_routes as r on r.member_guid = n.member_guid
         where n.state = '{PENDING}' and e.closed_at is not null
         """
     ).fetchall()

@@ -140,7 +140,7 @@ def test_a_pending_notification_is_held_while_mx_works_and_reaches_the_user_once
     )
 
 
-@pytest.mark.parametrize("status", ["FAILED", "CLOSED"])
+@pytest.mark.parametrize("status", ["FAILED", "DELAYED"])
 def test_a_pending_notification_is_held_not_cancelled_while_the_member_asks_nothing_for_now(pipeline, status):
     member = pipeline.member_of["user-denied"]
     backend = _Backend(fail_first=8)
@@ -153,6 +153,29 @@ def test_a_pending_notification_is_held_not_cancelled_while_the_member_asks_noth
         pipeline.admin(f"members/{member}/connection_status", connection_status="DENIED")
         pipeline.materialize(notifier=notifier)
     assert outbox(pipeline)[member][:2] == ("delivered", 2)
+
+
+def test_a_pending_notification_is_cancelled_when_the_connection_ends_at_mx_and_a_new_trouble_is_told_anew(pipeline):
+    member = pipeline.member_of["user-denied"]
+    backend = _Backend(fail_first=8)
+    with backend.serving() as url:
+        notifier = NotifierResource(url=url, retry_backoff_seconds=0.0)
+        pipeline.materialize(notifier=notifier)
+        pipeline.admin(f"members/{member}/connection_status", connection_status="CLOSED")  # nothing left to fix
+        pipeline.materialize(notifier=notifier)
+        assert outbox(pipeline)[member][:2] == ("cancelled", 1)
+        pipeline.admin(f"members/{member}/connection_status", connection_status="DENIED")  # a new episode
+        pipeline.materialize(notifier=notifier)
+    states = pipeline.query(
+        "select notification_id, state, state_reason from ops.reconnect_notifications where member_guid = ?"
+        " order by notification_id",
+        member,
+    )
+    assert states == [
+        (f"{member}:1", "cancelled", "the connection ended at MX before it was sent"),
+        (f"{member}:2", "delivered", None),
+    ]
+    assert [n["notification_id"] for n in backend.received if n["member_guid"] == member] == [f"{member}:2"]
 
 
 def test_a_pending_notification_says_what_the_latest_read_asks_when_it_goes_out(pipeline):

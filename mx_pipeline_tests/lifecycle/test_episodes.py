@@ -58,6 +58,15 @@ def test_degraded_turning_into_a_credential_problem_asks_at_once():
     assert replay(["DEGRADED", "DENIED"])[1] == [(1, "DENIED", 1)]
 
 
+def test_a_connection_that_ends_at_mx_closes_its_episode_so_nobody_is_asked_to_fix_it():
+    # CLOSED or DISCONTINUED: there is nothing left for the user to reconnect; a pending notification is cancelled.
+    for terminal in ("CLOSED", "DISCONTINUED"):
+        _, notified = replay(["DENIED", terminal, "DENIED"])
+        assert notified == [(0, "DENIED", 1), (2, "DENIED", 2)]
+        closed = advance("MBR-1", replay(["DENIED"])[0], route_for(terminal), T0 + timedelta(hours=1)).episode
+        assert not closed.is_open and closed.number == 1
+
+
 def test_institution_side_trouble_never_notifies():
     assert replay(["FAILED", "DISCONNECTED", "FAILED"]) == (None, [])
 
