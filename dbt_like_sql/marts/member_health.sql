@@ -8,7 +8,7 @@
 -- column is_exhausted: Stale, with every refresh attempt of the window used since it was last fresh: it waits for the window to pass.
 -- column is_stale: Older than its SLA when the mart was built (built_at).
 -- column open_notification_at: When the user was told about the current episode of trouble; null when none is open.
--- column notification_state: The member's latest notification: pending, delivered (the backend answered 2xx), logged (no backend: nobody was told), dead (every attempt failed: act on it), cancelled (the member stopped asking first); null when it never had one.
+-- column notification_state: The member's latest notification: pending, delivered (the backend answered 2xx), logged (no backend: nobody was told), dead (every attempt failed: act on it), cancelled (its episode closed first: recovered, connection ended at MX, or retired); held notifications stay pending; null when it never had one.
 with attempts as (
     select
         a.member_guid,
