@@ -230,13 +230,20 @@ def told(pipeline: Pipeline, member: str) -> list[tuple]:
     )
 
 
-def test_a_second_challenge_weeks_later_reaches_the_user_a_second_time(linked):
-    pipeline, spool, clock, webhook_url = linked
-    user_guid, member = pipeline.member("user-mfa")
-    [first_webhook] = _until(lambda: status_webhooks(spool, member))  # MX: CHALLENGED, as the member connected
+def _told_of_the_first_challenge(pipeline: Pipeline, spool, member: str):
+    """MX's CHALLENGED webhook as the member connected, the first full ingest, the sensor's run: the user is told
+    once. Returns the webhook and the sensor's cursor."""
+    [first_webhook] = _until(lambda: status_webhooks(spool, member))
     pipeline.materialize()  # the first full ingest registers the user
     cursor = sensor_runs(pipeline, None)
     assert told(pipeline, member) == [(f"{member}:1", "CHALLENGED")]
+    return first_webhook, cursor
+
+
+def test_a_second_challenge_weeks_later_reaches_the_user_a_second_time(linked):
+    pipeline, spool, clock, webhook_url = linked
+    user_guid, member = pipeline.member("user-mfa")
+    first_webhook, cursor = _told_of_the_first_challenge(pipeline, spool, member)
 
     # Our 204 was lost: MX redelivers the same bytes an hour later. Stored once; the user is not told again.
     clock.advance(hours=1)
@@ -332,10 +339,7 @@ def test_a_copy_handed_over_again_after_another_members_event_is_still_a_copy(tm
 def test_a_bank_that_challenges_on_every_aggregation_reaches_the_user_each_time(linked):
     pipeline, spool, clock, _ = linked
     user_guid, member = pipeline.member("user-mfa")
-    [first_webhook] = _until(lambda: status_webhooks(spool, member))  # MX: CHALLENGED, as the member connected
-    pipeline.materialize()  # the first full ingest registers the user
-    cursor = sensor_runs(pipeline, None)
-    assert told(pipeline, member) == [(f"{member}:1", "CHALLENGED")]
+    first_webhook, cursor = _told_of_the_first_challenge(pipeline, spool, member)
 
     # The user answers; MX's AGGREGATION webhook (no CONNECTION_STATUS for CONNECTED) triggers the run that
     # closes the episode.

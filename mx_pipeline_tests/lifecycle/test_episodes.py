@@ -12,15 +12,20 @@ from mx_pipeline.mx.statuses import ConnectionStatus
 T0 = datetime(2026, 11, 25, 8, tzinfo=UTC)
 
 
-def replay(statuses, step=timedelta(hours=1)):
-    """Fold reads one hour apart; return the episodes and which reads notified."""
-    episode, notified = None, []
+def fold(statuses, step=timedelta(hours=1)):
+    """Fold reads one hour apart into the member's episode: (index, status, decision) for each read."""
+    episode = None
     for i, status in enumerate(statuses):
         decision = advance("MBR-1", episode, route_for(status), T0 + i * step)
         episode = decision.episode
-        if decision.notify:
-            notified.append((i, status, episode.number))
-    return episode, notified
+        yield i, status, decision
+
+
+def replay(statuses, step=timedelta(hours=1)):
+    """The last episode, and which reads notified (index, status, episode number)."""
+    decisions = list(fold(statuses, step))
+    notified = [(i, status, d.episode.number) for i, status, d in decisions if d.notify]
+    return (decisions[-1][2].episode if decisions else None), notified
 
 
 def test_a_challenge_notifies_once_while_it_lasts():
@@ -73,13 +78,7 @@ def test_institution_side_trouble_never_notifies():
 
 def reads_asking_now(statuses, step=timedelta(hours=1)):
     """Which reads (by index) let the episode's notification go out: the outbox sends it only after one."""
-    episode, asking = None, []
-    for i, status in enumerate(statuses):
-        decision = advance("MBR-1", episode, route_for(status), T0 + i * step)
-        episode = decision.episode
-        if decision.asks_now:
-            asking.append(i)
-    return asking
+    return [i for i, _, decision in fold(statuses, step) if decision.asks_now]
 
 
 def test_a_notification_goes_out_only_after_a_read_that_asks_the_user_not_while_mx_works():
