@@ -69,40 +69,41 @@ def retire_absent_members(con, listings: dict[str, Listing], run_id: str) -> lis
     """Retire every member we had that a complete list of its user no longer shows (and bring back any retired
     member a list shows again), all in one transaction."""
     with retire.atomically(con):
-        retire.reinstate_members(con, {guid for listing in listings.values() for guid in listing.guids}, now=utc_now())
-        return [
-            guid
-            for user_guid, listing in listings.items()
-            if listing.complete
-            for guid in retire.retire_members(
-                con,
-                retire.members_absent(con, user_guid, listing.guids, listed_from=listing.started_at),
-                reason=retire.MEMBER_REMOVED,
-                run_id=run_id,
-                now=utc_now(),
-            )
-        ]
+        retire.reinstate_members(con, _listed(listings), now=utc_now())
+        return _retire_absent(
+            con, listings, retire.members_absent, retire.retire_members, retire.MEMBER_REMOVED, run_id
+        )
 
 
 def retire_absent_accounts(con, listings: dict[str, Listing], run_id: str) -> tuple[list[str], list[str]]:
     """Retire every account we had that a complete list of its member's accounts no longer shows, and bring back
     any retired account a list shows again, in one transaction. Returns (retired, reinstated)."""
     with retire.atomically(con):
-        listed = {guid for listing in listings.values() for guid in listing.guids}
-        reinstated = retire.reinstate_accounts(con, listed, now=utc_now())
-        retired = [
-            guid
-            for member_guid, listing in listings.items()
-            if listing.complete
-            for guid in retire.retire_accounts(
-                con,
-                retire.accounts_absent(con, member_guid, listing.guids, listed_from=listing.started_at),
-                reason=retire.ACCOUNT_REMOVED,
-                run_id=run_id,
-                now=utc_now(),
-            )
-        ]
+        reinstated = retire.reinstate_accounts(con, _listed(listings), now=utc_now())
+        retired = _retire_absent(
+            con, listings, retire.accounts_absent, retire.retire_accounts, retire.ACCOUNT_REMOVED, run_id
+        )
     return retired, reinstated
+
+
+def _listed(listings: dict[str, Listing]) -> set[str]:
+    return {guid for listing in listings.values() for guid in listing.guids}
+
+
+def _retire_absent(con, listings: dict[str, Listing], absent, retire_them, reason: str, run_id: str) -> list[str]:
+    """For each complete list (by its owner's guid): retire what we had that it lacks; returns what was retired."""
+    return [
+        guid
+        for owner, listing in listings.items()
+        if listing.complete
+        for guid in retire_them(
+            con,
+            absent(con, owner, listing.guids, listed_from=listing.started_at),
+            reason=reason,
+            run_id=run_id,
+            now=utc_now(),
+        )
+    ]
 
 
 def retire_deleted_users(
