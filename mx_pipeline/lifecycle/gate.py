@@ -46,7 +46,6 @@ class RoutedMember:
 class GateResult:
     routed: dict[Route, list[RoutedMember]]  # only routes with members in them
     episodes: list[Episode]  # episodes opened, changed or closed by this pass (to store)
-    to_notify: list[tuple[RoutedMember, Episode]] = field(default_factory=list)  # decided by this pass
     # Every member whose read asks its user to act now (its episode notified): only their notifications go out,
     # each saying what the latest read asks.
     asking_now: list[tuple[RoutedMember, Episode]] = field(default_factory=list)
@@ -69,7 +68,6 @@ def gate(
     """
     routed: dict[Route, list[RoutedMember]] = defaultdict(list)
     changed: list[Episode] = []
-    to_notify: list[tuple[RoutedMember, Episode]] = []
     asking_now: list[tuple[RoutedMember, Episode]] = []
     for member in members:
         rule = _rule_for(member)
@@ -81,11 +79,9 @@ def gate(
         decision = advance(member.member_guid, previous, rule, now)
         if decision.episode is not None and decision.episode != previous:
             changed.append(decision.episode)
-        if decision.notify:
-            to_notify.append((routed_member, decision.episode))
         if decision.asks_now:
             asking_now.append((routed_member, decision.episode))
-    return GateResult(dict(routed), changed, to_notify, asking_now)
+    return GateResult(dict(routed), changed, asking_now)
 
 
 def _rule_for(member: MemberState) -> RouteRule:

@@ -29,7 +29,7 @@ class NotificationState(StrEnum):
     DELIVERED = "delivered"  # the product backend answered 2xx
     LOGGED = "logged"  # no backend configured: written to the log only, nobody was told
     DEAD = "dead"  # every attempt failed: the data team must look (member_health shows it)
-    CANCELLED = "cancelled"  # its episode closed before it went out: the member recovered or was retired
+    CANCELLED = "cancelled"  # its episode closed first: the member recovered, its connection ended, or was retired
 
 
 @dataclass(frozen=True)

@@ -80,34 +80,22 @@ def bury_exhausted(con: duckdb.DuckDBPyConnection, *, max_attempts: int, now: dt
     return len(rows)
 
 
-def due(con: duckdb.DuckDBPyConnection, asking_now: Collection[str]) -> list[Notification]:
-    """Pending notifications to deliver now, oldest first: those of members whose latest read asks the user.
+def pending(con: duckdb.DuckDBPyConnection, asking_now: Collection[str]) -> tuple[list[Notification], list[str]]:
+    """Pending notifications, oldest first: (those to deliver now, ids of those held).
 
-    ``asking_now``: member guids (``GateResult.asking_now``). Any other pending notification is held (see
-    :func:`held`).
+    ``asking_now``: member guids whose latest read asks the user to act (``GateResult.asking_now``); the
+    notifications of the others are held: their episode is open, but the member asks nothing for now.
     """
     rows = con.execute(
         f"""
-        select {", ".join(_COLUMNS)} from ops.reconnect_notifications
-        where state = '{PENDING}' and list_contains($asking, member_guid)
+        select list_contains($asking, member_guid), {", ".join(_COLUMNS)} from ops.reconnect_notifications
+        where state = '{PENDING}'
         order by created_at, notification_id
         """,
         {"asking": list(asking_now)},
     ).fetchall()
-    return [Notification(*row) for row in rows]
-
-
-def held(con: duckdb.DuckDBPyConnection, asking_now: Collection[str]) -> list[str]:
-    """Ids of pending notifications not sent now: their episode is open, but the member asks nothing for now."""
-    rows = con.execute(
-        f"""
-        select notification_id from ops.reconnect_notifications
-        where state = '{PENDING}' and not list_contains($asking, member_guid)
-        order by created_at, notification_id
-        """,
-        {"asking": list(asking_now)},
-    ).fetchall()
-    return [notification_id for (notification_id,) in rows]
+    to_deliver = [Notification(*row) for asks, *row in rows if asks]
+    return to_deliver, [notification_id for asks, notification_id, *_ in rows if not asks]
 
 
 def record_delivery(

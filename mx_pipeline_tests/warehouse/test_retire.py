@@ -136,7 +136,7 @@ def test_the_gate_keeps_a_retired_member_terminal_whatever_its_last_read_said(co
     result = gate(member_states(con), {}, now=NOW)
     [routed] = [m for members in result.routed.values() for m in members]
     assert (routed.member.connection_status, routed.rule) == ("CONNECTED", RETIRED)
-    assert result.to_notify == []
+    assert result.asking_now == []  # nobody is asked to act on it
 
 
 def test_only_members_loaded_before_the_list_and_missing_from_it_are_absent(con):

@@ -21,7 +21,7 @@ from mx_pipeline.lifecycle.notifier import Notification, NotificationState
 from mx_pipeline.lifecycle.routes import DEGRADED_GRACE, Route
 from mx_pipeline.warehouse import tables
 from mx_pipeline.warehouse.lifecycle import latest_episodes, member_states, save_episodes, save_routes
-from mx_pipeline.warehouse.outbox import bury_exhausted, cancel_closed, due, held, record_delivery, store_notifications
+from mx_pipeline.warehouse.outbox import bury_exhausted, cancel_closed, pending, record_delivery, store_notifications
 
 GROUP = "lifecycle"
 RECONNECT_NOTIFICATIONS = dg.AssetKey(["ops", "reconnect_notifications"])
@@ -100,7 +100,7 @@ def reconnect_notifications(
     with wh.connect() as con:
         cancelled = cancel_closed(con, now=now)
         bury_exhausted(con, max_attempts=notifier.max_attempts, now=now)
-        to_deliver, waiting = due(con, asking_now), held(con, asking_now)
+        to_deliver, waiting = pending(con, asking_now)
     outcomes: dict[str, int] = {}
     failed = {}
     for notification in to_deliver:
