@@ -52,6 +52,7 @@ REFRESH_ACTIONS: dict[Route, RefreshAction] = {
     Route.NEEDS_RECONNECT: RefreshAction.REREAD,
 }
 WAITING_ON_THE_USER = frozenset({Route.NEEDS_MFA, Route.NEEDS_RECONNECT})  # re-read on the slow cadence
+AGGREGATED_ROUTES = frozenset(r for r, action in REFRESH_ACTIONS.items() if action is RefreshAction.AGGREGATE)
 
 
 @dataclass(frozen=True)

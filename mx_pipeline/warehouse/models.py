@@ -33,8 +33,8 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from mx_pipeline.lifecycle.routes import REFRESH_ACTIONS
-from mx_pipeline.refresh.aggregate import AGGREGATE, REREADS
+from mx_pipeline.lifecycle.routes import AGGREGATED_ROUTES, REFRESH_ACTIONS
+from mx_pipeline.refresh.aggregate import REREADS
 from mx_pipeline.refresh.policy import RefreshPolicy
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -90,7 +90,7 @@ def load_models(root: Path = MODELS_DIR) -> list[Model]:
     for name in names:  # upstream models first, so their references are complete when read
         model = models[name]
         inherited = {ref for upstream in model.reads & models.keys() for ref in models[upstream].references}
-        models[name] = replace(model, references=frozenset(_references(model.reads) | inherited))
+        models[name] = replace(model, references=model.references | inherited)
     return [models[name] for name in names]
 
 
@@ -286,7 +286,7 @@ def _render(sql: str, *, since: dt.datetime | None, params: Mapping[str, str]) -
 def _policy_params(policy: RefreshPolicy) -> dict[str, str]:
     return {
         "refreshable_routes": ", ".join(f"'{route.value}'" for route in REFRESH_ACTIONS),
-        "aggregated_routes": ", ".join(f"'{r.value}'" for r, action in REFRESH_ACTIONS.items() if action == AGGREGATE),
+        "aggregated_routes": ", ".join(f"'{route.value}'" for route in sorted(AGGREGATED_ROUTES)),
         "reread_outcomes": ", ".join(f"'{outcome}'" for outcome in sorted(REREADS)),
         "default_sla_hours": repr(float(policy.sla_hours)),
         "max_attempts": str(int(policy.max_attempts)),

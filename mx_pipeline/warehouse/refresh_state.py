@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import duckdb
 import pandas as pd
 
-from mx_pipeline.lifecycle.routes import REFRESH_ACTIONS, WAITING_ON_THE_USER
+from mx_pipeline.lifecycle.routes import AGGREGATED_ROUTES, REFRESH_ACTIONS, WAITING_ON_THE_USER
 from mx_pipeline.refresh.aggregate import AGGREGATE, FAILURES, REREADS, Attempt, RefreshTarget
 from mx_pipeline.refresh.policy import RefreshPolicy
 
@@ -30,11 +30,11 @@ def _sql_list(values) -> str:
 
 
 _REFRESHABLE = _sql_list(ACTION_BY_ROUTE)
-_AGGREGATED = _sql_list(route for route, action in ACTION_BY_ROUTE.items() if action == AGGREGATE)
+_AGGREGATED = _sql_list(route.value for route in AGGREGATED_ROUTES)
 _WATCHED = _sql_list(route.value for route in WAITING_ON_THE_USER)
 _FAILURES = _sql_list(FAILURES)
 _REREADS = _sql_list(REREADS)
-_REREAD_ROUTES = _sql_list(route for route, action in ACTION_BY_ROUTE.items() if action != AGGREGATE)
+_REREAD_ROUTES = _sql_list(route.value for route in REFRESH_ACTIONS.keys() - AGGREGATED_ROUTES)
 
 _MEMBERS = f"""
     with members as (
