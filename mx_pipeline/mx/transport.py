@@ -126,9 +126,9 @@ class Transport:
                     timeout=self.timeout,
                 )
             except requests.RequestException as exc:
-                observe(started, clock, attempt, None, None, exc)
+                observe(started, clock, attempt, None, None, type(exc).__name__)
                 if attempt < self.retry.max_attempts and (_never_connected(exc) or safe_to_repeat):
-                    self._back_off(attempt, None, method, path_template, repr(exc))
+                    self.back_off(attempt, method, path_template, repr(exc))
                     continue
                 raise errors.ConnectionFailed(
                     REDACTOR(f"MX unreachable after {attempt} attempt(s): {type(exc).__name__}"),
@@ -136,26 +136,43 @@ class Transport:
                     path=path,
                 ) from None
             request_id = _request_id(response.headers)
-            observe(started, clock, attempt, response.status_code, request_id, None)
             if response.status_code < 400:
-                return MxResponse(response.status_code, _parse_body(response, method, path), response.headers)
+                try:
+                    body = _parse_body(response)
+                except _Garbled as garbled:
+                    # A body cut short or mangled on the way (a proxy, a dropped stream): a read is repeated like
+                    # a 5xx; a write is not (MX acted on it), and only the caller can find out what it did.
+                    observe(started, clock, attempt, response.status_code, request_id, f"MalformedResponse: {garbled}")
+                    if safe_to_repeat and attempt < self.retry.max_attempts:
+                        self.back_off(attempt, method, path_template, str(garbled))
+                        continue
+                    raise errors.MalformedResponse(
+                        f"{garbled}" + (f" after {attempt} attempts" if attempt > 1 else ""),
+                        method=method,
+                        path=path,
+                        status=response.status_code,
+                    ) from None
+                observe(started, clock, attempt, response.status_code, request_id, None)
+                return MxResponse(response.status_code, body, response.headers)
+            observe(started, clock, attempt, response.status_code, request_id, None)
             retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
             # 429 means MX refused before doing anything; a 5xx may have half-done a non-idempotent request.
             retryable = response.status_code == 429 or (response.status_code in RETRYABLE_STATUSES and safe_to_repeat)
             too_long = retry_after is not None and retry_after > self.retry.retry_after_max
             if retryable and not too_long and attempt < self.retry.max_attempts:
-                self._back_off(attempt, retry_after, method, path_template, f"HTTP {response.status_code}")
+                self.back_off(attempt, method, path_template, f"HTTP {response.status_code}", retry_after)
                 continue
             raise _error_for(response, method, path, request_id, retry_after, attempt)
         raise AssertionError("unreachable: the retry loop always returns or raises")
 
-    def _back_off(self, attempt: int, retry_after: float | None, method: str, template: str, why: str):
+    def back_off(self, attempt: int, method: str, template: str, why: str, retry_after: float | None = None):
+        """Wait before attempt ``attempt + 1``: Retry-After when MX sent one, else capped exponential jitter."""
         ceiling = min(self.retry.backoff_max, self.retry.backoff_base * 2 ** (attempt - 1))
         delay = retry_after if retry_after is not None else self._jitter() * ceiling
         LOGGER.warning("MX %s %s: %s; retry %d in %.2fs", method, template, why, attempt, delay)
         self._sleep(delay)
 
-    def _observe(self, method, template, user, member, started, clock, attempt, status, request_id, exc):
+    def _observe(self, method, template, user, member, started, clock, attempt, status, request_id, error):
         latency = (time.perf_counter() - clock) * 1000
         call = ApiCall(
             started_at=started,
@@ -167,7 +184,7 @@ class Transport:
             request_id=request_id,
             user_guid=user,
             member_guid=member,
-            error=REDACTOR(type(exc).__name__) if exc else None,
+            error=REDACTOR(error) if error else None,
         )
         LOGGER.debug("MX %s %s -> %s in %.1f ms (attempt %d)", method, template, status, latency, attempt)
         for observer in self.observers:
@@ -204,26 +221,20 @@ def _wire(value: Any) -> Any:
     return value
 
 
-def _parse_body(response: requests.Response, method: str, path: str) -> dict[str, Any] | None:
+class _Garbled(ValueError):
+    """A 2xx body that does not parse into a JSON object; the message says how."""
+
+
+def _parse_body(response: requests.Response) -> dict[str, Any] | None:
     if response.status_code == 204 or not response.content:
         return None
     try:
         # Money stays exact from the parser on: every JSON number with a fraction becomes a Decimal.
         body = simplejson.loads(response.content, use_decimal=True)
     except (ValueError, UnicodeDecodeError):
-        raise errors.MalformedResponse(
-            f"HTTP {response.status_code} body is not valid JSON ({len(response.content)} bytes)",
-            method=method,
-            path=path,
-            status=response.status_code,
-        ) from None
+        raise _Garbled(f"HTTP {response.status_code} body is not valid JSON ({len(response.content)} bytes)") from None
     if not isinstance(body, dict):
-        raise errors.MalformedResponse(
-            f"expected a JSON object, got {type(body).__name__}",
-            method=method,
-            path=path,
-            status=response.status_code,
-        )
+        raise _Garbled(f"expected a JSON object, got {type(body).__name__}")
     return body
 
 

@@ -156,12 +156,65 @@ def test_client_errors_raise_typed_at_once(mx_api, client, sleeps, status, error
     assert raised.value.mx_message == "nope"
 
 
+GARBLED_BODIES = {
+    "truncated": b'{"member": {"guid": "MBR-1"',
+    "not JSON": b"<html>Bad gateway</html>",
+    "not an object": b'["member"]',
+    "not UTF-8": b'{"member": "\xff\xfe"}',
+}
+
+
 @pytest.mark.off_contract
-@pytest.mark.parametrize("body", [b'{"member": {"guid": "MBR-1"', b"<html>Bad gateway</html>", b""])
-def test_a_body_that_is_not_json_raises_malformed_response(mx_api, client, body):
+@pytest.mark.parametrize("body", GARBLED_BODIES.values(), ids=GARBLED_BODIES.keys())
+def test_a_garbled_200_on_a_read_is_retried_like_a_5xx(mx_api, client, sleeps, body):
     mx_api.add("GET", MEMBER_URL, body=body, content_type=MX_MEDIA_TYPE)
-    with pytest.raises(MalformedResponse, match=r"envelope|not valid JSON"):
+    mx_api.add("GET", MEMBER_URL, **member_ok())
+    assert client.read_member(USER_GUID, MEMBER_GUID).guid == MEMBER_GUID
+    assert len(mx_api.calls) == 2
+    assert sleeps == [0.5]  # the same backoff as a 5xx
+
+
+@pytest.mark.off_contract
+@pytest.mark.parametrize("body", GARBLED_BODIES.values(), ids=GARBLED_BODIES.keys())
+def test_a_body_still_garbled_after_the_retries_raises_malformed_response(mx_api, client, sleeps, body):
+    mx_api.add("GET", MEMBER_URL, body=body, content_type=MX_MEDIA_TYPE)  # served on every attempt
+    with pytest.raises(MalformedResponse, match="after 4 attempts") as raised:
         client.read_member(USER_GUID, MEMBER_GUID)
+    assert len(mx_api.calls) == 4  # max_attempts, as for a 5xx
+    assert sleeps == [0.5, 1.0, 2.0]
+    assert raised.value.status == 200
+
+
+@pytest.mark.off_contract
+def test_an_empty_200_is_not_a_garbled_body_but_lacks_the_envelope(mx_api, client, sleeps):
+    mx_api.add("GET", MEMBER_URL, body=b"", content_type=MX_MEDIA_TYPE)
+    with pytest.raises(MalformedResponse, match="envelope"):
+        client.read_member(USER_GUID, MEMBER_GUID)
+    assert len(mx_api.calls) == 1
+
+
+@pytest.mark.off_contract
+def test_a_garbled_answer_to_a_create_is_not_repeated(mx_api, client, sleeps):
+    # MX did create the member: only the answer was lost. A repeat could connect it twice.
+    mx_api.add("POST", MEMBERS_URL, status=202, body=GARBLED_BODIES["truncated"], content_type=MX_MEDIA_TYPE)
+    with pytest.raises(MalformedResponse, match="not valid JSON"):
+        client.create_member(USER_GUID, institution_code="mxbank", credentials={"CRD-1": "x"})
+    assert len(mx_api.calls) == 1 and sleeps == []
+
+
+@pytest.mark.off_contract
+def test_each_garbled_attempt_is_recorded_with_why(mx_api, sleeps):
+    calls = []
+    with MxClient(BASE_URL, CLIENT_ID, API_KEY, observers=[calls.append], sleep=sleeps.append) as mx:
+        mx_api.add("GET", MEMBER_URL, body=GARBLED_BODIES["truncated"], content_type=MX_MEDIA_TYPE)
+        mx_api.add("GET", MEMBER_URL, body=GARBLED_BODIES["not an object"], content_type=MX_MEDIA_TYPE)
+        mx_api.add("GET", MEMBER_URL, **member_ok())
+        mx.read_member(USER_GUID, MEMBER_GUID)
+    assert [(c.status, c.attempt, c.error) for c in calls] == [
+        (200, 1, f"MalformedResponse: HTTP 200 body is not valid JSON ({len(GARBLED_BODIES['truncated'])} bytes)"),
+        (200, 2, "MalformedResponse: expected a JSON object, got list"),
+        (200, 3, None),
+    ]
 
 
 @pytest.mark.off_contract
