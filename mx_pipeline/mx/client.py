@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from mx_pipeline.mx.errors import Conflict, MalformedRecord, MalformedResponse
+from mx_pipeline.mx.errors import OUTCOME_UNKNOWN, Conflict, MalformedRecord, MalformedResponse
 from mx_pipeline.mx.pagination import MAX_PER_PAGE, MAX_PER_PAGE_SMALL, iter_pages
 from mx_pipeline.mx.records import (
     Account,
@@ -34,6 +34,7 @@ OnMalformed = Callable[[MalformedRecord], None]
 USER = "/users/{user_guid}"
 MEMBERS = USER + "/members"
 MEMBER = MEMBERS + "/{member_guid}"
+USER_CREATE_ATTEMPTS = 3  # creates of one user whose outcome stayed unknown, each followed by a look-up
 
 
 class MxClient:
@@ -71,18 +72,29 @@ class MxClient:
         return self._one("POST", "/users", {}, User, json_body=body, idempotent=False)
 
     def ensure_user(self, *, id: str, email: str | None = None, metadata: str | None = None) -> User:
-        """The MX user for our user ``id``: found by ``?id=`` first, created only when absent."""
-        existing = next((u for u in self.list_users(id=id) if u.id == id), None)
-        if existing is not None:
-            return existing
-        try:
-            return self.create_user(id=id, email=email, metadata=metadata)
-        except Conflict:
-            # Another process created it between our look-up and our create.
-            found = next((u for u in self.list_users(id=id) if u.id == id), None)
-            if found is None:
-                raise
-            return found
+        """The MX user for our user ``id``: found by ``?id=`` first, created only when absent.
+
+        A create whose outcome is unknown (a 5xx, a connection dropped after sending, a garbled answer) may
+        have made the user: the id is looked up again, and the create repeated (bounded) only if it is absent.
+        """
+        found = self._user_with_id(id)
+        for attempt in range(1, USER_CREATE_ATTEMPTS + 1):
+            if found is not None:
+                return found
+            if attempt > 1:
+                self.transport.back_off(attempt - 1, "POST", "/users", "create outcome unknown and the user is absent")
+            try:
+                return self.create_user(id=id, email=email, metadata=metadata)
+            except Conflict:  # another process created it between our look-up and our create
+                if (found := self._user_with_id(id)) is None:
+                    raise
+            except OUTCOME_UNKNOWN:
+                if (found := self._user_with_id(id)) is None and attempt == USER_CREATE_ATTEMPTS:
+                    raise
+        return found
+
+    def _user_with_id(self, id: str) -> User | None:
+        return next((u for u in self.list_users(id=id) if u.id == id), None)
 
     def read_user(self, user_guid: str) -> User:
         return self._one("GET", USER, {"user_guid": user_guid}, User, user_guid=user_guid)
@@ -245,14 +257,10 @@ class MxClient:
         running; either way it answers 202 with the member. A different job type running -> :class:`Conflict`.
         """
         return self._member_call(
-            "POST",
-            MEMBER + "/aggregate",
-            user_guid,
-            member_guid,
-            Member,
+            "POST", MEMBER + "/aggregate", user_guid, member_guid, Member,
             params={"include_transactions": include_transactions},
             idempotent=True,  # a repeat joins the running job (202): nothing is doubled
-        )
+        )  # fmt: skip
 
     def check_balances(self, user_guid: str, member_guid: str) -> Member:
         """Refresh balances only (202); lighter than an aggregation."""

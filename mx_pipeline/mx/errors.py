@@ -73,6 +73,10 @@ class MalformedRecord(MalformedResponse):
         super().__init__(message, **kwargs)
 
 
+# After these a write may or may not have happened at MX (it failed, or its answer was lost on the way):
+# never repeat the write blindly, look up what MX holds first.
+OUTCOME_UNKNOWN: tuple[type[MxError], ...] = (ServerError, ConnectionFailed, MalformedResponse)
+
 _BY_STATUS: dict[int, type[MxError]] = {
     400: BadRequest,
     401: AuthError,

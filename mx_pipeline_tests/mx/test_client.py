@@ -11,9 +11,12 @@ from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 import responses
+import urllib3
 
-from mx_pipeline.mx import Conflict, ConnectionStatus, MxClient
+from mx_pipeline.mx import Conflict, ConnectionStatus, MxClient, ServerError
+from mx_pipeline.mx.client import USER_CREATE_ATTEMPTS
 from mx_pipeline_tests.mx import payloads as p
 from mx_pipeline_tests.mx.payloads import BASE_URL, MEMBER_GUID, MX_MEDIA_TYPE, USER_GUID
 
@@ -308,6 +311,51 @@ def test_ensure_user_survives_a_concurrent_create(mx_api, client):
     serve(mx_api, "POST", "/users", {"error": {"message": "User already exists"}}, status=409)
     serve(mx_api, "GET", "/users", present, id="end-user-3")
     assert client.ensure_user(id="end-user-3").id == "end-user-3"
+
+
+def _dropped() -> requests.ConnectionError:
+    """The request reached MX, then the connection died before the answer: MX may have acted on it."""
+    return requests.ConnectionError(urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError()))
+
+
+LOST_ANSWERS = {
+    "5xx": {"status": 500, "json": {"error": {"message": "Internal error"}}},
+    "dropped connection": {"body": _dropped()},
+    "garbled 200": {"status": 200, "body": b'{"user": {"guid": "US', "content_type": MX_MEDIA_TYPE},
+}
+
+
+@pytest.mark.off_contract  # the garbled answer is not MX's shape, by design
+@pytest.mark.parametrize("answer", LOST_ANSWERS.values(), ids=LOST_ANSWERS.keys())
+def test_ensure_user_finds_the_user_mx_created_when_the_create_answer_is_lost(mx_api, client, answer):
+    absent, present = p.listing("users", [], total_pages=0), p.listing("users", [p.user(id="end-user-4")])
+    serve(mx_api, "GET", "/users", absent, id="end-user-4")
+    mx_api.add("POST", BASE_URL + "/users", **answer)
+    serve(mx_api, "GET", "/users", present, id="end-user-4")
+
+    assert client.ensure_user(id="end-user-4").guid == USER_GUID
+    assert [c.request.method for c in mx_api.calls] == ["GET", "POST", "GET"]  # looked up, never created twice
+
+
+def test_ensure_user_creates_again_only_when_the_user_truly_is_absent(mx_api, client, sleeps):
+    absent = p.listing("users", [], total_pages=0)
+    serve(mx_api, "GET", "/users", absent, id="end-user-5")
+    serve(mx_api, "POST", "/users", {"error": {"message": "Service unavailable"}}, status=503)
+    serve(mx_api, "GET", "/users", absent, id="end-user-5")
+    serve(mx_api, "POST", "/users", {"user": p.user(guid="USR-second", id="end-user-5")})
+
+    assert client.ensure_user(id="end-user-5").guid == "USR-second"
+    assert [c.request.method for c in mx_api.calls] == ["GET", "POST", "GET", "POST"]
+    assert sleeps == [0.5]  # the transport's backoff before the second create
+
+
+def test_ensure_user_gives_up_after_a_bounded_number_of_creates(mx_api, client, sleeps):
+    serve(mx_api, "GET", "/users", p.listing("users", [], total_pages=0), id="end-user-6")
+    serve(mx_api, "POST", "/users", {"error": {"message": "Internal error"}}, status=500)  # on every attempt
+    with pytest.raises(ServerError):
+        client.ensure_user(id="end-user-6")
+    methods = [c.request.method for c in mx_api.calls]
+    assert methods == ["GET", "POST"] * USER_CREATE_ATTEMPTS + ["GET"]  # the last create is looked up too
 
 
 def test_conflict_on_create_member_is_typed(mx_api, client):
