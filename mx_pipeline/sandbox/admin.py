@@ -14,6 +14,7 @@ from mx_pipeline.mx.statuses import ConnectionStatus
 from mx_pipeline.sandbox import aggregation
 from mx_pipeline.sandbox.clock import iso
 from mx_pipeline.sandbox.errors import MxError
+from mx_pipeline.sandbox.faults import faults_endpoint
 from mx_pipeline.sandbox.records import Outcome
 from mx_pipeline.sandbox.wire import member_json, member_status_json
 from mx_pipeline.sandbox.world import World
@@ -188,4 +189,5 @@ def admin_routes(webhook_log: Callable[[], dict] | None) -> list[Route]:
         Route(f"{member}/finish_aggregation", admin_endpoint(finish_member_aggregation), methods=["POST"]),
         Route(f"{member}/replace", admin_endpoint(replace_member), methods=["POST"]),
         Route("/_sandbox/users/{user_guid}/transactions", admin_endpoint(user_transactions), methods=["GET"]),
+        Route("/_sandbox/faults", faults_endpoint, methods=["GET", "POST"]),
     ]

@@ -76,7 +76,7 @@ def create_app(
     """The sandbox app over ``world``. A background task finishes due jobs so webhooks fire without traffic."""
     if webhook_sender is not None:
         world.webhook_sink = webhook_sender.enqueue
-    runtime = Runtime(world, RateLimiter(world), FaultInjector(world.config.seed, world.config.fault_rate))
+    runtime = Runtime(world, RateLimiter(world), FaultInjector.from_config(world.config))
 
     async def ticker() -> None:
         while True:

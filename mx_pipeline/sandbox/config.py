@@ -38,9 +38,16 @@ class SandboxConfig:
     abuse_429s_before_degrade: int = 5
     abuse_aggregations_before_degrade: int = 12
     abuse_degraded_seconds: float = THREE_HOURS
-    # Fault injection (never on /_sandbox/ or the Connect page).
+    # Fault injection (never on /_sandbox/ or the Connect page), each kind at its own rate per MX API request
+    # (faults.py says what each does); ``fault_rate`` is a shorthand spread evenly over the first four kinds.
     latency_ms: int = 0
     fault_rate: float = 0.0
+    server_error_rate: float = 0.0
+    rate_limited_rate: float = 0.0
+    truncated_json_rate: float = 0.0
+    invalid_json_rate: float = 0.0
+    server_error_after_write_rate: float = 0.0
+    fault_retry_after_seconds: float = 1.0  # the Retry-After an injected 429 carries
     # Webhooks.
     webhook_url: str | None = None
     webhook_username: str | None = None

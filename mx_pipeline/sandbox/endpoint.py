@@ -107,10 +107,7 @@ def mx_endpoint(handler: Handler, *, job_request: bool = False, needs_accept: bo
             if needs_accept:
                 _check_accept(request)
             fault = runtime.faults.draw(request.method)
-            if fault and fault[0] == "server_error":
-                raise MxError(fault[1], "Something went wrong with MX's servers (sandbox injected fault).")
-            if fault and fault[0] == "rate_limited":
-                raise MxError(429, "Rate limit exceeded (sandbox injected fault).", {"Retry-After": "1"})
+            runtime.faults.refuse(fault)  # a 5xx or a 429 answers before anything is processed
             body = await _json_body(request) if request.method in ("POST", "PUT") else None
             params = request.path_params
             with world.lock:
@@ -119,11 +116,7 @@ def mx_endpoint(handler: Handler, *, job_request: bool = False, needs_accept: bo
                 response = handler(request, world, body)
         except MxError as error:
             return error_response(error)
-        if fault and response.status_code == 200:
-            response = Response(
-                runtime.faults.corrupt(response.body, fault[0]), status_code=200, media_type=MX_MEDIA_TYPE
-            )
-        return response
+        return runtime.faults.spoil(fault, response)  # a corrupted body, or a 5xx after the write
 
     endpoint.__name__ = handler.__name__
     return endpoint
