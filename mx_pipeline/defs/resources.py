@@ -19,6 +19,7 @@ from mx_pipeline.lifecycle.notifier import HttpNotifier, LogNotifier, Notifier
 from mx_pipeline.mx import ApiCall, MxClient, RateLimiter, RateLimits
 from mx_pipeline.refresh.policy import RefreshPolicy
 from mx_pipeline.warehouse import Warehouse
+from mx_pipeline.warehouse.connection import DEFAULT_WAIT_SECONDS
 
 
 class MxResource(dg.ConfigurableResource):
@@ -43,10 +44,14 @@ class WarehouseResource(dg.ConfigurableResource):
 
     path: str | None = None
     memory_limit: str = "1GB"  # DuckDB's buffer pool; its default (80 % of RAM) would grow with the tables
+    # How long a step waits for the file while another process holds it (say, an analyst's read-write session)
+    # before it fails saying what to close; the wait is logged in the run.
+    wait_seconds: float = DEFAULT_WAIT_SECONDS
 
     def open(self) -> Warehouse:
         path = Path(self.path) if self.path else settings.data_dir() / "warehouse.duckdb"
-        return Warehouse(path, memory_limit=self.memory_limit)
+        log = dg.get_dagster_logger("warehouse")  # inside a step, its lines land in the run's log
+        return Warehouse(path, memory_limit=self.memory_limit, wait_seconds=self.wait_seconds, log=log)
 
 
 class NotifierResource(dg.ConfigurableResource):

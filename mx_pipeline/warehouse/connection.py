@@ -2,13 +2,18 @@
 
 DuckDB allows one writing process per file, and a second process fails at once with an ``IOException``
 ("Could not set lock on file") rather than waiting, even when it only wants to read. So every caller opens
-a connection for one unit of work and closes it, and ``connect`` retries a held lock with capped backoff
-before giving up. Migrations are applied on every writable open (a cheap look-up once they are in).
+a connection for one unit of work and closes it, and ``connect`` retries a held lock with capped backoff.
+The first time it finds the file held it logs so (the file, who holds it, how long it will wait); past its
+bound it fails saying what to close. A run's steps wait generously (``DEFAULT_WAIT_SECONDS``): an analyst's
+open session should delay a run, not fail it. Migrations are applied on every writable open (a cheap look-up
+once they are in).
 """
 
 import contextlib
+import logging
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,6 +22,14 @@ import duckdb
 from mx_pipeline.warehouse.migrate import apply_migrations
 
 LOCK_MESSAGE = "Could not set lock on file"
+DEFAULT_WAIT_SECONDS = 600.0
+_HOLDER = re.compile(r"Conflicting lock is held in (.+?)(?:\. See also|$)")
+_WHAT_TO_CLOSE = (
+    "close the read-write session on it (a DuckDB CLI, a notebook, another pipeline process), or open it"
+    " read-only (duckdb -readonly) or read analytics.duckdb instead"
+)
+
+_log = logging.getLogger(__name__)
 
 
 class WarehouseBusy(RuntimeError):
@@ -25,15 +38,23 @@ class WarehouseBusy(RuntimeError):
 
 @contextmanager
 def connect(
-    path: str | Path, *, read_only: bool = False, wait_seconds: float = 30.0, memory_limit: str | None = None
+    path: str | Path,
+    *,
+    read_only: bool = False,
+    wait_seconds: float = DEFAULT_WAIT_SECONDS,
+    memory_limit: str | None = None,
+    log: logging.Logger | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection to the warehouse at ``path``, closed on exit, with every migration applied.
 
+    A file another process holds is waited for, up to ``wait_seconds``, said once to ``log``.
     ``memory_limit`` caps DuckDB's buffer pool (its default, 80 % of RAM, would grow with the tables).
     """
     path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = _open(path, read_only, wait_seconds)
+    con = _open(path, read_only, wait_seconds, log or _log, clock, sleep)
     try:
         # Every timestamp the pipeline writes or compares is UTC, whatever the host's zone.
         con.execute("set TimeZone = 'UTC'")
@@ -46,33 +67,70 @@ def connect(
         con.close()
 
 
-def _open(path: Path, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
-    deadline = time.monotonic() + wait_seconds
-    delay = 0.05
+def _open(
+    path: Path,
+    read_only: bool,
+    wait_seconds: float,
+    log: logging.Logger,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> duckdb.DuckDBPyConnection:
+    started, delay, said = clock(), 0.05, False
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
             if LOCK_MESSAGE not in str(exc):
                 raise
-            if time.monotonic() + delay > deadline:
-                raise WarehouseBusy(f"{path.name} is held by another process: {exc}") from None
-            time.sleep(delay)
+            holder = _holder(exc)
+            waited = clock() - started
+            if not said:
+                said = True
+                log.warning(
+                    f"{path} is held by another process ({holder}); waiting up to {wait_seconds:.0f} s for it"
+                    " to be released"
+                )
+            if waited >= wait_seconds:
+                raise WarehouseBusy(
+                    f"{path} is held by another process ({holder}); waited {waited:.0f} s, the most this step"
+                    f" waits. To let the pipeline in, {_WHAT_TO_CLOSE}."
+                ) from None
+            sleep(min(delay, wait_seconds - waited))
             delay = min(delay * 2, 2.0)
+
+
+def _holder(exc: duckdb.IOException) -> str:
+    found = _HOLDER.search(str(exc))
+    return found.group(1) if found else "unknown"
 
 
 class Warehouse:
     """The warehouse file at ``path``; every unit of work opens its own short-lived connection."""
 
-    def __init__(self, path: str | Path, *, memory_limit: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        memory_limit: str | None = None,
+        wait_seconds: float = DEFAULT_WAIT_SECONDS,
+        log: logging.Logger | None = None,
+    ) -> None:
         self.path = Path(path)
         self.memory_limit = memory_limit
+        self.wait_seconds = wait_seconds  # how long a connection waits for a file another process holds
+        self.log = log  # where waiting is said (a run's log); the module's logger by default
 
     def connect(
-        self, *, read_only: bool = False, wait_seconds: float = 30.0
+        self, *, read_only: bool = False, wait_seconds: float | None = None
     ) -> "contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]":
-        """See :func:`connect`."""
-        return connect(self.path, read_only=read_only, wait_seconds=wait_seconds, memory_limit=self.memory_limit)
+        """See :func:`connect`; ``wait_seconds`` defaults to the warehouse's own."""
+        return connect(
+            self.path,
+            read_only=read_only,
+            wait_seconds=self.wait_seconds if wait_seconds is None else wait_seconds,
+            memory_limit=self.memory_limit,
+            log=self.log,
+        )
 
     @contextmanager
     def session(self) -> Iterator[None]:
