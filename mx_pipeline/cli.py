@@ -1,6 +1,8 @@
 """``mx-pipeline``: the project's command line.
 
 mx-pipeline sandbox [--host H] [--port P] [--seed N] [--latency-ms N] [--fault-rate R] [--webhook-url U]
+                    [--server-error-rate R] [--rate-limited-rate R] [--truncated-json-rate R] [--invalid-json-rate R]
+                    [--server-error-after-write-rate R] [--fault-retry-after S]
 mx-pipeline serve [--host H] [--port P]
 mx-pipeline dev
 mx-pipeline demo
@@ -15,6 +17,7 @@ from mx_pipeline import settings
 
 
 def _sandbox(args: argparse.Namespace) -> int:
+    from mx_pipeline.sandbox.faults import FAULT_KINDS
     from mx_pipeline.sandbox.server import serve
 
     configured = settings.SandboxSettings.from_env()
@@ -24,6 +27,8 @@ def _sandbox(args: argparse.Namespace) -> int:
         seed=args.seed,
         latency_ms=args.latency_ms,
         fault_rate=args.fault_rate,
+        fault_retry_after_seconds=args.fault_retry_after,
+        **{f"{kind}_rate": getattr(args, f"{kind}_rate") for kind in FAULT_KINDS},
         client_id=configured.client_id,
         api_key=configured.api_key,
         webhook_url=args.webhook_url or configured.webhook_url,
@@ -83,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--seed", type=int, default=0, help="deterministic data and behaviour")
     sandbox.add_argument("--latency-ms", type=int, default=0, help="added to every response")
     sandbox.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail (0..1)")
+    from mx_pipeline.sandbox.faults import FAULT_KINDS  # each kind at its own rate, on top of --fault-rate
+
+    for kind in FAULT_KINDS:
+        flag = kind.replace("_", "-")
+        sandbox.add_argument(f"--{flag}-rate", type=float, default=0.0, help=f"share of requests given {flag} (0..1)")
+    sandbox.add_argument("--fault-retry-after", type=float, default=1.0, help="Retry-After of an injected 429 (s)")
     sandbox.set_defaults(run=_sandbox)
 
     serve = commands.add_parser("serve", help="serve the connect service (widget URLs, Connect callback, MX webhooks)")
