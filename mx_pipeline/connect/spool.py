@@ -38,8 +38,16 @@ class SpooledEvent:
     key: str  # idempotency key
     kind: str  # e.g. "mx_webhook", "connect_callback"
     received_at_ns: int
-    body: str  # as received (text); parsed only when drained
+    body: str  # as received: bytes that are not UTF-8 are kept as surrogate escapes; parsed only when drained
     meta: dict
+
+    @property
+    def raw(self) -> bytes:
+        """The body's bytes exactly as received."""
+        try:
+            return self.body.encode("utf-8", errors="surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate no receiver decoding makes (e.g. one a caller passed us)
+            return self.body.encode("utf-8", errors="surrogatepass")
 
 
 class Spool:
@@ -62,9 +70,9 @@ class Spool:
         A redelivery: this key was spooled within the dedupe window and, when a member is given, no other event
         of that member was spooled since.
         """
-        digest = hashlib.sha256(f"{kind}\0{key}".encode()).hexdigest()[:32]
+        digest = _digest(f"{kind}\0{key}")
         marker = self.keys / digest
-        latest = self.latest / hashlib.sha256(member.encode()).hexdigest()[:32] if member else None
+        latest = self.latest / _digest(member) if member else None
         with self._lock():  # check-then-write, against another writer or a concurrent ``prune``
             received = self._clock()
             seen = _marker_time_ns(marker)
@@ -116,6 +124,11 @@ class Spool:
             yield
         finally:
             os.close(fd)  # releases the lock
+
+
+def _digest(text: str) -> str:
+    """A file name for ``text``: any text, even one holding a lone surrogate (a body names what it likes)."""
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()[:32]
 
 
 def _still_latest(latest: Path | None, digest: str) -> bool:

@@ -6,11 +6,15 @@ retries) and only while no other event of the same member was stored in between.
 a member CHALLENGED, then CONNECTED, then CHALLENGED again the same day sends the same bytes twice, and so
 does one CHALLENGED again weeks later.
 
-An event only says "look at this member again": the run it triggers re-reads the status from MX. Events
-that cannot be parsed go to ``ops.quarantine`` with the reason and the spooled record, never dropped.
-Users the connect service registered (or saw in a Connect callback) join ``ops.end_users``.
+An event only says "look at this member again": the run it triggers re-reads the status from MX. Each
+event is judged on its own: one that cannot be stored as an event (unparsable, or holding text no database
+stores) goes to ``ops.quarantine`` with the reason and the bytes received, never dropped and never in the
+way of the events behind it. The payload is ``{"spool_key", "kind", "body"}`` with the body as text, or
+``"body_base64"`` instead when the bytes are not UTF-8. Users the connect service registered (or saw in a
+Connect callback) join ``ops.end_users``.
 """
 
+import base64
 import datetime as dt
 import json
 from collections.abc import Iterable
@@ -19,7 +23,13 @@ from dataclasses import dataclass
 import duckdb
 
 from mx_pipeline.connect.spool import DEDUPE_WINDOW, SpooledEvent
-from mx_pipeline.lifecycle.events import MemberEvent, Rejected, parse_connect_callback, parse_webhook
+from mx_pipeline.lifecycle.events import (
+    MemberEvent,
+    Rejected,
+    is_unicode_text,
+    parse_connect_callback,
+    parse_webhook,
+)
 from mx_pipeline.warehouse.quarantine import QuarantinedRecord, write_quarantine
 
 TABLE = "ops.member_events"
@@ -39,7 +49,14 @@ class StoredEvents:
 
 
 def parse_spooled(event: SpooledEvent) -> MemberEvent | UserRegistered | Rejected:
-    """The meaning of one spooled event, or why it has none."""
+    """The meaning of one spooled event, or why it has none; never raises."""
+    try:
+        return _meaning(event)
+    except Exception as exc:  # a bug of ours met on one event must not hold up the events behind it
+        return Rejected(f"could not be parsed: {type(exc).__name__}: {exc}")
+
+
+def _meaning(event: SpooledEvent) -> MemberEvent | UserRegistered | Rejected:
     if event.kind == "mx_webhook":
         return parse_webhook(event.body)
     if event.kind == "connect_callback":
@@ -61,33 +78,26 @@ def store_spooled(
     now: dt.datetime,
     dedupe_window: dt.timedelta = DEDUPE_WINDOW,
 ) -> StoredEvents:
-    """Parse and store ``events`` in one transaction; the caller acknowledges them to the spool afterwards."""
+    """Parse and store ``events`` in one transaction; the caller acknowledges them to the spool afterwards.
+
+    Bad content never raises (each event is stored or quarantined on its own); a warehouse error does, before
+    the commit, so the caller keeps the whole batch in the spool for the next try.
+    """
     rows, users, registrations, rejects = [], [], [], []
     for event in events:
         meaning = parse_spooled(event)
         received = dt.datetime.fromtimestamp(event.received_at_ns / 1e9, dt.UTC)
+        row = None if isinstance(meaning, Rejected) else _row(event, meaning, received)
+        if row is not None and not all(is_unicode_text(value) for value in row if isinstance(value, str)):
+            meaning = Rejected("holds text that is not valid Unicode (a lone surrogate)")
         if isinstance(meaning, Rejected):
-            record = {"spool_key": event.key, "kind": event.kind, "body": event.body}
-            rejects.append(QuarantinedRecord(TABLE, f"{event.kind}: {meaning.reason}", record))
-        elif isinstance(meaning, UserRegistered):
+            rejects.append(_quarantined(event, meaning.reason))
+            continue
+        rows.append(row)
+        if isinstance(meaning, UserRegistered):
             registrations.append((meaning.user_id, meaning.user_guid, received))
-            rows.append((event.key, event.kind, "api", meaning.user_id, meaning.user_guid, None, None, None, received))
-        else:
-            if meaning.user_id:
-                users.append((meaning.user_id, meaning.user_guid))
-            rows.append(
-                (
-                    event.key,
-                    event.kind,
-                    meaning.source,
-                    meaning.user_id,
-                    meaning.user_guid,
-                    meaning.member_guid,
-                    meaning.connection_status,
-                    meaning.occurred_at,
-                    received,
-                )
-            )
+        elif meaning.user_id:
+            users.append((meaning.user_id, meaning.user_guid))
     con.execute("begin transaction")
     new = _outside_the_window(con, rows, dedupe_window)
     if new:
@@ -104,6 +114,38 @@ def store_spooled(
     quarantined = write_quarantine(con, rejects, run_id=run_id, now=now)
     con.execute("commit")
     return StoredEvents(len(new), quarantined)
+
+
+def _row(event: SpooledEvent, meaning: MemberEvent | UserRegistered, received: dt.datetime) -> tuple:
+    if isinstance(meaning, UserRegistered):
+        return (event.key, event.kind, "api", meaning.user_id, meaning.user_guid, None, None, None, received)
+    return (
+        event.key,
+        event.kind,
+        meaning.source,
+        meaning.user_id,
+        meaning.user_guid,
+        meaning.member_guid,
+        meaning.connection_status,
+        meaning.occurred_at,
+        received,
+    )
+
+
+def _quarantined(event: SpooledEvent, reason: str) -> QuarantinedRecord:
+    """The event as received, for ``ops.quarantine``: its bytes exactly, as text or (not UTF-8) as base64."""
+    raw = event.raw
+    try:
+        body = {"body": raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        body = {"body_base64": base64.b64encode(raw).decode("ascii")}
+    record = {"spool_key": _storable(event.key), "kind": event.kind, **body}
+    return QuarantinedRecord(TABLE, _storable(f"{event.kind}: {reason}"), record)
+
+
+def _storable(text: str) -> str:
+    """``text`` with any lone surrogate written as its escape, so the warehouse can store it."""
+    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 def _outside_the_window(con: duckdb.DuckDBPyConnection, rows: list[tuple], window: dt.timedelta) -> list[tuple]:

@@ -64,6 +64,21 @@ def test_bytes_that_are_not_utf8_are_kept_exactly(tmp_path):
     assert event.body.encode("utf-8", errors="surrogateescape") == raw
 
 
+def test_a_key_or_member_holding_a_lone_surrogate_is_spooled_not_raised(tmp_path):
+    spool = Spool(tmp_path)
+    assert spool.append("connect_callback", "USR-1:MBR-\ud800", "{}", member="MBR-\ud800") is True
+    assert spool.append("connect_callback", "USR-1:MBR-\ud800", "{}", member="MBR-\ud800") is False  # redelivery
+    (event,) = spool.pending()
+    assert event.key == "USR-1:MBR-\ud800"
+
+
+def test_raw_gives_back_the_bytes_received_whatever_they_are(tmp_path):
+    received = [b'{"x": "\xff\xfe"}', b"\xed\xa0\x80 an encoded surrogate", "caf\u00e9 \U0001f600".encode()]
+    for n, raw in enumerate(received):
+        Spool(tmp_path).append("mx_webhook", str(n), raw.decode("utf-8", errors="surrogateescape"))
+    assert [event.raw for event in Spool(tmp_path).pending()] == received
+
+
 class Clock:
     """A clock tests move by hand (nanoseconds since the epoch, like ``time.time_ns``)."""
 

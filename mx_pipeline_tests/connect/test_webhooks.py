@@ -48,6 +48,17 @@ def test_unparsable_or_surprising_content_is_still_accepted_for_later_quarantine
     assert event.body.encode("utf-8", errors="surrogateescape") == body
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b'{"member_guid": "MBR-\\ud800"}', b'{"member_guid": "MBR-\xff"}', b"[" * 2000 + b"]" * 2000],
+    ids=["lone surrogate escape", "not UTF-8", "deep nesting"],
+)
+def test_a_body_python_cannot_read_is_still_spooled_exactly(http, spool, body):
+    assert deliver(http, body).status_code == 204
+    (event,) = spool.pending()
+    assert event.raw == body
+
+
 def test_a_redelivery_is_idempotent(http, spool):
     body = json.dumps(CONNECTION_STATUS).encode()
     assert [deliver(http, body).status_code for _ in range(3)] == [204, 204, 204]

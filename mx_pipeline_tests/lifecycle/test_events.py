@@ -64,6 +64,47 @@ def test_what_cannot_be_acted_on_is_rejected_with_its_reason(body, reason):
     assert isinstance(result, Rejected) and reason in result.reason
 
 
+NOT_UTF8 = b'{"type": "AGGREGATION", "user_guid": "USR-1", "member_guid": "MBR-\xff"}'.decode(
+    "utf-8", "surrogateescape"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ('{"type": "AGGREGATION", "completed_at": ' + "9" * 4400 + "}", "not JSON: Exceeds the limit (4300 digits)"),
+        ("[" * 100_000 + "]" * 100_000, "not JSON: nested too deeply"),
+        (json.dumps(AGGREGATION | {"completed_at": 10**20}), "AGGREGATION with completed_at out of range: 10"),
+        (json.dumps(AGGREGATION | {"completed_at": -(10**12)}), "AGGREGATION with completed_at out of range: -10"),
+        (json.dumps(AGGREGATION | {"completed_at": 253402300800}), "out of range: 253402300800"),  # year 10000
+        (NOT_UTF8, "not UTF-8: 0xff at byte 66"),
+        (json.dumps(CONNECTION_STATUS | {"member_guid": "MBR-\ud800"}), "member_guid that is not valid Unicode"),
+        (json.dumps(CONNECTION_STATUS | {"user_guid": "\udfff"}), "user_guid that is not valid Unicode"),
+        (json.dumps(CONNECTION_STATUS | {"connection_status": "\udc00"}), "connection_status that is not valid"),
+    ],
+    ids=["huge integer", "deep nesting", "far future", "far past", "year 10000", "not UTF-8", "lone surrogates",
+         "surrogate user", "surrogate status"],
+)  # fmt: skip
+def test_bodies_python_or_the_warehouse_cannot_hold_are_rejected_not_raised(body, reason):
+    result = parse_webhook(body)
+    assert isinstance(result, Rejected) and reason in result.reason, result
+
+
+def test_a_completed_at_that_is_not_a_unix_integer_is_no_time_rather_than_a_reason_to_refuse():
+    for odd in (True, "2018-07-18", 1531947410.5, None):
+        assert parse_webhook(json.dumps(AGGREGATION | {"completed_at": odd})).occurred_at is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"user_id": ' + "1" * 4400 + "}", "[" * 100_000 + "]" * 100_000, '{"user_guid": "USR-1", "member_guid": "\\ud800"}',
+     '{"user_guid": "USR-1", "member_guid": "MBR-1", "user_id": {"not": "text"}}'],
+    ids=["huge integer", "deep nesting", "lone surrogate", "user id not text"],
+)  # fmt: skip
+def test_a_connect_callback_that_cannot_be_held_is_rejected_not_raised(body):
+    assert isinstance(parse_connect_callback(body), Rejected)
+
+
 def test_a_connect_callback_carries_our_user_id():
     body = json.dumps({"user_id": "u1", "user_guid": "USR-1", "member_guid": "MBR-9", "mode": "aggregation"})
     assert parse_connect_callback(body) == MemberEvent("connect_callback", "USR-1", "MBR-9", user_id="u1")
