@@ -1,18 +1,17 @@
 """A fault trial: the whole pipeline against a sandbox that fails requests, compared with the sandbox's truth.
 
-``run_fault_trial(tmp_path, seed)`` connects several members with faults off, turns per-kind faults on, runs
-every asset of the code location until a run reports success (bounded), then reads the truth with faults off
-and compares it with ``raw.mx_transactions`` (live rows) and ``marts.fct_transactions``, guid by guid and
-amount by amount. The fault-injection test asserts on the result; a benchmark script can print it.
+``run_fault_trial(tmp_path, seed)`` connects many members with faults off, turns per-kind faults on, runs
+every asset of the code location until a run reports success (bounded), then compares the warehouse (live raw
+rows and ``marts.fct_transactions``) with the sandbox's memory, guid by guid and amount by amount
+(``truth.compare``). The fault-injection test asserts on the result; a benchmark script can print it.
 """
 
-import json
 import time
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import requests
 
 from mx_pipeline import definitions, settings
@@ -20,6 +19,7 @@ from mx_pipeline.defs.resources import ConnectLinksResource, MxResource, Warehou
 from mx_pipeline.mx import MxClient, RateLimiter, RateLimits, RetryPolicy
 from mx_pipeline.sandbox.server import running_sandbox
 from mx_pipeline.warehouse import Warehouse
+from mx_pipeline_tests.resilience.truth import Differences, compare
 
 # The issue's figures, each kind on its own; plus lost answers to writes (a create that happened, answered 5xx).
 FAULT_RATES = {
@@ -60,28 +60,14 @@ class PatientMx(MxResource):
 
 
 @dataclass
-class Comparison:
-    """One table against the truth: guids missing, rows beyond one per guid, rows that differ or should not be."""
-
-    lost: list[str] = field(default_factory=list)
-    duplicated: list[str] = field(default_factory=list)
-    wrong: list[str] = field(default_factory=list)
-
-    @property
-    def counts(self) -> tuple[int, int, int]:
-        return len(self.lost), len(self.duplicated), len(self.wrong)
-
-
-@dataclass
 class FaultTrialResult:
     seed: int
     runs: int  # runs until the first that reported success (MAX_RUNS + 1: none did)
     succeeded: bool
-    transactions: int  # live at MX (the truth)
-    raw: Comparison
-    mart: Comparison
-    users_missing: list[str]
-    users_duplicated: list[str]
+    transactions: int  # at MX (the truth)
+    differences: Differences  # the warehouse (raw tables, fct_transactions) against the truth, by table
+    users_missing: list[str]  # ids in the users CSV that MX does not have
+    users_duplicated: list[str]  # ids MX has more than one user for
     requests: int  # HTTP attempts the pipeline made (ops.api_calls), retries included
     garbled_retried: int  # attempts whose 200 body did not parse (recorded in ops.api_calls.error)
     quarantined: int  # ops.quarantine rows the runs wrote
@@ -90,30 +76,30 @@ class FaultTrialResult:
 
     @property
     def lost(self) -> int:
-        return len(self.raw.lost) + len(self.mart.lost) + len(self.users_missing)
+        return sum(self.differences.lost.values()) + len(self.users_missing)
 
     @property
     def duplicated(self) -> int:
-        return len(self.raw.duplicated) + len(self.mart.duplicated) + len(self.users_duplicated)
+        return sum(self.differences.duplicated.values()) + len(self.users_duplicated)
 
     @property
     def wrong(self) -> int:
-        return len(self.raw.wrong) + len(self.mart.wrong)
+        return sum(self.differences.wrong.values())
 
     def summary(self) -> str:
         return (
-            f"seed {self.seed}: {'success' if self.succeeded else 'NO SUCCESS'} after {self.runs} run(s), "
-            f"{self.transactions} transactions; raw lost/duplicated/wrong {self.raw.counts}, "
-            f"fct_transactions {self.mart.counts}; users missing {len(self.users_missing)}, "
-            f"duplicated {len(self.users_duplicated)}; {self.requests} requests, faults {self.faults_injected}, "
-            f"{self.garbled_retried} garbled bodies retried, {self.quarantined} quarantined; {self.seconds:.1f} s"
+            f"seed {self.seed}: {'success' if self.succeeded else 'NO SUCCESS'} after {self.runs} run(s); "
+            f"{self.transactions} transactions; lost {self.lost}, duplicated {self.duplicated}, wrong {self.wrong} "
+            f"({self.differences}; users missing {self.users_missing[:3]}, duplicated {self.users_duplicated[:3]}); "
+            f"{self.requests} requests, faults injected {self.faults_injected}, {self.garbled_retried} garbled "
+            f"bodies retried, {self.quarantined} quarantined; {self.seconds:.1f} s"
         )
 
 
 def run_fault_trial(tmp_path: Path, seed: int, *, rates: dict[str, float] = FAULT_RATES) -> FaultTrialResult:
     started = time.monotonic()
     with running_sandbox(seed=seed, **SANDBOX) as sandbox:
-        base_url = sandbox.base_url
+        base_url, world = sandbox.base_url, sandbox.world
         users_csv, user_ids = _connect_members(base_url, tmp_path)
         _set_faults(base_url, rates)
         warehouse = Warehouse(tmp_path / "warehouse.duckdb")
@@ -121,40 +107,22 @@ def run_fault_trial(tmp_path: Path, seed: int, *, rates: dict[str, float] = FAUL
         while runs < MAX_RUNS and not succeeded:
             runs += 1
             succeeded = _materialize(base_url, warehouse, users_csv).success
-        injected = _set_faults(base_url, dict.fromkeys(rates, 0.0))["injected"]  # the truth is read without faults
-        truth, users = _truth(base_url)
-    with warehouse.connect() as con:
-        raw = con.execute(
-            "select guid, amount, type, date, status from raw.mx_transactions where removed_at is null"
-        ).fetchall()
-        mart = con.execute("select transaction_guid, amount, transaction_date, status from marts.fct_transactions")
-        mart = mart.fetchall()
-        left_out = {
-            guid
-            for (guid,) in con.execute(
-                "select transaction_guid from staging.stg_transactions where status = 'PENDING' and ("
-                "  transaction_guid in (select pending_guid from staging.stg_pending_matches where is_match)"
-                "  or transaction_date < current_date - interval 14 day)"
-            ).fetchall()
-        }
+        injected = _set_faults(base_url, dict.fromkeys(rates, 0.0))["injected"]
+    with world.lock:  # the truth is the sandbox's memory, which faults never touch
+        ids = [u.id for u in world.users.values()]
+        transactions = sum(len(rows) for rows in world.transactions.values())
+    differences = compare(warehouse.path, world)
+    with duckdb.connect(str(warehouse.path), read_only=True) as con:
         requests_made, garbled = con.execute(
             "select count(*), count(*) filter (where error like 'MalformedResponse%') from ops.api_calls"
         ).fetchone()
         (quarantined,) = con.execute("select count(*) from ops.quarantine").fetchone()
-    ids = [u["id"] for u in users]
     return FaultTrialResult(
         seed=seed,
         runs=runs if succeeded else MAX_RUNS + 1,
         succeeded=succeeded,
-        transactions=len(truth),
-        raw=_compare(
-            {guid: (t["amount"], t["type"], t["date"], t["status"]) for guid, t in truth.items()},
-            [(guid, (amount, kind, date.isoformat(), status)) for guid, amount, kind, date, status in raw],
-        ),
-        mart=_compare(
-            {guid: (_signed(t), t["date"], t["status"]) for guid, t in truth.items() if guid not in left_out},
-            [(guid, (amount, date.isoformat(), status)) for guid, amount, date, status in mart],
-        ),
+        transactions=transactions,
+        differences=differences,
         users_missing=sorted(set(user_ids) - set(ids)),
         users_duplicated=sorted({i for i in ids if ids.count(i) > 1}),
         requests=requests_made,
@@ -208,41 +176,6 @@ def _materialize(base_url: str, warehouse: Warehouse, users_csv: Path) -> dg.Exe
     }
     every_asset = [*location.assets, *location.asset_checks]
     return dg.materialize(every_asset, resources=resources, run_config=run_config, raise_on_error=False)
-
-
-def _truth(base_url: str) -> tuple[dict[str, dict], list[dict]]:
-    """Every live transaction MX lists (by guid, amounts as exact decimals) and every user, read unfaulted."""
-    mx = requests.Session()
-    mx.auth = (settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY)
-    mx.headers["Accept"] = "application/vnd.mx.api.v1+json"
-    users = _decoded(mx.get(f"{base_url}/users", params={"records_per_page": 1000}, timeout=30))["users"]
-    truth = {}
-    for user in users:
-        listed = _decoded(requests.get(f"{base_url}/_sandbox/users/{user['guid']}/transactions", timeout=30))
-        truth.update({t["guid"]: t for t in listed["transactions"]})
-    return truth, users
-
-
-def _decoded(response: requests.Response) -> dict:
-    response.raise_for_status()
-    return json.loads(response.content, parse_float=Decimal)
-
-
-def _signed(transaction: dict) -> Decimal:
-    return -transaction["amount"] if transaction["type"] == "DEBIT" else transaction["amount"]
-
-
-def _compare(expected: dict[str, tuple], rows: list[tuple[str, tuple]]) -> Comparison:
-    seen: dict[str, int] = {}
-    result = Comparison()
-    for guid, values in rows:
-        seen[guid] = seen.get(guid, 0) + 1
-        if seen[guid] == 2:
-            result.duplicated.append(guid)
-        if expected.get(guid) != values:  # Decimal("12.3") == Decimal("12.3000"): compared exactly, never as floats
-            result.wrong.append(guid)
-    result.lost = sorted(set(expected) - set(seen))
-    return result
 
 
 def _fast() -> RateLimiter:
