@@ -23,7 +23,9 @@ class RefreshPolicy:
     poll_timeout_seconds: float = 600.0  # how long a run waits for its aggregations to finish
     poll_first_seconds: float = 2.0  # status polls back off from this ...
     poll_max_seconds: float = 30.0  # ... to this
-    claim_ttl_hours: float = 4.0  # a claim whose run died is released after this (longer than min_interval)
+    # A claim whose run died (a killed process: every other ending releases it) is released after this. It must
+    # outlive a live refresh step (the TTL counts from the step's start: poll_timeout, then recording).
+    claim_ttl_hours: float = 1.0
     # A member waiting on its user (needs MFA or a reconnect) is never aggregated, but its status is re-read
     # this long after it was last read, so a lost callback or webhook never leaves it stuck for good.
     needs_user_reread_hours: float = 24.0

@@ -1,21 +1,35 @@
 """One refresh run's part: claim (for a manual run), aggregate the claimed members, record, release.
 
 Scheduled runs arrive with their members already claimed by the sensor under the run's key; a manual run
-claims its members itself, after the same safety rules unless the data team overrides them.
+claims its members itself, after the same safety rules unless the data team overrides them. Every path out
+of the step lets go of the run's aggregation claims (:func:`releasing_claims`): done, MX failing, the
+warehouse busy, a crash. Only a killed process leaves them, and they expire after the policy's claim TTL.
+No warehouse connection is open while MX is called: claims are read, and attempts recorded, on short ones.
 """
 
 import datetime as dt
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from mx_pipeline.mx import MxClient
 from mx_pipeline.refresh.aggregate import Attempt, refresh_batch
 from mx_pipeline.refresh.policy import RefreshPolicy
-from mx_pipeline.warehouse import Warehouse
-from mx_pipeline.warehouse.refresh_state import claim, claimed_by, due_members, record_attempts, release_claims
+from mx_pipeline.warehouse import Warehouse, WarehouseBusy
+from mx_pipeline.warehouse.refresh_state import (
+    claim,
+    claimed_by,
+    due_members,
+    record_attempts,
+    release_claims,
+    renew_claims,
+)
 
 MANUAL, SLA, WEBHOOK = "manual", "sla", "webhook"
 AGGREGATING_TRIGGERS = (MANUAL, SLA)
 RECORD_WAIT_SECONDS = 600.0
+
+_log = logging.getLogger(__name__)
 
 
 def claim_for_manual_run(
@@ -37,20 +51,54 @@ def claim_for_manual_run(
         return [m.member_guid for m in claimed_by(con, run_key)]
 
 
-def refresh_claimed(
-    warehouse: Warehouse, client: MxClient, policy: RefreshPolicy, *, run_key: str, trigger: str, run_id: str
-) -> list[Attempt]:
-    """Aggregate every member the run holds, wait for them, record each attempt, and let go of the claims."""
-    with warehouse.connect() as con:
-        # A webhook's claim only keeps other triggers away while its run reads what MX already aggregated.
-        targets = [m.target for m in claimed_by(con, run_key, triggers=AGGREGATING_TRIGGERS)]
+@contextmanager
+def releasing_claims(warehouse: Warehouse, *, run_key: str, log: logging.Logger | None = None) -> Iterator[None]:
+    """Let go of the run's aggregation claims however the block ends.
+
+    A webhook's claim stays until its status read (``member_status`` releases it). If even the release finds
+    the warehouse held past its wait, the claims expire after the claim TTL; the block's own outcome stands.
+    """
     try:
+        yield
+    finally:
+        try:
+            with warehouse.connect(wait_seconds=RECORD_WAIT_SECONDS) as con:
+                release_claims(con, run_key=run_key, triggers=AGGREGATING_TRIGGERS)
+        except WarehouseBusy as exc:
+            (log or _log).warning(f"refresh claims of {run_key} not released, they expire after the claim TTL: {exc}")
+
+
+def refresh_step(
+    warehouse: Warehouse,
+    client: MxClient,
+    policy: RefreshPolicy,
+    *,
+    run_key: str,
+    trigger: str,
+    run_id: str,
+    manual_members: Sequence[tuple[str, str]] | None = None,
+    override_safety: bool = False,
+    log: logging.Logger | None = None,
+) -> tuple[list[Attempt], list[str]]:
+    """The refresh step: claim ``manual_members`` (a manual run), aggregate every member the run holds, wait for
+    them, record each attempt, and let go of the claims on every path.
+
+    Returns the attempts, and the named members not refreshed (the safety rules, or another run holds them).
+    """
+    with releasing_claims(warehouse, run_key=run_key, log=log):
+        refused: list[str] = []
+        if manual_members is not None:
+            claimed = claim_for_manual_run(
+                warehouse, manual_members, policy, run_key=run_key, override_safety=override_safety
+            )
+            refused = sorted({m for m, _ in manual_members} - set(claimed))
+        with warehouse.connect() as con:
+            # A webhook's claim only keeps other triggers away while its run reads what MX already aggregated.
+            targets = [m.target for m in claimed_by(con, run_key, triggers=AGGREGATING_TRIGGERS)]
+            # The claims' TTL counts from now, not from when the run was queued: it outlives this step.
+            renew_claims(con, run_key=run_key, now=dt.datetime.now(dt.UTC))
         attempts = refresh_batch(client, targets, policy)
         # These rows are what the interval, cap and budget count: wait as long as it takes to store them.
         with warehouse.connect(wait_seconds=RECORD_WAIT_SECONDS) as con:
             record_attempts(con, attempts, trigger=trigger, run_id=run_id)
-        return attempts
-    finally:
-        with warehouse.connect(wait_seconds=RECORD_WAIT_SECONDS) as con:
-            # A webhook's claim stays until its status read: member_status releases it.
-            release_claims(con, run_key=run_key, triggers=AGGREGATING_TRIGGERS)
+        return attempts, refused

@@ -233,6 +233,11 @@ def release_claims(con: duckdb.DuckDBPyConnection, *, run_key: str, triggers: Se
     )
 
 
+def renew_claims(con: duckdb.DuckDBPyConnection, *, run_key: str, now: dt.datetime) -> None:
+    """The run's claims count their TTL from ``now`` (its refresh step started; it may have queued for a while)."""
+    con.execute("update ops.refresh_claims set claimed_at = ? where run_key = ?", [now, run_key])
+
+
 def expire_claims(con: duckdb.DuckDBPyConnection, policy: RefreshPolicy, *, now: dt.datetime) -> int:
     """Release claims older than the TTL: their run died before releasing them."""
     expired = con.execute(

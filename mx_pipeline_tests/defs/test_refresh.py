@@ -10,6 +10,8 @@ from mx_pipeline.connect.spool import Spool
 from mx_pipeline.defs.lifecycle.sensors import connect_events
 from mx_pipeline.defs.refresh import sensors
 from mx_pipeline.defs.resources import MxResource, RefreshPolicyResource
+from mx_pipeline.refresh import run
+from mx_pipeline.warehouse import WarehouseBusy
 from mx_pipeline.warehouse.refresh_state import exhausted_members
 from mx_pipeline_tests.holding import held_by_another_process
 
@@ -154,6 +156,22 @@ def test_a_manual_refresh_obeys_the_rules_unless_overridden(pipeline):
     refresh()  # within the 3 h minimum interval: refused
     refresh(override_safety=True)  # the data team insists
     assert [(t, o) for _, t, o in attempts(pipeline, member)] == [("manual", "refreshed"), ("manual", "refreshed")]
+
+
+def test_a_manual_refresh_that_finds_the_warehouse_busy_fails_and_lets_go_of_its_claims(pipeline, monkeypatch):
+    pipeline.materialize()
+    member = pipeline.member_of["user-ok-1"]
+
+    def held(*args, **kwargs):  # an analyst opened the file read-write right after the claim, past the wait
+        raise WarehouseBusy("warehouse.duckdb is held by another process")
+
+    monkeypatch.setattr(run, "claimed_by", held)
+    result = LOCATION.resolve_job_def("refresh_members").execute_in_process(
+        run_config={"member_guids": [member]}, resources=pipeline.resources(), raise_on_error=False
+    )
+    assert not result.success
+    assert pipeline.query("select count(*) from ops.refresh_claims") == [(0,)]  # refreshable by the next run
+    assert attempts(pipeline, member) == []
 
 
 def test_a_busy_warehouse_skips_the_tick_with_the_reason(pipeline, monkeypatch):

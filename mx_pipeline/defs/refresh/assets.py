@@ -2,8 +2,9 @@
 
 Outside the warehouse pool on purpose: the step spends minutes polling MX and only seconds writing (claims and
 attempt rows, on short connections that wait for the file), and holding the single writer slot that long
-would stall every other run. The members come from the run's claims: the freshness sensor claims them before
-it launches the run; a manual run (``refresh_now``) claims its scope itself, after the safety rules.
+would stall every other run; no connection is open while MX is called. The members come from the run's claims:
+the freshness sensor claims them before it launches the run; a manual run (``refresh_now``) claims its scope
+itself, after the safety rules. The step lets go of its claims however it ends (``refresh/run.py``).
 """
 
 import dagster as dg
@@ -11,7 +12,7 @@ import dagster as dg
 from mx_pipeline.defs.ingest.assets import REFRESH_ATTEMPTS, ScopeConfig, mx_members
 from mx_pipeline.defs.jobs import run_key_of
 from mx_pipeline.defs.resources import MxResource, RefreshPolicyResource, WarehouseResource
-from mx_pipeline.refresh.run import MANUAL, claim_for_manual_run, refresh_claimed
+from mx_pipeline.refresh.run import MANUAL, refresh_step
 from mx_pipeline.warehouse import ApiCallLog
 from mx_pipeline.warehouse.members import EVERYTHING, listed_members
 
@@ -38,19 +39,26 @@ def refresh_attempts(
 ) -> dg.MaterializeResult:
     wh, policy, run_key = warehouse.open(), refresh_policy.policy(), run_key_of(context)
     api_log = ApiCallLog(context.run.run_id)
+    named = None
     if config.refresh_now:
         if config.scope == EVERYTHING:
             raise dg.Failure("refresh_now needs member_guids or user_guids: a refresh never targets everyone at once")
         with wh.connect() as con:
             named = listed_members(con, config.scope)
-        claimed = claim_for_manual_run(wh, named, policy, run_key=run_key, override_safety=config.override_safety)
-        refused = sorted({m for m, _ in named} - set(claimed))
-        if refused:
-            context.log.warning(f"not refreshed now (safety rules, or another run holds them): {refused}")
     with mx.client([api_log]) as client:
-        attempts = refresh_claimed(
-            wh, client, policy, run_key=run_key, trigger=config.trigger, run_id=context.run.run_id
+        attempts, refused = refresh_step(
+            wh,
+            client,
+            policy,
+            run_key=run_key,
+            trigger=config.trigger,
+            run_id=context.run.run_id,
+            manual_members=named,
+            override_safety=config.override_safety,
+            log=context.log,
         )
+    if refused:
+        context.log.warning(f"not refreshed now (safety rules, or another run holds them): {refused}")
     with wh.connect() as con:
         api_log.flush(con)
     outcomes: dict[str, int] = {}
