@@ -11,6 +11,7 @@ import uvicorn
 
 from mx_pipeline import settings
 from mx_pipeline.sandbox.app import create_app
+from mx_pipeline.sandbox.clock import SandboxClock
 from mx_pipeline.sandbox.config import make_config
 from mx_pipeline.sandbox.webhooks import WebhookSender
 from mx_pipeline.sandbox.world import World
@@ -23,6 +24,12 @@ class SandboxHandle:
     base_url: str
     world: World
     webhooks: WebhookSender | None
+
+    def freeze_clock(self) -> None:
+        """Stop real time flowing in the sandbox from now on: a running job ends only when the clock is advanced
+        or the job is finished through the admin hook, so a test never races the sandbox's real-time aggregation."""
+        with self.world.lock:
+            self.world.clock = SandboxClock(self.world.now(), frozen=True)
 
 
 def _build(options: dict):

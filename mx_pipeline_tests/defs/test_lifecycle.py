@@ -21,6 +21,13 @@ from .conftest import CONNECT_URL, metadata_of
 GRACE_OVER = {"member_lifecycle": {"ops": {"status_gate": {"config": {"degraded_grace_hours": 0.0}}}}}
 
 
+@pytest.fixture
+def pipeline(pipeline):
+    """On the sandbox's frozen clock: a job MX is running ends only when a test finishes it, never mid-run."""
+    pipeline.sandbox.freeze_clock()
+    return pipeline
+
+
 def routes(pipeline) -> dict[str, str]:
     return dict(pipeline.query("select member_guid, route from ops.member_routes"))
 
