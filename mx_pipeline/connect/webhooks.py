@@ -5,7 +5,8 @@
 - An authenticated delivery is spooled (fsynced) and then answered 204 at once. MX resends on failure, up to
   12 times over about a day, and warns that payloads may carry nulls and new fields; so content is never
   judged here: an error would only make MX resend the same bytes. The pipeline parses when it drains the
-  spool and quarantines what it cannot parse, with the reason.
+  spool and quarantines what it cannot store as an event, with the reason and the bytes exactly (bytes that
+  are not UTF-8 are spooled as surrogate escapes, so nothing about them is lost).
 - Bodies over ``max_bytes`` get 413 (no MX payload is anywhere near it). A CONNECTION_STATUS body has no
   timestamp, so the same bytes are a redelivery only while they are still the latest event of the member they
   name, and within the spool's dedupe window (longer than MX's day of retries): CHALLENGED, CONNECTED,

@@ -81,9 +81,10 @@ NOT_UTF8 = b'{"type": "AGGREGATION", "user_guid": "USR-1", "member_guid": "MBR-\
         (json.dumps(CONNECTION_STATUS | {"member_guid": "MBR-\ud800"}), "member_guid that is not valid Unicode"),
         (json.dumps(CONNECTION_STATUS | {"user_guid": "\udfff"}), "user_guid that is not valid Unicode"),
         (json.dumps(CONNECTION_STATUS | {"connection_status": "\udc00"}), "connection_status that is not valid"),
+        (json.dumps({"type": {"AGGREGATION": 1}}), "unhandled webhook type {'AGGREGATION': 1}"),
     ],
     ids=["huge integer", "deep nesting", "far future", "far past", "year 10000", "not UTF-8", "lone surrogates",
-         "surrogate user", "surrogate status"],
+         "surrogate user", "surrogate status", "unhashable type"],
 )  # fmt: skip
 def test_bodies_python_or_the_warehouse_cannot_hold_are_rejected_not_raised(body, reason):
     result = parse_webhook(body)

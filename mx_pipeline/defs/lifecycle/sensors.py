@@ -1,8 +1,9 @@
 """``connect_events``: drains the connect service's spool into ``ops`` and launches ``sync_members`` runs.
 
-Each tick stores what the spool holds (parsed, deduped by key, unparsable events quarantined), acknowledges
-it to the spool only after the warehouse committed, then launches one run per batch of users whose events
-came after the cursor. The cursor is the last event ``seq`` launched for, and run keys are derived from it,
+Each tick stores what the spool holds (parsed one by one, deduped by key; whatever cannot be stored as an
+event quarantined with its bytes, so one bad webhook never holds up the rest), acknowledges it to the spool
+only after the warehouse committed (a warehouse error raises and leaves the batch for the next tick), then
+launches one run per batch of users whose events came after the cursor. The cursor is the last event ``seq`` launched for, and run keys are derived from it,
 so a tick that is retried launches nothing twice. A warehouse held by a run is not waited on for long: the
 tick is skipped with the reason, and the events stay in the spool for the next one. Each tick also prunes the
 spool's key markers and drained files past the dedupe window (they are in ``ops.member_events`` by then).
@@ -56,7 +57,7 @@ def connect_events(
     spool.acknowledge(pending)
     spool.prune()
     if stored.quarantined:
-        context.log.warning(f"{stored.quarantined} spooled events could not be parsed; see ops.quarantine")
+        context.log.warning(f"{stored.quarantined} spooled events could not be stored as events; see ops.quarantine")
     if not new:
         return dg.SkipReason(f"no new member events ({len(pending)} drained, {stored.quarantined} quarantined)")
     runs = [
