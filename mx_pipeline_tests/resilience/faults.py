@@ -32,7 +32,7 @@ FAULT_RATES = {
 # Enough members that a 1% fault kind shows up several times (a member costs ~4 requests, a user ~2).
 CONNECTED_USERS = 50
 PASSWORDS = ("password", "another-password")  # one MX Bank member per password (any other password connects)
-HISTORY_DAYS = 20  # ~100 transactions per member
+HISTORY_DAYS = 20  # ~75 transactions per member (~7,700 in all)
 UNCONNECTED_USERS = 3  # only in the users CSV: the run registers them with MX, under faults
 MAX_RUNS = 3  # a run may fail (a request still failing after its retries); it must never succeed with gaps
 SANDBOX = {
