@@ -9,6 +9,9 @@ End users (signed links, no other credentials):
     GET  /connect/callback?state=&member_guid=       Connect's redirect back: records the member
 MX:
     POST /webhooks/mx                                HTTP Basic; spooled before a prompt 204
+
+Blocking work (MX calls, spool writes) runs in worker threads, never on the event loop: a slow MX holds up only
+the requests waiting for it. MX calls take at most ``mx_threads`` threads; webhooks write in threads of their own.
 """
 
 import hashlib
@@ -17,9 +20,11 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from functools import partial
 from html import escape
 from urllib.parse import urlencode
 
+from anyio import CapacityLimiter, to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -33,6 +38,7 @@ from mx_pipeline.mx import MxClient, MxError, NotFound
 
 log = logging.getLogger(__name__)
 WIDGET_URL_LIFETIME_SECONDS = 600  # MX: "expires after ten minutes or upon first use"
+MX_THREADS = 16  # MX calls at once; more wait their turn without holding a thread
 
 
 class BadInput(Exception):
@@ -67,6 +73,30 @@ class ConnectService:
         )
         return widget.url
 
+    def register_user(self, user_id: str) -> str:
+        """Our ``user_id``'s MX user guid (created once), spooled: the user may never come back through our callback."""
+        user = self.mx.ensure_user(id=user_id)
+        self.record_user(user_id, user.guid)
+        return user.guid
+
+    def widget_url_for_user(
+        self,
+        user_id: str,
+        mode: str,
+        *,
+        member_guid: str | None = None,
+        return_to: str | None = None,
+        is_mobile_webview: bool = False,
+        scheme: str | None = None,
+    ) -> str:
+        intent = ConnectIntent(user_id, self.register_user(user_id), mode, member_guid, return_to)
+        return self.widget_url(intent, is_mobile_webview=is_mobile_webview, scheme=scheme)
+
+    def relay_member(self, user_id: str, mode: str, member_guid: str, occasion: str) -> None:
+        """The product backend relays Connect's memberConnected for its user."""
+        intent = ConnectIntent(user_id, self.register_user(user_id), mode)
+        self.record_member(intent, member_guid, source="relay", occasion=occasion)
+
     def record_user(self, user_id: str, user_guid: str) -> None:
         """Spool which MX user is our ``user_id``: once per pair, so a re-registration under a new guid is news."""
         body = json.dumps({"user_id": user_id, "user_guid": user_guid})
@@ -93,7 +123,13 @@ class ConnectService:
         self.spool.append("connect_callback", key, json.dumps(event), member=member_guid)
 
 
-def create_app(service: ConnectService, webhooks: WebhookReceiver) -> Starlette:
+def create_app(service: ConnectService, webhooks: WebhookReceiver, *, mx_threads: int = MX_THREADS) -> Starlette:
+    mx_calls = CapacityLimiter(mx_threads)
+
+    async def calling_mx(work: Callable, *args, **kwargs):
+        """``work(*args, **kwargs)``, which calls MX, in one of the MX threads."""
+        return await to_thread.run_sync(partial(work, *args, **kwargs), limiter=mx_calls)
+
     def api(handler: Callable) -> Callable:
         async def guarded(request: Request) -> Response:
             if service.api_token and not _bearer_matches(request, service.api_token):
@@ -113,21 +149,19 @@ def create_app(service: ConnectService, webhooks: WebhookReceiver) -> Starlette:
     async def register_user(request: Request) -> Response:
         body = await _json_object(request)
         user_id = _required_str(body, "user_id")
-        user = service.mx.ensure_user(id=user_id)
-        service.record_user(user_id, user.guid)
-        return JSONResponse({"user_id": user_id, "user_guid": user.guid})
+        return JSONResponse({"user_id": user_id, "user_guid": await calling_mx(service.register_user, user_id)})
 
     async def widget_urls(request: Request) -> Response:
         body = await _json_object(request)
         mode = body.get("mode", ConnectMode.AGGREGATION.value)
         if mode not in {m.value for m in ConnectMode}:
             raise BadInput(f"mode must be one of {[m.value for m in ConnectMode]}")
-        user_id = request.path_params["user_id"]
-        user = service.mx.ensure_user(id=user_id)
-        service.record_user(user_id, user.guid)  # the user may never come back through our callback
-        intent = ConnectIntent(user_id, user.guid, mode, body.get("member_guid"), body.get("client_redirect_url"))
-        url = service.widget_url(
-            intent,
+        url = await calling_mx(
+            service.widget_url_for_user,
+            request.path_params["user_id"],
+            mode,
+            member_guid=body.get("member_guid"),
+            return_to=body.get("client_redirect_url"),
             is_mobile_webview=bool(body.get("is_mobile_webview")),
             scheme=body.get("ui_message_webview_url_scheme"),
         )
@@ -135,19 +169,17 @@ def create_app(service: ConnectService, webhooks: WebhookReceiver) -> Starlette:
 
     async def relay_member(request: Request) -> Response:
         body = await _json_object(request)
-        user_id = request.path_params["user_id"]
-        user = service.mx.ensure_user(id=user_id)
-        service.record_user(user_id, user.guid)
-        intent = ConnectIntent(user_id, user.guid, body.get("mode", ConnectMode.AGGREGATION.value))
+        member_guid = _required_str(body, "member_guid")
+        mode = body.get("mode", ConnectMode.AGGREGATION.value)
         # Each relay is a new return from Connect, unless the backend retries its POST under one Idempotency-Key.
         occasion = request.headers.get("Idempotency-Key") or f"received:{time.time_ns()}"
-        service.record_member(intent, _required_str(body, "member_guid"), source="relay", occasion=occasion)
+        await calling_mx(service.relay_member, request.path_params["user_id"], mode, member_guid, occasion)
         return Response(status_code=204)
 
     async def reconnect(request: Request) -> Response:
         try:
             intent = service.signer.read_reconnect_token(request.path_params["token"])
-            return RedirectResponse(service.widget_url(intent), status_code=303)
+            return RedirectResponse(await calling_mx(service.widget_url, intent), status_code=303)
         except InvalidLink as exc:
             return _page(f"Sorry, {exc}. Please open the latest message from us.", status=410)
         except MxError as exc:
@@ -164,7 +196,9 @@ def create_app(service: ConnectService, webhooks: WebhookReceiver) -> Starlette:
         if member_guid:
             # The signed state is minted per Connect session (and carries its time): a reload is the same occasion.
             occasion = hashlib.sha256(request.query_params["state"].encode()).hexdigest()[:16]
-            service.record_member(intent, member_guid, source="redirect", occasion=occasion, status=status)
+            await to_thread.run_sync(  # a spool write: off the loop, in none of the MX threads
+                partial(service.record_member, intent, member_guid, source="redirect", occasion=occasion, status=status)
+            )
         if intent.return_to:
             params = urlencode({k: v for k, v in {"member_guid": member_guid, "status": status}.items() if v})
             separator = "&" if "?" in intent.return_to else "?"

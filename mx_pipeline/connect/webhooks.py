@@ -19,7 +19,9 @@ import binascii
 import hashlib
 import logging
 import secrets
+from functools import partial
 
+from anyio import CapacityLimiter, to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -28,6 +30,7 @@ from mx_pipeline.lifecycle.events import member_named_by
 
 log = logging.getLogger(__name__)
 MAX_WEBHOOK_BYTES = 256 * 1024
+SPOOL_WRITERS = 8  # webhook writes at once, in threads of their own (never the ones MX calls wait in)
 
 
 class WebhookReceiver:
@@ -35,6 +38,7 @@ class WebhookReceiver:
         self.spool = spool
         self._expected = f"{username}:{password}".encode() if username and password else None
         self.max_bytes = max_bytes
+        self._writers = CapacityLimiter(SPOOL_WRITERS)
         if self._expected is None:
             log.warning("MX_WEBHOOK_USERNAME/MX_WEBHOOK_PASSWORD are not set: every webhook delivery is refused")
 
@@ -53,7 +57,9 @@ class WebhookReceiver:
         key = hashlib.sha256(body).hexdigest()
         text = body.decode("utf-8", errors="surrogateescape")  # kept byte-exact, even when not UTF-8
         meta = {"content_type": request.headers.get("Content-Type", "")}
-        self.spool.append("mx_webhook", key, text, meta, member=member_named_by(bytes(body)))
+        # Off the event loop: a write waiting for the spool's lock (the sensor pruning) stalls no other request.
+        append = partial(self.spool.append, "mx_webhook", key, text, meta, member=member_named_by(bytes(body)))
+        await to_thread.run_sync(append, limiter=self._writers)
         return Response(status_code=204)
 
     def _authenticated(self, header: str) -> bool:
