@@ -1,4 +1,4 @@
-"""Per-member transaction sync: the window to read, the rows that vanished upstream, and the outcome.
+"""Per-member sync: the window of transactions to read, the rows that vanished upstream, and the outcome.
 
 Incremental reads use ``from_updated_at`` (MX's change filter, date precision) from the watermark of the
 last *complete* sync minus an overlap, so a change made late on the watermark's day is read again. MX allows
@@ -13,6 +13,11 @@ something new. A copy re-issued long after its date arrives by the change filter
 before the recent window: the days such rows are dated are listed again by date, and settled the same way.
 Being no longer listed is the only reason a row leaves the marts, so two identical purchases MX still lists
 are two, whatever batches or syncs they arrived in.
+
+A read that fails after the transport's retries (a member's status, accounts or transactions, a user's member
+list) is recorded with the read and the reason (``ops.member_sync``, ``ops.user_sync``); within one run the first
+failure of a member stands whatever its later reads do, so the run's check and ``member_health`` tell it. The
+freshness sensor reads failed members and users again once ``backoff`` has passed since their last attempt.
 """
 
 import datetime as dt
@@ -30,6 +35,9 @@ LATE_DAYS_MERGE_GAP = 7
 MAX_LATE_RANGES = 4
 
 DateRange = tuple[dt.date, dt.date]  # inclusive
+RETRY_TAG = "sync_retry"  # the trigger of a run that reads again what failed to sync
+# The reads a sync is made of, as a failure's reason names them.
+STATUS_READ, ACCOUNTS_READ, TRANSACTIONS_READ, MEMBER_LIST_READ = "status", "accounts", "transactions", "member list"
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,10 @@ def mark_vanished(
     return int(marked)
 
 
+def failure_reason(read: str, exc: Exception) -> str:
+    return f"{read} read failed: {type(exc).__name__}: {exc}"
+
+
 def record_sync(
     con: duckdb.DuckDBPyConnection,
     member_guid: str,
@@ -175,7 +187,11 @@ def record_sync(
     reason: str | None = None,
     watermark: dt.datetime | None = None,
 ) -> None:
-    """Record one member's outcome (synced | skipped | failed); only a sync may move the watermark forward."""
+    """Record one member's outcome (synced | skipped | failed); only a sync may move the watermark forward.
+
+    A failure recorded earlier in the same run stands (a later failure adds its reason): the member's status or
+    accounts could not be read even if its transactions then were.
+    """
     synced = outcome == "synced"
     con.execute(
         """
@@ -186,8 +202,12 @@ def record_sync(
             user_guid = excluded.user_guid,
             transactions_watermark = greatest(s.transactions_watermark, excluded.transactions_watermark),
             last_synced_at = coalesce(excluded.last_synced_at, s.last_synced_at),
-            last_outcome = excluded.last_outcome,
-            last_reason = excluded.last_reason,
+            last_outcome = case when s.last_outcome = 'failed' and s.last_run_id = excluded.last_run_id
+                                then 'failed' else excluded.last_outcome end,
+            last_reason = case when s.last_outcome = 'failed' and s.last_run_id = excluded.last_run_id
+                               then s.last_reason || coalesce('; ' || case when excluded.last_outcome = 'failed'
+                                                                           then excluded.last_reason end, '')
+                               else excluded.last_reason end,
             last_attempt_at = excluded.last_attempt_at,
             last_run_id = excluded.last_run_id
         """,
@@ -202,3 +222,83 @@ def record_sync(
             "run": run_id,
         },
     )
+
+
+def record_failed_reads(
+    con: duckdb.DuckDBPyConnection, failures: dict[str, tuple[str, str]], *, run_id: str, now: dt.datetime
+) -> None:
+    """Record each member whose read failed: member guid -> (user guid, reason)."""
+    for member_guid, (user_guid, reason) in failures.items():
+        record_sync(con, member_guid, user_guid, outcome="failed", reason=reason, run_id=run_id, now=now)
+
+
+def record_member_lists(
+    con: duckdb.DuckDBPyConnection, outcomes: dict[str, str | None], *, run_id: str, now: dt.datetime
+) -> None:
+    """Record each user's member-list read: user guid -> the reason it failed, or None when it was listed."""
+    for user_guid, reason in outcomes.items():
+        con.execute(
+            """
+            insert or replace into ops.user_sync (user_guid, last_outcome, last_reason, last_attempt_at, last_run_id)
+            values (?, ?, ?, ?, ?)
+            """,
+            [user_guid, "listed" if reason is None else "failed", reason, now, run_id],
+        )
+
+
+def failed_reads(con: duckdb.DuckDBPyConnection, run_ids: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(members, users) whose last read failed in one of ``run_ids`` and has not succeeded since, with the reason."""
+    runs = {"runs": sorted(set(run_ids))}
+    members = con.execute(
+        "select member_guid, last_reason from ops.member_sync"
+        " where last_outcome = 'failed' and list_contains($runs, last_run_id) order by 1",
+        runs,
+    ).fetchall()
+    users = con.execute(
+        "select user_guid, last_reason from ops.user_sync"
+        " where last_outcome = 'failed' and list_contains($runs, last_run_id) order by 1",
+        runs,
+    ).fetchall()
+    return dict(members), dict(users)
+
+
+@dataclass(frozen=True)
+class ReadsToRetry:
+    """Members and users whose last read failed, each with the time of that attempt, due to be read again."""
+
+    members: list[tuple[str, dt.datetime]]
+    users: list[tuple[str, dt.datetime]]
+
+    def __bool__(self) -> bool:
+        return bool(self.members or self.users)
+
+
+def reads_to_retry(
+    con: duckdb.DuckDBPyConnection, *, now: dt.datetime, backoff: dt.timedelta, limit: int
+) -> ReadsToRetry:
+    """At most ``limit`` members and ``limit`` users, oldest failure first, whose last read failed at least
+    ``backoff`` ago; never one MX no longer has, nor a member a refresh run holds (it reads the member anyway)."""
+    params = {"before": now - backoff, "limit": limit}
+    members = con.execute(
+        """
+        select s.member_guid, s.last_attempt_at from ops.member_sync as s
+        join raw.mx_members as m on m.guid = s.member_guid
+        where s.last_outcome = 'failed' and s.last_attempt_at <= $before and m.removed_at is null
+          and s.user_guid not in (select guid from raw.mx_users where removed_at is not null)
+          and s.member_guid not in (select member_guid from ops.refresh_claims)
+        order by s.last_attempt_at, s.member_guid
+        limit $limit
+        """,
+        params,
+    ).fetchall()
+    users = con.execute(
+        """
+        select u.user_guid, u.last_attempt_at from ops.user_sync as u
+        where u.last_outcome = 'failed' and u.last_attempt_at <= $before
+          and u.user_guid not in (select guid from raw.mx_users where removed_at is not null)
+        order by u.last_attempt_at, u.user_guid
+        limit $limit
+        """,
+        params,
+    ).fetchall()
+    return ReadsToRetry(members, users)

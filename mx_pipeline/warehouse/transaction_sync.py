@@ -17,8 +17,10 @@ from mx_pipeline.warehouse.loader import BATCH_SIZE, RawLoader
 from mx_pipeline.warehouse.members import MemberToFetch
 from mx_pipeline.warehouse.rows import transaction_row
 from mx_pipeline.warehouse.sync_state import (
+    TRANSACTIONS_READ,
     DateRange,
     TransactionWindow,
+    failure_reason,
     late_arrival_ranges,
     mark_vanished,
     plan_window,
@@ -60,9 +62,12 @@ def sync_member_transactions(
     api_log: ApiCallLog | None = None,
     batch_size: int = BATCH_SIZE,
 ) -> MemberSyncResult:
-    """Bring one member's raw transactions up to date with MX; failures are recorded, never raised."""
-    with warehouse.session():
-        return _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_size)
+    """Bring one member's raw transactions up to date with MX; failures are recorded, never raised.
+
+    No warehouse connection is open while MX is asked: the pages are consumed one at a time, and each batch (and
+    the plan, the late days, the outcome) is written on its own short connection between two requests.
+    """
+    return _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_size)
 
 
 def _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_size) -> MemberSyncResult:
@@ -80,7 +85,7 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_s
     listed_in_full: list[DateRange] = []  # the dates those reads covered, once each read completed
     watermark = member.successfully_aggregated_at
     listed = 0
-    error = None
+    error: MxError | None = None
     loader = RawLoader(warehouse, TRANSACTIONS, transaction_row, run_id=run_id, api_log=api_log, batch_size=batch_size)
 
     def on_malformed(exc: MalformedRecord) -> None:
@@ -111,8 +116,8 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_s
             for start, end in late:
                 read(*_listing((start, end)))
         except MxError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            loader.reject_page(error, member.guid)
+            error = exc
+            loader.reject_page(f"{type(exc).__name__}: {exc}", member.guid)
     removed = 0
     now = dt.datetime.now(dt.UTC)
     with warehouse.connect() as con:
@@ -122,8 +127,10 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_s
                 con, member.guid, member.user_guid, outcome="synced", run_id=run_id, now=now, watermark=watermark
             )
         else:
-            record_sync(con, member.guid, member.user_guid, outcome="failed", reason=error, run_id=run_id, now=now)
-    return MemberSyncResult(member.guid, loader.counts, listed, loader.quarantined, removed, error)
+            reason = failure_reason(TRANSACTIONS_READ, error)
+            record_sync(con, member.guid, member.user_guid, outcome="failed", reason=reason, run_id=run_id, now=now)
+    failed = None if error is None else f"{type(error).__name__}: {error}"
+    return MemberSyncResult(member.guid, loader.counts, listed, loader.quarantined, removed, failed)
 
 
 def _passes(window: TransactionWindow) -> list[tuple[dict, DateRange | None]]:

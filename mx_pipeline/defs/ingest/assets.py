@@ -10,9 +10,14 @@ read (status, accounts, transactions) is only a suspicion: it retires the member
 of its user confirms it, and is a quarantined read otherwise (``listing.py``); a 404 on a user's member list
 retires the user when ``list_users`` by our id for it confirms it. What a wrong list retired and MX lists
 again comes back. Each step retires and reinstates in one transaction.
+
+A read that fails after the transport's retries (a user's member list, a member's status, accounts or
+transactions) never stops the step: the others are read and everything that arrived is written, the failure is
+recorded with its reason (``warehouse/sync_state.py``, shown in ``member_health``), the check
+``every_member_read`` fails the run once the marts are built, and the freshness sensor reads it again after a
+back-off. No warehouse connection is open while MX is asked: each step reads, then writes in short transactions.
 """
 
-from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -31,7 +36,7 @@ from mx_pipeline.defs.ingest.listing import (
 )
 from mx_pipeline.defs.jobs import run_key_of
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
-from mx_pipeline.mx import MalformedResponse, NotFound
+from mx_pipeline.mx import MalformedResponse, MxError, NotFound
 from mx_pipeline.warehouse import ApiCallLog, RawLoader, UpsertCounts, Warehouse, retire, tables
 from mx_pipeline.warehouse.end_users import (
     add_end_users_from_csv,
@@ -51,7 +56,15 @@ from mx_pipeline.warehouse.members import (
 )
 from mx_pipeline.warehouse.refresh_state import release_claims
 from mx_pipeline.warehouse.rows import account_row, member_row, member_status_row, user_row
-from mx_pipeline.warehouse.sync_state import record_sync
+from mx_pipeline.warehouse.sync_state import (
+    ACCOUNTS_READ,
+    MEMBER_LIST_READ,
+    STATUS_READ,
+    failure_reason,
+    record_failed_reads,
+    record_member_lists,
+    record_sync,
+)
 from mx_pipeline.warehouse.tables import TableSpec
 from mx_pipeline.warehouse.transaction_sync import SyncPolicy, sync_member_transactions
 
@@ -156,8 +169,10 @@ def mx_members(
     ):
         listings = {user_guid: list_members(client, user_guid, load) for user_guid in user_guids}
         users_retired = retire_deleted_users(client, wh, listings, load, run_id)  # a 404: deleted at MX?
+    failed = {u: failure_reason(MEMBER_LIST_READ, x.failure) for u, x in listings.items() if x.failure is not None}
     with wh.connect() as con:
         retired = retire_absent_members(con, listings, run_id)
+        record_member_lists(con, {u: failed.get(u) for u in listings}, run_id=run_id, now=utc_now())
     return _result(
         wh,
         tables.MEMBERS,
@@ -165,6 +180,7 @@ def mx_members(
         load.counts,
         load.quarantined,
         users_read=len(user_guids),
+        users_failed=dg.MetadataValue.json(_reasons(context, failed)),
         members_retired=dg.MetadataValue.json(retired),
         users_retired=dg.MetadataValue.json(users_retired),
     )
@@ -188,17 +204,20 @@ def member_status(
     with wh.connect() as con:
         members = listed_members(con, config.scope)
     spec = tables.MEMBER_STATUS
-    suspects = Suspects()
+    suspects, failed = Suspects(), {}
     with mx.client([api_log]) as client, RawLoader(wh, spec, _status_row, run_id=run_id, api_log=api_log) as load:
         for member_guid, user_guid in members:
-            _read_into(
-                load,
-                lambda u=user_guid, m=member_guid: [(client.read_member_status(u, m), u)],
-                member_guid,
-                on_not_found=suspects.noter(member_guid, user_guid),
-            )
+            try:
+                load.add((client.read_member_status(user_guid, member_guid), user_guid))
+            except NotFound as exc:
+                suspects.noter(member_guid, user_guid)(exc)
+            except MxError as exc:
+                failed[member_guid] = (user_guid, failure_reason(STATUS_READ, exc))
+                if isinstance(exc, MalformedResponse):
+                    load.reject_page(f"{type(exc).__name__}: {exc}", member_guid)
         retired = suspects.settle(client, wh, load, run_id)
     with wh.connect() as con:
+        record_failed_reads(con, failed, run_id=run_id, now=utc_now())
         changes = record_status_changes(con, run_id=run_id)
         by_status = status_counts(con)
         # Whatever this run held (a webhook's members, a refresh batch) is fresh now: others may claim it.
@@ -209,6 +228,7 @@ def member_status(
         api_log,
         load.counts,
         load.quarantined,
+        members_failed=dg.MetadataValue.json(_reasons(context, failed)),
         status_changes=changes,
         members_by_status=dg.MetadataValue.json(by_status),
         members_retired=dg.MetadataValue.json(retired),
@@ -243,8 +263,14 @@ def mx_accounts(
             )
             listing.read(accounts, on_not_found=suspects.noter(member.guid, member.user_guid))
         members_retired = suspects.settle(client, wh, load, run_id)
+    failed = {
+        member.guid: (member.user_guid, failure_reason(ACCOUNTS_READ, listings[member.guid].failure))
+        for member in fetchable
+        if listings[member.guid].failure is not None
+    }
     with wh.connect() as con:
         accounts_retired, accounts_reinstated = retire_absent_accounts(con, listings, run_id)
+        record_failed_reads(con, failed, run_id=run_id, now=utc_now())
     return _result(
         wh,
         tables.ACCOUNTS,
@@ -252,6 +278,7 @@ def mx_accounts(
         load.counts,
         load.quarantined,
         members_read=len(fetchable),
+        members_failed=dg.MetadataValue.json(_reasons(context, failed)),
         members_not_fetched=dg.MetadataValue.json({m.guid: m.reason for m in not_fetched}),
         accounts_retired=dg.MetadataValue.json(accounts_retired),
         accounts_reinstated=dg.MetadataValue.json(accounts_reinstated),
@@ -282,9 +309,7 @@ def mx_transactions(
             record_sync(con, member.guid, member.user_guid, outcome="skipped", reason=member.reason, run_id=run_id,
                         now=pd.Timestamp.now(tz="UTC"))  # fmt: skip
     results, suspects = [], Suspects()
-    # One session for the whole step: each close of the file checkpoints and rewrites the primary-key index,
-    # a cost that grows with the table, so it is paid once per run rather than once per member.
-    with mx.client([api_log]) as client, wh.session():
+    with mx.client([api_log]) as client:  # no warehouse connection stays open while MX is asked
         for i, member in enumerate(fetchable, 1):
             result = sync_member_transactions(
                 wh,
@@ -301,10 +326,7 @@ def mx_transactions(
         # sync_member_transactions quarantined the 404 already (one bad read stays a failed, quarantined read).
         retired = suspects.settle(client, wh, None, run_id)
     counts = sum((r.counts for r in results), UpsertCounts())
-    failed = [r.member_guid for r in results if r.error]
-    for result in results:
-        if result.error:
-            context.log.error(f"member {result.member_guid} failed and will be read again: {result.error}")
+    failed = {r.member_guid: r.error for r in results if r.error and r.member_guid not in retired}
     return _result(
         wh,
         tables.TRANSACTIONS,
@@ -313,8 +335,8 @@ def mx_transactions(
         sum(r.quarantined for r in results),
         listed=sum(r.listed for r in results),
         vanished_marked_removed=sum(r.removed for r in results),
-        members_synced=len(results) - len(failed),
-        members_failed=dg.MetadataValue.json(failed),
+        members_synced=sum(not r.error for r in results),
+        members_failed=dg.MetadataValue.json(_reasons(context, failed)),
         members_retired=dg.MetadataValue.json(retired),
         members_not_fetched=dg.MetadataValue.json({m.guid: m.reason for m in not_fetched}),
     )
@@ -325,25 +347,12 @@ def _status_row(pair, load):
     return member_status_row(status, user_guid, load)
 
 
-def _read_into(
-    load: RawLoader,
-    read: Callable[[], Iterable],
-    member_guid: str | None = None,
-    *,
-    on_not_found: Callable[[NotFound], None] | None = None,
-) -> None:
-    """Queue every record ``read`` yields. An unreadable response (or a 404) is quarantined and the asset goes
-    on, unless ``on_not_found`` takes the 404; any other MX error (auth, exhausted retries) fails the asset."""
-    try:
-        for record in read():
-            load.add(record)
-    except NotFound as exc:
-        if on_not_found is None:
-            load.reject_page(f"{type(exc).__name__}: {exc}", member_guid)
-        else:
-            on_not_found(exc)
-    except MalformedResponse as exc:
-        load.reject_page(f"{type(exc).__name__}: {exc}", member_guid)
+def _reasons(context: dg.AssetExecutionContext, failed: dict[str, str] | dict[str, tuple[str, str]]) -> dict:
+    """Log each failed read; returns guid -> reason for the metadata."""
+    reasons = {guid: failure[1] if isinstance(failure, tuple) else failure for guid, failure in failed.items()}
+    for guid, reason in reasons.items():
+        context.log.error(f"{guid} could not be read; the run will fail, and it is read again later: {reason}")
+    return reasons
 
 
 def _result(

@@ -1,7 +1,12 @@
-"""Asset checks on the raw tables: row counts, key uniqueness, quarantine and failed member syncs.
+"""Asset checks on the raw tables (row counts, key uniqueness, quarantine), and on the run: every member read.
 
 Each check reads the warehouse, so it joins the writers' pool: DuckDB admits no reader beside a writing
 process. A failing check is an ERROR: rows that were not loaded must be looked at, not scrolled past.
+
+``every_member_read`` is blocking, so a run in which a member or a user's member list could not be read fails.
+It sits on ``marts/member_health``, which nothing downstream waits on: the steps before it read everyone else,
+and the marts (member_health showing the failure and why) are built before the run is marked failed. On a raw
+table, it would keep every mart, member_health first, from being built at all.
 """
 
 import dagster as dg
@@ -9,8 +14,10 @@ import dagster as dg
 from mx_pipeline.defs.ingest.assets import POOL
 from mx_pipeline.defs.resources import WarehouseResource
 from mx_pipeline.warehouse import tables
+from mx_pipeline.warehouse.sync_state import failed_reads
 from mx_pipeline.warehouse.tables import TableSpec
 
+MEMBER_HEALTH = dg.AssetKey(["marts", "member_health"])
 RAW_TABLES = (tables.USERS, tables.MEMBERS, tables.MEMBER_STATUS, tables.ACCOUNTS, tables.TRANSACTIONS)
 
 
@@ -71,20 +78,23 @@ def _nothing_quarantined(spec: TableSpec) -> dg.AssetChecksDefinition:
 
 
 @dg.asset_check(
-    asset=dg.AssetKey(tables.TRANSACTIONS.key_path),
+    asset=MEMBER_HEALTH,
     pool=POOL,
-    description="No fetchable member's last transaction sync failed (a failed member is read again next run).",
+    blocking=True,
+    description=(
+        "Every member and user this run read was read in full: none failed (after the transport's retries). "
+        "A failed one is in member_health with the reason, and the freshness sensor reads it again."
+    ),
 )
-def no_member_sync_failed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def every_member_read(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    run = context.run  # a re-execution answers for the failures of the run it re-executes
+    runs = {run.run_id, run.parent_run_id or run.run_id, run.root_run_id or run.run_id}
     with warehouse.open().connect() as con:
-        failed = con.execute(
-            "select member_guid, last_reason from ops.member_sync where last_outcome = 'failed' order by member_guid"
-        ).fetchall()
-        outcomes = dict(con.execute("select last_outcome, count(*) from ops.member_sync group by 1").fetchall())
+        members, users = failed_reads(con, runs)
     return dg.AssetCheckResult(
-        passed=not failed,
+        passed=not members and not users,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"members_by_outcome": dg.MetadataValue.json(outcomes), "failed": dg.MetadataValue.json(dict(failed))},
+        metadata={"failed_members": dg.MetadataValue.json(members), "failed_users": dg.MetadataValue.json(users)},
     )
 
 
@@ -107,7 +117,7 @@ def transactions_belong_to_known_accounts(warehouse: WarehouseResource) -> dg.As
 guid_checks = [_guids_are_unique(spec) for spec in RAW_TABLES]
 quarantine_checks = [_nothing_quarantined(spec) for spec in RAW_TABLES]
 
-INGEST_CHECKS = [*guid_checks, *quarantine_checks, no_member_sync_failed, transactions_belong_to_known_accounts]
+INGEST_CHECKS = [*guid_checks, *quarantine_checks, every_member_read, transactions_belong_to_known_accounts]
 
 
 def checks_of(asset_key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:

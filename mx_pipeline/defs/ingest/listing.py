@@ -11,7 +11,7 @@ Each step retires and reinstates in one transaction (``retire.atomically``).
 import datetime as dt
 from collections.abc import Callable, Iterable
 
-from mx_pipeline.mx import MalformedRecord, MalformedResponse, MxClient, NotFound
+from mx_pipeline.mx import MalformedRecord, MalformedResponse, MxClient, MxError, NotFound
 from mx_pipeline.warehouse import RawLoader, Warehouse, retire
 from mx_pipeline.warehouse.end_users import end_user_ids
 
@@ -28,6 +28,7 @@ class Listing:
         self.guids: set[str] = set()
         self.complete = True
         self.not_found: NotFound | None = None  # the 404 a list answered, when its owner may be gone
+        self.failure: MxError | None = None  # why the list could not be read (after the transport's retries)
 
     def on_malformed(self, exc: MalformedRecord) -> None:
         if self.load is not None:
@@ -39,18 +40,22 @@ class Listing:
             self.complete = False
 
     def read(self, records: Callable[[], Iterable], *, on_not_found: Callable[[NotFound], None] | None = None):
-        """Read ``records()`` to the end. A page that fails leaves the list incomplete and is quarantined (a 404
-        goes to ``on_not_found`` instead, when given)."""
+        """Read ``records()`` to the end. A page that fails leaves the list incomplete: a 404 goes to
+        ``on_not_found`` when given and is quarantined otherwise; any other error is kept in ``failure`` (the
+        read failed: the caller records it), and an unreadable body is quarantined as well."""
         try:
             for record in records():
                 self.guids.add(record.guid)
                 if self.load is not None:
                     self.load.add(record)
-        except (MalformedResponse, NotFound) as exc:
+        except MxError as exc:
             self.complete = False
             if isinstance(exc, NotFound) and on_not_found is not None:
                 on_not_found(exc)
-            elif self.load is not None:
+                return
+            if not isinstance(exc, NotFound):
+                self.failure = exc
+            if isinstance(exc, (NotFound, MalformedResponse)) and self.load is not None:
                 self.load.reject_page(f"{type(exc).__name__}: {exc}", self.member_guid)
 
 
@@ -157,7 +162,10 @@ class Suspects:
         return listing
 
     def settle(self, client: MxClient, wh: Warehouse, load: RawLoader | None, run_id: str) -> list[str]:
-        """Confirm against fresh lists; retire the members confirmed gone, quarantine the rest in ``load``."""
+        """Confirm against fresh lists; retire the members confirmed gone, quarantine the rest in ``load``.
+
+        Call it with no warehouse connection open: the lists are read first, then written in short transactions.
+        """
         if not self.not_found:
             return []
         users = sorted({user_guid for user_guid, _ in self.not_found.values()})

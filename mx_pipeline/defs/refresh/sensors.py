@@ -7,17 +7,23 @@ The sensor claims each batch under its run key before asking for the run, so the
 refresh or the next tick never launch a second refresh for the same member; a claim whose run dies expires.
 The cursor counts the batches launched; with the tick's time it makes every run key unique. A busy
 warehouse is not waited on for long: the tick is skipped with the reason.
+
+What a run could not read (a member's status, accounts or transactions, a user's member list) is read again by a
+run of its own once the policy's back-off has passed since that attempt: a re-read, never an aggregation. Its run
+key names the failed attempts it answers, so later ticks ask for it once; it runs again only after another try.
 """
 
 import datetime as dt
+import hashlib
 
 import dagster as dg
 
-from mx_pipeline.defs.jobs import refresh_run_config, sync_members_job
+from mx_pipeline.defs.jobs import refresh_run_config, scoped_run_config, sync_members_job
 from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline.refresh.run import SLA
 from mx_pipeline.warehouse import WarehouseBusy
 from mx_pipeline.warehouse.refresh_state import claim, due_members, expire_claims
+from mx_pipeline.warehouse.sync_state import RETRY_TAG, ReadsToRetry, reads_to_retry
 
 BUSY_WAIT_SECONDS = 5.0
 
@@ -41,11 +47,13 @@ def member_freshness(
             for number, batch in enumerate(batches, launched + 1):
                 pairs = [(m.member_guid, m.user_guid) for m in batch]
                 claim(con, pairs, trigger=SLA, run_key=_run_key(number, now), now=now)
+            backoff = dt.timedelta(minutes=policy.backoff_base_minutes)
+            retry = reads_to_retry(con, now=now, backoff=backoff, limit=policy.members_per_run)
     except WarehouseBusy as exc:
         return dg.SkipReason(f"the warehouse is busy; members are judged again next tick: {exc}")
     if expired:
         context.log.warning(f"released {expired} refresh claims whose runs never finished")
-    if not batches:
+    if not batches and not retry:
         return dg.SkipReason(
             "every member is within its SLA or re-read cadence, or waiting out its interval, back-off or cap"
         )
@@ -57,7 +65,19 @@ def member_freshness(
         )
         for number, batch in enumerate(batches, launched + 1)
     ]
+    if retry:
+        runs.append(_retry_run(retry))
     return dg.SensorResult(run_requests=runs, cursor=str(launched + len(batches)))
+
+
+def _retry_run(retry: ReadsToRetry) -> dg.RunRequest:
+    """A run reading again what failed; its key names those failed attempts, so it is asked for once."""
+    attempts = "|".join(f"{guid}@{at.isoformat()}" for guid, at in [*retry.members, *retry.users])
+    return dg.RunRequest(
+        run_key=f"retry-{hashlib.sha256(attempts.encode()).hexdigest()[:16]}",
+        run_config=scoped_run_config([u for u, _ in retry.users], [m for m, _ in retry.members]),
+        tags={"mx_pipeline/trigger": RETRY_TAG, "mx_pipeline/members": str(len(retry.members))},
+    )
 
 
 def _now() -> dt.datetime:
