@@ -152,7 +152,7 @@ def serving(app) -> Iterator[tuple[str, threading.Thread]]:
         sock.close()
 
 
-def _until(condition, timeout: float = 15.0):
+def _until(condition, timeout: float = 60.0):  # generous: webhooks cross threads on a loaded machine
     deadline = time.monotonic() + timeout
     while not (result := condition()):
         assert time.monotonic() < deadline, "timed out waiting"
