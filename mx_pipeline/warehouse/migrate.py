@@ -19,6 +19,10 @@ def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
         con.execute("insert into ops.schema_migrations (version) values (?)", [script.stem])
         con.execute("commit")
         newly_applied.append(script.stem)
+    if newly_applied:
+        # Into the file at once: replaying a migration from the write-ahead log after a crash can fail for good
+        # (DuckDB 2 then tries to download core_functions, built in, to bind 0008's `default current_timestamp`).
+        con.execute("checkpoint")
     return newly_applied
 
 
