@@ -1,0 +1,244 @@
+"""The pipeline deployed as ``make dev`` deploys it, on a temporary home, against the built-in sandbox.
+
+A real Dagster instance from the project's ``data/dagster_home/dagster.yaml`` (copied), the code location from
+``workspace.yaml`` served by its own code server process (as ``dagster dev`` and the daemon start it), runs
+launched through the instance's run coordinator and launcher into run worker processes, and the daemon's own
+recovery loops: the run queue, run monitoring (with its freeing of pool slots) and run retries. Those loops
+run here one pass at a time (``tick``) rather than in a ``dagster-daemon`` process: the same code, without the
+sensors and schedules, whose ticks would change the sandbox's truth while a test compares with it.
+"""
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import dagster as dg
+import requests
+from dagster._core.definitions.selector import JobSubsetSelector
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import WorkspaceFileTarget
+from dagster._daemon.auto_run_reexecution.event_log_consumer import EventLogConsumerDaemon
+from dagster._daemon.daemon import MonitoringDaemon
+from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+
+from mx_pipeline import settings
+from mx_pipeline.mx import MxClient
+from mx_pipeline.run_launcher import run_worker_pid
+from mx_pipeline.sandbox.server import running_sandbox
+from mx_pipeline_tests.conftest import FAST_SANDBOX
+
+ROOT = Path(__file__).resolve().parents[2]
+INSTANCE_CONFIG = ROOT / "data" / "dagster_home" / "dagster.yaml"
+WORKSPACE = ROOT / "workspace.yaml"
+LOCATION = "mx_pipeline"
+POOL = "duckdb_warehouse"
+# One process per run, so that killing the run worker kills the whole run (the multiprocess executor's step
+# processes would outlive it), and a run starts in seconds rather than one code load per step.
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+DEADLINE_SECONDS = 120.0
+T = TypeVar("T")
+
+
+@dataclass
+class Deployment:
+    instance: dg.DagsterInstance
+    context: WorkspaceProcessContext
+    sandbox: object
+    users_csv: Path
+    warehouse_path: Path
+    daemons: list
+
+    def submit_ingest(self, tags: dict[str, str] | None = None) -> str:
+        """Launch the ``ingest`` job as the UI's "Materialize all" would: through the run queue."""
+        run_config = {**IN_PROCESS, "ops": {"raw__mx_users": {"config": {"users_csv": str(self.users_csv)}}}}
+        return self.submit("ingest", run_config, tags or {})
+
+    def submit(self, job_name: str, run_config: dict, tags: dict[str, str]) -> str:
+        workspace = self.context.create_request_context()
+        location = workspace.get_code_location(LOCATION)
+        (repository,) = location.get_repositories().values()
+        selector = JobSubsetSelector(
+            location_name=LOCATION, repository_name=repository.name, job_name=job_name, op_selection=None
+        )
+        job = location.get_job(selector)
+        plan = location.get_execution_plan(job, run_config, step_keys_to_execute=None, known_state=None)
+        run = self.instance.create_run(
+            job_name=job_name,
+            run_id=None,
+            run_config=run_config,
+            status=dg.DagsterRunStatus.NOT_STARTED,
+            tags={**job.tags, **tags},
+            root_run_id=None,
+            parent_run_id=None,
+            step_keys_to_execute=None,
+            execution_plan_snapshot=plan.execution_plan_snapshot,
+            job_snapshot=job.job_snapshot,
+            parent_job_snapshot=job.parent_job_snapshot,
+            asset_selection=None,
+            asset_check_selection=None,
+            resolved_op_selection=None,
+            op_selection=None,
+            remote_job_origin=job.get_remote_origin(),
+            job_code_origin=job.get_python_origin(),
+            asset_graph=workspace.asset_graph,
+        )
+        self.instance.submit_run(run.run_id, workspace)
+        return run.run_id
+
+    def tick(self) -> None:
+        """One pass of each recovery loop of the daemon; an error in one fails the caller, never hides."""
+        for daemon in self.daemons:
+            errors = [e for e in daemon.run_iteration(self.context) if e is not None]
+            if errors:
+                raise AssertionError(f"{daemon.daemon_type()} failed: {errors[0].to_string()}")
+
+    def wait_for(self, condition: Callable[[], T], what: str, timeout: float = DEADLINE_SECONDS) -> T:
+        """Tick the daemon until ``condition()`` is truthy; fail after ``timeout`` seconds, naming ``what``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.tick()
+            value = condition()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within {timeout:.0f} s: {what}")
+            time.sleep(0.25)
+
+    def run(self, run_id: str) -> dg.DagsterRun:
+        run = self.instance.get_run_by_id(run_id)
+        assert run is not None, run_id
+        return run
+
+    def runs(self) -> list[dg.DagsterRun]:
+        return list(self.instance.get_runs())
+
+    def retry_of(self, run_id: str) -> str | None:
+        """The run the daemon launched to retry ``run_id``, once there is one."""
+        return self.run(run_id).tags.get("dagster/auto_retry_run_id")
+
+    def all_runs_finished(self) -> bool:
+        return all(r.is_finished for r in self.runs())
+
+    def pool_holders(self) -> set[str]:
+        """The runs holding a ``duckdb_warehouse`` slot now."""
+        info = self.instance.event_log_storage.get_concurrency_info(POOL)
+        return {slot.run_id for slot in info.claimed_slots}
+
+    def worker_pid(self, run_id: str) -> int | None:
+        worker = run_worker_pid(self.instance, run_id)
+        return worker[0] if worker else None
+
+    def kill_worker(self, run_id: str) -> int:
+        """``kill -9`` the run's worker process and anything it started."""
+        pid = self.worker_pid(run_id)
+        assert pid is not None, f"run {run_id} has no worker"
+        family = [pid, *_descendants(pid)]
+        for member in family:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(member, signal.SIGKILL)
+        return pid
+
+    def running_step(self, run_id: str) -> str | None:
+        """The step the run was inside (started, not finished) according to its event log."""
+        open_steps: dict[str, None] = {}
+        for entry in self.instance.all_logs(run_id):
+            event = entry.dagster_event
+            if event is None or not entry.step_key:
+                continue
+            if event.event_type == dg.DagsterEventType.STEP_START:
+                open_steps[entry.step_key] = None
+            elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+                open_steps.pop(entry.step_key, None)
+        return next(reversed(open_steps), None) if open_steps else None
+
+    def admin(self, path: str, **body) -> dict:
+        response = requests.post(f"{self.sandbox.base_url}/_sandbox/{path}", json=body, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+
+def _descendants(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+            with contextlib.suppress(FileNotFoundError):
+                children = [int(c) for c in task.read_text().split()]
+                found += children
+                frontier += children
+    return found
+
+
+@contextlib.contextmanager
+def deployed(tmp_path: Path, users: dict[str, str], *, seed: int = 0, **instance_overrides) -> Iterator[Deployment]:
+    """The deployment on ``tmp_path``; ``users``: our user id -> MX Bank password (each connects one bank).
+
+    ``instance_overrides``: ``run_monitoring`` settings to change in the copied ``dagster.yaml`` (a benchmark
+    may shorten ``free_slots_after_run_end_seconds``); none by default: the project's own.
+    """
+    home, data = tmp_path / "dagster_home", tmp_path / "data"
+    home.mkdir(parents=True)
+    data.mkdir()
+    _install_instance_config(home, instance_overrides)
+    users_csv = tmp_path / "users.csv"
+    users_csv.write_text("id\n" + "\n".join(users) + "\n")
+    with running_sandbox(seed=seed, **FAST_SANDBOX) as sandbox:
+        _connect_banks(sandbox.base_url, users)
+        environment = {"DAGSTER_HOME": str(home), "MX_PIPELINE_DATA_DIR": str(data), "MX_BASE_URL": sandbox.base_url}
+        with (
+            _environment(environment),
+            dg.DagsterInstance.from_config(str(home)) as instance,
+            WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(WORKSPACE)])) as context,
+            QueuedRunCoordinatorDaemon(interval_seconds=1) as queue,
+        ):
+            daemons = [queue, MonitoringDaemon(interval_seconds=1), EventLogConsumerDaemon()]
+            deployment = Deployment(instance, context, sandbox, users_csv, data / "warehouse.duckdb", daemons)
+            deployment.tick()  # as a daemon started before any run: the retry loop starts its cursor here
+            try:
+                yield deployment
+            finally:
+                for run in deployment.runs():  # a failed test leaves no worker behind
+                    if not run.is_finished and deployment.worker_pid(run.run_id):
+                        deployment.kill_worker(run.run_id)
+
+
+def _install_instance_config(home: Path, run_monitoring: dict) -> None:
+    target = home / "dagster.yaml"
+    shutil.copy(INSTANCE_CONFIG, target)
+    if run_monitoring:
+        import yaml
+
+        config = yaml.safe_load(target.read_text())
+        config["run_monitoring"] |= run_monitoring
+        target.write_text(yaml.safe_dump(config))
+
+
+def _connect_banks(base_url: str, users: dict[str, str]) -> None:
+    with MxClient(base_url, settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY) as client:
+        fields = {c.field_name: c.guid for c in client.list_institution_credentials("mxbank")}
+        for user_id, password in users.items():
+            user = client.ensure_user(id=user_id)
+            credentials = {fields["LOGIN"]: "mxuser", fields["PASSWORD"]: password}
+            client.create_member(user.guid, institution_code="mxbank", credentials=credentials)
+    requests.post(f"{base_url}/_sandbox/aggregations/finish", timeout=10).raise_for_status()
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """These variables for this process and the code server and run workers it starts; restored after."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
