@@ -7,6 +7,7 @@ The only load-time decision is whether MX is configured at all; with no credenti
 built-in sandbox and its published test credentials.
 """
 
+import datetime as dt
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -61,11 +62,23 @@ class NotifierResource(dg.ConfigurableResource):
     token: str | None = None
     max_attempts: int = 5  # per notification, across runs; then it is `dead`, shown in member_health
     retry_backoff_seconds: float = 0.5  # within one delivery: 0.5 s, 1 s, 2 s between the HTTP attempts
+    timeout_seconds: float = 10.0  # per HTTP attempt
+    # A run sends at most this many, and starts none after its time budget; the rest stay pending for the next run.
+    batch_size: int = 50
+    time_budget_seconds: float = 120.0
 
     def notifier(self) -> Notifier:
         if not self.url:
             return LogNotifier()
-        return HttpNotifier(self.url, token=self.token, backoff=self.retry_backoff_seconds)
+        return HttpNotifier(
+            self.url, token=self.token, backoff=self.retry_backoff_seconds, timeout=self.timeout_seconds
+        )
+
+    def lease(self) -> dt.timedelta:
+        """How long a run holds the batch it sends: its time budget, its last delivery, and recording it (the
+        file may be busy). Past it, the run died mid-send and the next run takes the batch over."""
+        seconds = self.time_budget_seconds + self.notifier().longest_delivery_seconds + DEFAULT_WAIT_SECONDS
+        return dt.timedelta(seconds=seconds)
 
 
 class ConnectLinksResource(dg.ConfigurableResource):

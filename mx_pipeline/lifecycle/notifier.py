@@ -3,12 +3,14 @@
 The pipeline always writes each notification to the ``ops`` outbox first; a notifier then delivers it. The
 default logs it (by guid, never by name or email): the notification is then ``logged``, never ``delivered``,
 because nobody was told. ``HttpNotifier`` POSTs it as JSON to the product backend, which owns the user's
-inbox, email or push channel: ``delivered`` means the backend answered 2xx.
+inbox, email or push channel: ``delivered`` means the backend answered 2xx. A run delivers within a time
+budget (``deliver_within``); each notifier says how long one delivery can take at most, so the run's lease on
+what it sends can outlive it.
 """
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -73,12 +75,38 @@ class Notification:
 
 
 class Notifier(Protocol):
+    longest_delivery_seconds: float  # one delivery, every retry included, never takes longer
+
     def deliver(self, notification: Notification) -> NotificationState:
         """Deliver (``DELIVERED``), only log (``LOGGED``), or raise; the outbox keeps the notification either way."""
 
 
+def deliver_within(
+    notifications: Iterable[Notification],
+    notifier: Notifier,
+    *,
+    budget_seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[tuple[Notification, NotificationState | None, str | None]]:
+    """Deliver in order, starting none once ``budget_seconds`` are spent: (notification, outcome, error) each.
+
+    The caller records each as it comes (before the next is sent); the ones never started are left to it.
+    """
+    started = clock()
+    for notification in notifications:
+        if clock() - started >= budget_seconds:
+            return
+        try:
+            outcome, error = NotificationState(notifier.deliver(notification)), None
+        except Exception as exc:  # a notifier of any kind may fail; the outbox keeps it for the next run
+            outcome, error = None, f"{type(exc).__name__}: {exc}"
+        yield notification, outcome, error
+
+
 class LogNotifier:
     """No product backend configured: the notification is logged, and says so (``LOGGED``)."""
+
+    longest_delivery_seconds = 0.0
 
     def deliver(self, notification: Notification) -> NotificationState:
         log.info(
@@ -113,6 +141,11 @@ class HttpNotifier:
         self._session = requests.Session()
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
+
+    @property
+    def longest_delivery_seconds(self) -> float:
+        """Every attempt timing out, with every back-off between them."""
+        return self.attempts * self.timeout + sum(self.backoff * 2**i for i in range(self.attempts - 1))
 
     def deliver(self, notification: Notification) -> NotificationState:
         # The id doubles as an idempotency key, so a retried POST that did land is not shown twice.

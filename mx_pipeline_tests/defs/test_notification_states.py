@@ -24,10 +24,17 @@ from mx_pipeline.defs.resources import NotifierResource
 from mx_pipeline.lifecycle.notifier import Notification
 from mx_pipeline.lifecycle.routes import route_for
 from mx_pipeline.warehouse.member_events import store_spooled
-from mx_pipeline.warehouse.outbox import cancel_closed, pending, store_notifications
+from mx_pipeline.warehouse.outbox import cancel_closed, lease_due, store_notifications
 
 from .conftest import CONNECT_URL, INGEST, metadata_of
 from .test_lifecycle import GRACE_OVER, _Backend
+
+
+@pytest.fixture
+def pipeline(pipeline):
+    """On the sandbox's frozen clock: a job MX is running ends only when a test finishes it, never mid-run."""
+    pipeline.sandbox.freeze_clock()
+    return pipeline
 
 
 def outbox(pipeline) -> dict[str, tuple]:
@@ -317,18 +324,17 @@ def test_the_outbox_sends_only_members_asking_now_holds_the_rest_and_cancels_onl
         " values ('MBR-retired', 'USR-1', '{}', 't', ?, ?)",
         [day, day],
     )
-    assert store_notifications(con, [_notification(m, "DENIED", day) for m in members]) == 4
+    assert store_notifications(con, [_notification(m, "DENIED", day) for m in members], now=day) == 4
     later = day + dt.timedelta(hours=1)
     assert cancel_closed(con, now=later) == {
         "MBR-recovered:1": "the member recovered before it was sent",
         "MBR-retired:1": "the member was retired before it was sent",
     }
-    to_deliver, _ = pending(con, {"MBR-asking", "MBR-recovered"})
-    assert [n.notification_id for n in to_deliver] == ["MBR-asking:1"]
-    _, held = pending(con, {"MBR-asking"})
-    assert held == ["MBR-mid-job:1"]  # its episode is open: kept for a read that asks
+    leased = lease_due(con, {"MBR-asking", "MBR-recovered"}, lease="run-1", now=later, until=later, limit=50)
+    assert [n.notification_id for n in leased.notifications] == ["MBR-asking:1"]
+    assert leased.held == ["MBR-mid-job:1"]  # its episode is open: kept for a read that asks
     # A new read asks something else of the mid-job member: its one notification now says so; the rest stay.
-    assert store_notifications(con, [_notification(m, "CHALLENGED", later) for m in members]) == 0
+    assert store_notifications(con, [_notification(m, "CHALLENGED", later) for m in members], now=later) == 0
     rows = con.execute(
         "select member_guid, state, connection_status, connect_mode, created_at from ops.reconnect_notifications"
         " order by 1"

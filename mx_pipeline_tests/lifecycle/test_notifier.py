@@ -8,7 +8,14 @@ import pytest
 import requests
 import responses
 
-from mx_pipeline.lifecycle.notifier import DeliveryFailed, HttpNotifier, LogNotifier, Notification, NotificationState
+from mx_pipeline.lifecycle.notifier import (
+    DeliveryFailed,
+    HttpNotifier,
+    LogNotifier,
+    Notification,
+    NotificationState,
+    deliver_within,
+)
 
 BACKEND = "https://backend.example.com/mx/notifications"
 
@@ -83,3 +90,40 @@ def test_a_2xx_from_the_backend_is_delivered(backend):
 def test_without_a_backend_a_notification_is_only_logged_and_says_so(caplog):
     caplog.set_level(logging.INFO)
     assert LogNotifier().deliver(notification()) is NotificationState.LOGGED  # nobody was told: not "delivered"
+
+
+# --- a run's delivery is bounded: a time budget, and a known longest single delivery --------------------------
+
+
+class SlowNotifier:
+    """Each delivery takes ``seconds`` of the fake clock; the third one fails."""
+
+    longest_delivery_seconds = 4.0
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock, self.sent = clock, []
+
+    def deliver(self, n: Notification) -> NotificationState:
+        self.clock[0] += 4.0
+        self.sent.append(n.notification_id)
+        if len(self.sent) == 3:
+            raise DeliveryFailed(f"notification {n.notification_id} not delivered: HTTP 503")
+        return NotificationState.DELIVERED
+
+
+def test_a_run_starts_no_delivery_once_its_time_budget_is_spent_and_says_what_became_of_each():
+    clock = [0.0]
+    notifier = SlowNotifier(clock)
+    batch = [notification(notification_id=f"MBR-{i}:1") for i in range(6)]
+    results = list(deliver_within(batch, notifier, budget_seconds=10.0, clock=lambda: clock[0]))
+    assert notifier.sent == ["MBR-0:1", "MBR-1:1", "MBR-2:1"]  # started at 0, 4 and 8 s; none at 12 s
+    assert [(n.notification_id, outcome, error) for n, outcome, error in results] == [
+        ("MBR-0:1", NotificationState.DELIVERED, None),
+        ("MBR-1:1", NotificationState.DELIVERED, None),
+        ("MBR-2:1", None, "DeliveryFailed: notification MBR-2:1 not delivered: HTTP 503"),
+    ]
+
+
+def test_the_longest_single_delivery_is_known_so_a_lease_can_outlive_it():
+    assert HttpNotifier(BACKEND, attempts=4, backoff=0.5, timeout=10).longest_delivery_seconds == 40 + 0.5 + 1 + 2
+    assert LogNotifier().longest_delivery_seconds == 0

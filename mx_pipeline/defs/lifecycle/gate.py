@@ -4,28 +4,51 @@ The gate is an op with one optional output per route (``ready``, ``needs_mfa``, 
 ``degraded``, ``in_progress``, ``institution_side``, ``terminal``): a route with no members emits nothing, so in
 the run view the steps behind it show as skipped. It writes ``ops.member_routes`` (which the fetching assets
 read), folds each read into the member's notification episode, and decides the episode's notification in the
-same transaction, so a notification is never lost between deciding it and storing it.
-``reconnect_notifications`` then delivers the outbox (pending -> delivered | logged | dead | cancelled; see
-``warehouse/outbox.py``): only the notifications of members this read asks to act now (``asking_now``); the
-others wait, pending, for a read that does. Both are assets, wrapped as one graph.
+same transaction, so a notification is never lost between deciding it and storing it; then it leases this
+run's batch of the outbox: the pending notifications of members this read asks to act now (``asking_now``),
+at most ``batch_size``, oldest first. The others wait, pending, for a read that asks, or for the next run.
+``reconnect_notifications`` delivers the batch (pending -> delivered | logged | dead | cancelled; see
+``warehouse/outbox.py``) outside the writer pool, with no warehouse connection open while it POSTs, within
+a time budget: a slow or dead product backend never holds up ingestion. Both are assets, wrapped as one graph.
 """
 
 import datetime as dt
+from dataclasses import dataclass
 
 import dagster as dg
 
 from mx_pipeline.defs.ingest.assets import MEMBER_ROUTES, POOL
 from mx_pipeline.defs.resources import ConnectLinksResource, NotifierResource, WarehouseResource
 from mx_pipeline.lifecycle.gate import gate
-from mx_pipeline.lifecycle.notifier import Notification, NotificationState
+from mx_pipeline.lifecycle.notifier import Notification, NotificationState, deliver_within
 from mx_pipeline.lifecycle.routes import DEGRADED_GRACE, Route
 from mx_pipeline.warehouse import tables
 from mx_pipeline.warehouse.lifecycle import latest_episodes, member_states, save_episodes, save_routes
-from mx_pipeline.warehouse.outbox import bury_exhausted, cancel_closed, pending, record_delivery, store_notifications
+from mx_pipeline.warehouse.outbox import (
+    bury_exhausted,
+    cancel_closed,
+    lease_due,
+    record_delivery,
+    release_lease,
+    renew_lease,
+    store_notifications,
+)
 
 GROUP = "lifecycle"
 RECONNECT_NOTIFICATIONS = dg.AssetKey(["ops", "reconnect_notifications"])
 ROUTE_OUTS = {r.value: dg.Out(list, is_required=False, description=f"members routed {r.value}") for r in Route}
+
+
+@dataclass(frozen=True)
+class NotificationBatch:
+    """What ``status_gate`` leased for ``reconnect_notifications`` to send, and what it left in the outbox."""
+
+    lease: str  # the run that leased it (a re-executed step keeps its parent's)
+    notifications: list[Notification]  # oldest first
+    members_asking: int
+    held: list[str]  # their member asks nothing for now
+    left: list[str]  # beyond the batch, or another run is sending them
+    cancelled: dict[str, str]  # their episode closed first: never sent
 
 
 class GateConfig(dg.Config):
@@ -39,7 +62,9 @@ class GateConfig(dg.Config):
     out={
         "member_routes": dg.Out(dg.Nothing, description="ops.member_routes, rewritten for every member"),
         **ROUTE_OUTS,
-        "asking_now": dg.Out(list, is_required=False, description="members whose read asks their user to act now"),
+        "to_notify": dg.Out(
+            NotificationBatch, is_required=False, description="the notifications this run leased to send now"
+        ),
     },
     pool=POOL,
 )
@@ -48,10 +73,12 @@ def status_gate(
     config: GateConfig,
     warehouse: WarehouseResource,
     connect_links: ConnectLinksResource,
+    notifier: NotifierResource,
 ):
-    """Route every member from its latest status read; open, close and notify episodes."""
+    """Route every member from its latest status read; open, close and notify episodes; lease the batch to send."""
     now = dt.datetime.now(dt.UTC)
     grace = dt.timedelta(hours=config.degraded_grace_hours)
+    notifying = "to_notify" in context.selected_output_names  # an asset job prunes the outputs nothing consumes
     with warehouse.open().connect() as con:
         result = gate(member_states(con), latest_episodes(con), now=now, degraded_grace=grace)
         notifications = [
@@ -61,8 +88,15 @@ def status_gate(
         con.execute("begin transaction")
         save_routes(con, (m for members in result.routed.values() for m in members), run_id=context.run.run_id, now=now)
         save_episodes(con, result.episodes)
-        created = store_notifications(con, notifications)
+        created = store_notifications(con, notifications, now=now)
+        if notifying:
+            cancelled = cancel_closed(con, now=now)
+            bury_exhausted(con, max_attempts=notifier.max_attempts, now=now)
         con.execute("commit")
+        if notifying:  # its own statement: two runs leasing at once never take the same notification
+            asking = [routed.member.member_guid for routed, _ in result.asking_now]
+            until, limit = now + notifier.lease(), notifier.batch_size
+            leased = lease_due(con, asking, lease=context.run.run_id, now=now, until=until, limit=limit)
     by_route = {route.value: len(members) for route, members in result.routed.items()}
     yield dg.Output(
         None,
@@ -77,64 +111,66 @@ def status_gate(
     for route, members in result.routed.items():
         if route.value in context.selected_output_names:  # an asset job prunes the outputs nothing consumes
             yield dg.Output([m.member.member_guid for m in members], route.value)
-    if "asking_now" in context.selected_output_names:
-        yield dg.Output([routed.member.member_guid for routed, _ in result.asking_now], "asking_now")
+    if notifying:
+        batch = NotificationBatch(
+            context.run.run_id, leased.notifications, len(asking), leased.held, leased.left, cancelled
+        )
+        yield dg.Output(batch, "to_notify")
 
 
-@dg.op(pool=POOL, out=dg.Out(dg.Nothing))
+@dg.op(out=dg.Out(dg.Nothing))  # no pool: it mostly waits on the product backend
 def reconnect_notifications(
     context: dg.OpExecutionContext,
-    asking_now: list[str],
+    to_notify: NotificationBatch,
     warehouse: WarehouseResource,
     notifier: NotifierResource,
 ):
-    """Deliver the pending notifications (new ones, and earlier ones that failed) of members asking now.
+    """Deliver the batch ``status_gate`` leased: new notifications, and earlier ones that failed.
 
-    One whose episode closed (the member recovered, or was retired) is cancelled first, never sent. One whose
-    member asks nothing for now (in progress, the bank's side, a DEGRADED grace) is held: pending, no attempt
-    spent, sent after a read that asks again. One that fails its last attempt is dead (``member_health`` shows
-    it). Without a backend each is ``logged``.
+    No warehouse connection is open while a notification is sent; each outcome is recorded (and its lease let
+    go) before the next is sent. Once the time budget is spent, what is left is let go, still pending, for the
+    next run. One that fails its last attempt is dead (``member_health`` shows it). Without a backend each is
+    ``logged``. Cancelled (closed episode) and held (its member asks nothing for now) ones are never sent.
     """
-    wh, deliver = warehouse.open(), notifier.notifier().deliver
-    now = dt.datetime.now(dt.UTC)
-    with wh.connect() as con:
-        cancelled = cancel_closed(con, now=now)
-        bury_exhausted(con, max_attempts=notifier.max_attempts, now=now)
-        to_deliver, waiting = pending(con, asking_now)
+    wh, batch = warehouse.open(), to_notify
+    with wh.connect() as con:  # a re-executed step, or one that started late, sends only what it still holds
+        ours = renew_lease(con, batch.lease, until=dt.datetime.now(dt.UTC) + notifier.lease())
     outcomes: dict[str, int] = {}
-    failed = {}
-    for notification in to_deliver:
-        try:
-            outcome, error = NotificationState(deliver(notification)), None
-        except Exception as exc:  # a notifier of any kind may fail; the outbox keeps it for the next run
-            outcome, error = None, f"{type(exc).__name__}: {exc}"
-            failed[notification.notification_id] = error
-            context.log.warning(f"notification {notification.notification_id} not delivered: {error}")
-        with wh.connect() as con:
-            state = record_delivery(
-                con,
-                notification.notification_id,
-                at=dt.datetime.now(dt.UTC),
-                outcome=outcome,
-                error=error,
-                max_attempts=notifier.max_attempts,
-            )
-        outcomes[state.value] = outcomes.get(state.value, 0) + 1
-        if state is NotificationState.DEAD:
-            context.log.error(f"notification {notification.notification_id} is dead: no attempts left ({error})")
+    failed, sent = {}, set()
+    try:
+        to_send = [n for n in batch.notifications if n.notification_id in ours]
+        budget = notifier.time_budget_seconds
+        for notification, outcome, error in deliver_within(to_send, notifier.notifier(), budget_seconds=budget):
+            sent.add(notification.notification_id)
+            if error:
+                failed[notification.notification_id] = error
+                context.log.warning(f"notification {notification.notification_id} not delivered: {error}")
+            with wh.connect() as con:
+                state = record_delivery(con, notification.notification_id, lease=batch.lease,
+                                        at=dt.datetime.now(dt.UTC), outcome=outcome, error=error,
+                                        max_attempts=notifier.max_attempts)  # fmt: skip
+            name = state.value if state else "taken_over"  # our lease ran out; the run that took it over records
+            outcomes[name] = outcomes.get(name, 0) + 1
+            if state is NotificationState.DEAD:
+                context.log.error(f"notification {notification.notification_id} is dead: no attempts left ({error})")
+    finally:
+        with wh.connect() as con:  # not sent (out of time, or this step failed): pending for the next run
+            release_lease(con, batch.lease)
     with wh.connect() as con:
         by_state = dict(con.execute("select state, count(*) from ops.reconnect_notifications group by 1").fetchall())
+    unsent = [n.notification_id for n in batch.notifications if n.notification_id not in sent]
     return dg.Output(
         None,
         metadata={
             "dagster/row_count": sum(by_state.values()),
-            "members_asking": len(asking_now),
+            "members_asking": batch.members_asking,
             "delivered": outcomes.get(NotificationState.DELIVERED.value, 0),
             "logged": outcomes.get(NotificationState.LOGGED.value, 0),
             "dead": outcomes.get(NotificationState.DEAD.value, 0),
-            "cancelled": dg.MetadataValue.json(cancelled),
-            "held": dg.MetadataValue.json(waiting),
+            "cancelled": dg.MetadataValue.json(batch.cancelled),
+            "held": dg.MetadataValue.json(batch.held),
             "failed": dg.MetadataValue.json(failed),
+            "left_for_next_run": dg.MetadataValue.json(batch.left + unsent),
             "outbox_by_state": dg.MetadataValue.json(by_state),
         },
     )
@@ -160,5 +196,5 @@ def reconnect_notifications(
 )  # fmt: skip
 def member_lifecycle(member_status):
     routes = status_gate(member_status)
-    asked = reconnect_notifications(routes.asking_now)
+    asked = reconnect_notifications(routes.to_notify)
     return {"member_routes": routes.member_routes, "reconnect_notifications": asked}
