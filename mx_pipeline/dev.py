@@ -1,9 +1,10 @@
 """``mx-pipeline dev``: the data team's day in one command.
 
 Starts the built-in sandbox (unless real MX credentials are configured), the connect service and
-``dagster dev`` with the project-local Dagster home (``data/dagster_home``, holding the instance config and
-its pools). One Ctrl-C stops everything: each child runs in its own process group and gets SIGINT, which
-dagster honours only when started with job control (see ../shared/research/stack.md, "Stopping it is a trap").
+``dagster dev`` (the UI and the daemon) with the project-local Dagster home (``data/dagster_home``, holding the
+instance config: its pools, and the run monitoring and retries through which the daemon recovers dead runs).
+One Ctrl-C stops everything: each child runs in its own process group and gets SIGINT, which dagster honours
+only when started with job control (see ../shared/research/stack.md, "Stopping it is a trap").
 """
 
 import os
@@ -48,12 +49,25 @@ def _sandbox_webhooks_to_the_connect_service() -> dict[str, str]:
     return env
 
 
+def _install_instance_config(home: Path) -> None:
+    """A data dir elsewhere gets the project's instance config (pools, run monitoring, retries); a copy it
+    already has is kept (it may be edited on purpose), but one that differs is pointed out."""
+    target = home / "dagster.yaml"
+    if not target.exists():
+        shutil.copy(INSTANCE_CONFIG, target)
+    elif target.resolve() != INSTANCE_CONFIG and target.read_text() != INSTANCE_CONFIG.read_text():
+        print(
+            f"note: {target} differs from {INSTANCE_CONFIG}; without its run_monitoring, run_launcher and"
+            " run_retries a killed run keeps its pool slot and later runs wait for it",
+            flush=True,
+        )
+
+
 def run_dev() -> int:
     mx = settings.MxSettings.from_env()
     home = (settings.data_dir() / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():  # a data dir elsewhere still gets the project's pools
-        shutil.copy(INSTANCE_CONFIG, home / "dagster.yaml")
+    _install_instance_config(home)
     env = settings.child_environment(DAGSTER_HOME=str(home))
     bin_dir = Path(sys.executable).parent
     commands = []
