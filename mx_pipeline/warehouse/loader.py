@@ -8,6 +8,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+import duckdb
 import simplejson
 
 from mx_pipeline.mx.errors import MalformedRecord
@@ -64,8 +65,9 @@ class RawLoader:
         """Quarantine a whole response that could not be read (nothing of it can be kept but the reason)."""
         self._rejects.append(QuarantinedRecord(self.spec.name, reason, member_guid=member_guid))
 
-    def flush(self) -> UpsertCounts:
-        """Validate and write what is queued; returns this batch's counts."""
+    def flush(self, con: duckdb.DuckDBPyConnection | None = None) -> UpsertCounts:
+        """Validate and write what is queued, on ``con`` when given (a caller writing more in the same short
+        transaction), else on a connection of its own; returns this batch's counts."""
         rows, rejects, self._rows, self._rejects, self._load = self._rows, self._rejects, [], [], None
         if not rows and not rejects and not (self.api_log and self.api_log.pending):
             return UpsertCounts()
@@ -74,11 +76,16 @@ class RawLoader:
             QuarantinedRecord.of_payload(self.spec.name, r.reason, _payload_of(r.row), r.row.get("member_guid"))
             for r in rejected
         ]
-        with self.warehouse.connect() as con:
-            counts = upsert(con, self.spec, valid) if valid is not None else UpsertCounts()
-            self.quarantined += write_quarantine(con, rejects, run_id=self.run_id, now=dt.datetime.now(dt.UTC))
-            if self.api_log:
-                self.api_log.flush(con)
+        if con is None:
+            with self.warehouse.connect() as own:
+                return self._write(own, valid, rejects)
+        return self._write(con, valid, rejects)
+
+    def _write(self, con: duckdb.DuckDBPyConnection, valid, rejects: list[QuarantinedRecord]) -> UpsertCounts:
+        counts = upsert(con, self.spec, valid) if valid is not None else UpsertCounts()
+        self.quarantined += write_quarantine(con, rejects, run_id=self.run_id, now=dt.datetime.now(dt.UTC))
+        if self.api_log:
+            self.api_log.flush(con)
         self.counts += counts
         return counts
 

@@ -31,6 +31,9 @@ from mx_pipeline.warehouse.upsert import UpsertCounts
 
 ListTransactions = Callable[..., Iterator[Transaction]]
 ONE_DAY = dt.timedelta(days=1)
+# Rows written at once: five pages. Every write opens and closes the file (a checkpoint, which rewrites the
+# primary-key index: the cost grows with the table), so fewer, larger writes; memory stays bounded all the same.
+WRITE_BATCH = 5 * BATCH_SIZE
 
 
 @dataclass(frozen=True)
@@ -60,12 +63,13 @@ def sync_member_transactions(
     policy: SyncPolicy,
     run_id: str,
     api_log: ApiCallLog | None = None,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int = WRITE_BATCH,
 ) -> MemberSyncResult:
     """Bring one member's raw transactions up to date with MX; failures are recorded, never raised.
 
-    No warehouse connection is open while MX is asked: the pages are consumed one at a time, and each batch (and
-    the plan, the late days, the outcome) is written on its own short connection between two requests.
+    No warehouse connection is open while MX is asked: the pages are consumed one at a time, each full batch is
+    written on its own short connection between two requests, and a sync opens the file three times besides:
+    to plan, to write what is left and look for late days, and to write the rest with the outcome.
     """
     return _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_size)
 
@@ -106,21 +110,26 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_s
         if lists_in_full:
             listed_in_full.append(lists_in_full)
 
-    with loader:
-        try:
-            for query, lists_in_full in _passes(window):
-                read(query, lists_in_full)
-            loader.flush()  # late rows are looked for in the table
-            with warehouse.connect() as con:
-                late = late_arrival_ranges(con, member.guid, window)
-            for start, end in late:
-                read(*_listing((start, end)))
-        except MxError as exc:
-            error = exc
-            loader.reject_page(f"{type(exc).__name__}: {exc}", member.guid)
+    try:
+        for query, lists_in_full in _passes(window):
+            read(query, lists_in_full)
+        with warehouse.connect() as con:
+            loader.flush(con)  # late rows are looked for in the table
+            late = late_arrival_ranges(con, member.guid, window)
+        for start, end in late:
+            read(*_listing((start, end)))
+    except MxError as exc:
+        error = exc
+        loader.reject_page(f"{type(exc).__name__}: {exc}", member.guid)
+    except BaseException:
+        loader.flush()  # what arrived is true: it is written before the error goes on
+        raise
     removed = 0
     now = dt.datetime.now(dt.UTC)
     with warehouse.connect() as con:
+        # Written even when a read failed part-way: those rows are true, and the watermark (moved only by a
+        # complete sync) makes the next one read the rest again.
+        loader.flush(con)
         if error is None:
             removed = mark_vanished(con, member.guid, listed_in_full, listed_guids, now=now)
             record_sync(
