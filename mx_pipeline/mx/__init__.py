@@ -2,6 +2,7 @@
 
 from mx_pipeline.mx.client import MxClient
 from mx_pipeline.mx.errors import (
+    READ_FAILURES,
     AuthError,
     BadRequest,
     Conflict,
@@ -18,6 +19,7 @@ from mx_pipeline.mx.statuses import ConnectionStatus
 from mx_pipeline.mx.transport import ApiCall, RetryPolicy
 
 __all__ = [
+    "READ_FAILURES",
     "ApiCall",
     "AuthError",
     "BadRequest",

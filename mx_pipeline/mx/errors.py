@@ -77,6 +77,12 @@ class MalformedRecord(MalformedResponse):
 # never repeat the write blindly, look up what MX holds first.
 OUTCOME_UNKNOWN: tuple[type[MxError], ...] = (ServerError, ConnectionFailed, MalformedResponse)
 
+# What fails one read and says nothing of the next: the ingest steps record it against its member (or user) and
+# go on. An AuthError is about our credentials, not a member: it would fail every read, so it stops the step.
+READ_FAILURES: tuple[type[MxError], ...] = (
+    BadRequest, NotFound, Conflict, RateLimited, ServerError, ConnectionFailed, MalformedResponse,
+)  # fmt: skip
+
 _BY_STATUS: dict[int, type[MxError]] = {
     400: BadRequest,
     401: AuthError,

@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from mx_pipeline.mx.errors import MalformedRecord, MxError
+from mx_pipeline.mx.errors import READ_FAILURES, MalformedRecord, MxError
 from mx_pipeline.mx.records import Transaction
 from mx_pipeline.warehouse.api_calls import ApiCallLog
 from mx_pipeline.warehouse.connection import Warehouse
@@ -118,7 +118,7 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_s
             late = late_arrival_ranges(con, member.guid, window)
         for start, end in late:
             read(*_listing((start, end)))
-    except MxError as exc:
+    except READ_FAILURES as exc:
         error = exc
         loader.reject_page(f"{type(exc).__name__}: {exc}", member.guid)
     except BaseException:

@@ -216,3 +216,20 @@ def test_no_warehouse_connection_is_open_while_mx_is_asked(pipeline):
     user_guid, _ = pipeline.member("user-ok-2")
     assert asked.count(f"/users/{user_guid}/members") >= 2  # the member list, then the 404's confirmation
     assert [path for path, held in ScriptedMx.requests if held] == []
+
+
+@pytest.mark.parametrize("read", ["status", "accounts", "transactions"])
+def test_mx_refusing_our_credentials_stops_the_step_at_once_rather_than_failing_every_member(pipeline, read):
+    assert run(pipeline).success  # connected and read once
+    first, second = pipeline.member_of["user-ok-1"], pipeline.member_of["user-ok-2"]
+    mx = scripted(pipeline, {READS[read].format(member="[^/]+"): 401})
+
+    refused = run(pipeline, mx=mx)
+
+    assert not refused.success
+    [failure] = [e for e in refused.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert "AuthError" in str(failure.event_specific_data.error)
+    assert sum(path.endswith(READS[read].rsplit("/", 1)[1].rstrip("$")) for path, _ in ScriptedMx.requests) == 1
+    assert pipeline.query(  # not a member's failure: nothing to retry member by member
+        "select count(*) from ops.member_sync where member_guid in (?, ?) and last_outcome = 'failed'", first, second
+    ) == [(0,)]

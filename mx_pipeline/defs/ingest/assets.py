@@ -36,7 +36,7 @@ from mx_pipeline.defs.ingest.listing import (
 )
 from mx_pipeline.defs.jobs import run_key_of
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
-from mx_pipeline.mx import MalformedResponse, MxError, NotFound
+from mx_pipeline.mx import READ_FAILURES, MalformedResponse, NotFound
 from mx_pipeline.warehouse import ApiCallLog, RawLoader, UpsertCounts, Warehouse, retire, tables
 from mx_pipeline.warehouse.end_users import (
     add_end_users_from_csv,
@@ -211,7 +211,7 @@ def member_status(
                 load.add((client.read_member_status(user_guid, member_guid), user_guid))
             except NotFound as exc:
                 suspects.noter(member_guid, user_guid)(exc)
-            except MxError as exc:
+            except READ_FAILURES as exc:
                 failed[member_guid] = (user_guid, failure_reason(STATUS_READ, exc))
                 if isinstance(exc, MalformedResponse):
                     load.reject_page(f"{type(exc).__name__}: {exc}", member_guid)

@@ -11,7 +11,7 @@ Each step retires and reinstates in one transaction (``retire.atomically``).
 import datetime as dt
 from collections.abc import Callable, Iterable
 
-from mx_pipeline.mx import MalformedRecord, MalformedResponse, MxClient, MxError, NotFound
+from mx_pipeline.mx import READ_FAILURES, MalformedRecord, MalformedResponse, MxClient, MxError, NotFound
 from mx_pipeline.warehouse import RawLoader, Warehouse, retire
 from mx_pipeline.warehouse.end_users import end_user_ids
 
@@ -48,7 +48,7 @@ class Listing:
                 self.guids.add(record.guid)
                 if self.load is not None:
                     self.load.add(record)
-        except MxError as exc:
+        except READ_FAILURES as exc:
             self.complete = False
             if isinstance(exc, NotFound) and on_not_found is not None:
                 on_not_found(exc)
