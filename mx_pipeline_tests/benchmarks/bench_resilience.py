@@ -2,7 +2,7 @@
 
 Not a test (nothing asserts); run it by hand:
 
-    .venv/bin/python mx_pipeline_tests/benchmarks/bench_resilience.py --fault-seeds 3 --crash-trials 10
+    .venv/bin/python -m mx_pipeline_tests.benchmarks.bench_resilience --fault-seeds 3 --crash-trials 10
 
 - Faults: the whole code location against a sandbox answering 10% 5xx, 5% 429, 1% truncated and 1% non-JSON
   bodies (each kind at its own rate) plus 5% lost answers to writes; after the first run that reports success,
