@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -24,6 +23,7 @@ from mx_pipeline.connect.links import LinkSigner
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.connect.webhooks import WebhookReceiver
 from mx_pipeline.mx import MxClient, RetryPolicy
+from mx_pipeline_tests.local_http import QuietHandler, serving
 from mx_pipeline_tests.mx import payloads as p
 
 HOOK_AUTH = ("mx-hooks", "hook-password")
@@ -49,7 +49,7 @@ class SlowMx:
     def serving(self) -> Iterator[str]:
         mx = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):
                 user_id = parse_qs(urlsplit(self.path).query)["id"][0]
                 self._answer(p.listing("users", [p.user(id=user_id)]))
@@ -73,18 +73,8 @@ class SlowMx:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, *args):
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            yield f"http://127.0.0.1:{server.server_port}"
-        finally:
-            self.release.set()
-            server.shutdown()
-            server.server_close()
+        with serving(Handler, on_close=self.release.set) as url:
+            yield url
 
 
 @contextlib.contextmanager

@@ -2,9 +2,7 @@
 
 import contextlib
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -15,6 +13,7 @@ from mx_pipeline.connect.spool import Spool
 from mx_pipeline.defs.lifecycle import sensors
 from mx_pipeline.defs.resources import NotifierResource
 from mx_pipeline.lifecycle.routes import route_for
+from mx_pipeline_tests.local_http import QuietHandler, serving
 
 from .conftest import CONNECT_URL, metadata_of
 
@@ -156,7 +155,7 @@ class _Backend:
     def serving(self) -> Iterator[str]:
         backend = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if backend.fail_first > 0:
@@ -167,16 +166,8 @@ class _Backend:
                     self.send_response(204)
                 self.end_headers()
 
-            def log_message(self, *args):
-                pass
-
-        server = HTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            yield f"http://127.0.0.1:{server.server_port}/notifications"
-        finally:
-            server.shutdown()
-            server.server_close()
+        with serving(Handler, path="/notifications") as url:
+            yield url
 
 
 def test_a_connect_callback_alone_never_clears_a_member_only_a_fresh_healthy_read_does(pipeline, tmp_path, monkeypatch):

@@ -9,13 +9,13 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
 
 from mx_pipeline.defs.resources import NotifierResource
 from mx_pipeline.warehouse import tables
+from mx_pipeline_tests.local_http import QuietHandler, serving
 from mx_pipeline_tests.releasable_hold import held_until_released
 
 from .conftest import INGEST, metadata_of
@@ -43,7 +43,7 @@ class Backend:
     def serving(self) -> Iterator[str]:
         backend = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with backend._lock:
@@ -56,17 +56,8 @@ class Backend:
                 self.send_response(204)
                 self.end_headers()
 
-            def log_message(self, *args):
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            yield f"http://127.0.0.1:{server.server_port}/notifications"
-        finally:
-            self.released.set()
-            server.shutdown()
-            server.server_close()
+        with serving(Handler, path="/notifications", on_close=self.released.set) as url:
+            yield url
 
 
 def notifier(url: str, **options) -> NotifierResource:
