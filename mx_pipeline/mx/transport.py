@@ -138,7 +138,7 @@ class Transport:
             request_id = _request_id(response.headers)
             if response.status_code < 400:
                 try:
-                    body = _parse_body(response)
+                    body = _parse_body(response, method)
                 except _Garbled as garbled:
                     # A body cut short or mangled on the way (a proxy, a dropped stream): a read is repeated like
                     # a 5xx; a write is not (MX acted on it), and only the caller can find out what it did.
@@ -225,9 +225,11 @@ class _Garbled(ValueError):
     """A 2xx body that does not parse into a JSON object; the message says how."""
 
 
-def _parse_body(response: requests.Response) -> dict[str, Any] | None:
-    if response.status_code == 204 or not response.content:
+def _parse_body(response: requests.Response, method: str) -> dict[str, Any] | None:
+    if response.status_code == 204 or (not response.content and method != "GET"):
         return None
+    if not response.content:  # every read MX answers has an envelope: nothing at all is a body lost on the way
+        raise _Garbled(f"HTTP {response.status_code} body is empty")
     try:
         # Money stays exact from the parser on: every JSON number with a fraction becomes a Decimal.
         body = simplejson.loads(response.content, use_decimal=True)

@@ -161,6 +161,7 @@ GARBLED_BODIES = {
     "not JSON": b"<html>Bad gateway</html>",
     "not an object": b'["member"]',
     "not UTF-8": b'{"member": "\xff\xfe"}',
+    "empty": b"",  # every read MX answers has an envelope: an empty 200 is a body lost on the way
 }
 
 
@@ -186,8 +187,8 @@ def test_a_body_still_garbled_after_the_retries_raises_malformed_response(mx_api
 
 
 @pytest.mark.off_contract
-def test_an_empty_200_is_not_a_garbled_body_but_lacks_the_envelope(mx_api, client, sleeps):
-    mx_api.add("GET", MEMBER_URL, body=b"", content_type=MX_MEDIA_TYPE)
+def test_a_read_answered_with_json_but_no_envelope_is_not_retried(mx_api, client, sleeps):
+    mx_api.add("GET", MEMBER_URL, body=b"{}", content_type=MX_MEDIA_TYPE)
     with pytest.raises(MalformedResponse, match="envelope"):
         client.read_member(USER_GUID, MEMBER_GUID)
     assert len(mx_api.calls) == 1
