@@ -48,11 +48,14 @@ class Pipeline:
         }
 
     def materialize(
-        self, *, ops: dict | None = None, tags: dict | None = None, **resources
+        self, *, ops: dict | None = None, tags: dict | None = None, raise_on_error: bool = True, **resources
     ) -> dg.ExecuteInProcessResult:
         """Every asset of the code location; ``ops`` adds op config, ``resources`` replaces resources."""
         run_config = {"ops": {"raw__mx_users": {"config": {"users_csv": str(self.users_csv)}}, **(ops or {})}}
-        return dg.materialize(INGEST, resources=self.resources(**resources), run_config=run_config, tags=tags)
+        return dg.materialize(
+            INGEST, resources=self.resources(**resources), run_config=run_config, tags=tags,
+            raise_on_error=raise_on_error,
+        )  # fmt: skip
 
     @property
     def warehouse_resource(self) -> WarehouseResource:

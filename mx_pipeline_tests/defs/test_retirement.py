@@ -200,13 +200,15 @@ class OneBadStatusRead(MxResource):
         return client
 
 
-def test_a_single_404_the_list_does_not_confirm_retires_nothing(pipeline):
+def test_a_single_404_the_list_does_not_confirm_retires_nothing_and_is_a_failed_read(pipeline):
     pipeline.materialize()
     _, member_guid = pipeline.member("user-ok-1")
     mx = pipeline.resources()["mx"]
     bad = OneBadStatusRead(**{**mx.model_dump(), "member_guid": member_guid})
 
-    result = pipeline.materialize(mx=bad)
+    result = pipeline.materialize(mx=bad, raise_on_error=False)
+
+    assert not result.success  # the blocking every_member_read names the member; the sensor reads it again
 
     assert pipeline.query("select removed_at from raw.mx_members where guid = ?", member_guid) == [(None,)]
     assert pipeline.query("select count(*) from ops.retirements") == [(0,)]
@@ -215,6 +217,9 @@ def test_a_single_404_the_list_does_not_confirm_retires_nothing(pipeline):
         result.run_id,
     )
     assert quarantined == member_guid and reason.startswith("NotFound: 404 on one read")
+    assert pipeline.query("select last_outcome from ops.member_sync where member_guid = ?", member_guid) == [
+        ("failed",)
+    ]
     assert pipeline.query("select count(*) from marts.fct_transactions where member_guid = ?", member_guid)[0][0] > 0
 
 
@@ -380,7 +385,7 @@ def test_a_user_deleted_at_mx_is_retired_by_a_sync_of_its_members_alone(pipeline
     ]
 
 
-def test_a_404_on_a_users_member_list_that_list_users_does_not_confirm_is_quarantined(pipeline):
+def test_a_404_on_a_users_member_list_that_list_users_does_not_confirm_is_quarantined_as_a_failed_read(pipeline):
     pipeline.materialize()
     user_guid, member_guid = pipeline.member("user-ok-2")
     mx = pipeline.resources()["mx"]
@@ -388,10 +393,11 @@ def test_a_404_on_a_users_member_list_that_list_users_does_not_confirm_is_quaran
 
     result = dg.materialize(
         INGEST, selection=AFTER_REGISTRATION, resources=pipeline.resources(mx=bad),
-        run_config=scoped_run_config([user_guid]),
+        run_config=scoped_run_config([user_guid]), raise_on_error=False,
     )  # fmt: skip
 
-    assert result.success
+    assert not result.success  # the blocking every_member_read names the user; the sensor reads it again
+    assert pipeline.query("select last_outcome from ops.user_sync where user_guid = ?", user_guid) == [("failed",)]
     assert pipeline.query("select count(*) from ops.retirements") == [(0,)]
     assert pipeline.query("select removed_at from raw.mx_users where guid = ?", user_guid) == [(None,)]
     [(reason,)] = pipeline.query(

@@ -233,3 +233,32 @@ def test_mx_refusing_our_credentials_stops_the_step_at_once_rather_than_failing_
     assert pipeline.query(  # not a member's failure: nothing to retry member by member
         "select count(*) from ops.member_sync where member_guid in (?, ?) and last_outcome = 'failed'", first, second
     ) == [(0,)]
+
+
+@pytest.mark.parametrize("read", ["status", "accounts", "transactions"])
+def test_a_404_that_a_fresh_list_does_not_confirm_is_a_failed_read_not_a_success(pipeline, read):
+    broken = pipeline.member_of["user-ok-1"]
+    mx = scripted(pipeline, {READS[read].format(member=broken): 404})  # its user still lists it: not deleted
+
+    result = run(pipeline, mx=mx)
+
+    assert not result.success
+    assert list(failed_check(result).metadata["failed_members"].value) == [broken]
+    outcome, reason, _ = health(pipeline, broken)
+    assert outcome == "failed" and reason.startswith(f"{read} read failed: NotFound")
+    assert pipeline.query("select removed_at from raw.mx_members where guid = ?", broken) == [(None,)]
+
+
+def test_a_member_list_404_for_a_user_mx_still_has_is_a_failed_read_not_a_success(pipeline):
+    user_guid, _ = pipeline.member("user-ok-1")
+    mx = scripted(pipeline, {f"/users/{user_guid}/members$": 404})  # list_users by its id still shows it
+
+    result = run(pipeline, mx=mx)
+
+    assert not result.success
+    assert list(failed_check(result).metadata["failed_users"].value) == [user_guid]
+    [(outcome, reason)] = pipeline.query(
+        "select last_outcome, last_reason from ops.user_sync where user_guid = ?", user_guid
+    )
+    assert outcome == "failed" and reason.startswith("member list read failed: NotFound")
+    assert pipeline.query("select removed_at from raw.mx_users where guid = ?", user_guid) == [(None,)]

@@ -216,6 +216,7 @@ def member_status(
                 if isinstance(exc, MalformedResponse):
                     load.reject_page(f"{type(exc).__name__}: {exc}", member_guid)
         retired = suspects.settle(client, wh, load, run_id)
+    failed |= {m: (u, failure_reason(STATUS_READ, exc)) for m, (u, exc) in suspects.unconfirmed.items()}
     with wh.connect() as con:
         record_failed_reads(con, failed, run_id=run_id, now=utc_now())
         changes = record_status_changes(con, run_id=run_id)
@@ -267,7 +268,7 @@ def mx_accounts(
         member.guid: (member.user_guid, failure_reason(ACCOUNTS_READ, listings[member.guid].failure))
         for member in fetchable
         if listings[member.guid].failure is not None
-    }
+    } | {m: (u, failure_reason(ACCOUNTS_READ, exc)) for m, (u, exc) in suspects.unconfirmed.items()}
     with wh.connect() as con:
         accounts_retired, accounts_reinstated = retire_absent_accounts(con, listings, run_id)
         record_failed_reads(con, failed, run_id=run_id, now=utc_now())

@@ -115,8 +115,8 @@ def retire_deleted_users(
     client: MxClient, wh: Warehouse, listings: dict[str, Listing], load: RawLoader | None, run_id: str
 ) -> list[str]:
     """Settle the users whose member list answered 404: retire each that a complete ``list_users`` filtered by
-    our id for it no longer shows (deleted at MX); quarantine the 404 of the others in ``load`` (a bad read,
-    or a user whose id we do not know). Returns the users retired."""
+    our id for it no longer shows (deleted at MX). The 404 of the others (a bad read, or a user whose id we do
+    not know) is their list's ``failure`` and is quarantined in ``load``. Returns the users retired."""
     missing = {user_guid: listing for user_guid, listing in listings.items() if listing.not_found is not None}
     if not missing:
         return []
@@ -131,20 +131,23 @@ def retire_deleted_users(
     with wh.connect() as con, retire.atomically(con):
         retired = retire.retire_users(con, gone, reason=retire.USER_REMOVED, run_id=run_id, now=utc_now())
     for user_guid, listing in missing.items():
-        if user_guid not in gone and load is not None:
-            load.reject_page(f"{type(listing.not_found).__name__}: {listing.not_found}")
+        if user_guid not in gone:
+            listing.failure = listing.not_found
+            if load is not None:
+                load.reject_page(f"{type(listing.not_found).__name__}: {listing.not_found}")
     return retired
 
 
 class Suspects:
     """Members whose own read (status, accounts, transactions) answered 404.
 
-    Each is retired if a fresh complete list of its user lacks it too; otherwise the 404 is quarantined like
-    any unreadable read: one bad read retires nothing.
+    Each is retired if a fresh complete list of its user lacks it too; otherwise the 404 is a failed read
+    (``unconfirmed``, for the caller to record) and is quarantined: one bad read retires nothing.
     """
 
     def __init__(self) -> None:
         self.not_found: dict[str, tuple[str, NotFound]] = {}  # member guid -> (user guid, the 404)
+        self.unconfirmed: dict[str, tuple[str, NotFound]] = {}  # the same, for those MX still lists
 
     def noter(self, member_guid: str, user_guid: str) -> Callable[[NotFound], None]:
         return lambda exc: self.not_found.__setitem__(member_guid, (user_guid, exc))
@@ -174,8 +177,9 @@ class Suspects:
         with wh.connect() as con:
             retired = retire_absent_members(con, listings, run_id)
         retired += [member for member, (user, _) in self.not_found.items() if user in users_gone]
-        for member_guid, (_, exc) in self.not_found.items():
-            if member_guid not in retired and load is not None:
+        self.unconfirmed = {m: found for m, found in self.not_found.items() if m not in retired}
+        for member_guid, (_, exc) in self.unconfirmed.items():
+            if load is not None:
                 load.reject_page(f"{type(exc).__name__}: {exc}", member_guid)
         return sorted(retired)
 
