@@ -1,12 +1,13 @@
 """``connect_events``: drains the connect service's spool into ``ops`` and launches ``sync_members`` runs.
 
-Each tick stores what the spool holds (parsed one by one, deduped by key; whatever cannot be stored as an
-event quarantined with its bytes, so one bad webhook never holds up the rest), acknowledges it to the spool
-only after the warehouse committed (a warehouse error raises and leaves the batch for the next tick), then
-launches one run per batch of users whose events came after the cursor. The cursor is the last event ``seq`` launched for, and run keys are derived from it,
-so a tick that is retried launches nothing twice. A warehouse held by a run is not waited on for long: the
-tick is skipped with the reason, and the events stay in the spool for the next one. Each tick also prunes the
-spool's key markers and drained files past the dedupe window (they are in ``ops.member_events`` by then).
+Each tick stores what the spool holds (parsed one by one, deduped by key; whatever cannot be stored as an event
+quarantined with its bytes, so one bad webhook never holds up the rest), acknowledges it to the spool only after
+the warehouse committed (a warehouse error raises and leaves the batch for the next tick), then launches one run
+per batch of users whose events came after the cursor. The cursor is the last event ``seq`` launched for, and
+run keys are derived from it, so a tick that is retried launches nothing twice. A warehouse held by a run is not
+waited on for long: the tick is skipped with the reason, and the events stay in the spool for the next one. Each
+tick also prunes the spool's key markers and drained files past the dedupe window (they are in
+``ops.member_events`` by then).
 """
 
 import datetime as dt
