@@ -74,10 +74,10 @@ class NotifierResource(dg.ConfigurableResource):
             self.url, token=self.token, backoff=self.retry_backoff_seconds, timeout=self.timeout_seconds
         )
 
-    def lease(self) -> dt.timedelta:
+    def lease(self, warehouse_wait_seconds: float = DEFAULT_WAIT_SECONDS) -> dt.timedelta:
         """How long a run holds the batch it sends: its time budget, its last delivery, and recording it (the
-        file may be busy). Past it, the run died mid-send and the next run takes the batch over."""
-        seconds = self.time_budget_seconds + self.notifier().longest_delivery_seconds + DEFAULT_WAIT_SECONDS
+        file may be busy that long). Past it, the run died mid-send and the next run takes the batch over."""
+        seconds = self.time_budget_seconds + self.notifier().longest_delivery_seconds + warehouse_wait_seconds
         return dt.timedelta(seconds=seconds)
 
 

@@ -1,9 +1,11 @@
-"""The ``mx`` resource: sandbox defaults without credentials, ``EnvVar``s (never values) with them."""
+"""The resources: `mx` (sandbox defaults without credentials, `EnvVar`s with them) and the notifier's lease."""
+
+import datetime as dt
 
 import dagster as dg
 
 from mx_pipeline import settings
-from mx_pipeline.defs.resources import mx_resource
+from mx_pipeline.defs.resources import NotifierResource, WarehouseResource, mx_resource
 
 
 def test_without_credentials_mx_points_at_the_built_in_sandbox(monkeypatch):
@@ -20,3 +22,12 @@ def test_with_credentials_only_their_variable_names_enter_the_config(monkeypatch
     mx = mx_resource()
     assert mx.client_id == dg.EnvVar("MX_CLIENT_ID") and mx.api_key == dg.EnvVar("MX_API_KEY")
     assert "key-that-must-not-leak" not in repr(mx)
+
+
+def test_a_notification_lease_outlives_the_longest_wait_for_the_warehouse_a_run_is_configured_with():
+    # Recording a delivery may wait that long for a busy file; a lease running out first lets another run resend.
+    notifier = NotifierResource(url="http://127.0.0.1:9/notifications", time_budget_seconds=120)
+    patient = WarehouseResource(wait_seconds=3600)
+    lease = notifier.lease(patient.wait_seconds)
+    assert lease > dt.timedelta(seconds=120 + 3600)
+    assert lease - notifier.lease(WarehouseResource().wait_seconds) == dt.timedelta(seconds=3600 - 600)

@@ -95,7 +95,7 @@ def status_gate(
         con.execute("commit")
         if notifying:  # its own statement: two runs leasing at once never take the same notification
             asking = [routed.member.member_guid for routed, _ in result.asking_now]
-            until, limit = now + notifier.lease(), notifier.batch_size
+            until, limit = now + notifier.lease(warehouse.wait_seconds), notifier.batch_size
             leased = lease_due(con, asking, lease=context.run.run_id, now=now, until=until, limit=limit)
     by_route = {route.value: len(members) for route, members in result.routed.items()}
     yield dg.Output(
@@ -134,7 +134,7 @@ def reconnect_notifications(
     """
     wh, batch = warehouse.open(), to_notify
     with wh.connect() as con:  # a re-executed step, or one that started late, sends only what it still holds
-        ours = renew_lease(con, batch.lease, until=dt.datetime.now(dt.UTC) + notifier.lease())
+        ours = renew_lease(con, batch.lease, until=dt.datetime.now(dt.UTC) + notifier.lease(warehouse.wait_seconds))
     outcomes: dict[str, int] = {}
     failed, sent = {}, set()
     try:
