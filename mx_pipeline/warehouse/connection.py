@@ -132,16 +132,5 @@ class Warehouse:
             log=self.log,
         )
 
-    @contextmanager
-    def session(self) -> Iterator[None]:
-        """Keep the file open for one unit of work made of many small writes (a sync step).
-
-        DuckDB shares one database instance among the connections a process holds to a file. Without a
-        session, every batch opens the file and checkpoints on close (rewriting the primary-key index), a
-        cost that grows with the table; inside one, each batch's ``connect`` is nearly free. Sessions nest.
-        """
-        with self.connect():
-            yield
-
     def __repr__(self) -> str:
         return f"Warehouse({str(self.path)!r})"
