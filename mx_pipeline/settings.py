@@ -10,8 +10,11 @@ Variables (all optional):
   ``MX_PIPELINE_CONNECT_HOST`` / ``MX_PIPELINE_CONNECT_PORT``: where ``mx-pipeline serve`` listens.
 - ``MX_WEBHOOK_USERNAME``, ``MX_WEBHOOK_PASSWORD``: the HTTP Basic credentials MX uses on our webhook endpoint
   (configured in MX's Client Dashboard). Unset: the webhook endpoint refuses every delivery.
-- ``MX_PIPELINE_API_TOKEN``: the bearer token the product backend presents to the connect service's /v1 API.
-  Unset: the /v1 API is open (development only; bind to loopback).
+- ``MX_PIPELINE_API_TOKEN``: the bearer token (at least 24 characters) the product backend presents to the connect
+  service's /v1 API. Unset: the /v1 API is open, which ``mx-pipeline serve`` allows only when it listens on
+  loopback and its public URL is loopback too (development); anywhere else it refuses to start.
+- ``MX_PIPELINE_REDIRECT_ORIGINS``: comma-separated origins a ``client_redirect_url`` may point to (e.g.
+  ``https://app.example.com,myapp://callback``). Unset: any https URL, and http to loopback.
 - ``MX_PIPELINE_NOTIFY_URL``, ``MX_PIPELINE_NOTIFY_TOKEN``: the product backend endpoint that receives reconnect
   notifications (POST, JSON) and its bearer token. Unset: notifications are logged and kept in the outbox.
 - ``MX_PIPELINE_LINK_SECRET``: signs reconnect links and Connect callback state. Unset: a random secret is
@@ -22,11 +25,15 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from mx_pipeline.connect.redirects import is_loopback_host
 
 SANDBOX_CLIENT_ID = "sandbox-client-id"
 SANDBOX_API_KEY = "sandbox-api-key"
 SANDBOX_HOST = "127.0.0.1"
 SANDBOX_PORT = 8765
+MIN_API_TOKEN_LENGTH = 24
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ class ConnectSettings:
     webhook_password: str = field(repr=False)
     link_secret: str = field(repr=False)
     api_token: str | None = field(default=None, repr=False)
+    redirect_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> "ConnectSettings":
@@ -111,7 +119,24 @@ class ConnectSettings:
             webhook_password=os.environ.get("MX_WEBHOOK_PASSWORD", ""),
             link_secret=os.environ.get("MX_PIPELINE_LINK_SECRET") or _local_link_secret(),
             api_token=os.environ.get("MX_PIPELINE_API_TOKEN") or None,
+            redirect_origins=tuple(
+                o.strip() for o in os.environ.get("MX_PIPELINE_REDIRECT_ORIGINS", "").split(",") if o.strip()
+            ),
         )
+
+    def exposure_problem(self) -> str | None:
+        """Why this service must not start as configured (an open or guessable /v1 API where others reach it)."""
+        if self.api_token is not None and len(self.api_token) < MIN_API_TOKEN_LENGTH:
+            return f"MX_PIPELINE_API_TOKEN must be at least {MIN_API_TOKEN_LENGTH} characters (a random string)"
+        public_host = urlsplit(self.public_url).hostname or ""
+        if self.api_token is None and not (is_loopback_host(self.host) and is_loopback_host(public_host)):
+            return (
+                f"MX_PIPELINE_API_TOKEN is not set, yet the connect service would listen on {self.host} and be "
+                f"reached at {self.public_url}: anyone could mint Connect URLs for any user. Set "
+                "MX_PIPELINE_API_TOKEN (the product backend sends it as a bearer token), or listen on 127.0.0.1 "
+                "with a loopback MX_PIPELINE_CONNECT_URL for development"
+            )
+        return None
 
 
 def _local_link_secret() -> str:

@@ -30,7 +30,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from mx_pipeline.connect.bodies import BodyTooLarge, read_capped
 from mx_pipeline.connect.links import ConnectIntent, InvalidLink, LinkSigner, reconnect_url
+from mx_pipeline.connect.redirects import UnsafeRedirect, check_return_to, check_webview_scheme
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.connect.webhooks import WebhookReceiver
 from mx_pipeline.lifecycle.routes import ConnectMode
@@ -39,10 +41,15 @@ from mx_pipeline.mx import MxClient, MxError, NotFound
 log = logging.getLogger(__name__)
 WIDGET_URL_LIFETIME_SECONDS = 600  # MX: "expires after ten minutes or upon first use"
 MX_THREADS = 16  # MX calls at once; more wait their turn without holding a thread
+MAX_API_BODY_BYTES = 16 * 1024  # a /v1 body is a few short fields
 
 
 class BadInput(Exception):
     """The caller's request is wrong: answered 400 with the reason."""
+
+
+class UnknownInput(Exception):
+    """Something the caller named does not exist (for them): answered 404 naming their input, never MX's path."""
 
 
 class ConnectService:
@@ -90,12 +97,24 @@ class ConnectService:
         scheme: str | None = None,
     ) -> str:
         intent = ConnectIntent(user_id, self.register_user(user_id), mode, member_guid, return_to)
+        if member_guid and ConnectMode(mode) is not ConnectMode.AGGREGATION:
+            self.require_member(intent, member_guid)
         return self.widget_url(intent, is_mobile_webview=is_mobile_webview, scheme=scheme)
 
     def relay_member(self, user_id: str, mode: str, member_guid: str, occasion: str) -> None:
-        """The product backend relays Connect's memberConnected for its user."""
+        """The product backend relays Connect's memberConnected for its user: a member of that user at MX."""
         intent = ConnectIntent(user_id, self.register_user(user_id), mode)
+        self.require_member(intent, member_guid)
         self.record_member(intent, member_guid, source="relay", occasion=occasion)
+
+    def require_member(self, intent: ConnectIntent, member_guid: str) -> None:
+        """:class:`UnknownInput` unless MX knows ``member_guid`` under the intent's user (another user's is unknown)."""
+        try:
+            self.mx.read_member(intent.user_guid, member_guid)
+        except NotFound:
+            raise UnknownInput(
+                f"member_guid {member_guid!r} is not a connection of user_id {intent.user_id!r}"
+            ) from None
 
     def record_user(self, user_id: str, user_guid: str) -> None:
         """Spool which MX user is our ``user_id``: once per pair, so a re-registration under a new guid is news."""
@@ -123,8 +142,17 @@ class ConnectService:
         self.spool.append("connect_callback", key, json.dumps(event), member=member_guid)
 
 
-def create_app(service: ConnectService, webhooks: WebhookReceiver, *, mx_threads: int = MX_THREADS) -> Starlette:
+def create_app(
+    service: ConnectService,
+    webhooks: WebhookReceiver,
+    *,
+    mx_threads: int = MX_THREADS,
+    redirect_origins: tuple[str, ...] = (),
+) -> Starlette:
+    """The service's routes; ``redirect_origins`` is the allowlist of ``client_redirect_url`` origins (redirects.py)."""
     mx_calls = CapacityLimiter(mx_threads)
+    if not service.api_token:
+        log.warning("MX_PIPELINE_API_TOKEN is not set: the /v1 API is open to anyone who reaches this service")
 
     async def calling_mx(work: Callable, *args, **kwargs):
         """``work(*args, **kwargs)``, which calls MX, in one of the MX threads."""
@@ -136,10 +164,15 @@ def create_app(service: ConnectService, webhooks: WebhookReceiver, *, mx_threads
                 return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
             try:
                 return await handler(request)
-            except BadInput as exc:
+            except (BadInput, UnsafeRedirect) as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
-            except NotFound as exc:
-                return JSONResponse({"error": f"not found at MX: {exc.path}"}, status_code=404)
+            except BodyTooLarge as exc:
+                return JSONResponse({"error": str(exc)}, status_code=413)
+            except UnknownInput as exc:
+                return JSONResponse({"error": str(exc)}, status_code=404)
+            except NotFound:
+                log.warning("MX answered 404 to a /v1 request no check anticipated", exc_info=True)
+                return JSONResponse({"error": "something this request names was not found"}, status_code=404)
             except MxError as exc:
                 log.warning("MX call failed: %s", exc)
                 return JSONResponse({"error": "MX is unavailable; try again"}, status_code=502)
@@ -156,14 +189,16 @@ def create_app(service: ConnectService, webhooks: WebhookReceiver, *, mx_threads
         mode = body.get("mode", ConnectMode.AGGREGATION.value)
         if mode not in {m.value for m in ConnectMode}:
             raise BadInput(f"mode must be one of {[m.value for m in ConnectMode]}")
+        return_to = body.get("client_redirect_url")
+        scheme = body.get("ui_message_webview_url_scheme")
         url = await calling_mx(
             service.widget_url_for_user,
             request.path_params["user_id"],
             mode,
             member_guid=body.get("member_guid"),
-            return_to=body.get("client_redirect_url"),
+            return_to=None if return_to is None else check_return_to(return_to, redirect_origins),
             is_mobile_webview=bool(body.get("is_mobile_webview")),
-            scheme=body.get("ui_message_webview_url_scheme"),
+            scheme=None if scheme is None else check_webview_scheme(scheme),
         )
         return JSONResponse({"widget_url": url, "mode": mode, "expires_in_seconds": WIDGET_URL_LIFETIME_SECONDS})
 
@@ -228,7 +263,7 @@ def _bearer_matches(request: Request, token: str) -> bool:
 
 async def _json_object(request: Request) -> dict:
     try:
-        body = json.loads(await request.body() or b"{}")
+        body = json.loads(await read_capped(request, MAX_API_BODY_BYTES) or b"{}")
     except ValueError:
         raise BadInput("the body must be JSON") from None
     if not isinstance(body, dict):

@@ -1,8 +1,11 @@
 """``mx-pipeline serve``: the connect service, configured from the environment."""
 
+import dataclasses
+
 import uvicorn
 
 from mx_pipeline import settings
+from mx_pipeline.connect.access_log import logging_config
 from mx_pipeline.connect.app import ConnectService, create_app
 from mx_pipeline.connect.links import LinkSigner
 from mx_pipeline.connect.spool import Spool
@@ -16,9 +19,22 @@ def build_app(mx: MxClient | None = None, connect: settings.ConnectSettings | No
     mx = mx or MxClient.from_settings(settings.MxSettings.from_env())
     spool = Spool(settings.spool_dir())
     service = ConnectService(mx, spool, LinkSigner(connect.link_secret), connect.public_url, connect.api_token)
-    return create_app(service, WebhookReceiver(spool, connect.webhook_username, connect.webhook_password))
+    webhooks = WebhookReceiver(spool, connect.webhook_username, connect.webhook_password)
+    return create_app(service, webhooks, redirect_origins=connect.redirect_origins)
 
 
 def serve(host: str | None = None, port: int | None = None) -> None:
+    """Listen until stopped; refuses (``ExposedWithoutToken``) to open an unguarded /v1 API beyond loopback."""
     connect = settings.ConnectSettings.from_env()
-    uvicorn.run(build_app(connect=connect), host=host or connect.host, port=port or connect.port, log_level="info")
+    connect = dataclasses.replace(connect, host=host or connect.host, port=port or connect.port)
+    problem = connect.exposure_problem()
+    if problem:
+        raise ExposedWithoutToken(problem)
+    uvicorn.run(build_app(connect=connect), host=connect.host, port=connect.port, log_config=logging_config())
+
+
+class ExposedWithoutToken(SystemExit):
+    """The service would be reachable by others with an open or guessable /v1 API: it does not start."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"mx-pipeline serve: {problem}")

@@ -25,6 +25,7 @@ from anyio import CapacityLimiter, to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mx_pipeline.connect.bodies import BodyTooLarge, read_capped
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.lifecycle.events import member_named_by
 
@@ -45,20 +46,16 @@ class WebhookReceiver:
     async def receive(self, request: Request) -> Response:
         if not self._authenticated(request.headers.get("Authorization", "")):
             return Response(status_code=401, headers={"WWW-Authenticate": 'Basic realm="mx-webhooks"'})
-        declared = request.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+        try:
+            body = await read_capped(request, self.max_bytes)
+        except BodyTooLarge:
             return Response(status_code=413)
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self.max_bytes:
-                return Response(status_code=413)
         # MX payloads carry no event id: the same bytes, with no other event of the member since, are a redelivery.
         key = hashlib.sha256(body).hexdigest()
         text = body.decode("utf-8", errors="surrogateescape")  # kept byte-exact, even when not UTF-8
         meta = {"content_type": request.headers.get("Content-Type", "")}
         # Off the event loop: a write waiting for the spool's lock (the sensor pruning) stalls no other request.
-        append = partial(self.spool.append, "mx_webhook", key, text, meta, member=member_named_by(bytes(body)))
+        append = partial(self.spool.append, "mx_webhook", key, text, meta, member=member_named_by(body))
         await to_thread.run_sync(append, limiter=self._writers)
         return Response(status_code=204)
 

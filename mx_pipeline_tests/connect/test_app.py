@@ -18,6 +18,11 @@ def mx_knows_user(mx_api, user_id="end-user-1", guid=p.USER_GUID):
     mx_api.add("GET", f"{MX_URL}/users", json=p.listing("users", [p.user(guid=guid, id=user_id)]), content_type=MX_TYPE)
 
 
+def mx_knows_member(mx_api, member_guid=p.MEMBER_GUID, user_guid=p.USER_GUID):
+    url = f"{MX_URL}/users/{user_guid}/members/{member_guid}"
+    mx_api.add("GET", url, json={"member": p.member(guid=member_guid)}, content_type=MX_TYPE)
+
+
 def mx_mints_widget(mx_api, user_guid=p.USER_GUID):
     body = {"widget_url": {"type": "connect_widget", "url": WIDGET, "user_id": "end-user-1"}}
     mx_api.add("POST", f"{MX_URL}/users/{user_guid}/widget_urls", json=body, content_type=MX_TYPE)
@@ -48,6 +53,7 @@ def test_registering_a_user_creates_it_at_mx_once_and_spools_it(http, mx_api, sp
 )
 def test_each_connect_mode_opens_the_widget_the_mx_way(http, mx_api, mode, expected):
     mx_knows_user(mx_api)
+    mx_knows_member(mx_api)
     mx_mints_widget(mx_api)
     response = http.post("/v1/users/end-user-1/widget_urls", json={"mode": mode, "member_guid": p.MEMBER_GUID})
     assert response.status_code == 200
@@ -69,7 +75,7 @@ def test_mobile_webview_options_reach_mx(http, mx_api):
         json={
             "is_mobile_webview": True,
             "ui_message_webview_url_scheme": "myapp",
-            "client_redirect_url": "myapp://done",
+            "client_redirect_url": "https://app.example.com/done",
         },
     )
     sent = widget_request_sent(mx_api)
@@ -136,6 +142,7 @@ def test_a_callback_with_forged_state_records_nothing(http, spool):
 
 def test_the_postmessage_relay_records_the_member(http, mx_api, spool):
     mx_knows_user(mx_api)
+    mx_knows_member(mx_api, "MBR-5")
     assert http.post("/v1/users/end-user-1/members", json={"member_guid": "MBR-5"}).status_code == 204
     [event] = spooled(spool, "connect_callback")
     assert json.loads(event.body)["member_guid"] == "MBR-5"
@@ -162,6 +169,7 @@ def test_a_callback_reloaded_in_the_browser_is_one_event_but_a_new_connect_sessi
 
 def test_each_relay_is_an_event_unless_the_backend_repeats_its_idempotency_key(http, mx_api, spool):
     mx_knows_user(mx_api)
+    mx_knows_member(mx_api, "MBR-5")
     for _ in range(2):
         http.post("/v1/users/end-user-1/members", json={"member_guid": "MBR-5"})
     assert len(spooled(spool, "connect_callback")) == 2  # the user connected twice: two re-reads

@@ -1,0 +1,179 @@
+"""The connect service is exposed to the internet: what anyone who reaches it can and cannot do."""
+
+import logging
+
+import pytest
+from starlette.testclient import TestClient
+
+from mx_pipeline.connect.app import MAX_API_BODY_BYTES, create_app
+from mx_pipeline.connect.redirects import UnsafeRedirect, check_return_to
+from mx_pipeline.connect.webhooks import WebhookReceiver
+from mx_pipeline.settings import ConnectSettings
+from mx_pipeline_tests.connect.conftest import MX_URL, WEBHOOK_PASSWORD, WEBHOOK_USER
+from mx_pipeline_tests.connect.test_app import mx_knows_member, mx_knows_user, mx_mints_widget, widget_request_sent
+from mx_pipeline_tests.mx import payloads as p
+
+V1_ROUTES = [
+    ("/v1/users", {"user_id": "u-1"}),
+    ("/v1/users/u-1/widget_urls", {"mode": "aggregation"}),
+    ("/v1/users/u-1/members", {"member_guid": p.MEMBER_GUID}),
+]
+
+
+def connect_settings(host="127.0.0.1", public_url="http://127.0.0.1:8780", api_token=None) -> ConnectSettings:
+    return ConnectSettings(
+        public_url=public_url,
+        host=host,
+        port=8780,
+        webhook_username="",
+        webhook_password="",
+        link_secret="s" * 32,
+        api_token=api_token,
+    )
+
+
+# 1. No open /v1
+
+
+@pytest.mark.parametrize(
+    ("host", "public_url"),
+    [
+        ("0.0.0.0", "http://127.0.0.1:8780"),
+        ("::", "http://127.0.0.1:8780"),
+        ("10.0.0.5", "http://10.0.0.5:8780"),
+        ("127.0.0.1", "https://connect.example.com"),  # loopback behind a public reverse proxy is public too
+    ],
+)
+def test_a_service_reachable_beyond_loopback_without_a_token_refuses_to_start(host, public_url):
+    problem = connect_settings(host=host, public_url=public_url).exposure_problem()
+    assert problem is not None and "MX_PIPELINE_API_TOKEN" in problem
+
+
+def test_a_loopback_service_may_run_without_a_token_for_development():
+    assert connect_settings().exposure_problem() is None
+
+
+def test_a_public_service_with_a_long_token_starts():
+    assert connect_settings(host="0.0.0.0", api_token="t" * 32).exposure_problem() is None
+
+
+def test_a_short_token_is_refused_as_guessable():
+    problem = connect_settings(host="0.0.0.0", api_token="short").exposure_problem()
+    assert problem is not None and "at least" in problem
+
+
+@pytest.mark.parametrize("route", V1_ROUTES, ids=lambda r: r[0])
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer wrong-token", "Bearer ", "Basic YmFja2VuZDp0b2tlbg==", "bearer backend-token-51c2x"],
+    ids=["missing", "wrong", "empty", "basic", "longer"],
+)
+def test_every_v1_route_refuses_a_missing_or_wrong_token_and_calls_nobody(http, mx_api, spool, route, authorization):
+    del http.headers["Authorization"]
+    headers = {"Authorization": authorization} if authorization else {}
+    response = http.post(route[0], json=route[1], headers=headers)
+    assert response.status_code == 401
+    assert len(mx_api.calls) == 0 and spool.pending() == []
+
+
+def test_without_a_token_the_api_is_open_and_says_so_at_start(service, spool, caplog):
+    service.api_token = None
+    with caplog.at_level(logging.WARNING):
+        app = create_app(service, WebhookReceiver(spool, WEBHOOK_USER, WEBHOOK_PASSWORD))
+    assert any("MX_PIPELINE_API_TOKEN" in r.getMessage() and "open" in r.getMessage() for r in caplog.records)
+    with TestClient(app) as client:
+        assert client.post("/v1/users", json={}).status_code == 400  # reached the handler: no token asked
+
+
+# 2. Bounded requests
+
+
+@pytest.mark.parametrize("route", V1_ROUTES, ids=lambda r: r[0])
+def test_an_oversized_v1_body_is_413_before_anything_is_called(http, mx_api, spool, route):
+    padded = {**route[1], "padding": "x" * MAX_API_BODY_BYTES}
+    response = http.post(route[0], json=padded)
+    assert response.status_code == 413 and str(MAX_API_BODY_BYTES) in response.json()["error"]
+    assert len(mx_api.calls) == 0 and spool.pending() == []
+
+
+def test_an_oversized_body_without_a_declared_length_is_413_too(http, mx_api):
+    chunks = (b"x" * 4096 for _ in range(MAX_API_BODY_BYTES // 4096 + 2))  # streamed: no Content-Length
+    response = http.post("/v1/users", content=chunks, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and len(mx_api.calls) == 0
+
+
+# 4. Safe redirects
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(document.cookie)",
+        "JaVaScRiPt:alert(1)",
+        " javascript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "http://app.example.com/done",  # plain http off loopback
+        "//evil.example/done",
+        "/relative/done",
+        "https://app.example.com@evil.example/",
+        "https://app.example.com/\r\nSet-Cookie: a=b",
+        "myapp://done",  # an app scheme needs the allowlist
+    ],
+)
+def test_an_unsafe_client_redirect_url_is_refused_before_mx_is_asked(http, mx_api, url):
+    mx_knows_user(mx_api)
+    response = http.post("/v1/users/end-user-1/widget_urls", json={"client_redirect_url": url})
+    assert response.status_code == 400 and "client_redirect_url" in response.json()["error"]
+    assert not [c for c in mx_api.calls if c.request.url.endswith("/widget_urls")]
+
+
+@pytest.mark.parametrize("url", ["https://app.example.com/done?x=1", "http://127.0.0.1:3000/done", "http://[::1]/d"])
+def test_https_and_loopback_http_return_addresses_are_accepted(url):
+    assert check_return_to(url) == url
+
+
+def test_with_an_allowlist_only_its_origins_are_accepted():
+    allowed = ("https://app.example.com", "myapp://callback")
+    assert check_return_to("myapp://callback/done", allowed) == "myapp://callback/done"
+    assert check_return_to("https://APP.example.com/x", allowed) == "https://APP.example.com/x"
+    for foreign in ("https://other.example.com/x", "https://app.example.com.evil.example/", "myapp://elsewhere"):
+        with pytest.raises(UnsafeRedirect, match="MX_PIPELINE_REDIRECT_ORIGINS"):
+            check_return_to(foreign, allowed)
+
+
+@pytest.mark.parametrize("scheme", ["javascript", "https", "my app", "x" * 40, ""])
+def test_an_unsafe_webview_scheme_is_refused(http, mx_api, scheme):
+    mx_knows_user(mx_api)
+    body = {"is_mobile_webview": True, "ui_message_webview_url_scheme": scheme}
+    response = http.post("/v1/users/end-user-1/widget_urls", json=body)
+    assert response.status_code == 400 and "ui_message_webview_url_scheme" in response.json()["error"]
+
+
+# 5. Errors that help without leaking
+
+
+@pytest.mark.parametrize("mode", ["update", "reconnect"])
+def test_an_unknown_member_names_the_callers_input_not_our_upstream_path(http, mx_api, mode):
+    mx_knows_user(mx_api)
+    mx_api.add("GET", f"{MX_URL}/users/{p.USER_GUID}/members/MBR-nope", status=404, json={"error": {}})
+    response = http.post("/v1/users/end-user-1/widget_urls", json={"mode": mode, "member_guid": "MBR-nope"})
+    assert response.status_code == 404
+    assert response.json() == {"error": "member_guid 'MBR-nope' is not a connection of user_id 'end-user-1'"}
+    assert not [c for c in mx_api.calls if c.request.url.endswith("/widget_urls")]
+
+
+def test_a_known_member_opens_connect_on_it(http, mx_api):
+    mx_knows_user(mx_api)
+    mx_knows_member(mx_api)
+    mx_mints_widget(mx_api)
+    response = http.post("/v1/users/end-user-1/widget_urls", json={"mode": "update", "member_guid": p.MEMBER_GUID})
+    assert response.status_code == 200 and widget_request_sent(mx_api)["current_member_guid"] == p.MEMBER_GUID
+
+
+def test_relaying_a_member_mx_does_not_know_is_404_and_records_nothing(http, mx_api, spool):
+    mx_knows_user(mx_api)
+    mx_api.add("GET", f"{MX_URL}/users/{p.USER_GUID}/members/MBR-nope", status=404, json={"error": {}})
+    response = http.post("/v1/users/end-user-1/members", json={"member_guid": "MBR-nope"})
+    assert response.status_code == 404
+    assert response.json() == {"error": "member_guid 'MBR-nope' is not a connection of user_id 'end-user-1'"}
+    assert [e.kind for e in spool.pending()] == ["user_registered"]
