@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    settings.keep_files_private()
     # Our own loggers speak at INFO; libraries (alembic migrating Dagster's ephemeral instances, ...) only warn.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mx_pipeline").setLevel(logging.INFO)

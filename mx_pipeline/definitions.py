@@ -4,6 +4,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from mx_pipeline import settings
+
+settings.keep_files_private()  # the code server and every run worker load this module first
 
 @dg.definitions
 def defs() -> dg.Definitions:

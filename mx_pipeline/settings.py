@@ -21,19 +21,23 @@ Variables (all optional):
   created once under the data directory (git-ignored, mode 0600) so links survive restarts.
 """
 
+import logging
 import os
 import secrets
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from mx_pipeline.connect.redirects import is_loopback_host
 
+log = logging.getLogger(__name__)
 SANDBOX_CLIENT_ID = "sandbox-client-id"
 SANDBOX_API_KEY = "sandbox-api-key"
 SANDBOX_HOST = "127.0.0.1"
 SANDBOX_PORT = 8765
 MIN_API_TOKEN_LENGTH = 24
+PRIVATE_UMASK = 0o077  # no access for group and others
 
 
 @dataclass(frozen=True)
@@ -88,10 +92,28 @@ class SandboxSettings:
 
 
 def data_dir() -> Path:
-    """Run-time state directory (created on demand)."""
+    """Run-time state directory (created on demand, its owner's alone: it holds emails, payloads and keys)."""
     path = Path(os.environ.get("MX_PIPELINE_DATA_DIR", "data"))
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _make_private(path, 0o700, logging.INFO)
     return path
+
+
+def keep_files_private() -> None:
+    """From now on, every file and directory this process and its children create is its owner's alone (umask 077).
+
+    Entry points call it first: DuckDB, Dagster and SQLite create their files (and WAL, temp and log files) with
+    the process's umask, so this is the one place that covers them all.
+    """
+    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
+
+
+def _make_private(path: Path, mode: int, level: int) -> None:
+    """Take away group and other access (``PermissionError`` if it is not ours to change: we refuse to go on)."""
+    current = stat.S_IMODE(path.stat().st_mode)
+    if current & PRIVATE_UMASK:
+        path.chmod(mode)
+        log.log(level, "%s was readable by others (mode %o): it is now %o", path, current, mode)
 
 
 @dataclass(frozen=True)
@@ -152,6 +174,7 @@ def _local_link_secret() -> str:
             pass
         finally:
             candidate.unlink()
+    _make_private(path, 0o600, logging.WARNING)  # a secret others could read: fixed, and worth rotating
     return path.read_text().strip()
 
 
@@ -173,6 +196,11 @@ class NotifySettings:
 def spool_dir() -> Path:
     """Where the connect service spools accepted events for the pipeline."""
     return data_dir() / "spool"
+
+
+def link_store_path() -> Path:
+    """The reconnect links and callback states both the pipeline and the connect service use (SQLite)."""
+    return data_dir() / "links.sqlite"
 
 
 def child_environment(**overrides: str) -> dict[str, str]:

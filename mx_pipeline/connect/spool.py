@@ -62,7 +62,7 @@ class Spool:
         self.drained = self.root / "drained"
         self.latest = self.root / "latest"  # per member: the digest of its latest event's key, and when
         for folder in (self.events, self.keys, self.drained, self.latest):
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def append(self, kind: str, key: str, body: str, meta: dict | None = None, *, member: str | None = None) -> bool:
         """Durably store one event about ``member`` (if it names one); False when it is a redelivery.
@@ -118,7 +118,7 @@ class Spool:
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         """One marker reader-writer at a time, across processes (the connect service, the sensor) and threads."""
-        fd = os.open(self.root / ".lock", os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access
+        fd = os.open(self.root / ".lock", os.O_RDONLY | os.O_CREAT, 0o600)  # flock needs no write access
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

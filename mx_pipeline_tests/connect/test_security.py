@@ -1,16 +1,27 @@
 """The connect service is exposed to the internet: what anyone who reaches it can and cannot do."""
 
 import logging
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import requests
 from starlette.testclient import TestClient
 
+from mx_pipeline import settings
 from mx_pipeline.connect.app import MAX_API_BODY_BYTES, create_app
 from mx_pipeline.connect.redirects import UnsafeRedirect, check_return_to
+from mx_pipeline.connect.spool import Spool
 from mx_pipeline.connect.webhooks import WebhookReceiver
 from mx_pipeline.settings import ConnectSettings
+from mx_pipeline.warehouse import Warehouse
 from mx_pipeline_tests.connect.conftest import MX_URL, WEBHOOK_PASSWORD, WEBHOOK_USER
 from mx_pipeline_tests.connect.test_app import mx_knows_member, mx_knows_user, mx_mints_widget, widget_request_sent
+from mx_pipeline_tests.connect.test_server import REPO, _free_port
 from mx_pipeline_tests.mx import payloads as p
 
 V1_ROUTES = [
@@ -177,3 +188,109 @@ def test_relaying_a_member_mx_does_not_know_is_404_and_records_nothing(http, mx_
     assert response.status_code == 404
     assert response.json() == {"error": "member_guid 'MBR-nope' is not a connection of user_id 'end-user-1'"}
     assert [e.kind for e in spool.pending()] == ["user_registered"]
+
+
+# 6. Files only we can read
+
+
+@pytest.fixture
+def restored_umask():
+    previous = os.umask(0o022)
+    os.umask(previous)
+    yield
+    os.umask(previous)
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_data_directory_is_created_private_and_an_open_one_is_closed(tmp_path, monkeypatch):
+    monkeypatch.setenv("MX_PIPELINE_DATA_DIR", str(tmp_path / "fresh" / "data"))
+    assert mode_of(settings.data_dir()) == 0o700
+    opened = tmp_path / "opened"
+    opened.mkdir(mode=0o755)
+    opened.chmod(0o755)
+    monkeypatch.setenv("MX_PIPELINE_DATA_DIR", str(opened))
+    assert mode_of(settings.data_dir()) == 0o700
+
+
+def test_a_link_secret_others_can_read_is_made_private_with_a_warning(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("MX_PIPELINE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("MX_PIPELINE_LINK_SECRET", raising=False)
+    first = settings.ConnectSettings.from_env().link_secret
+    secret_file = tmp_path / ".link_secret"
+    assert mode_of(secret_file) == 0o600
+    secret_file.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="mx_pipeline.settings"):
+        assert settings.ConnectSettings.from_env().link_secret == first
+    assert mode_of(secret_file) == 0o600
+    assert any(".link_secret was readable by others" in r.getMessage() for r in caplog.records)
+    assert first not in caplog.text
+
+
+def test_everything_a_process_writes_under_the_data_directory_is_its_owners_alone(
+    tmp_path, monkeypatch, restored_umask
+):
+    os.umask(0o022)  # a typical login shell's
+    monkeypatch.setenv("MX_PIPELINE_DATA_DIR", str(tmp_path / "data"))
+    settings.keep_files_private()
+    data = settings.data_dir()
+    Spool(settings.spool_dir()).append("mx_webhook", "k1", "{}", member="MBR-1")
+    with Warehouse(data / "warehouse.duckdb").connect() as con:
+        con.execute("create table if not exists ops.scratch (x int)")
+    settings.ConnectSettings.from_env()  # the link secret
+    everything = [data, *data.rglob("*")]
+    assert len(everything) > 8
+    assert {str(p.relative_to(tmp_path)): oct(mode_of(p)) for p in everything if mode_of(p) & 0o077} == {}
+
+
+# The real process: refusing to start, and what its log keeps
+
+
+def serve_command(tmp_path, **env) -> tuple[list[str], dict]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MX_")}
+    environment = clean | {"MX_PIPELINE_DATA_DIR": str(tmp_path / "data"), "MX_BASE_URL": "http://127.0.0.1:9"} | env
+    return [str(Path(sys.executable).with_name("mx-pipeline")), "serve"], environment
+
+
+def test_serve_on_a_public_address_without_a_token_exits_with_one_line_that_says_what_to_set(tmp_path):
+    command, env = serve_command(tmp_path, MX_PIPELINE_CONNECT_HOST="0.0.0.0", MX_PIPELINE_CONNECT_PORT="1")
+    finished = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert finished.returncode != 0
+    [line] = finished.stderr.strip().splitlines()
+    assert line.startswith("mx-pipeline serve: MX_PIPELINE_API_TOKEN is not set")
+
+
+def test_no_credential_reaches_the_services_log_after_links_callbacks_and_api_calls(tmp_path):
+    port, api_token = _free_port(), "api-token-" + "7" * 30
+    command, env = serve_command(tmp_path, MX_PIPELINE_CONNECT_PORT=str(port), MX_PIPELINE_API_TOKEN=api_token)
+    log_file = tmp_path / "serve.log"
+    with log_file.open("w") as sink:
+        service = subprocess.Popen(command, env=env, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_until_listening(f"{base}/healthz")
+            link_token, state = "LINKTOKEN-d41d8cd98f00b204e980", "STATETOKEN-0cc175b9c0f1b6a831c3"
+            requests.get(f"{base}/reconnect/{link_token}", timeout=30, allow_redirects=False)
+            requests.get(f"{base}/connect/callback", params={"state": state, "member_guid": "MBR-1"}, timeout=30)
+            headers = {"Authorization": f"Bearer {api_token}"}
+            requests.post(f"{base}/v1/users", json={"user_id": "u-1"}, headers=headers, timeout=60)
+        finally:
+            service.terminate()
+            service.wait(timeout=60)
+    log_text = log_file.read_text()
+    assert '"GET /reconnect/<token> HTTP/1.1"' in log_text and '"GET /connect/callback HTTP/1.1"' in log_text
+    for secret in (link_token, state, api_token):
+        assert secret not in log_text
+
+
+def wait_until_listening(url: str) -> None:
+    deadline = time.monotonic() + 120  # generous: a loaded machine starts a process slowly
+    while True:
+        try:
+            requests.get(url, timeout=30)
+            return
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline, "mx-pipeline serve never listened"
+            time.sleep(0.1)
