@@ -3,7 +3,8 @@
 MX Bank (code ``mxbank``, username ``mxuser``) follows docs.mx.com/resources/test-platform/mxbank/ for the rows
 MX publishes (research/mx_api.md section 6); every other password below is the sandbox's own, documented in
 README.md. ``mxbank`` has "no aggregation limits" (MX); ``sandboxcu`` is a sandbox-only twin that applies the
-~3 h aggregation throttle so clients can be tested against it.
+~3 h aggregation throttle so clients can be tested against it. ``mxbank_oauth`` stands for MX's "MX Bank (OAuth)":
+the user signs in on the bank's own authorization page instead of giving Connect credentials.
 """
 
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ class Institution:
     name: str
     url: str
     has_aggregation_limits: bool
+    supports_oauth: bool = False
 
 
 INSTITUTIONS: dict[str, Institution] = {
@@ -31,6 +33,9 @@ INSTITUTIONS: dict[str, Institution] = {
         "Sandbox Credit Union (throttled)",
         "https://sandboxcu.example",
         True,
+    ),
+    "mxbank_oauth": Institution(
+        "mxbank_oauth", "INS-b6c5a1e2-3f4d-4e8a-9c7b-0d2e1f3a4b5c", "MX Bank (OAuth)", "https://www.mx.com", False, True
     ),
 }
 
@@ -112,7 +117,7 @@ def institution_json(institution: Institution) -> dict:
         "supports_account_identification": True,
         "supports_account_statement": False,
         "supports_account_verification": True,
-        "supports_oauth": False,
+        "supports_oauth": institution.supports_oauth,
         "supports_tax_document": False,
         "supports_transaction_history": True,
         "trouble_signing_in_url": f"{institution.url}/help",

@@ -163,16 +163,26 @@ class WidgetUrl:
 
 @dataclass(slots=True)
 class ConnectSession:
-    """One person's walk through the Connect page after opening a widget URL."""
+    """One person's walk through the Connect page after opening a widget URL.
+
+    ``parent_origin`` is the embedding page's origin (from the Referer of the widget URL's request), the only
+    target the page posts to; ``step`` is the step the page last showed (MX's step names: search, enterCreds,
+    connecting, mfa, connected, loginError, oauthError); ``seen_status`` is the member status the connecting
+    step last saw (a status update is posted only when it changes).
+    """
 
     guid: str
     user_guid: str
     options: dict[str, Any]
+    parent_origin: str | None = None
     institution_code: str | None = None
     member_guid: str | None = None
     force_credentials: bool = False  # show the credentials form for the member (update_credentials, DENIED)
     error: str | None = None
-    loaded_sent: bool = False
-    last_posted_status: str | None = None
+    step: str | None = None
+    seen_status: str | None = None
+    last_query: str = ""
+    oauth_token: str | None = None  # the bank authorization this session waits for
+    oauth_state: str | None = None  # None until the sign-in is requested, then requested, approved or denied
     events: list[dict[str, Any]] = field(default_factory=list)  # every event, in order (test truth)
     unposted: list[dict[str, Any]] = field(default_factory=list)  # raised by a form post, posted by the next page

@@ -1,26 +1,28 @@
-"""The Connect widget page served at widget URLs: search -> credentials -> MFA -> connected, as plain forms.
+"""The Connect widget page served at widget URLs: search -> credentials (or a bank's OAuth page) -> MFA ->
+connecting -> connected, as plain forms.
 
 Honours the WidgetRequest options the project uses (S11; behaviour from MX's open-source Connect widget,
 research/mx_api.md 2.2): ``mode`` (verification skips transactions), ``current_member_guid`` (CHALLENGED -> MFA;
 DENIED or ``update_credentials`` -> credentials; REJECTED/EXPIRED -> re-run; CONNECTED -> connected),
-``current_institution_code``, ``client_redirect_url`` and ``is_mobile_webview`` +
-``ui_message_webview_url_scheme`` (redirect to ``<scheme>://connect/memberConnected?metadata=<json>``), and
-postMessages ``{"mx": true, "type": "mx/connect/...", "metadata": {...}}`` for web embeds.
+``current_institution_code``, ``disable_institution_search``, ``is_mobile_webview`` + ``ui_message_webview_url_scheme``,
+``ui_message_version`` and, for OAuth institutions, ``oauth_referral_source`` + ``client_redirect_url``
+(widget_oauth). Like MX, the page never redirects at the end of a connection: its host learns the outcome from
+the events it delivers (widget_messages), and ``client_redirect_url`` is used only at the end of an OAuth flow.
 """
 
-import json
 from datetime import timedelta
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from mx_pipeline.mx.statuses import ConnectionStatus
-from mx_pipeline.sandbox import aggregation, widget_pages
+from mx_pipeline.sandbox import aggregation, widget_oauth, widget_pages
 from mx_pipeline.sandbox.errors import MxError
-from mx_pipeline.sandbox.institutions import INSTITUTIONS, status_message
-from mx_pipeline.sandbox.records import ConnectSession, Member
+from mx_pipeline.sandbox.institutions import INSTITUTIONS, Institution, status_message
+from mx_pipeline.sandbox.records import ConnectSession
+from mx_pipeline.sandbox.widget_messages import delivery, emit, is_webview, oauth_referral_source, origin_of, show_step
 from mx_pipeline.sandbox.world import World
 
 S = ConnectionStatus
@@ -49,15 +51,14 @@ def _session(world: World, request: Request) -> ConnectSession:
     return session
 
 
-def _event(session: ConnectSession, event_type: str, **metadata) -> dict:
-    event = {
-        "mx": True,
-        "type": f"mx/connect/{event_type}",
-        "metadata": {"user_guid": session.user_guid, "session_guid": session.guid, **metadata},
-    }
-    session.events.append(event)
-    session.unposted.append(event)
-    return event
+def _page(session: ConnectSession, title: str, body: str, refresh_seconds: int | None = None) -> HTMLResponse:
+    return _html(widget_pages.page(title, body, delivery(session), refresh_seconds))
+
+
+def _parent_origin(request: Request) -> str | None:
+    """The embedding page's origin: the Referer's, unless the request came from the sandbox itself."""
+    origin = origin_of(request.headers.get("referer"))
+    return None if origin == origin_of(str(request.base_url)) else origin
 
 
 async def open_widget(request: Request) -> Response:
@@ -76,8 +77,9 @@ async def open_widget(request: Request) -> Response:
             )
         widget_url.used = True
         options = widget_url.options
-        session = ConnectSession(world.new_guid("SES"), widget_url.user_guid, options)
+        session = ConnectSession(world.new_guid("SES"), widget_url.user_guid, options, _parent_origin(request))
         world.connect_sessions[session.guid] = session
+        emit(session, "load")
         member_guid = options.get("current_member_guid")
         if member_guid and member_guid in world.members:
             member = world.members[member_guid]
@@ -92,7 +94,7 @@ async def open_widget(request: Request) -> Response:
     return _see(f"/connect/session/{session.guid}")
 
 
-async def show_step(request: Request) -> Response:
+async def show(request: Request) -> Response:
     """GET the session's current step, worked out from its state and its member's status."""
     world = _world(request)
     with world.lock:
@@ -106,76 +108,90 @@ async def show_step(request: Request) -> Response:
 
 def _render(request: Request, world: World, session: ConnectSession) -> Response:
     base = f"/connect/session/{session.guid}"
-    if not session.loaded_sent:
-        session.loaded_sent = True
-        _event(session, "loaded", initial_step=_step_name(world, session))
     if session.member_guid is None and session.institution_code is None:
-        query = request.query_params.get("q", "")
-        matches = [i for i in INSTITUTIONS.values() if query.lower() in i.name.lower() or query.lower() in i.code]
-        body = widget_pages.search_body(f"{base}/institution", base, query, matches)
-        return _html(widget_pages.page("Select your institution", body, _drain(session)))
+        return _search(request, session, base)
     institution = INSTITUTIONS[session.institution_code]
     member = world.members.get(session.member_guid) if session.member_guid else None
+    if institution.supports_oauth and session.oauth_state != "approved" and (member is None or session.oauth_token):
+        return _oauth(request, world, session, institution, base)
     if member is None or session.force_credentials:
-        _event(session, "enterCredentials", institution={"code": institution.code, "guid": institution.guid})
+        show_step(session, "enterCreds")
         back = None if session.options.get("disable_institution_search") or member else f"{base}/back"
         body = widget_pages.credentials_body(f"{base}/credentials", institution, session.error, back)
-        return _html(widget_pages.page(f"Connect {institution.name}", body, _drain(session)))
+        return _page(session, f"Connect {institution.name}", body)
     status = member.connection_status
-    if session.last_posted_status != status.value:
-        session.last_posted_status = status.value
-        _event(session, "memberStatusUpdate", member_guid=member.guid, connection_status=status.id)
+    if session.step == "connecting":  # connect-widget's Connecting view: a status update on each change it polls
+        if session.seen_status is not None and session.seen_status != status.value:
+            emit(session, "connect/memberStatusUpdate", member_guid=member.guid, connection_status=status.id)
+        session.seen_status = status.value
     if status == S.CHALLENGED and member.challenges and not member.is_being_aggregated:
+        show_step(session, "mfa")
         body = widget_pages.mfa_body(f"{base}/mfa", member.challenges)
-        return _html(widget_pages.page("Verify your identity", body, _drain(session)))
+        return _page(session, "Verify your identity", body)
     if member.is_being_aggregated or status in IN_PROGRESS:
+        _start_connecting(session, status)
         body = widget_pages.connecting_body(f"Connecting to {institution.name} ...")
-        return _html(widget_pages.page("Connecting", body, _drain(session), refresh_seconds=1))
+        return _page(session, "Connecting", body, refresh_seconds=1)
     if status == S.CONNECTED:
-        return _connected(session, member, institution, base)
+        if session.step == "connecting":  # sent when the connection's jobs are done (connect-widget Connecting.js)
+            emit(session, "connect/memberConnected", member_guid=member.guid)
+        show_step(session, "connected")
+        return _page(session, "Connected", widget_pages.connected_body(institution, f"{base}/done"))
     if status in CREDENTIAL_STATUSES:
         session.force_credentials = True
         session.error = status_message(status, institution)
         return _render(request, world, session)
+    show_step(session, "loginError")
     retry = f"{base}/retry" if status in RETRYABLE else None
     update = f"{base}/update_credentials" if status in UPDATE_OFFERED else None
     message = status_message(status, institution) or "Something went wrong. Please try again later."
-    return _html(
-        widget_pages.page("Connection problem", widget_pages.error_body(message, retry, update), _drain(session))
-    )
+    return _page(session, "Connection problem", widget_pages.error_body(message, retry, update))
 
 
-def _drain(session: ConnectSession) -> list[dict]:
-    events, session.unposted = session.unposted, []
-    return events
+def _start_connecting(session: ConnectSession, status: ConnectionStatus | None = None) -> None:
+    """Enter the connecting step; its first look at the member's status is the baseline, never an update."""
+    if session.step != "connecting":
+        show_step(session, "connecting")
+        session.seen_status = status.value if status is not None else None
 
 
-def _connected(session, member: Member, institution, base: str) -> Response:
-    """memberConnected once per session; redirects for client_redirect_url / WebViews, else a postMessage page."""
-    connected_type = "mx/connect/memberConnected"
-    connected = next((e for e in session.events if e["type"] == connected_type), None)
-    connected = connected or _event(session, "memberConnected", member_guid=member.guid)
-    options = session.options
-    if options.get("client_redirect_url") or options.get("is_mobile_webview"):
-        _drain(session)  # a redirect replaces postMessages (S11 is_mobile_webview)
-    if options.get("client_redirect_url"):
-        query = urlencode({"status": "success", "member_guid": member.guid})
-        separator = "&" if "?" in options["client_redirect_url"] else "?"
-        return _see(f"{options['client_redirect_url']}{separator}{query}")
-    if options.get("is_mobile_webview"):
-        scheme = options.get("ui_message_webview_url_scheme") or "mx"
-        return _see(f"{scheme}://connect/memberConnected?{urlencode({'metadata': json.dumps(connected['metadata'])})}")
-    body = widget_pages.connected_body(institution, f"{base}/done")
-    return _html(widget_pages.page("Connected", body, _drain(session)))
+def _search(request: Request, session: ConnectSession, base: str) -> Response:
+    show_step(session, "search")
+    query = request.query_params.get("q", "")
+    if query and query != session.last_query:
+        emit(session, "connect/institutionSearch", query=query)
+    session.last_query = query
+    matches = [i for i in INSTITUTIONS.values() if query.lower() in i.name.lower() or query.lower() in i.code]
+    body = widget_pages.search_body(f"{base}/institution", base, query, matches)
+    return _page(session, "Select your institution", body)
 
 
-def _step_name(world: World, session: ConnectSession) -> str:
+def _oauth(request: Request, world: World, session: ConnectSession, institution: Institution, base: str) -> Response:
+    """The OAuth view of the credentials step: sign in at the bank, then wait for its answer (widget_oauth)."""
     if session.member_guid is None:
-        return "enterCreds" if session.institution_code else "search"
-    member = world.members.get(session.member_guid)
-    if session.force_credentials or member is None:
-        return "enterCreds"
-    return {S.CHALLENGED: "mfa", S.CONNECTED: "connected"}.get(member.connection_status, "loginError")
+        widget_oauth.start(world, session, **_new_member_options(session))
+    oauth_url = widget_oauth.authorize_url(str(request.base_url), session.oauth_token)
+    back = None if session.options.get("disable_institution_search") else f"{base}/back"
+    if session.oauth_state == "denied":
+        if session.step != "oauthError":
+            emit(session, "connect/oauthError", member_guid=session.member_guid)
+        show_step(session, "oauthError")
+        return _page(session, "Permission needed", widget_pages.oauth_error_body(institution, f"{base}/oauth", back))
+    show_step(session, "enterCreds")
+    if session.oauth_state == "requested":
+        body = widget_pages.oauth_waiting_body(institution, oauth_url)
+        return _page(session, f"Connect {institution.name}", body, refresh_seconds=1)
+    opens_window = not is_webview(session.options) and oauth_referral_source(session.options) == "BROWSER"
+    body = widget_pages.oauth_sign_in_body(institution, f"{base}/oauth", oauth_url, opens_window)
+    return _page(session, f"Connect {institution.name}", body)
+
+
+def _new_member_options(session: ConnectSession) -> dict:
+    is_verification = session.options.get("mode") == "verification"
+    return {
+        "include_transactions": bool(session.options.get("include_transactions", not is_verification)),
+        "background_aggregation_is_disabled": bool(session.options.get("disable_background_agg", is_verification)),
+    }
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -193,47 +209,61 @@ async def choose_institution(request: Request) -> Response:
             return _html(widget_pages.message_page("Not found", "Unknown institution."), 404)
         session.institution_code, session.error = code, None
         institution = INSTITUTIONS[code]
-        _event(
-            session, "selectedInstitution", code=code, guid=institution.guid, name=institution.name, url=institution.url
+        emit(
+            session,
+            "connect/selectedInstitution",
+            code=code,
+            guid=institution.guid,
+            name=institution.name,
+            url=institution.url,
         )
     return _see(f"/connect/session/{session.guid}")
 
 
 async def submit_credentials(request: Request) -> Response:
-    """Create the member (or update the current member's credentials), which starts its aggregation."""
+    """Create the member (or replace the current member's credentials), which starts its aggregation."""
     form = await _form(request)
     world = _world(request)
     with world.lock:
         session = _session(world, request)
         credentials = {k: form[k] for k in ("LOGIN", "PASSWORD") if k in form}
         member = world.members.get(session.member_guid) if session.member_guid else None
+        institution = INSTITUTIONS[session.institution_code]
+        institution_ref = {"code": institution.code, "guid": institution.guid}
         try:
             if member is not None:
+                emit(session, "connect/updateCredentials", member_guid=member.guid, institution=institution_ref)
                 aggregation.update_credentials(world, member, credentials, skip_aggregation=False)
             else:
-                is_verification = session.options.get("mode") == "verification"
+                emit(session, "connect/enterCredentials", institution=institution_ref)
                 member = aggregation.create_member(
-                    world,
-                    session.user_guid,
-                    session.institution_code,
-                    credentials,
-                    include_transactions=bool(session.options.get("include_transactions", not is_verification)),
-                    background_aggregation_is_disabled=bool(
-                        session.options.get("disable_background_agg", is_verification)
-                    ),
+                    world, session.user_guid, institution.code, credentials, **_new_member_options(session)
                 )
                 session.member_guid = member.guid
         except MxError as error:
             session.error = error.message
-            if session.options.get("current_member_guid") is None and session.member_guid is None:
-                _event(
+            if member is None:
+                emit(
                     session,
-                    "createMemberError",
-                    institution_code=session.institution_code,
-                    institution_guid=INSTITUTIONS[session.institution_code].guid,
+                    "connect/createMemberError",
+                    institution_guid=institution.guid,
+                    institution_code=institution.code,
                 )
             return _see(f"/connect/session/{session.guid}")
         session.force_credentials, session.error = False, None
+        _start_connecting(session)
+    return _see(f"/connect/session/{session.guid}")
+
+
+async def request_oauth(request: Request) -> Response:
+    """The user asks to sign in at the bank (or to try again after a denial): ``oauthRequested`` {url, member_guid}."""
+    world = _world(request)
+    with world.lock:
+        session = _session(world, request)
+        if session.oauth_token is not None and session.oauth_state != "approved":
+            url = widget_oauth.authorize_url(str(request.base_url), session.oauth_token)
+            emit(session, "connect/oauthRequested", url=url, member_guid=session.member_guid)
+            session.oauth_state = "requested"
     return _see(f"/connect/session/{session.guid}")
 
 
@@ -245,8 +275,9 @@ async def submit_mfa(request: Request) -> Response:
         member = world.members.get(session.member_guid or "")
         if member is not None and member.connection_status == S.CHALLENGED:
             answers = {c.guid: form.get(f"answer-{i}", "") for i, c in enumerate(member.challenges)}
+            emit(session, "connect/submitMFA", member_guid=member.guid)
             aggregation.resume(world, member, answers)
-            _event(session, "submitMFA", member_guid=member.guid)
+            _start_connecting(session)
     return _see(f"/connect/session/{session.guid}")
 
 
@@ -257,6 +288,7 @@ async def retry(request: Request) -> Response:
         member = world.members.get(session.member_guid or "")
         if member is not None:
             aggregation.request_job(world, member, "aggregate")
+            _start_connecting(session)
     return _see(f"/connect/session/{session.guid}")
 
 
@@ -272,8 +304,10 @@ async def back_to_search(request: Request) -> Response:
     world = _world(request)
     with world.lock:
         session = _session(world, request)
+        emit(session, "connect/backToSearch")
+        if session.oauth_token is not None:  # the pending OAuth member stays behind, as at MX
+            session.member_guid, session.oauth_token, session.oauth_state = None, None, None
         session.institution_code, session.error = None, None
-        _event(session, "backToSearch")
     return _see(f"/connect/session/{session.guid}")
 
 
@@ -281,21 +315,23 @@ async def done(request: Request) -> Response:
     world = _world(request)
     with world.lock:
         session = _session(world, request)
-        _event(session, "connected/primaryAction")
-    return _html(widget_pages.page("All set", '<p id="finished">You can close this window.</p>', _drain(session)))
+        emit(session, "connect/connected/primaryAction")
+        return _page(session, "All set", '<p id="finished">You can close this window.</p>')
 
 
 def widget_routes() -> list[Route]:
-    """The Connect page routes (not MX API: no basic auth, no faults, no rate limits)."""
+    """The Connect page routes and the OAuth bank's page (not MX API: no basic auth, no faults, no rate limits)."""
     base = "/connect/session/{session_guid}"
     return [
         Route("/connect/{token}", open_widget, methods=["GET"]),
-        Route(base, show_step, methods=["GET"]),
+        Route(base, show, methods=["GET"]),
         Route(f"{base}/institution", choose_institution, methods=["POST"]),
         Route(f"{base}/credentials", submit_credentials, methods=["POST"]),
+        Route(f"{base}/oauth", request_oauth, methods=["POST"]),
         Route(f"{base}/mfa", submit_mfa, methods=["POST"]),
         Route(f"{base}/retry", retry, methods=["POST"]),
         Route(f"{base}/update_credentials", update_credentials_step, methods=["GET", "POST"]),
         Route(f"{base}/back", back_to_search, methods=["POST"]),
         Route(f"{base}/done", done, methods=["POST"]),
+        *widget_oauth.oauth_routes(),
     ]

@@ -1,6 +1,7 @@
 """Server-rendered HTML for the sandbox Connect widget. Stable ids for browser tests:
 ``institution-search``, ``institution-<code>``, ``LOGIN``, ``PASSWORD``, ``mfa-answer``, ``mfa-option-<value>``,
-``submit``, ``retry``, ``done``; ``mx-post-messages`` holds the events the page posts to ``window.parent``.
+``submit``, ``retry``, ``done``, ``oauth-sign-in``, ``authorize``, ``deny``; ``mx-messages`` holds what the page
+delivers (widget_messages.delivery): its events, the origin they are posted to, or a WebView's navigations.
 """
 
 import json
@@ -15,27 +16,38 @@ _STYLE = (
     "{width:100%;padding:.5rem;box-sizing:border-box}button{margin-top:1rem;padding:.5rem 1rem}"
     ".error{color:#b00020}.muted{color:#667}.institution{display:block;width:100%;text-align:left}"
 )
-# Posts each event to the embedding page in MX's shape {mx: true, type, metadata} (research/mx_api.md 5.1).
-_POST_SCRIPT = """<script>
+# Delivers the page's events as MX's widget does: postMessage to the embedding page's origin (never "*"; nothing
+# without one), or, in a WebView, one navigation per event for the app to intercept.
+_DELIVER_SCRIPT = """<script>
 (function () {
-  var events = JSON.parse(document.getElementById("mx-post-messages").textContent);
-  if (window.parent && window.parent !== window) {
-    events.forEach(function (e) { window.parent.postMessage(e, "*"); });
+  var d = JSON.parse(document.getElementById("mx-messages").textContent);
+  window.mxSandboxEvents = d.events;
+  if (d.target_origin) {
+    d.events.forEach(function (e) {
+      if (window.parent && window.parent !== window) { window.parent.postMessage(e, d.target_origin); }
+      if (window.opener) { window.opener.postMessage(e, d.target_origin); }
+    });
   }
-  window.mxSandboxEvents = events;
+  (function navigate(i) {
+    if (i < d.webview_urls.length) {
+      window.location.href = d.webview_urls[i];
+      setTimeout(function () { navigate(i + 1); }, 0);
+    }
+  })(0);
 })();
 </script>"""
+_NOTHING = {"events": [], "target_origin": None, "webview_urls": []}
 
 
-def page(title: str, body: str, events: list[dict] | None = None, refresh_seconds: int | None = None) -> str:
-    """A whole page; ``events`` become postMessages, ``refresh_seconds`` polls while connecting."""
+def page(title: str, body: str, delivery: dict | None = None, refresh_seconds: int | None = None) -> str:
+    """A whole page; ``delivery`` is what it tells its host, ``refresh_seconds`` polls while waiting."""
     refresh = f'<meta http-equiv="refresh" content="{refresh_seconds}">' if refresh_seconds else ""
-    payload = json.dumps(events or []).replace("</", "<\\/")
+    payload = json.dumps(delivery or _NOTHING).replace("</", "<\\/")
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)} - MX Connect (sandbox)'
         f'</title>{refresh}<style>{_STYLE}</style></head><body><p class="muted">MX Connect - local sandbox</p>'
         f"<h1>{escape(title)}</h1>{body}"
-        f'<script type="application/json" id="mx-post-messages">{payload}</script>{_POST_SCRIPT}</body></html>'
+        f'<script type="application/json" id="mx-messages">{payload}</script>{_DELIVER_SCRIPT}</body></html>'
     )
 
 
@@ -125,3 +137,46 @@ def error_body(message: str, retry_action: str | None, credentials_action: str |
 
 def message_page(title: str, message: str) -> str:
     return page(title, f'<p class="error" id="error">{escape(message)}</p>')
+
+
+def oauth_sign_in_body(institution: Institution, action: str, oauth_url: str, opens_window: bool) -> str:
+    """OAuth: a button that asks the host to open the bank's page (and opens it itself in a browser, as MX does)."""
+    opener = f' onclick="window.open({escape(json.dumps(oauth_url))})"' if opens_window else ""
+    return (
+        f"<p>You will sign in at {escape(institution.name)} and come back here.</p>"
+        f'<form method="post" action="{escape(action)}"><button type="submit" id="oauth-sign-in"{opener}>'
+        f"Go to {escape(institution.name)}</button></form>"
+    )
+
+
+def oauth_waiting_body(institution: Institution, oauth_url: str) -> str:
+    return (
+        f'<p id="oauth-waiting">Waiting for permission from {escape(institution.name)}.</p>'
+        f'<p class="muted"><a href="{escape(oauth_url)}" target="_blank" rel="noopener">Open the sign-in page again</a>'
+        "</p>"
+    )
+
+
+def oauth_error_body(institution: Institution, retry_action: str, back_action: str | None) -> str:
+    back = (
+        f'<form method="post" action="{escape(back_action)}"><button type="submit" id="back">Back to search</button>'
+        "</form>"
+        if back_action
+        else ""
+    )
+    return (
+        f'<p class="error" id="error">{escape(institution.name)} did not give permission.</p>'
+        f'<form method="post" action="{escape(retry_action)}"><button type="submit" id="retry">Try again</button>'
+        f"</form>{back}"
+    )
+
+
+def bank_authorization_page(institution: Institution, action: str) -> str:
+    """The bank's own sign-in page (OAuth), outside Connect."""
+    body = (
+        f"<p>MX would like to access your {escape(institution.name)} accounts and transactions.</p>"
+        f'<form method="post" action="{escape(action)}">'
+        '<button type="submit" name="decision" value="approve" id="authorize">Allow</button> '
+        '<button type="submit" name="decision" value="deny" id="deny">Deny</button></form>'
+    )
+    return page(f"{institution.name}: authorize MX", body)

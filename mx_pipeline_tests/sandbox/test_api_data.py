@@ -141,7 +141,7 @@ def test_accounts_carry_balances_as_numbers(mx):
 
 def test_institutions_can_be_searched_by_name(mx):
     names = [i["code"] for i in mx.get("/institutions", params={"name": "MX Bank"}).json()["institutions"]]
-    assert names == ["mxbank"]
+    assert names == ["mxbank", "mxbank_oauth"]
     assert len(mx.get("/institutions").json()["institutions"]) >= 2
 
 

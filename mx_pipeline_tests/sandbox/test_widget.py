@@ -1,67 +1,36 @@
 """The Connect page at a widget URL, driven through its form endpoints as a browser would post them."""
 
 import json
-import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
-EVENTS = re.compile(r'<script type="application/json" id="mx-post-messages">(.*?)</script>', re.S)
-
-
-def widget_url(mx, user, **options) -> str:
-    body = {"widget_url": {"widget_type": "connect_widget", **options}}
-    return mx.post(f"/users/{user}/widget_urls", json=body).json()["widget_url"]["url"]
-
-
-def events(page: requests.Response) -> list[dict]:
-    return json.loads(EVENTS.search(page.text).group(1))
-
-
-def event_types(page):
-    return [e["type"] for e in events(page)]
-
-
-class Browser:
-    """A person clicking through the page: follows redirects, remembers where the session lives."""
-
-    def __init__(self, url: str) -> None:
-        self.http = requests.Session()
-        self.page = self.http.get(url)
-        self.session_url = self.page.url
-
-    def post(self, step: str, redirects: bool = True, **form) -> requests.Response:
-        self.page = self.http.post(f"{self.session_url}/{step}", data=form, allow_redirects=redirects)
-        return self.page
-
-    def reload(self) -> requests.Response:
-        self.page = self.http.get(self.session_url)
-        return self.page
-
-
-def connect(browser: Browser, password: str = "password") -> requests.Response:
-    assert 'id="institution-mxbank"' in browser.page.text
-    browser.post("institution", institution_code="mxbank")
-    assert 'name="LOGIN"' in browser.page.text and 'name="PASSWORD"' in browser.page.text
-    assert 'id="submit"' in browser.page.text
-    return browser.post("credentials", LOGIN="mxuser", PASSWORD=password)
+from mx_pipeline_tests.sandbox.widget_flows import (
+    Browser,
+    connect,
+    delivery,
+    event_types,
+    events,
+    member_connected,
+    widget_url,
+)
 
 
 def test_aggregation_mode_connects_a_new_member_and_posts_member_connected(mx):
     user = mx.create_user()
     browser = Browser(widget_url(mx, user, mode="aggregation", ui_message_version=4))
-    assert events(browser.page)[0]["type"] == "mx/connect/loaded"
+    assert event_types(browser.page) == ["mx/load", "mx/connect/loaded"]
     page = connect(browser)
     assert 'id="connected"' in page.text
-    connected = events(page)[-1]
+    connected = member_connected(page)
     assert connected["mx"] is True and connected["type"] == "mx/connect/memberConnected"
     metadata = connected["metadata"]
     assert metadata["user_guid"] == user and metadata["session_guid"].startswith("SES-")
     members = mx.get(f"/users/{user}/members").json()["members"]
     assert [m["guid"] for m in members] == [metadata["member_guid"]]
     assert members[0]["connection_status"] == "CONNECTED"
-    assert "window.parent.postMessage" in page.text
+    assert "window.parent.postMessage(e, d.target_origin)" in page.text
 
 
 def test_the_page_walks_through_mfa_when_the_bank_challenges(mx):
@@ -96,9 +65,9 @@ def test_current_member_guid_opens_a_challenged_member_straight_on_its_mfa(mx):
     mx.admin("POST", f"members/{member}/connection_status", json={"connection_status": "CHALLENGED"})
     browser = Browser(widget_url(mx, user, current_member_guid=member))
     assert 'id="mfa-answer"' in browser.page.text and "institution-mxbank" not in browser.page.text
-    assert events(browser.page)[0]["metadata"]["initial_step"] == "mfa"
+    assert events(browser.page)[1]["metadata"]["initial_step"] == "mfa"
     page = browser.post("mfa", **{"answer-0": "correct"})
-    assert events(page)[-1]["metadata"]["member_guid"] == member
+    assert member_connected(page)["metadata"]["member_guid"] == member
     assert mx.member(user, member)["connection_status"] == "CONNECTED"
 
 
@@ -108,7 +77,7 @@ def test_update_credentials_opens_the_member_s_credentials_form(mx):
     browser = Browser(widget_url(mx, user, current_member_guid=member, update_credentials=True))
     assert 'name="PASSWORD"' in browser.page.text and 'id="back"' not in browser.page.text
     page = browser.post("credentials", LOGIN="mxuser", PASSWORD="password")
-    assert events(page)[-1]["metadata"]["member_guid"] == member
+    assert member_connected(page)["metadata"]["member_guid"] == member
     assert [m["guid"] for m in mx.get(f"/users/{user}/members").json()["members"]] == [member]
     assert mx.member(user, member)["connection_status"] == "CONNECTED"
 
@@ -142,30 +111,38 @@ def test_a_locked_member_shows_the_error_with_try_again(mx):
     assert 'id="error"' in browser.page.text and 'id="retry"' in browser.page.text
 
 
-def test_client_redirect_url_receives_the_member_guid(mx):
+def test_a_connection_without_oauth_never_redirects_to_client_redirect_url(mx):
+    # MX uses client_redirect_url only at the end of an OAuth flow; the host learns the rest from the events.
     user = mx.create_user()
     browser = Browser(widget_url(mx, user, client_redirect_url="https://app.example/connected?x=1"))
     browser.post("institution", institution_code="mxbank")
     browser.post("credentials", LOGIN="mxuser", PASSWORD="password", redirects=False)
     final = browser.http.get(browser.session_url, allow_redirects=False)
-    assert final.status_code == 303
-    location = urlsplit(final.headers["Location"])
-    assert location.netloc == "app.example"
-    query = parse_qs(location.query)
-    assert query["x"] == ["1"] and query["member_guid"][0].startswith("MBR-")
+    assert final.status_code == 200 and 'id="connected"' in final.text
+    assert "app.example" not in final.text
+    assert "mx/connect/memberConnected" in event_types(final)
 
 
-def test_a_mobile_webview_is_sent_to_the_app_scheme_with_member_connected_metadata(mx):
+def test_a_mobile_webview_gets_each_event_as_a_navigation_to_the_app_scheme(mx):
     user = mx.create_user()
     url = widget_url(mx, user, is_mobile_webview=True, ui_message_webview_url_scheme="myapp")
     browser = Browser(url)
+    assert [u.split("?")[0] for u in delivery(browser.page)["webview_urls"]] == [
+        "myapp://load",
+        "myapp://connect/loaded",
+    ]
     browser.post("institution", institution_code="mxbank")
-    browser.post("credentials", LOGIN="mxuser", PASSWORD="password", redirects=False)
-    final = browser.http.get(browser.session_url, allow_redirects=False)
-    location = final.headers["Location"]
-    assert location.startswith("myapp://connect/memberConnected?metadata=")
-    metadata = json.loads(parse_qs(urlsplit(location).query)["metadata"][0])
-    assert metadata["user_guid"] == user and metadata["member_guid"].startswith("MBR-")
+    page = browser.post("credentials", LOGIN="mxuser", PASSWORD="password")
+    assert page.status_code == 200 and delivery(page)["target_origin"] is None
+    urls = delivery(page)["webview_urls"]
+    connected = next(u for u in urls if u.startswith("myapp://connect/memberConnected?metadata="))
+    metadata = json.loads(parse_qs(urlsplit(connected).query)["metadata"][0])
+    assert metadata == {
+        "user_guid": user,
+        "session_guid": metadata["session_guid"],
+        "member_guid": metadata["member_guid"],
+    }
+    assert metadata["member_guid"].startswith("MBR-") and metadata["session_guid"].startswith("SES-")
 
 
 def test_the_page_shows_connecting_while_the_member_aggregates(start_sandbox):
@@ -174,9 +151,16 @@ def test_the_page_shows_connecting_while_the_member_aggregates(start_sandbox):
     browser = Browser(widget_url(mx, user))
     page = connect(browser)
     assert 'id="connecting"' in page.text and 'http-equiv="refresh"' in page.text
-    assert "mx/connect/memberStatusUpdate" in event_types(page)
+    assert "mx/connect/memberStatusUpdate" not in event_types(page)  # MX posts changes, not the initial status
+    assert 'id="connecting"' in browser.reload().text and event_types(browser.page) == []
     mx.admin("POST", "clock/advance", json={"seconds": 30})
-    assert 'id="connected"' in browser.reload().text
+    page = browser.reload()
+    assert 'id="connected"' in page.text
+    update, connected, step = events(page)
+    assert update["type"] == "mx/connect/memberStatusUpdate"
+    assert update["metadata"]["connection_status"] == 6  # CONNECTED's id
+    assert connected["type"] == "mx/connect/memberConnected"
+    assert step["metadata"] == {**step["metadata"], "previous": "connecting", "current": "connected"}
 
 
 def test_verification_mode_connects_without_transactions(mx):
@@ -195,7 +179,7 @@ def test_current_institution_code_skips_the_search(mx):
 def test_the_search_filters_institutions(mx):
     user = mx.create_user()
     browser = Browser(widget_url(mx, user))
-    page = browser.http.get(browser.session_url, params={"q": "credit union"})
+    page = browser.reload(q="credit union")
     assert "institution-sandboxcu" in page.text and "institution-mxbank" not in page.text
 
 
@@ -224,10 +208,11 @@ def test_events_raised_by_a_form_post_are_posted_by_the_next_page(mx):
     user = mx.create_user()
     browser = Browser(widget_url(mx, user))
     page = browser.post("institution", institution_code="mxbank")
-    selected = events(page)[0]
+    selected, step = events(page)
     assert selected["type"] == "mx/connect/selectedInstitution"
     assert selected["metadata"]["code"] == "mxbank" and selected["metadata"]["name"] == "MX Bank"
-    assert event_types(page)[1:] == ["mx/connect/enterCredentials"]
+    assert step["type"] == "mx/connect/stepChange"
+    assert (step["metadata"]["previous"], step["metadata"]["current"]) == ("search", "enterCreds")
 
 
 def test_member_connected_is_posted_once_per_session(mx):
@@ -254,7 +239,7 @@ def test_disable_institution_search_hides_the_way_back(mx):
 def test_the_whole_product_flow_through_the_page_and_the_api(mx):
     user = mx.create_user()
     page = connect(Browser(widget_url(mx, user)))
-    member = events(page)[-1]["metadata"]["member_guid"]
+    member = member_connected(page)["metadata"]["member_guid"]
     status = mx.get(f"/users/{user}/members/{member}/status").json()["member"]
     assert status["connection_status"] == "CONNECTED" and status["is_being_aggregated"] is False
     assert mx.post(f"/users/{user}/members/{member}/aggregate").status_code == 202
