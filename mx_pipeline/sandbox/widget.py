@@ -114,6 +114,8 @@ def _render(request: Request, world: World, session: ConnectSession) -> Response
     member = world.members.get(session.member_guid) if session.member_guid else None
     if institution.supports_oauth and session.oauth_state != "approved" and (member is None or session.oauth_token):
         return _oauth(request, world, session, institution, base)
+    if session.oauth_state == "approved" and session.step == "enterCreds":  # the wait saw the bank's approval
+        _start_connecting(session)
     if member is None or session.force_credentials:
         show_step(session, "enterCreds")
         back = None if session.options.get("disable_institution_search") or member else f"{base}/back"
