@@ -4,7 +4,7 @@ Product backend API (bearer token ``MX_PIPELINE_API_TOKEN`` when set):
     POST /v1/users                                   {"user_id"} -> the MX user (created once)
     POST /v1/users/{user_id}/widget_urls             {"mode", "member_guid", "client_redirect_url", ...}
     POST /v1/users/{user_id}/members                 {"member_guid"}: relay of Connect's memberConnected
-End users (signed links, no other credentials):
+End users (opaque signed links, no other credentials; what a link may open: connect/link_store.py):
     GET  /reconnect/{token}                          mints a fresh widget URL now and redirects to it
     GET  /connect/callback?state=&member_guid=       Connect's redirect back: records the member
 MX:
@@ -31,7 +31,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from mx_pipeline.connect.bodies import BodyTooLarge, read_capped
-from mx_pipeline.connect.links import ConnectIntent, InvalidLink, LinkSigner, reconnect_url
+from mx_pipeline.connect.links import ConnectIntent, InvalidLink, Links
 from mx_pipeline.connect.redirects import UnsafeRedirect, check_return_to, check_webview_scheme
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.connect.webhooks import WebhookReceiver
@@ -54,21 +54,18 @@ class UnknownInput(Exception):
 
 class ConnectService:
     def __init__(
-        self, mx: MxClient, spool: Spool, signer: LinkSigner, public_url: str, api_token: str | None = None
+        self, mx: MxClient, spool: Spool, links: Links, public_url: str, api_token: str | None = None
     ) -> None:
-        self.mx, self.spool, self.signer = mx, spool, signer
+        self.mx, self.spool, self.links = mx, spool, links
         self.public_url = public_url.rstrip("/")
         self.api_token = api_token
-
-    def reconnect_link(self, intent: ConnectIntent) -> str:
-        return reconnect_url(self.public_url, self.signer, intent)
 
     def widget_url(self, intent: ConnectIntent, *, is_mobile_webview: bool = False, scheme: str | None = None) -> str:
         """A fresh MX widget URL for ``intent``; Connect sends the user back to our callback when done."""
         mode = ConnectMode(intent.mode)
         if mode is not ConnectMode.AGGREGATION and not intent.member_guid:
             raise BadInput(f"mode {mode.value!r} needs the member_guid to open Connect on")
-        callback = f"{self.public_url}/connect/callback?{urlencode({'state': self.signer.callback_state(intent)})}"
+        callback = f"{self.public_url}/connect/callback?{urlencode({'state': self.links.callback_state(intent)})}"
         widget = self.mx.request_widget_url(
             intent.user_guid,
             mode="aggregation",  # MX's own word for "accounts and transactions", not our Connect mode
@@ -213,24 +210,26 @@ def create_app(
 
     async def reconnect(request: Request) -> Response:
         try:
-            intent = service.signer.read_reconnect_token(request.path_params["token"])
-            return RedirectResponse(await calling_mx(service.widget_url, intent), status_code=303)
-        except InvalidLink as exc:
-            return _page(f"Sorry, {exc}. Please open the latest message from us.", status=410)
+            link = await to_thread.run_sync(service.links.open_reconnect, request.path_params["token"])
+            return RedirectResponse(await calling_mx(service.widget_url, link.intent()), status_code=303)
+        except InvalidLink as exc:  # closed, expired, used, unknown or forged: its own plain words, no identifiers
+            return _page(exc.page, status=exc.status)
         except MxError as exc:
             log.warning("could not mint a widget URL for a reconnect link: %s", exc)
             return _page("We could not reach your bank connection service. Please try again shortly.", status=502)
 
     async def callback(request: Request) -> Response:
         try:
-            intent = service.signer.read_callback_state(request.query_params.get("state", ""))
+            state_id, intent = await to_thread.run_sync(
+                service.links.read_callback_state, request.query_params.get("state", "")
+            )
         except InvalidLink as exc:
-            return _page(f"Sorry, {exc}.", status=400)
+            return _page(exc.page, status=400)
         member_guid = request.query_params.get("member_guid")
         status = request.query_params.get("status")
         if member_guid:
-            # The signed state is minted per Connect session (and carries its time): a reload is the same occasion.
-            occasion = hashlib.sha256(request.query_params["state"].encode()).hexdigest()[:16]
+            # A state is minted per Connect session: a reload is the same occasion.
+            occasion = hashlib.sha256(state_id.encode()).hexdigest()[:16]
             await to_thread.run_sync(  # a spool write: off the loop, in none of the MX threads
                 partial(service.record_member, intent, member_guid, source="redirect", occasion=occasion, status=status)
             )
@@ -241,7 +240,8 @@ def create_app(
         return _page("All done. You can close this window.")
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"ok": True})
+        # Which link secret and link store this service uses (ids only): the pipeline compares them with its own.
+        return JSONResponse({"ok": True, **service.links.identity})
 
     return Starlette(
         routes=[

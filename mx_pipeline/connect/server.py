@@ -7,7 +7,7 @@ import uvicorn
 from mx_pipeline import settings
 from mx_pipeline.connect.access_log import logging_config
 from mx_pipeline.connect.app import ConnectService, create_app
-from mx_pipeline.connect.links import LinkSigner
+from mx_pipeline.connect.links import Links
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.connect.webhooks import WebhookReceiver
 from mx_pipeline.mx import MxClient
@@ -18,7 +18,8 @@ def build_app(mx: MxClient | None = None, connect: settings.ConnectSettings | No
     connect = connect or settings.ConnectSettings.from_env()
     mx = mx or MxClient.from_settings(settings.MxSettings.from_env())
     spool = Spool(settings.spool_dir())
-    service = ConnectService(mx, spool, LinkSigner(connect.link_secret), connect.public_url, connect.api_token)
+    links = Links.at(connect.link_secret, settings.link_store_path())
+    service = ConnectService(mx, spool, links, connect.public_url, connect.api_token)
     webhooks = WebhookReceiver(spool, connect.webhook_username, connect.webhook_password)
     return create_app(service, webhooks, redirect_origins=connect.redirect_origins)
 

@@ -1,5 +1,6 @@
 """The one place resources are bound: ``mx`` (the MX Platform API), ``warehouse`` (DuckDB), and the lifecycle's
-``notifier`` (where reconnect notifications go) and ``connect_links`` (signed reconnect links), and the
+``notifier`` (where reconnect notifications go) and ``connect_links`` (reconnect links: the store the connect
+service shares, and the URLs), and the
 refresh scheduler's rules (``refresh_policy``).
 
 Credentials reach the ``mx`` resource as ``EnvVar``s, so their values never appear in run config or the UI.
@@ -14,9 +15,11 @@ from pathlib import Path
 import dagster as dg
 
 from mx_pipeline import settings
-from mx_pipeline.connect.links import ConnectIntent, LinkSigner, reconnect_url
+from mx_pipeline.connect.link_store import ClosedWhy, LinkRequest
+from mx_pipeline.connect.links import Links, reconnect_url
+from mx_pipeline.lifecycle.episodes import Episode
 from mx_pipeline.lifecycle.gate import RoutedMember
-from mx_pipeline.lifecycle.notifier import HttpNotifier, LogNotifier, Notifier
+from mx_pipeline.lifecycle.notifier import HttpNotifier, LogNotifier, Notifier, longest_http_delivery
 from mx_pipeline.mx import ApiCall, MxClient, RateLimiter, RateLimits
 from mx_pipeline.refresh.policy import RefreshPolicy
 from mx_pipeline.warehouse import Warehouse
@@ -67,32 +70,63 @@ class NotifierResource(dg.ConfigurableResource):
     batch_size: int = 50
     time_budget_seconds: float = 120.0
 
-    def notifier(self) -> Notifier:
+    def notifier(self, link_url: Callable[[str], str]) -> Notifier:
+        """``link_url``: a notification's link id -> its reconnect URL (``ConnectLinksResource.url``)."""
         if not self.url:
             return LogNotifier()
         return HttpNotifier(
-            self.url, token=self.token, backoff=self.retry_backoff_seconds, timeout=self.timeout_seconds
+            self.url,
+            link_url=link_url,
+            token=self.token,
+            backoff=self.retry_backoff_seconds,
+            timeout=self.timeout_seconds,
         )
 
     def lease(self, warehouse_wait_seconds: float = DEFAULT_WAIT_SECONDS) -> dt.timedelta:
         """How long a run holds the batch it sends: its time budget, its last delivery, and recording it (the
         file may be busy that long). Past it, the run died mid-send and the next run takes the batch over."""
-        seconds = self.time_budget_seconds + self.notifier().longest_delivery_seconds + warehouse_wait_seconds
+        one = longest_http_delivery(timeout=self.timeout_seconds, backoff=self.retry_backoff_seconds) if self.url else 0
+        seconds = self.time_budget_seconds + one + warehouse_wait_seconds
         return dt.timedelta(seconds=seconds)
 
 
 class ConnectLinksResource(dg.ConfigurableResource):
-    """Signs the reconnect links notifications carry. The secret is read when a link is made, never configured."""
+    """The reconnect links notifications carry: issued and closed in the link store the connect service shares
+    (``connect/link_store.py``), their URLs signed with the link secret, read when used, never configured."""
 
     public_url: str | None = None  # the connect service as end users reach it; default MX_PIPELINE_CONNECT_URL
+    store_path: str | None = None  # default: links.sqlite under the data directory
 
-    def reconnect_url(self, routed: RoutedMember) -> str:
-        connect = settings.ConnectSettings.from_env()
-        member = routed.member
-        intent = ConnectIntent(
-            member.user_id or "", member.user_guid, routed.rule.connect_mode.value, member.member_guid
-        )
-        return reconnect_url(self.public_url or connect.public_url, LinkSigner(connect.link_secret), intent)
+    def links(self) -> Links:
+        path = Path(self.store_path) if self.store_path else settings.link_store_path()
+        return Links.at(settings.ConnectSettings.from_env().link_secret, path)
+
+    def service_url(self) -> str:
+        return (self.public_url or settings.ConnectSettings.from_env().public_url).rstrip("/")
+
+    def issue(self, asking: Iterable[tuple[RoutedMember, Episode]]) -> dict[str, str]:
+        """The link id of each asking member's episode (the same for the same episode): {member guid: link id}."""
+        requests = [
+            LinkRequest(r.member.member_guid, e.number, r.member.user_id, r.member.user_guid, r.rule.connect_mode.value)
+            for r, e in asking
+        ]
+        issued = self.links().store.issue(requests) if requests else {}
+        return {guid: link_id for (guid, _), link_id in issued.items()}
+
+    def url(self) -> Callable[[str], str]:
+        """A link id -> its reconnect URL, the same every time."""
+        signer, public_url = self.links().signer, self.service_url()
+        return lambda link_id: reconnect_url(public_url, signer, link_id)
+
+    def sent(self, link_ids: list[str]) -> None:
+        if link_ids:
+            self.links().store.sent(link_ids)
+
+    def open_episodes(self) -> list[tuple[str, int]]:
+        return self.links().store.open_episodes()
+
+    def close(self, closed: dict[tuple[str, int], ClosedWhy]) -> int:
+        return self.links().store.close(closed) if closed else 0
 
 
 class RefreshPolicyResource(dg.ConfigurableResource):

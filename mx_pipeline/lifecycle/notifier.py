@@ -3,7 +3,9 @@
 The pipeline always writes each notification to the ``ops`` outbox first; a notifier then delivers it. The
 default logs it (by guid, never by name or email): the notification is then ``logged``, never ``delivered``,
 because nobody was told. ``HttpNotifier`` POSTs it as JSON to the product backend, which owns the user's
-inbox, email or push channel: ``delivered`` means the backend answered 2xx. A run delivers within a time
+inbox, email or push channel: ``delivered`` means the backend answered 2xx. The outbox keeps a notification's
+reconnect link by id; only the JSON the backend receives carries its URL, rebuilt from the id (and the link
+secret) at each delivery, and no log line ever shows it. A run delivers within a time
 budget (``deliver_within``); each notifier says how long one delivery can take at most, so the run's lease on
 what it sends can outlive it.
 """
@@ -47,16 +49,17 @@ class Notification:
     route: str
     reason: str
     connect_mode: str
-    reconnect_url: str  # a signed link to the connect service, never a (short-lived) widget URL
+    link_id: str  # its reconnect link (connect/link_store.py), as the URL is never stored
     created_at: datetime
 
-    def as_json(self) -> dict:
-        return asdict(self) | {"created_at": self.created_at.isoformat()}
+    def as_json(self, reconnect_url: str) -> dict:
+        """What the product backend receives; ``reconnect_url``: the link to the connect service, never a
+        (short-lived) widget URL."""
+        fields = {k: v for k, v in asdict(self).items() if k != "link_id"}
+        return fields | {"reconnect_url": reconnect_url, "created_at": self.created_at.isoformat()}
 
     @classmethod
-    def for_episode(
-        cls, routed: RoutedMember, episode: Episode, reconnect_url: str, created_at: datetime
-    ) -> "Notification":
+    def for_episode(cls, routed: RoutedMember, episode: Episode, link_id: str, created_at: datetime) -> "Notification":
         """The one notification of ``episode``, telling the member's user what its route asks of them."""
         member, rule = routed.member, routed.rule
         return cls(
@@ -69,7 +72,7 @@ class Notification:
             route=rule.route.value,
             reason=rule.reason,
             connect_mode=rule.connect_mode.value,
-            reconnect_url=reconnect_url,
+            link_id=link_id,
             created_at=created_at,
         )
 
@@ -120,42 +123,52 @@ class LogNotifier:
         return NotificationState.LOGGED
 
 
+HTTP_ATTEMPTS = 4
+
+
+def longest_http_delivery(*, attempts: int = HTTP_ATTEMPTS, timeout: float, backoff: float) -> float:
+    """Every attempt timing out, with every back-off between them."""
+    return attempts * timeout + sum(backoff * 2**i for i in range(attempts - 1))
+
+
 class DeliveryFailed(Exception):
     """The product backend did not accept a notification after every retry."""
 
 
 class HttpNotifier:
-    """POSTs each notification as JSON; retries 5xx, 429 and network errors with exponential backoff."""
+    """POSTs each notification as JSON; retries 5xx, 429 and network errors with exponential backoff.
+
+    ``link_url`` turns a notification's link id into its reconnect URL.
+    """
 
     def __init__(
         self,
         url: str,
         *,
+        link_url: Callable[[str], str],
         token: str | None = None,
-        attempts: int = 4,
+        attempts: int = HTTP_ATTEMPTS,
         backoff: float = 0.5,
         timeout: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url, self.attempts, self.backoff, self.timeout, self._sleep = url, attempts, backoff, timeout, sleep
+        self._link_url = link_url
         self._session = requests.Session()
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
 
     @property
     def longest_delivery_seconds(self) -> float:
-        """Every attempt timing out, with every back-off between them."""
-        return self.attempts * self.timeout + sum(self.backoff * 2**i for i in range(self.attempts - 1))
+        return longest_http_delivery(attempts=self.attempts, timeout=self.timeout, backoff=self.backoff)
 
     def deliver(self, notification: Notification) -> NotificationState:
         # The id doubles as an idempotency key, so a retried POST that did land is not shown twice.
         headers = {"Idempotency-Key": notification.notification_id}
-        problem = ""
+        problem, body = "", notification.as_json(self._link_url(notification.link_id))
         for attempt in range(1, self.attempts + 1):
             try:
-                response = self._session.post(
-                    self.url, json=notification.as_json(), headers=headers, timeout=self.timeout
-                )
+                response = self._session.post(self.url, json=body, headers=headers, timeout=self.timeout)
             except requests.RequestException as exc:
                 problem = type(exc).__name__
             else:

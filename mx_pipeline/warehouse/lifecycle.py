@@ -97,3 +97,31 @@ def save_episodes(con: duckdb.DuckDBPyConnection, episodes: Iterable[Episode]) -
         """,
         [(e.member_guid, e.number, e.opened_at, str(e.route), e.notified_at, e.closed_at) for e in episodes],
     )
+
+
+def closed_episodes(con: duckdb.DuckDBPyConnection, among: Iterable[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    """Which of these episodes (member guid, number) are closed, and why: ``retired`` (MX no longer has the
+    member), ``ended`` (its connection ended at MX) or ``recovered``. Their reconnect links close with them."""
+    among = list(among)
+    if not among:
+        return {}
+    frame = pd.DataFrame.from_records(among, columns=["member_guid", "number"])
+    con.register("asked_episodes", frame)
+    try:
+        rows = con.execute(
+            """
+            select e.member_guid, e.number,
+                   case when m.removed_at is not null or rt.guid is not null then 'retired'
+                        when r.route = 'terminal' then 'ended'
+                        else 'recovered' end
+            from ops.notification_episodes as e
+            join asked_episodes as a on a.member_guid = e.member_guid and a.number = e.number
+            left join raw.mx_members as m on m.guid = e.member_guid
+            left join ops.retirements as rt on rt.kind = 'member' and rt.guid = e.member_guid
+            left join ops.member_routes as r on r.member_guid = e.member_guid
+            where e.closed_at is not null
+            """
+        ).fetchall()
+    finally:
+        con.unregister("asked_episodes")
+    return {(guid, int(number)): why for guid, number, why in rows}

@@ -3,7 +3,8 @@ import responses
 from starlette.testclient import TestClient
 
 from mx_pipeline.connect.app import ConnectService, create_app
-from mx_pipeline.connect.links import LinkSigner
+from mx_pipeline.connect.link_store import LinkRequest
+from mx_pipeline.connect.links import Links, reconnect_url
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.connect.webhooks import WebhookReceiver
 from mx_pipeline.mx import MxClient, RetryPolicy
@@ -19,9 +20,20 @@ def spool(tmp_path):
     return Spool(tmp_path / "spool")
 
 
+LINK_SECRET = "test-link-secret-0123456789"
+
+
 @pytest.fixture
-def signer():
-    return LinkSigner("test-link-secret-0123456789")
+def links(tmp_path):
+    return Links.at(LINK_SECRET, tmp_path / "links.sqlite")
+
+
+def issue_link(links: Links, member_guid: str, episode: int = 1, mode: str = "reconnect", **who) -> str:
+    """The reconnect URL the pipeline would send for this episode (``who``: user_id, user_guid)."""
+    who = {"user_id": "end-user-1", "user_guid": "USR-1"} | who
+    request = LinkRequest(member_guid, episode, who["user_id"], who["user_guid"], mode)
+    (link_id,) = links.store.issue([request]).values()
+    return reconnect_url(PUBLIC_URL, links.signer, link_id)
 
 
 @pytest.fixture
@@ -33,9 +45,9 @@ def mx_api():
 
 
 @pytest.fixture
-def service(spool, signer, mx_api):
+def service(spool, links, mx_api):
     mx = MxClient(MX_URL, "client-id", "api-key", retry=RetryPolicy(max_attempts=1))
-    return ConnectService(mx, spool, signer, PUBLIC_URL, api_token=API_TOKEN)
+    return ConnectService(mx, spool, links, PUBLIC_URL, api_token=API_TOKEN)
 
 
 @pytest.fixture

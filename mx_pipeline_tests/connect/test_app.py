@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from mx_pipeline.connect.links import ConnectIntent
-from mx_pipeline_tests.connect.conftest import MX_URL, PUBLIC_URL
+from mx_pipeline_tests.connect.conftest import MX_URL, PUBLIC_URL, issue_link
 from mx_pipeline_tests.contract import assert_matches_spec
 from mx_pipeline_tests.mx import payloads as p
 
@@ -101,8 +101,8 @@ def test_the_api_requires_the_backend_token(http):
     assert http.post("/v1/users", json={"user_id": "u"}).status_code == 401
 
 
-def test_a_reconnect_link_mints_a_fresh_widget_url_at_click_time(http, mx_api, service):
-    link = service.reconnect_link(ConnectIntent("end-user-1", p.USER_GUID, "reconnect", p.MEMBER_GUID))
+def test_a_reconnect_link_mints_a_fresh_widget_url_at_click_time(http, mx_api, links):
+    link = issue_link(links, p.MEMBER_GUID, user_guid=p.USER_GUID)
     assert link.startswith(f"{PUBLIC_URL}/reconnect/")
     assert not [c for c in mx_api.calls]  # nothing minted until the click
     mx_mints_widget(mx_api)
@@ -111,15 +111,15 @@ def test_a_reconnect_link_mints_a_fresh_widget_url_at_click_time(http, mx_api, s
     assert widget_request_sent(mx_api)["update_credentials"] is True
 
 
-def test_a_tampered_reconnect_link_is_refused_without_calling_mx(http, mx_api, service):
-    link = service.reconnect_link(ConnectIntent("end-user-1", p.USER_GUID, "reconnect", p.MEMBER_GUID))
+def test_a_tampered_reconnect_link_is_refused_without_calling_mx(http, mx_api, links):
+    link = issue_link(links, p.MEMBER_GUID, user_guid=p.USER_GUID)
     response = http.get(urlsplit(link).path[:-3] + "xyz")
-    assert response.status_code == 410 and "not valid" in response.text
+    assert response.status_code == 400 and "not valid" in response.text
     assert len(mx_api.calls) == 0
 
 
-def test_the_connect_callback_records_the_member_and_returns_the_user(http, spool, signer):
-    state = signer.callback_state(ConnectIntent("end-user-1", p.USER_GUID, "aggregation", None, "https://app/done"))
+def test_the_connect_callback_records_the_member_and_returns_the_user(http, spool, links):
+    state = links.callback_state(ConnectIntent("end-user-1", p.USER_GUID, "aggregation", None, "https://app/done"))
     response = http.get("/connect/callback", params={"state": state, "status": "success", "member_guid": "MBR-9"})
     assert response.status_code == 303
     back = urlsplit(response.headers["location"])
@@ -152,17 +152,17 @@ def spooled(spool, kind: str) -> list:
     return [e for e in spool.pending() if e.kind == kind]
 
 
-def test_a_callback_reloaded_in_the_browser_is_one_event_but_a_new_connect_session_is_another(http, spool, signer):
+def test_a_callback_reloaded_in_the_browser_is_one_event_but_a_new_connect_session_is_another(http, spool, links):
     def come_back_from_connect(state: str) -> None:
         params = {"state": state, "status": "CHALLENGED", "member_guid": "MBR-9"}
         assert http.get("/connect/callback", params=params).status_code in (200, 303)
 
-    session = signer.callback_state(ConnectIntent("end-user-1", p.USER_GUID, "update", "MBR-9"))
+    session = links.callback_state(ConnectIntent("end-user-1", p.USER_GUID, "update", "MBR-9"))
     come_back_from_connect(session)
     come_back_from_connect(session)  # the same redirect, reloaded
     assert len(spooled(spool, "connect_callback")) == 1
-    # Another Connect session has its own state (itsdangerous stamps it; here it differs by where it returns).
-    later_session = signer.callback_state(ConnectIntent("end-user-1", p.USER_GUID, "update", "MBR-9", "https://app"))
+    # Another Connect session has its own state (a new random id), even for the very same intent.
+    later_session = links.callback_state(ConnectIntent("end-user-1", p.USER_GUID, "update", "MBR-9"))
     come_back_from_connect(later_session)  # same member, same status, yet the user came back again
     assert len(spooled(spool, "connect_callback")) == 2
 

@@ -124,8 +124,8 @@ def deliver(client: TestClient, body: bytes) -> None:
     assert response.status_code == 204
 
 
-def come_back_from_connect(client: TestClient, signer, user_guid: str, member_guid: str) -> None:
-    state = signer.callback_state(ConnectIntent(f"end-user-{user_guid}", user_guid, "aggregation"))
+def come_back_from_connect(client: TestClient, links, user_guid: str, member_guid: str) -> None:
+    state = links.callback_state(ConnectIntent(f"end-user-{user_guid}", user_guid, "aggregation"))
     response = client.get("/connect/callback", params={"state": state, "member_guid": member_guid})
     assert response.status_code == 200
 
@@ -143,11 +143,11 @@ def quarantine(warehouse: WarehouseResource) -> list[tuple[str, bytes]]:
 
 
 @pytest.mark.parametrize("poison", POISON.values(), ids=POISON.keys())
-def test_a_bad_webhook_is_quarantined_and_the_events_behind_it_arrive(client, signer, spool, drain, poison):
+def test_a_bad_webhook_is_quarantined_and_the_events_behind_it_arrive(client, links, spool, drain, poison):
     body, reason = poison
     deliver(client, body)
     deliver(client, connection_status("USR-1", "MBR-1"))
-    come_back_from_connect(client, signer, "USR-2", "MBR-2")
+    come_back_from_connect(client, links, "USR-2", "MBR-2")
 
     result = drain()
 
@@ -267,7 +267,7 @@ def snapshot(warehouse: WarehouseResource, *, clear: bool = False) -> tuple[list
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(deliveries=deliveries)
-def test_whatever_arrives_every_valid_event_behind_it_is_stored_once(client, signer, spool, drain, deliveries):
+def test_whatever_arrives_every_valid_event_behind_it_is_stored_once(client, links, spool, drain, deliveries):
     spool._clock.advance(days=30)
     spool.acknowledge(spool.pending())  # what a failed example left behind: a replay must start alike
     snapshot(drain.warehouse, clear=True)
@@ -278,7 +278,7 @@ def test_whatever_arrives_every_valid_event_behind_it_is_stored_once(client, sig
             deliver(client, connection_status("USR-valid", member))
             valid_members.append(member)
         elif item == VALID_CALLBACK:
-            come_back_from_connect(client, signer, "USR-valid", member)
+            come_back_from_connect(client, links, "USR-valid", member)
             valid_members.append(member)
         else:
             deliver(client, item)

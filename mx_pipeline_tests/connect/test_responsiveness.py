@@ -19,7 +19,7 @@ import requests
 import uvicorn
 
 from mx_pipeline.connect.app import ConnectService, create_app
-from mx_pipeline.connect.links import LinkSigner
+from mx_pipeline.connect.links import Links
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.connect.webhooks import WebhookReceiver
 from mx_pipeline.mx import MxClient, RetryPolicy
@@ -81,7 +81,8 @@ class SlowMx:
 def connect_service(mx_url: str, spool: Spool, mx: SlowMx, **app_options) -> Iterator[str]:
     """The connect app served by uvicorn on a free loopback port, as ``mx-pipeline serve`` serves it."""
     client = MxClient(mx_url, "client-id", "api-key", retry=RetryPolicy(max_attempts=1))
-    service = ConnectService(client, spool, LinkSigner("test-link-secret-0123456789"), "https://connect.example.com")
+    links = Links.at("test-link-secret-0123456789", spool.root.parent / "links.sqlite")
+    service = ConnectService(client, spool, links, "https://connect.example.com")
     app = create_app(service, WebhookReceiver(spool, *HOOK_AUTH), **app_options)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -189,7 +190,7 @@ def test_a_webhook_waiting_for_the_spool_lock_never_stalls_the_rest_of_the_servi
             assert spool.writing.wait(GENEROUS)
             health = pool.submit(requests.get, f"{service}/healthz", timeout=GENEROUS)
             assert not wait([health], timeout=GENEROUS).not_done, "the service stalled behind the spool's lock"
-            assert health.result().json() == {"ok": True} and not waiting.done()
+            assert health.result().json()["ok"] is True and not waiting.done()
         finally:
             os.close(fd)
         assert waiting.result().status_code == 204

@@ -144,12 +144,12 @@ def test_a_body_that_names_no_member_falls_back_to_the_window(http, spool):
     assert len(spool.pending()) == 4
 
 
-def test_challenged_again_after_the_user_came_back_from_connect_is_a_new_event(http, spool, signer):
+def test_challenged_again_after_the_user_came_back_from_connect_is_a_new_event(http, spool, links):
     from mx_pipeline.connect.links import ConnectIntent
 
     challenged = json.dumps(CONNECTION_STATUS).encode()
     assert deliver(http, challenged).status_code == 204
-    state = signer.callback_state(ConnectIntent("end-user-1", "USR-1", "update", "MBR-1"))
+    state = links.callback_state(ConnectIntent("end-user-1", "USR-1", "update", "MBR-1"))
     params = {"state": state, "status": "CONNECTED", "member_guid": "MBR-1"}
     assert http.get("/connect/callback", params=params).status_code in (200, 303)
     assert deliver(http, challenged).status_code == 204  # the bank asks again

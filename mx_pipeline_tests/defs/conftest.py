@@ -43,7 +43,7 @@ class Pipeline:
                 per_member_interval=0.0,
             ),
             "warehouse": self.warehouse_resource,
-            "connect_links": ConnectLinksResource(public_url=CONNECT_URL),
+            "connect_links": ConnectLinksResource(public_url=CONNECT_URL, store_path=str(self.link_store_path)),
             **overrides,
         }
 
@@ -56,6 +56,10 @@ class Pipeline:
             INGEST, resources=self.resources(**resources), run_config=run_config, tags=tags,
             raise_on_error=raise_on_error,
         )  # fmt: skip
+
+    @property
+    def link_store_path(self) -> Path:
+        return self.warehouse.path.parent / "links.sqlite"
 
     @property
     def warehouse_resource(self) -> WarehouseResource:

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from mx_pipeline import demo, settings
 from mx_pipeline.connect.app import ConnectService, create_app
-from mx_pipeline.connect.links import LinkSigner
+from mx_pipeline.connect.links import Links
 from mx_pipeline.connect.spool import Spool, SpooledEvent
 from mx_pipeline.connect.webhooks import WebhookReceiver
 from mx_pipeline.defs.jobs import AFTER_REGISTRATION
@@ -203,13 +203,13 @@ def test_a_pending_notification_says_what_the_latest_read_asks_when_it_goes_out(
     )
     assert sent["reason"] == route_for("DENIED").reason
     token = urlsplit(sent["reconnect_url"]).path.rsplit("/", 1)[-1]
-    intent = LinkSigner(settings.ConnectSettings.from_env().link_secret).read_reconnect_token(token)
-    assert (intent.member_guid, intent.mode) == (member, "reconnect")  # fresh credentials, not an MFA answer
+    link = Links.at(settings.ConnectSettings.from_env().link_secret, pipeline.link_store_path).open_reconnect(token)
+    assert (link.member_guid, link.connect_mode) == (member, "reconnect")  # fresh credentials, not an MFA answer
     assert pipeline.query(
-        "select notification_id, state, connection_status, connect_mode, reconnect_url"
+        "select notification_id, state, connection_status, connect_mode, link_id"
         " from ops.reconnect_notifications where member_guid = ?",
         member,
-    ) == [(f"{member}:1", "delivered", "DENIED", "reconnect", sent["reconnect_url"])]  # still one per episode
+    ) == [(f"{member}:1", "delivered", "DENIED", "reconnect", link.link_id)]  # still one per episode
 
 
 def test_a_notification_already_delivered_keeps_what_it_said(pipeline):
@@ -245,7 +245,8 @@ def test_a_user_who_only_ever_got_a_widget_url_is_named_in_the_notification(pipe
     monkeypatch.setenv("MX_PIPELINE_DATA_DIR", str(tmp_path))
     pipeline.materialize()  # the pipeline has run before this user existed
     spool = Spool(settings.spool_dir())
-    service = ConnectService(pipeline.client, spool, LinkSigner("test-link-secret-0123456789"), CONNECT_URL)
+    links = Links.at("test-link-secret-0123456789", settings.link_store_path())
+    service = ConnectService(pipeline.client, spool, links, CONNECT_URL)
     with TestClient(create_app(service, WebhookReceiver(spool, "u", "p"))) as connect:
         answer = connect.post("/v1/users/user-widget/widget_urls", json={"mode": "aggregation"})
         assert answer.status_code == 200

@@ -21,7 +21,7 @@ import uvicorn
 
 from mx_pipeline import settings
 from mx_pipeline.connect.app import ConnectService, create_app
-from mx_pipeline.connect.links import LinkSigner
+from mx_pipeline.connect.links import Links
 from mx_pipeline.connect.spool import DEDUPE_WINDOW, Spool, SpooledEvent
 from mx_pipeline.connect.webhooks import WebhookReceiver
 from mx_pipeline.defs.jobs import AFTER_REGISTRATION
@@ -177,7 +177,7 @@ def linked(tmp_path, monkeypatch) -> Iterator[tuple[Pipeline, Spool, Clock, str]
     monkeypatch.setattr(sensors, "spool_clock", clock)
     spool = Spool(settings.spool_dir(), clock=clock)
     mx = _LateMx()
-    service = ConnectService(mx, spool, LinkSigner("test-link-secret-0123456789"), CONNECT_URL)
+    service = ConnectService(mx, spool, Links.at("test-link-secret-0123456789", tmp_path / "links.sqlite"), CONNECT_URL)
     app = create_app(service, WebhookReceiver(spool, HOOK_USER, HOOK_PASSWORD))
     users_csv = tmp_path / "users.csv"
     users_csv.write_text("id\nuser-mfa\n")

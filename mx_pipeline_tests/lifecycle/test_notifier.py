@@ -18,6 +18,7 @@ from mx_pipeline.lifecycle.notifier import (
 )
 
 BACKEND = "https://backend.example.com/mx/notifications"
+LINK_URL = "https://connect.example.com/reconnect/{}".format
 
 
 def notification(**changes) -> Notification:
@@ -31,7 +32,7 @@ def notification(**changes) -> Notification:
         route="needs_mfa",
         reason="Your bank is asking a security question before we can sync.",
         connect_mode="update",
-        reconnect_url="https://connect.example.com/reconnect/token",
+        link_id="link-id-1",
         created_at=datetime(2026, 11, 25, 9, tzinfo=UTC),
     )
     return Notification(**(fields | changes))
@@ -45,9 +46,11 @@ def backend():
 
 def test_a_notification_is_posted_as_json_with_an_idempotency_key(backend):
     backend.add("POST", BACKEND, status=202)
-    HttpNotifier(BACKEND, token="t0k3n").deliver(notification())
+    HttpNotifier(BACKEND, link_url=LINK_URL, token="t0k3n").deliver(notification())
     sent = backend.calls[0].request
-    assert json.loads(sent.body) == notification().as_json()
+    assert json.loads(sent.body) == notification().as_json(LINK_URL("link-id-1"))
+    assert json.loads(sent.body)["reconnect_url"] == "https://connect.example.com/reconnect/link-id-1"
+    assert "link_id" not in json.loads(sent.body)  # the backend gets the URL (to e-mail), not our store's id
     assert sent.headers["Idempotency-Key"] == "MBR-1:1"
     assert sent.headers["Authorization"] == "Bearer t0k3n"
 
@@ -57,14 +60,14 @@ def test_a_stumbling_backend_is_retried_with_backoff(backend):
     backend.add("POST", BACKEND, body=requests.ConnectionError("reset"))
     backend.add("POST", BACKEND, status=200)
     slept = []
-    HttpNotifier(BACKEND, sleep=slept.append).deliver(notification())
+    HttpNotifier(BACKEND, link_url=LINK_URL, sleep=slept.append).deliver(notification())
     assert slept == [0.5, 1.0] and len(backend.calls) == 3
 
 
 def test_a_backend_refusal_is_not_retried(backend):
     backend.add("POST", BACKEND, status=422)
     with pytest.raises(DeliveryFailed, match="HTTP 422"):
-        HttpNotifier(BACKEND, sleep=lambda s: None).deliver(notification())
+        HttpNotifier(BACKEND, link_url=LINK_URL, sleep=lambda s: None).deliver(notification())
     assert len(backend.calls) == 1
 
 
@@ -72,7 +75,7 @@ def test_delivery_gives_up_after_the_last_attempt(backend):
     for _ in range(4):
         backend.add("POST", BACKEND, status=500)
     with pytest.raises(DeliveryFailed, match="HTTP 500"):
-        HttpNotifier(BACKEND, sleep=lambda s: None).deliver(notification())
+        HttpNotifier(BACKEND, link_url=LINK_URL, sleep=lambda s: None).deliver(notification())
 
 
 def test_the_log_notifier_names_people_by_guid_only(caplog):
@@ -80,11 +83,12 @@ def test_the_log_notifier_names_people_by_guid_only(caplog):
     LogNotifier().deliver(notification())
     assert "USR-1" in caplog.text and "MBR-1" in caplog.text
     assert "end-user-1" not in caplog.text
+    assert "link-id-1" not in caplog.text and "/reconnect/" not in caplog.text  # a link is a credential
 
 
 def test_a_2xx_from_the_backend_is_delivered(backend):
     backend.add("POST", BACKEND, status=204)
-    assert HttpNotifier(BACKEND).deliver(notification()) is NotificationState.DELIVERED
+    assert HttpNotifier(BACKEND, link_url=LINK_URL).deliver(notification()) is NotificationState.DELIVERED
 
 
 def test_without_a_backend_a_notification_is_only_logged_and_says_so(caplog):
@@ -125,5 +129,8 @@ def test_a_run_starts_no_delivery_once_its_time_budget_is_spent_and_says_what_be
 
 
 def test_the_longest_single_delivery_is_known_so_a_lease_can_outlive_it():
-    assert HttpNotifier(BACKEND, attempts=4, backoff=0.5, timeout=10).longest_delivery_seconds == 40 + 0.5 + 1 + 2
+    assert (
+        HttpNotifier(BACKEND, link_url=LINK_URL, attempts=4, backoff=0.5, timeout=10).longest_delivery_seconds
+        == 40 + 0.5 + 1 + 2
+    )
     assert LogNotifier().longest_delivery_seconds == 0

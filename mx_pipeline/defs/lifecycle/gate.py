@@ -10,6 +10,10 @@ at most ``batch_size``, oldest first. The others wait, pending, for a read that 
 ``reconnect_notifications`` delivers the batch (pending -> delivered | logged | dead | cancelled; see
 ``warehouse/outbox.py``) outside the writer pool, with no warehouse connection open while it POSTs, within
 a time budget: a slow or dead product backend never holds up ingestion. Both are assets, wrapped as one graph.
+
+Each episode's notification carries one reconnect link, issued in the link store the connect service shares
+(``connect/link_store.py``; the outbox keeps its id, never its URL); every gate closes the links of the
+episodes that closed (the member recovered, its connection ended, or it was retired), wherever they closed.
 """
 
 import datetime as dt
@@ -23,7 +27,7 @@ from mx_pipeline.lifecycle.gate import gate
 from mx_pipeline.lifecycle.notifier import Notification, NotificationState, deliver_within
 from mx_pipeline.lifecycle.routes import DEGRADED_GRACE, Route
 from mx_pipeline.warehouse import tables
-from mx_pipeline.warehouse.lifecycle import latest_episodes, member_states, save_episodes, save_routes
+from mx_pipeline.warehouse.lifecycle import closed_episodes, latest_episodes, member_states, save_episodes, save_routes
 from mx_pipeline.warehouse.outbox import (
     bury_exhausted,
     cancel_closed,
@@ -81,8 +85,9 @@ def status_gate(
     notifying = "to_notify" in context.selected_output_names  # an asset job prunes the outputs nothing consumes
     with warehouse.open().connect() as con:
         result = gate(member_states(con), latest_episodes(con), now=now, degraded_grace=grace)
+        link_ids = connect_links.issue(result.asking_now)  # before storing: a link never stored is never sent
         notifications = [
-            Notification.for_episode(routed, episode, connect_links.reconnect_url(routed), now)
+            Notification.for_episode(routed, episode, link_ids[routed.member.member_guid], now)
             for routed, episode in result.asking_now
         ]
         con.execute("begin transaction")
@@ -93,6 +98,8 @@ def status_gate(
             cancelled = cancel_closed(con, now=now)
             bury_exhausted(con, max_attempts=notifier.max_attempts, now=now)
         con.execute("commit")
+        # Here and not where an episode closes (retirement closes them too): whatever closed them, since when.
+        links_closed = connect_links.close(closed_episodes(con, connect_links.open_episodes()))
         if notifying:  # its own statement: two runs leasing at once never take the same notification
             asking = [routed.member.member_guid for routed, _ in result.asking_now]
             until, limit = now + notifier.lease(warehouse.wait_seconds), notifier.batch_size
@@ -106,6 +113,7 @@ def status_gate(
             "members_by_route": dg.MetadataValue.json(by_route),
             "episodes_changed": len(result.episodes),
             "notifications_decided": created,
+            "reconnect_links_closed": links_closed,
         },
     )
     for route, members in result.routed.items():
@@ -124,6 +132,7 @@ def reconnect_notifications(
     to_notify: NotificationBatch,
     warehouse: WarehouseResource,
     notifier: NotifierResource,
+    connect_links: ConnectLinksResource,
 ):
     """Deliver the batch ``status_gate`` leased: new notifications, and earlier ones that failed.
 
@@ -136,11 +145,12 @@ def reconnect_notifications(
     with wh.connect() as con:  # a re-executed step, or one that started late, sends only what it still holds
         ours = renew_lease(con, batch.lease, until=dt.datetime.now(dt.UTC) + notifier.lease(warehouse.wait_seconds))
     outcomes: dict[str, int] = {}
-    failed, sent = {}, set()
+    failed, sent, told = {}, set(), []
     try:
         to_send = [n for n in batch.notifications if n.notification_id in ours]
         budget = notifier.time_budget_seconds
-        for notification, outcome, error in deliver_within(to_send, notifier.notifier(), budget_seconds=budget):
+        sender = notifier.notifier(connect_links.url())
+        for notification, outcome, error in deliver_within(to_send, sender, budget_seconds=budget):
             sent.add(notification.notification_id)
             if error:
                 failed[notification.notification_id] = error
@@ -149,6 +159,8 @@ def reconnect_notifications(
                 state = record_delivery(con, notification.notification_id, lease=batch.lease,
                                         at=dt.datetime.now(dt.UTC), outcome=outcome, error=error,
                                         max_attempts=notifier.max_attempts)  # fmt: skip
+            if outcome:
+                told.append(notification.link_id)
             name = state.value if state else "taken_over"  # our lease ran out; the run that took it over records
             outcomes[name] = outcomes.get(name, 0) + 1
             if state is NotificationState.DEAD:
@@ -156,6 +168,7 @@ def reconnect_notifications(
     finally:
         with wh.connect() as con:  # not sent (out of time, or this step failed): pending for the next run
             release_lease(con, batch.lease)
+        connect_links.sent(told)  # an unopened link lives 7 days from now, however long it waited
     with wh.connect() as con:
         by_state = dict(con.execute("select state, count(*) from ops.reconnect_notifications group by 1").fetchall())
     unsent = [n.notification_id for n in batch.notifications if n.notification_id not in sent]
