@@ -22,7 +22,7 @@ import uvicorn
 
 from mx_pipeline import definitions, settings
 from mx_pipeline.connect.app import ConnectService, create_app
-from mx_pipeline.connect.links import LinkSigner
+from mx_pipeline.connect.links import Links, reconnect_url
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.connect.webhooks import WebhookReceiver
 from mx_pipeline.defs.jobs import scoped_run_config
@@ -143,10 +143,11 @@ class Product:
 
     def notification_link(self, member_guid: str, episode: int) -> tuple[str, str]:
         with self.warehouse.connect() as con:
-            return con.execute(
-                "select connect_mode, reconnect_url from ops.reconnect_notifications where notification_id = ?",
+            mode, link_id = con.execute(
+                "select connect_mode, link_id from ops.reconnect_notifications where notification_id = ?",
                 [f"{member_guid}:{episode}"],
             ).fetchone()
+        return mode, reconnect_url(self.connect_url, self.service.links.signer, link_id)  # as the backend gets it
 
 
 @pytest.fixture
@@ -164,7 +165,8 @@ def product(tmp_path, monkeypatch) -> Iterator[Product]:
                            "webhook_username": HOOK_USER, "webhook_password": HOOK_PASSWORD}  # fmt: skip
         with running_sandbox(seed=11, **sandbox_options) as sandbox:
             mx = MxClient(sandbox.base_url, settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY)
-            service = ConnectService(mx, spool, LinkSigner("e2e-link-secret"), connect_url)
+            links = Links.at("e2e-link-secret", settings.link_store_path())  # the pipeline's store, as in production
+            service = ConnectService(mx, spool, links, connect_url)
             holder["app"] = create_app(service, receiver)
             monkeypatch.setenv("MX_PIPELINE_LINK_SECRET", "e2e-link-secret")
             monkeypatch.setenv("MX_PIPELINE_CONNECT_URL", connect_url)
