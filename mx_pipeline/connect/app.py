@@ -53,9 +53,7 @@ class UnknownInput(Exception):
 
 
 class ConnectService:
-    def __init__(
-        self, mx: MxClient, spool: Spool, links: Links, public_url: str, api_token: str | None = None
-    ) -> None:
+    def __init__(self, mx: MxClient, spool: Spool, links: Links, public_url: str, api_token: str | None = None) -> None:
         self.mx, self.spool, self.links = mx, spool, links
         self.public_url = public_url.rstrip("/")
         self.api_token = api_token
@@ -233,7 +231,7 @@ def create_app(
             await to_thread.run_sync(  # a spool write: off the loop, in none of the MX threads
                 partial(service.record_member, intent, member_guid, source="redirect", occasion=occasion, status=status)
             )
-        if intent.return_to:
+        if intent.return_to and _still_safe(intent.return_to, redirect_origins):
             params = urlencode({k: v for k, v in {"member_guid": member_guid, "status": status}.items() if v})
             separator = "&" if "?" in intent.return_to else "?"
             return RedirectResponse(f"{intent.return_to}{separator}{params}", status_code=303)
@@ -269,6 +267,16 @@ async def _json_object(request: Request) -> dict:
     if not isinstance(body, dict):
         raise BadInput("the body must be a JSON object")
     return body
+
+
+def _still_safe(return_to: str, allowed_origins: tuple[str, ...]) -> bool:
+    """Checked again at the redirect: the allowlist may have shrunk since the session began."""
+    try:
+        check_return_to(return_to, allowed_origins)
+    except UnsafeRedirect:
+        log.warning("a Connect session's return address is no longer allowed: the user stays on our page")
+        return False
+    return True
 
 
 def _required_str(body: dict, name: str) -> str:

@@ -1,5 +1,6 @@
 """The connect service is exposed to the internet: what anyone who reaches it can and cannot do."""
 
+import json
 import logging
 import os
 import stat
@@ -14,6 +15,7 @@ from starlette.testclient import TestClient
 
 from mx_pipeline import settings
 from mx_pipeline.connect.app import MAX_API_BODY_BYTES, create_app
+from mx_pipeline.connect.links import ConnectIntent
 from mx_pipeline.connect.redirects import UnsafeRedirect, check_return_to
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.connect.webhooks import WebhookReceiver
@@ -294,3 +296,17 @@ def wait_until_listening(url: str) -> None:
         except requests.ConnectionError:
             assert time.monotonic() < deadline, "mx-pipeline serve never listened"
             time.sleep(0.1)
+
+
+def test_the_callback_redirects_only_to_a_return_address_still_allowed(service, spool, links):
+    """The session began under a wider policy (or before this check): the callback re-checks before it redirects."""
+    webhooks = WebhookReceiver(spool, WEBHOOK_USER, WEBHOOK_PASSWORD)
+    app = create_app(service, webhooks, redirect_origins=("https://app.example.com",))
+    allowed = links.callback_state(ConnectIntent("u-1", p.USER_GUID, "aggregation", None, "https://app.example.com/d"))
+    foreign = links.callback_state(ConnectIntent("u-1", p.USER_GUID, "aggregation", None, "javascript:alert(1)"))
+    with TestClient(app, follow_redirects=False) as client:
+        followed = client.get("/connect/callback", params={"state": allowed, "member_guid": "MBR-1"})
+        refused = client.get("/connect/callback", params={"state": foreign, "member_guid": "MBR-2"})
+    assert followed.status_code == 303 and followed.headers["location"].startswith("https://app.example.com/d?")
+    assert refused.status_code == 200 and "location" not in refused.headers and "All done" in refused.text
+    assert [json.loads(e.body)["member_guid"] for e in spool.pending()] == ["MBR-1", "MBR-2"]  # both recorded
