@@ -31,6 +31,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from mx_pipeline.connect.bodies import BodyTooLarge, read_capped
+from mx_pipeline.connect.link_store import ClosedLink, ClosedWhy
 from mx_pipeline.connect.links import ConnectIntent, InvalidLink, Links
 from mx_pipeline.connect.redirects import UnsafeRedirect, check_return_to, check_webview_scheme
 from mx_pipeline.connect.spool import Spool
@@ -212,6 +213,8 @@ def create_app(
             return RedirectResponse(await calling_mx(service.widget_url, link.intent()), status_code=303)
         except InvalidLink as exc:  # closed, expired, used, unknown or forged: its own plain words, no identifiers
             return _page(exc.page, status=exc.status)
+        except NotFound:  # deleted at MX; the pipeline closes the link when its next read retires the member
+            return _page(ClosedLink(ClosedWhy.RETIRED).page, status=ClosedLink.status)
         except MxError as exc:
             log.warning("could not mint a widget URL for a reconnect link: %s", exc)
             return _page("We could not reach your bank connection service. Please try again shortly.", status=502)

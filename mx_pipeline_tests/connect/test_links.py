@@ -11,7 +11,7 @@ import pytest
 
 from mx_pipeline.connect.link_store import ClosedWhy, LinkRequest
 from mx_pipeline.connect.links import ConnectIntent, Links, reconnect_url
-from mx_pipeline_tests.connect.conftest import LINK_SECRET, PUBLIC_URL, issue_link
+from mx_pipeline_tests.connect.conftest import LINK_SECRET, MX_URL, PUBLIC_URL, issue_link
 from mx_pipeline_tests.connect.test_app import WIDGET, mx_mints_widget
 from mx_pipeline_tests.mx import payloads as p
 
@@ -197,3 +197,12 @@ def test_a_reconnect_token_is_no_callback_state(http, links, spool):
     token = urlsplit(issue_link(links, p.MEMBER_GUID, **WHO)).path.rsplit("/", 1)[-1]
     response = http.get("/connect/callback", params={"state": token, "member_guid": p.MEMBER_GUID})
     assert response.status_code == 400 and spool.pending() == []
+
+
+def test_a_link_to_a_member_mx_no_longer_has_says_so_before_the_pipeline_closes_it(http, mx_api, links):
+    """Deleted at MX (the pipeline retires it at its next read): the user is told plainly, not sent to a 502."""
+    link = issue_link(links, p.MEMBER_GUID, **WHO)
+    mx_api.add("POST", f"{MX_URL}/users/{p.USER_GUID}/widget_urls", status=404, json={"error": {"message": "nope"}})
+    response = click(http, link)
+    assert response.status_code == 410 and "This bank connection no longer exists" in response.text
+    assert p.MEMBER_GUID not in response.text and "/users/" not in response.text
