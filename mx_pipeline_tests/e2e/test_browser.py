@@ -1,4 +1,5 @@
-"""End to end in a real headless Chromium: Connect in the sandbox's widget, MFA in update mode, reconnect mode.
+"""End to end in a real headless Chromium: Connect embedded in a customer's page (the relay), MFA in update mode,
+reconnect mode, and OAuth in a mobile WebView (the callback).
 
 The whole product runs here: the sandbox (MX) posts its webhooks to the connect service, the end user clicks
 through the widget pages, the connect_events sensor drains the spool, and the pipeline's runs land the member
@@ -13,12 +14,19 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import dagster as dg
 import pytest
 import requests
 import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
 
 from mx_pipeline import definitions, settings
 from mx_pipeline.connect.app import ConnectService, create_app
@@ -100,7 +108,7 @@ class Product:
     def api(self, path: str, body: dict) -> dict:
         response = requests.post(f"{self.connect_url}/v1{path}", json=body, timeout=10)
         response.raise_for_status()
-        return response.json()
+        return response.json() if response.content else {}
 
     def wait_for_spooled(self, predicate: Callable[[dict], bool], timeout: float = 20) -> None:
         """Until an event the predicate likes is in the spool (MX's webhooks arrive asynchronously)."""
@@ -215,9 +223,10 @@ def test_connect_mfa_in_update_mode_then_reconnect_mode_in_a_real_browser(produc
         shot("04-update-mode-mfa")
         page.fill("#mfa-answer", "correct")
         page.click("#submit")
-        page.wait_for_url(f"{product.connect_url}/connect/callback*", timeout=20_000)
-        assert "All done" in page.content()
-        shot("05-connected-callback")
+        # Opened on its own from a mail: no parent to post to and no redirect; MX's webhook tells us.
+        page.wait_for_selector("#connected", timeout=20_000)
+        shot("05-connected")
+        product.wait_for_spooled(lambda e: e.get("type") == "AGGREGATION" and e.get("member_guid") == member_guid)
 
         product.sensor_tick_and_runs()
         status, route, transactions = product.member_row(member_guid)
@@ -240,11 +249,162 @@ def test_connect_mfa_in_update_mode_then_reconnect_mode_in_a_real_browser(produc
         page.fill("#LOGIN", "mxuser")
         page.fill("#PASSWORD", "password")
         page.click("#submit")
-        page.wait_for_url(f"{product.connect_url}/connect/callback*", timeout=20_000)
-        shot("07-reconnected-callback")
+        page.wait_for_selector("#connected", timeout=20_000)
+        shot("07-reconnected")
         browser.close()
+    product.wait_for_spooled(lambda e: e.get("type") == "AGGREGATION" and e.get("member_guid") == member_guid)
 
     product.sensor_tick_and_runs()
     status, route, after = product.member_row(member_guid)
     assert (status, route) == ("CONNECTED", "ready")
     assert after >= transactions  # reconnecting never deletes the member's history
+
+
+# An MX customer's web page (the documented browser integration, README "Connect"): Connect in an iframe; a
+# listener that keeps only Connect's messages (data.mx, from the widget's origin) and hands memberConnected to
+# the customer's backend, which relays it to our /v1/users/{user_id}/members with its bearer token.
+HOST_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Example Bank App</title></head><body>
+<h1>Link your bank</h1>
+<script>
+  var WIDGET_URL = __WIDGET_URL__;
+  var MX_ORIGIN = new URL(WIDGET_URL).origin;
+  window.mxMessages = [];
+  window.relayed = [];
+  window.addEventListener("message", function (event) {
+    if (event.origin !== MX_ORIGIN || !event.data || !event.data.mx) { return; }
+    window.mxMessages.push(event.data);
+    if (event.data.type === "mx/connect/memberConnected") {
+      fetch("/mx/member_connected", {method: "POST", headers: {"Content-Type": "application/json"},
+                                     body: JSON.stringify({member_guid: event.data.metadata.member_guid})})
+        .then(function (response) { window.relayed.push(response.status); });
+    }
+  });
+  // Neither is Connect's: one from this page's own origin, one without data.mx.
+  window.postMessage({mx: true, type: "mx/connect/memberConnected", metadata: {member_guid: "MBR-forged"}}, "*");
+  window.postMessage({type: "mx/connect/memberConnected", metadata: {member_guid: "MBR-forged"}}, "*");
+</script>
+<iframe id="mx-connect" title="Connect your bank" width="460" height="640"></iframe>
+<script>document.getElementById("mx-connect").src = WIDGET_URL;</script>
+</body></html>"""
+
+
+def customer_app(product: Product, user_id: str) -> Starlette:
+    """The customer's web app on its own origin: the page above, and its backend's relay."""
+
+    async def connect_page(request: Request) -> Response:
+        body = {"mode": "aggregation"}
+        widget = await run_in_threadpool(product.api, f"/users/{user_id}/widget_urls", body)
+        return HTMLResponse(HOST_PAGE.replace("__WIDGET_URL__", json.dumps(widget["widget_url"])))
+
+    async def member_connected(request: Request) -> Response:
+        member_guid = (await request.json())["member_guid"]
+        await run_in_threadpool(product.api, f"/users/{user_id}/members", {"member_guid": member_guid})
+        return Response(status_code=204)
+
+    return Starlette(
+        routes=[
+            Route("/link-bank", connect_page),
+            Route("/mx/member_connected", member_connected, methods=["POST"]),
+        ]
+    )
+
+
+def test_connect_embedded_in_a_customer_page_relays_member_connected_to_the_warehouse(product):
+    sync_playwright = _browser_or_skip()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    product.api("/users", {"user_id": "embedding-user"})
+    with serving(customer_app(product, "embedding-user")) as app_url, sync_playwright() as playwright:
+        assert urlsplit(app_url).netloc != urlsplit(product.sandbox.base_url).netloc  # another origin than MX's
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        page.goto(f"{app_url}/link-bank")
+        connect = page.frame_locator("#mx-connect")
+        connect.locator("#institution-search").fill("MX")
+        connect.locator("#institution-search").press("Enter")
+        connect.locator("#institution-mxbank").click()
+        connect.locator("#LOGIN").fill("mxuser")
+        connect.locator("#PASSWORD").fill("password")
+        connect.locator("#submit").click()
+        page.wait_for_function("window.relayed.length === 1", timeout=20_000)
+        connect.locator("#done").click()
+        page.wait_for_function("window.mxMessages.some(m => m.type === 'mx/connect/connected/primaryAction')")
+        page.screenshot(path=str(ARTIFACTS / "08-embedded-connected.png"), full_page=True)
+        messages = page.evaluate("window.mxMessages")
+        assert page.evaluate("window.relayed") == [204]
+        browser.close()
+
+    # The sequence a real MX widget sends; a status update only on a change while connecting (never the initial).
+    updates = [m for m in messages if m["type"] == "mx/connect/memberStatusUpdate"]
+    assert [u["metadata"]["connection_status"] for u in updates] in ([], [6])  # 6: CONNECTED, if polled before
+    assert [m["type"].removeprefix("mx/") for m in messages if m not in updates] == [
+        "load", "connect/loaded", "connect/institutionSearch", "connect/selectedInstitution", "connect/stepChange",
+        "connect/enterCredentials", "connect/stepChange", "connect/memberConnected", "connect/stepChange",
+        "connect/connected/primaryAction",
+    ]  # fmt: skip
+    steps = [
+        (m["metadata"]["previous"], m["metadata"]["current"]) for m in messages if m["type"].endswith("stepChange")
+    ]
+    assert steps == [("search", "enterCreds"), ("enterCreds", "connecting"), ("connecting", "connected")]
+    assert messages[0]["metadata"] == {} and messages[2]["metadata"]["query"] == "MX"
+    member_guid = next(m["metadata"]["member_guid"] for m in messages if m["type"] == "mx/connect/memberConnected")
+    assert all(m["metadata"].get("member_guid") != "MBR-forged" for m in messages)
+
+    product.wait_for_spooled(lambda e: e.get("source") == "relay" and e.get("member_guid") == member_guid)
+    product.sensor_tick_and_runs()
+    assert product.member_row(member_guid)[:2] == ("CONNECTED", "ready")
+    truth = {t.guid: Decimal(str(t.amount)) for t in product.sandbox.world.transactions_of_member(member_guid)}
+    with product.warehouse.connect() as con:
+        rows = con.execute("select guid, amount from raw.mx_transactions where member_guid = ?", [member_guid])
+        assert dict(rows.fetchall()) == truth and truth
+
+
+def test_oauth_in_a_mobile_webview_ends_at_our_callback(product):
+    sync_playwright = _browser_or_skip()
+    body = {"mode": "aggregation", "is_mobile_webview": True, "ui_message_webview_url_scheme": "exampleapp"}
+    widget_url = product.api("/users/webview-user/widget_urls", body)["widget_url"]
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        webview = browser.new_page()
+        app_urls: list[str] = []  # what the app's navigation delegate intercepts
+        webview.on("request", lambda r: app_urls.append(r.url) if r.url.startswith("exampleapp://") else None)
+        # The app's navigation delegate cancels navigations to its scheme (without this, headless Chromium treats
+        # them as external-protocol launches and stops acting on clicks).
+        webview.route("exampleapp://**", lambda route: route.abort())
+
+        def intercepted(event: str) -> dict:
+            """The metadata of the WebView's navigation for ``event`` (waits for it)."""
+            prefix = f"exampleapp://connect/{event}?"
+            if not any(u.startswith(prefix) for u in app_urls):
+                webview.wait_for_event("request", lambda r: r.url.startswith(prefix), timeout=20_000)
+            url = next(u for u in app_urls if u.startswith(prefix))
+            return json.loads(parse_qs(urlsplit(url).query)["metadata"][0])
+
+        def step(selector: str, then: str) -> None:
+            """Tap a button, then let the next page try all its navigations (a person is slower than the script).
+            The tap submits the button's form: headless Chromium drops a synthetic click's submission on a page
+            whose app-scheme navigations were cancelled."""
+            webview.locator(selector).evaluate("button => button.form.requestSubmit(button)")
+            webview.wait_for_selector(then)
+            webview.wait_for_function("window.mxSandboxDelivered === true")
+
+        webview.goto(widget_url)
+        step("#institution-mxbank_oauth", then="#oauth-sign-in")
+        step("#oauth-sign-in", then="#oauth-waiting")
+        requested = intercepted("oauthRequested")
+
+        # The app opens the bank's page in the system browser; at the end of OAuth MX sends it to our callback.
+        system_browser = browser.new_page()
+        system_browser.goto(requested["url"])
+        system_browser.click("#authorize")
+        system_browser.wait_for_url(f"{product.connect_url}/connect/callback*", timeout=20_000)
+        callback = parse_qs(urlsplit(system_browser.url).query)
+        assert (callback["status"], callback["member_guid"]) == (["success"], [requested["member_guid"]])
+        assert "All done" in system_browser.content()
+
+        # (The WebView's own memberConnected navigation is pinned over HTTP in sandbox/test_widget_oauth.py:
+        # headless Chromium stops a page's own navigations once its app-scheme navigations were cancelled.)
+        browser.close()
+
+    product.sensor_tick_and_runs()
+    assert product.member_row(requested["member_guid"])[:2] == ("CONNECTED", "ready")
