@@ -32,7 +32,7 @@ def member_json(member: Member, user: User) -> dict:
         "is_being_aggregated": member.is_being_aggregated,
         "is_managed_by_user": False,
         "is_manual": False,
-        "is_oauth": False,
+        "is_oauth": institution.supports_oauth,
         "metadata": member.metadata,
         "most_recent_job_detail_code": None,
         "most_recent_job_detail_text": None,

@@ -30,7 +30,8 @@ def test_in_a_browser_the_bank_s_approval_redirects_nowhere_and_connect_posts_me
     browser = Browser(url, Referer="https://app.example/")
     requested = requested_sign_in(browser)
     assert 'id="oauth-waiting"' in browser.page.text
-    assert mx.member(user, requested["member_guid"])["connection_status"] == "PENDING"
+    member = mx.member(user, requested["member_guid"])
+    assert (member["connection_status"], member["is_oauth"]) == ("PENDING", True)
 
     bank = requests.get(requested["url"])
     assert 'id="authorize"' in bank.text
