@@ -26,11 +26,12 @@ from urllib.parse import urlencode
 
 from anyio import CapacityLimiter, to_thread
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from mx_pipeline.connect.bodies import BodyTooLarge, read_capped
+from mx_pipeline.connect.bodies import BodyTooLarge, CapRequestHead, read_capped
 from mx_pipeline.connect.link_store import ClosedLink, ClosedWhy
 from mx_pipeline.connect.links import ConnectIntent, InvalidLink, Links
 from mx_pipeline.connect.redirects import UnsafeRedirect, check_return_to, check_webview_scheme
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 WIDGET_URL_LIFETIME_SECONDS = 600  # MX: "expires after ten minutes or upon first use"
 MX_THREADS = 16  # MX calls at once; more wait their turn without holding a thread
 MAX_API_BODY_BYTES = 16 * 1024  # a /v1 body is a few short fields
+MAX_REQUEST_HEAD_BYTES = 16 * 1024  # request line and headers: a link, a callback state, a bearer token
 
 
 class BadInput(Exception):
@@ -253,7 +255,8 @@ def create_app(
             Route("/reconnect/{token}", reconnect),
             Route("/connect/callback", callback),
             Route("/webhooks/mx", webhooks.receive, methods=["POST"]),
-        ]
+        ],
+        middleware=[Middleware(CapRequestHead, max_bytes=MAX_REQUEST_HEAD_BYTES)],
     )
 
 

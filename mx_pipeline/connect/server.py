@@ -6,7 +6,7 @@ import uvicorn
 
 from mx_pipeline import settings
 from mx_pipeline.connect.access_log import logging_config
-from mx_pipeline.connect.app import ConnectService, create_app
+from mx_pipeline.connect.app import MAX_REQUEST_HEAD_BYTES, ConnectService, create_app
 from mx_pipeline.connect.links import Links
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.connect.webhooks import WebhookReceiver
@@ -31,7 +31,14 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     problem = connect.exposure_problem()
     if problem:
         raise ExposedWithoutToken(problem)
-    uvicorn.run(build_app(connect=connect), host=connect.host, port=connect.port, log_config=logging_config())
+    uvicorn.run(
+        build_app(connect=connect),
+        host=connect.host,
+        port=connect.port,
+        log_config=logging_config(),
+        http="h11",  # not httptools, which buffers a request line and headers of any size; h11 refuses a huge one
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+    )
 
 
 class ExposedWithoutToken(SystemExit):

@@ -1,5 +1,6 @@
 """The connect service is exposed to the internet: what anyone who reaches it can and cannot do."""
 
+import contextlib
 import json
 import logging
 import os
@@ -7,6 +8,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ import requests
 from starlette.testclient import TestClient
 
 from mx_pipeline import settings
-from mx_pipeline.connect.app import MAX_API_BODY_BYTES, create_app
+from mx_pipeline.connect.app import MAX_API_BODY_BYTES, MAX_REQUEST_HEAD_BYTES, create_app
 from mx_pipeline.connect.links import ConnectIntent
 from mx_pipeline.connect.redirects import UnsafeRedirect, check_return_to
 from mx_pipeline.connect.spool import Spool
@@ -113,6 +115,44 @@ def test_an_oversized_body_without_a_declared_length_is_413_too(http, mx_api):
     chunks = (b"x" * 4096 for _ in range(MAX_API_BODY_BYTES // 4096 + 2))  # streamed: no Content-Length
     response = http.post("/v1/users", content=chunks, headers={"Content-Type": "application/json"})
     assert response.status_code == 413 and len(mx_api.calls) == 0
+
+
+OVERSIZED_HEADS = [
+    ("/healthz", {"Idempotency-Key": "k" * MAX_REQUEST_HEAD_BYTES}),
+    ("/reconnect/" + "t" * MAX_REQUEST_HEAD_BYTES, {}),
+    ("/connect/callback?state=" + "s" * MAX_REQUEST_HEAD_BYTES, {}),
+]
+
+
+@pytest.mark.parametrize(("path", "headers"), OVERSIZED_HEADS, ids=["header", "path", "query-string"])
+def test_a_request_head_over_the_cap_is_431_before_any_route_runs(http, mx_api, spool, path, headers):
+    response = http.get(path, headers=headers)
+    assert response.status_code == 431 and str(MAX_REQUEST_HEAD_BYTES) in response.text
+    assert len(mx_api.calls) == 0 and spool.pending() == []
+
+
+def test_a_relay_under_the_head_cap_still_works(http, mx_api, spool):
+    mx_knows_user(mx_api)
+    mx_knows_member(mx_api)
+    key = "k" * (MAX_REQUEST_HEAD_BYTES // 2)
+    response = http.post(
+        "/v1/users/end-user-1/members", json={"member_guid": p.MEMBER_GUID}, headers={"Idempotency-Key": key}
+    )
+    assert response.status_code == 204
+
+
+def test_the_real_server_never_buffers_a_huge_request_head(tmp_path):
+    """The HTTP server reads the head before any route (or our cap) sees it: it refuses a huge one itself, so the
+    answer comes from the server (or the connection is cut), never from the app after buffering megabytes."""
+    with running_serve(tmp_path) as base:
+        try:
+            huge = {"X-Padding": "p" * 4 * 1024 * 1024}
+            answer = requests.get(f"{base}/healthz", headers=huge, timeout=60)
+            refused_by = "server" if answer.text == "Invalid HTTP request received." else f"app: {answer.status_code}"
+        except requests.ConnectionError:  # cut off while still sending
+            refused_by = "server"
+        assert refused_by == "server"
+        assert requests.get(f"{base}/healthz", timeout=30).ok
 
 
 # 4. Safe redirects
@@ -285,6 +325,20 @@ def test_no_credential_reaches_the_services_log_after_links_callbacks_and_api_ca
     assert '"GET /reconnect/<token> HTTP/1.1"' in log_text and '"GET /connect/callback HTTP/1.1"' in log_text
     for secret in (link_token, state, api_token):
         assert secret not in log_text
+
+
+@contextlib.contextmanager
+def running_serve(tmp_path, **env) -> Iterator[str]:
+    """``mx-pipeline serve`` on a free loopback port (no token: development), its base URL until the block ends."""
+    port = _free_port()
+    command, environment = serve_command(tmp_path, MX_PIPELINE_CONNECT_PORT=str(port), **env)
+    service = subprocess.Popen(command, env=environment, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_listening(f"http://127.0.0.1:{port}/healthz")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        service.terminate()
+        service.wait(timeout=60)
 
 
 def wait_until_listening(url: str) -> None:
