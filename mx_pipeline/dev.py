@@ -54,7 +54,7 @@ def _install_instance_config(home: Path) -> None:
     already has is kept (it may be edited on purpose), but one that differs is pointed out."""
     target = home / "dagster.yaml"
     if not target.exists():
-        shutil.copy(INSTANCE_CONFIG, target)
+        shutil.copyfile(INSTANCE_CONFIG, target)  # not copy(): the checked-in file's 0644 would come along
     elif target.resolve() != INSTANCE_CONFIG and target.read_text() != INSTANCE_CONFIG.read_text():
         print(
             f"note: {target} differs from {INSTANCE_CONFIG}; without its run_monitoring, run_launcher and"

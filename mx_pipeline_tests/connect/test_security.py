@@ -15,7 +15,7 @@ import pytest
 import requests
 from starlette.testclient import TestClient
 
-from mx_pipeline import settings
+from mx_pipeline import dev, settings
 from mx_pipeline.connect.app import MAX_API_BODY_BYTES, MAX_REQUEST_HEAD_BYTES, create_app
 from mx_pipeline.connect.links import ConnectIntent
 from mx_pipeline.connect.redirects import UnsafeRedirect, check_return_to
@@ -285,6 +285,15 @@ def test_everything_a_process_writes_under_the_data_directory_is_its_owners_alon
     everything = [data, *data.rglob("*")]
     assert len(everything) > 8
     assert {str(p.relative_to(tmp_path)): oct(mode_of(p)) for p in everything if mode_of(p) & 0o077} == {}
+
+
+def test_make_dev_installs_the_dagster_instance_config_private_too(tmp_path, restored_umask):
+    os.umask(0o022)
+    settings.keep_files_private()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    dev._install_instance_config(home)
+    assert oct(mode_of(home / "dagster.yaml")) == oct(0o600)
 
 
 # The real process: refusing to start, and what its log keeps
