@@ -184,16 +184,14 @@ def create_app(
 
     async def widget_urls(request: Request) -> Response:
         body = await _json_object(request)
-        mode = body.get("mode", ConnectMode.AGGREGATION.value)
-        if mode not in {m.value for m in ConnectMode}:
-            raise BadInput(f"mode must be one of {[m.value for m in ConnectMode]}")
+        mode = _mode(body)
         return_to = body.get("client_redirect_url")
         scheme = body.get("ui_message_webview_url_scheme")
         url = await calling_mx(
             service.widget_url_for_user,
             request.path_params["user_id"],
             mode,
-            member_guid=body.get("member_guid"),
+            member_guid=_optional_str(body, "member_guid"),
             return_to=None if return_to is None else check_return_to(return_to, redirect_origins),
             is_mobile_webview=bool(body.get("is_mobile_webview")),
             scheme=None if scheme is None else check_webview_scheme(scheme),
@@ -203,7 +201,7 @@ def create_app(
     async def relay_member(request: Request) -> Response:
         body = await _json_object(request)
         member_guid = _required_str(body, "member_guid")
-        mode = body.get("mode", ConnectMode.AGGREGATION.value)
+        mode = _mode(body)
         # Each relay is a new return from Connect, unless the backend retries its POST under one Idempotency-Key.
         occasion = request.headers.get("Idempotency-Key") or f"received:{time.time_ns()}"
         await calling_mx(service.relay_member, request.path_params["user_id"], mode, member_guid, occasion)
@@ -290,6 +288,21 @@ def _required_str(body: dict, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise BadInput(f"{name} is required (a non-empty string)")
     return value
+
+
+def _optional_str(body: dict, name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise BadInput(f"{name}, when given, must be a non-empty string")
+    return value
+
+
+def _mode(body: dict) -> str:
+    """The Connect mode asked for (aggregation when absent): one of ours, else :class:`BadInput`."""
+    mode, modes = body.get("mode", ConnectMode.AGGREGATION.value), [m.value for m in ConnectMode]
+    if mode not in modes:  # a list, not a set: a JSON object or array is a bad mode, not a TypeError
+        raise BadInput(f"mode must be one of {modes}")
+    return mode
 
 
 def _page(message: str, status: int = 200) -> HTMLResponse:

@@ -88,6 +88,8 @@ def test_mobile_webview_options_reach_mx(http, mx_api):
     [
         ({"mode": "update"}, "needs the member_guid"),
         ({"mode": "verification"}, "mode must be one of"),
+        ({"mode": {"mode": "update"}}, "mode must be one of"),
+        ({"mode": ["update"]}, "mode must be one of"),
     ],
 )
 def test_bad_widget_requests_get_400_with_the_reason(http, mx_api, body, reason):
@@ -200,3 +202,20 @@ def test_mx_being_down_is_a_502_not_a_crash(http, mx_api):
     mx_api.add("GET", f"{MX_URL}/users", status=503, json={"error": {"message": "maintenance"}})
     response = http.post("/v1/users", json={"user_id": "u"})
     assert response.status_code == 502 and "try again" in response.json()["error"]
+
+
+@pytest.mark.parametrize("mode", ["verification", {"mode": "reconnect"}, 7])
+def test_a_relay_with_a_mode_we_do_not_have_gets_400_and_records_nothing(http, mx_api, spool, mode):
+    mx_knows_user(mx_api)
+    mx_knows_member(mx_api, "MBR-5")
+    response = http.post("/v1/users/end-user-1/members", json={"member_guid": "MBR-5", "mode": mode})
+    assert response.status_code == 400 and "mode must be one of" in response.json()["error"]
+    assert spooled(spool, "connect_callback") == [] and len(mx_api.calls) == 0
+
+
+@pytest.mark.parametrize("member_guid", [5, ["MBR-5"], {"guid": "MBR-5"}, ""])
+def test_a_widget_request_with_a_member_guid_that_is_not_text_gets_400(http, mx_api, member_guid):
+    mx_knows_user(mx_api)
+    response = http.post("/v1/users/end-user-1/widget_urls", json={"mode": "update", "member_guid": member_guid})
+    assert response.status_code == 400 and "member_guid" in response.json()["error"]
+    assert len(mx_api.calls) == 0
