@@ -111,6 +111,20 @@ def test_a_link_is_refused_once_its_member_is_healthy_again(pipeline):
     assert gate_meta["reconnect_links_closed"].value == 1
 
 
+def test_a_link_is_refused_once_its_member_is_retired(pipeline):
+    """The member is deleted at MX while its user has the link: the run that retires it closes the link."""
+    pipeline.materialize()
+    member = pipeline.member_of["user-denied"]
+    [(link_id,)] = pipeline.query("select link_id from ops.reconnect_notifications where member_guid = ?", member)
+    token = links_of(pipeline).signer.token("reconnect", link_id)
+    user_guid, _ = pipeline.member("user-denied")
+    pipeline.client.delete_member(user_guid, member)
+    pipeline.materialize()
+    assert pipeline.query("select removed_at is not null from raw.mx_members where guid = ?", member) == [(True,)]
+    with pytest.raises(ClosedLink, match="no longer exists"):
+        links_of(pipeline).open_reconnect(token)
+
+
 # --- the connect service opens our links: same link secret, same link store ------------------------------------
 
 
