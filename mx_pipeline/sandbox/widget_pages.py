@@ -77,12 +77,7 @@ def credentials_body(action: str, institution: Institution, error: str | None, b
         f'name="{name}" id="{name}" autocomplete="off">'
         for name, label, kind, _ in CREDENTIAL_FIELDS
     )
-    back = (
-        f'<form method="post" action="{escape(back_action)}"><button type="submit" id="back">Back to search</button>'
-        "</form>"
-        if back_action
-        else ""
-    )
+    back = _back_to_search(back_action)
     return (
         f"<p>Enter your {escape(institution.name)} credentials.</p>{error_html}"
         f'<form method="post" action="{escape(action)}">{inputs}'
@@ -161,12 +156,7 @@ def oauth_waiting_body(institution: Institution, oauth_url: str) -> str:
 
 
 def oauth_error_body(institution: Institution, retry_action: str, back_action: str | None) -> str:
-    back = (
-        f'<form method="post" action="{escape(back_action)}"><button type="submit" id="back">Back to search</button>'
-        "</form>"
-        if back_action
-        else ""
-    )
+    back = _back_to_search(back_action)
     return (
         f'<p class="error" id="error">{escape(institution.name)} did not give permission.</p>'
         f'<form method="post" action="{escape(retry_action)}"><button type="submit" id="retry">Try again</button>'
@@ -183,3 +173,11 @@ def bank_authorization_page(institution: Institution, action: str) -> str:
         '<button type="submit" name="decision" value="deny" id="deny">Deny</button></form>'
     )
     return page(f"{institution.name}: authorize MX", body)
+
+
+def _back_to_search(back_action: str | None) -> str:
+    """The "Back to search" button, or nothing when the session may not go back (``disable_institution_search``)."""
+    if not back_action:
+        return ""
+    button = '<button type="submit" id="back">Back to search</button>'
+    return f'<form method="post" action="{escape(back_action)}">{button}</form>'
