@@ -8,6 +8,7 @@ from mx_pipeline import settings
 
 settings.keep_files_private()  # the code server and every run worker load this module first
 
+
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.load_from_defs_folder(path_within_project=Path(__file__).parent / "defs")
