@@ -43,6 +43,7 @@ from mx_pipeline.mx import MxClient, MxError, NotFound
 log = logging.getLogger(__name__)
 WIDGET_URL_LIFETIME_SECONDS = 600  # MX: "expires after ten minutes or upon first use"
 MX_THREADS = 16  # MX calls at once; more wait their turn without holding a thread
+CONTINUE_PAGE = "Your bank connection needs your attention. Continue to sign in to your bank securely with MX."
 MAX_API_BODY_BYTES = 16 * 1024  # a /v1 body is a few short fields
 MAX_REQUEST_HEAD_BYTES = 16 * 1024  # request line and headers: a link, a callback state, a bearer token
 
@@ -208,9 +209,18 @@ def create_app(
         return Response(status_code=204)
 
     async def reconnect(request: Request) -> Response:
+        """GET says whether the link works and offers a button; only its POST opens the link and mints a widget URL.
+
+        Mail scanners and link previews GET (and HEAD) every link in a message before the user sees it: were the
+        GET to open it, the user's own click would find it used.
+        """
+        token = request.path_params["token"]
+        pressed = request.method == "POST"
         try:
-            link = await to_thread.run_sync(service.links.open_reconnect, request.path_params["token"])
-            return RedirectResponse(await calling_mx(service.widget_url, link.intent()), status_code=303)
+            link = await to_thread.run_sync(partial(service.links.open_reconnect, token, only_check=not pressed))
+            if not pressed:
+                return _page(CONTINUE_PAGE, button="Continue to your bank")
+            return _private(RedirectResponse(await calling_mx(service.widget_url, link.intent()), status_code=303))
         except InvalidLink as exc:  # closed, expired, used, unknown or forged: its own plain words, no identifiers
             return _page(exc.page, status=exc.status)
         except NotFound:  # deleted at MX; the pipeline closes the link when its next read retires the member
@@ -250,7 +260,7 @@ def create_app(
             Route("/v1/users", api(register_user), methods=["POST"]),
             Route("/v1/users/{user_id}/widget_urls", api(widget_urls), methods=["POST"]),
             Route("/v1/users/{user_id}/members", api(relay_member), methods=["POST"]),
-            Route("/reconnect/{token}", reconnect),
+            Route("/reconnect/{token}", reconnect, methods=["GET", "POST"]),
             Route("/connect/callback", callback),
             Route("/webhooks/mx", webhooks.receive, methods=["POST"]),
         ],
@@ -305,6 +315,15 @@ def _mode(body: dict) -> str:
     return mode
 
 
-def _page(message: str, status: int = 200) -> HTMLResponse:
-    html = f"<!doctype html><title>Bank connection</title><main><p>{escape(message)}</p></main>"
-    return HTMLResponse(html, status_code=status)
+def _page(message: str, status: int = 200, *, button: str | None = None) -> HTMLResponse:
+    """A plain page; ``button`` posts back to the same URL (the only way a reconnect link is opened)."""
+    form = f'<form method="post"><button type="submit" id="continue">{escape(button)}</button></form>' if button else ""
+    html = f"<!doctype html><title>Bank connection</title><main><p>{escape(message)}</p>{form}</main>"
+    return _private(HTMLResponse(html, status_code=status))
+
+
+def _private(response: Response) -> Response:
+    """Our pages' URLs may hold a link token: never cached, never sent on as a Referer."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response

@@ -6,7 +6,8 @@ so nothing readable travels in a URL or lands in the warehouse (``ops.reconnect_
 The policy a reconnect link follows:
 - It is bound to its notification episode (member guid + episode number). Once the pipeline closes that
   episode (the member is healthy again, its connection ended at MX, or it was retired), the link is refused.
-- Unopened, it lives 7 days from when its notification went out: end users open mail late.
+- Unopened, it lives 7 days from when its notification went out: end users open mail late. Only the POST of
+  the link page's button opens it; a GET (mail scanners and link previews make them unasked) only checks.
 - Once opened, it opens again only within 30 minutes (the same person finishing: MX's widget URL dies after
   10 minutes or at first use, so a reload needs a fresh one); after that it is refused as used.
 A callback state lives an hour (a Connect session is long over by then); a reload of the same callback is the
@@ -238,8 +239,12 @@ class LinkStore:
             )
             return con.total_changes - before
 
-    def open(self, link_id: str) -> ReconnectLink:
-        """The link, opened now; refused (an :class:`InvalidLink`) when closed, expired, used or unknown."""
+    def open(self, link_id: str, *, only_check: bool = False) -> ReconnectLink:
+        """The link, opened now; refused (an :class:`InvalidLink`) when closed, expired, used or unknown.
+
+        ``only_check``: the same verdict without opening it (no window starts): what a GET, which mail scanners
+        and link previews make unasked, may do.
+        """
         now = self._clock()
         with self._transaction() as con:
             row = con.execute(
@@ -255,7 +260,8 @@ class LinkStore:
             if first_opened_at is None:
                 if now >= _time(expires_at):
                     raise ExpiredLink()
-                con.execute("update links set first_opened_at = ? where link_id = ?", [_text(now), link_id])
+                if not only_check:
+                    con.execute("update links set first_opened_at = ? where link_id = ?", [_text(now), link_id])
             elif now >= _time(first_opened_at) + LINK_REOPEN_WINDOW:
                 raise UsedLink()
             return ReconnectLink(link_id, *fields)

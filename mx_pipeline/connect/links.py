@@ -100,9 +100,10 @@ class Links:
         """Which secret and which store these links use (no secret, no path): /healthz shows it."""
         return {"link_key_id": self.signer.key_id, "link_store_id": self.store.store_id}
 
-    def open_reconnect(self, token: str) -> ReconnectLink:
-        """The link ``token`` names, opened now, or an :class:`InvalidLink` saying why not."""
-        return self._mismatch_said(lambda: self.store.open(self.signer.read(RECONNECT, token)))
+    def open_reconnect(self, token: str, *, only_check: bool = False) -> ReconnectLink:
+        """The link ``token`` names, opened now (or, ``only_check``, whether it would open), or an
+        :class:`InvalidLink` saying why not."""
+        return self._mismatch_said(lambda: self.store.open(self.signer.read(RECONNECT, token), only_check=only_check))
 
     def callback_state(self, intent: ConnectIntent) -> str:
         """The ``state`` for one Connect session of ``intent``."""

@@ -108,7 +108,7 @@ def test_a_reconnect_link_mints_a_fresh_widget_url_at_click_time(http, mx_api, l
     assert link.startswith(f"{PUBLIC_URL}/reconnect/")
     assert not [c for c in mx_api.calls]  # nothing minted until the click
     mx_mints_widget(mx_api)
-    response = http.get(urlsplit(link).path)
+    response = http.post(urlsplit(link).path)  # the user presses Continue on the link's page
     assert response.status_code == 303 and response.headers["location"] == WIDGET
     assert widget_request_sent(mx_api)["update_credentials"] is True
 

@@ -31,7 +31,8 @@ def links(tmp_path, clock):
 
 
 def click(http, link: str):
-    return http.get(urlsplit(link).path)
+    """The user opens the link and presses Continue (only the press opens it)."""
+    return http.post(urlsplit(link).path)
 
 
 def minted(mx_api) -> int:
@@ -206,3 +207,31 @@ def test_a_link_to_a_member_mx_no_longer_has_says_so_before_the_pipeline_closes_
     response = click(http, link)
     assert response.status_code == 410 and "This bank connection no longer exists" in response.text
     assert p.MEMBER_GUID not in response.text and "/users/" not in response.text
+
+
+def test_fetching_a_link_as_mail_scanners_and_previews_do_neither_opens_it_nor_calls_mx(http, mx_api, links, clock):
+    link = issue_link(links, p.MEMBER_GUID, **WHO)
+    path = urlsplit(link).path
+    for _ in range(3):
+        page = http.get(path)
+        assert page.status_code == 200 and 'id="continue"' in page.text and 'method="post"' in page.text
+        assert http.head(path).status_code == 200
+    assert minted(mx_api) == 0
+    clock[0] = START + dt.timedelta(days=6)  # the user reads the mail days later: still unopened
+    mx_mints_widget(mx_api)
+    assert click(http, link).headers["location"] == WIDGET
+
+
+def test_fetching_a_link_that_no_longer_works_says_so_at_once(http, links):
+    link = issue_link(links, p.MEMBER_GUID, **WHO)
+    links.store.close({(p.MEMBER_GUID, 1): ClosedWhy.RECOVERED})
+    page = http.get(urlsplit(link).path)
+    assert page.status_code == 410 and 'id="continue"' not in page.text
+
+
+def test_a_link_page_is_never_cached_nor_sent_on_as_a_referer(http, mx_api, links):
+    link = issue_link(links, p.MEMBER_GUID, **WHO)
+    mx_mints_widget(mx_api)
+    for response in (http.get(urlsplit(link).path), click(http, link)):
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Referrer-Policy"] == "no-referrer"

@@ -218,6 +218,7 @@ def test_connect_mfa_in_update_mode_then_reconnect_mode_in_a_real_browser(produc
         # 2. The notification's link opens Connect on that member, straight at the question: no credentials.
         page = browser.new_page()
         page.goto(link)
+        page.click("#continue")  # the link's page: only the press opens it
         page.wait_for_selector("#mfa-answer")
         assert page.locator("#PASSWORD").count() == 0
         shot("04-update-mode-mfa")
@@ -244,6 +245,7 @@ def test_connect_mfa_in_update_mode_then_reconnect_mode_in_a_real_browser(produc
         mode, link = product.notification_link(member_guid, 2)
         assert mode == "reconnect"
         page.goto(link)
+        page.click("#continue")  # the link's page: only the press opens it
         page.wait_for_selector("#PASSWORD")
         shot("06-reconnect-mode-credentials")
         page.fill("#LOGIN", "mxuser")
