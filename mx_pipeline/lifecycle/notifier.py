@@ -168,13 +168,18 @@ class HttpNotifier:
         problem, body = "", notification.as_json(self._link_url(notification.link_id))
         for attempt in range(1, self.attempts + 1):
             try:
-                response = self._session.post(self.url, json=body, headers=headers, timeout=self.timeout)
+                # Never followed: a redirect would carry the user's reconnect URL (a credential) wherever it points.
+                response = self._session.post(
+                    self.url, json=body, headers=headers, timeout=self.timeout, allow_redirects=False
+                )
             except requests.RequestException as exc:
                 problem = type(exc).__name__
             else:
                 if 200 <= response.status_code < 300:
                     return NotificationState.DELIVERED
                 problem = f"HTTP {response.status_code}"
+                if response.is_redirect:
+                    problem += " (redirects are not followed: set MX_PIPELINE_NOTIFY_URL to the final address)"
                 if response.status_code < 500 and response.status_code != 429:
                     break  # the backend refused this notification; repeating it cannot help
             if attempt < self.attempts:

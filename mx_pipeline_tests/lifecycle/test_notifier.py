@@ -134,3 +134,12 @@ def test_the_longest_single_delivery_is_known_so_a_lease_can_outlive_it():
         == 40 + 0.5 + 1 + 2
     )
     assert LogNotifier().longest_delivery_seconds == 0
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirecting_backend_is_not_followed_with_the_users_link(backend, status):
+    """A redirect would carry the reconnect URL (a credential) to wherever it points."""
+    backend.add("POST", BACKEND, status=status, headers={"Location": "https://elsewhere.example/collect"})
+    with pytest.raises(DeliveryFailed, match=f"HTTP {status}.*MX_PIPELINE_NOTIFY_URL"):
+        HttpNotifier(BACKEND, link_url=LINK_URL, sleep=lambda s: None).deliver(notification())
+    assert [c.request.url for c in backend.calls] == [BACKEND]
