@@ -11,7 +11,6 @@ the events it delivers (widget_messages), and ``client_redirect_url`` is used on
 """
 
 from datetime import timedelta
-from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -196,13 +195,8 @@ def _new_member_options(session: ConnectSession) -> dict:
     }
 
 
-async def _form(request: Request) -> dict[str, str]:
-    # Plain HTML forms post application/x-www-form-urlencoded; parsing it here avoids python-multipart.
-    return dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
-
-
 async def choose_institution(request: Request) -> Response:
-    form = await _form(request)
+    form = await widget_pages.submitted_form(request)
     world = _world(request)
     with world.lock:
         session = _session(world, request)
@@ -224,7 +218,7 @@ async def choose_institution(request: Request) -> Response:
 
 async def submit_credentials(request: Request) -> Response:
     """Create the member (or replace the current member's credentials), which starts its aggregation."""
-    form = await _form(request)
+    form = await widget_pages.submitted_form(request)
     world = _world(request)
     with world.lock:
         session = _session(world, request)
@@ -270,7 +264,7 @@ async def request_oauth(request: Request) -> Response:
 
 
 async def submit_mfa(request: Request) -> Response:
-    form = await _form(request)
+    form = await widget_pages.submitted_form(request)
     world = _world(request)
     with world.lock:
         session = _session(world, request)

@@ -9,7 +9,7 @@ and ``member_guid`` appended; with ``BROWSER`` it redirects nowhere: Connect, po
 posts ``mx/connect/memberConnected``.
 """
 
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -67,7 +67,7 @@ async def show_authorization(request: Request) -> Response:
 
 async def decide(request: Request) -> Response:
     """The user allows (the member starts aggregating) or denies; then MX ends the flow per the referral source."""
-    form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+    form = await widget_pages.submitted_form(request)
     approved = form.get("decision") == "approve"
     world: World = request.app.state.runtime.world
     with world.lock:

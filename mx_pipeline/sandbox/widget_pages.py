@@ -6,6 +6,9 @@ delivers (widget_messages.delivery): its events, the origin they are posted to, 
 
 import json
 from html import escape
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
 
 from mx_pipeline.sandbox.institutions import CREDENTIAL_FIELDS, Institution
 from mx_pipeline.sandbox.records import Challenge
@@ -181,3 +184,8 @@ def _back_to_search(back_action: str | None) -> str:
         return ""
     button = '<button type="submit" id="back">Back to search</button>'
     return f'<form method="post" action="{escape(back_action)}">{button}</form>'
+
+
+async def submitted_form(request: Request) -> dict[str, str]:
+    """The fields a page's form posted (application/x-www-form-urlencoded; parsed here, no python-multipart)."""
+    return dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
