@@ -5,7 +5,8 @@ Product backend API (bearer token ``MX_PIPELINE_API_TOKEN`` when set):
     POST /v1/users/{user_id}/widget_urls             {"mode", "member_guid", "client_redirect_url", ...}
     POST /v1/users/{user_id}/members                 {"member_guid"}: relay of Connect's memberConnected
 End users (opaque signed links, no other credentials; what a link may open: connect/link_store.py):
-    GET  /reconnect/{token}                          mints a fresh widget URL now and redirects to it
+    GET  /reconnect/{token}                          says whether the link works, with a Continue button
+    POST /reconnect/{token}                          the button: opens the link, mints a widget URL, redirects
     GET  /connect/callback?state=&member_guid=       Connect's redirect back: records the member
 MX:
     POST /webhooks/mx                                HTTP Basic; spooled before a prompt 204

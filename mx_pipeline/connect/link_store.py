@@ -188,7 +188,8 @@ class LinkStore:
         Asked again (a pending notification refreshed), an episode keeps its link; an unopened one takes the mode
         the member's latest read asks for.
         """
-        now, issued = _text(self._clock()), {}
+        clock, issued = self._clock(), {}
+        now, expires = _text(clock), _text(clock + LINK_UNOPENED_LIFETIME)
         with self._transaction() as con:
             for r in requests:
                 found = con.execute(
@@ -203,7 +204,6 @@ class LinkStore:
                     issued[(r.member_guid, r.episode)] = found[0]
                     continue
                 link_id = secrets.token_urlsafe(16)
-                expires = _text(self._clock() + LINK_UNOPENED_LIFETIME)
                 con.execute(
                     "insert into links (link_id, member_guid, episode, user_id, user_guid, connect_mode, issued_at,"
                     " expires_at) values (?, ?, ?, ?, ?, ?, ?, ?)",
