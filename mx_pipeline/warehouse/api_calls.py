@@ -22,6 +22,7 @@ class ApiCallLog:
     def __init__(self, run_id: str | None) -> None:
         self.run_id = run_id
         self.total = 0
+        self.rate_limited = 0  # answered 429: MX (or its sandbox) asked us to slow down
         self._pending: list[ApiCall] = []
         self._lock = threading.Lock()
 
@@ -29,6 +30,7 @@ class ApiCallLog:
         with self._lock:
             self._pending.append(call)
             self.total += 1
+            self.rate_limited += call.status == 429
 
     @property
     def pending(self) -> int:

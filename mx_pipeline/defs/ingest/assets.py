@@ -179,6 +179,7 @@ def mx_members(
         api_log,
         load.counts,
         load.quarantined,
+        read_failures=len(failed),
         users_read=len(user_guids),
         users_failed=dg.MetadataValue.json(_reasons(context, failed)),
         members_retired=dg.MetadataValue.json(retired),
@@ -229,6 +230,7 @@ def member_status(
         api_log,
         load.counts,
         load.quarantined,
+        read_failures=len(failed),
         members_failed=dg.MetadataValue.json(_reasons(context, failed)),
         status_changes=changes,
         members_by_status=dg.MetadataValue.json(by_status),
@@ -278,6 +280,7 @@ def mx_accounts(
         api_log,
         load.counts,
         load.quarantined,
+        read_failures=len(failed),
         members_read=len(fetchable),
         members_failed=dg.MetadataValue.json(_reasons(context, failed)),
         members_not_fetched=dg.MetadataValue.json({m.guid: m.reason for m in not_fetched}),
@@ -334,6 +337,7 @@ def mx_transactions(
         api_log,
         counts,
         sum(r.quarantined for r in results),
+        read_failures=len(failed),
         listed=sum(r.listed for r in results),
         vanished_marked_removed=sum(r.removed for r in results),
         members_synced=sum(not r.error for r in results),
@@ -357,11 +361,21 @@ def _reasons(context: dg.AssetExecutionContext, failed: dict[str, str] | dict[st
 
 
 def _result(
-    wh: Warehouse, spec: TableSpec, api_log: ApiCallLog, counts: UpsertCounts, quarantined: int, **extra
+    wh: Warehouse,
+    spec: TableSpec,
+    api_log: ApiCallLog,
+    counts: UpsertCounts,
+    quarantined: int,
+    read_failures: int = 0,
+    **extra,
 ) -> dg.MaterializeResult:
+    """The step's metadata; the plain numbers (README: "Plotted metadata") are what Dagster plots per run."""
     with wh.connect() as con:
         api_log.flush(con)
         (rows,) = con.execute(f"select count(*) from {spec.name}").fetchone()
+        (quarantined_total,) = con.execute(
+            "select count(*) from ops.quarantine where table_name = ?", [spec.name]
+        ).fetchone()
         preview = con.execute(f"select * exclude (payload) from {spec.name} order by fetched_at desc limit 5").df()
     return dg.MaterializeResult(
         metadata={
@@ -370,7 +384,10 @@ def _result(
             "updated": counts.updated,
             "unchanged": counts.unchanged,
             "quarantined": quarantined,
+            "quarantined_total": int(quarantined_total),
+            "read_failures": read_failures,
             "api_calls": api_log.total,
+            "api_429s": api_log.rate_limited,
             "preview": dg.MetadataValue.md(_markdown(preview)),
             **extra,
         }

@@ -111,6 +111,8 @@ def status_gate(
         metadata={
             "dagster/row_count": sum(by_route.values()),
             "members_by_route": dg.MetadataValue.json(by_route),
+            # One plain number per route, 0 too, so each route's plot has a point every run.
+            **{f"route/{route.value}": len(result.routed.get(route, ())) for route in Route},
             "episodes_changed": len(result.episodes),
             "notifications_decided": created,
             "reconnect_links_closed": links_closed,
@@ -185,6 +187,7 @@ def reconnect_notifications(
             "failed": dg.MetadataValue.json(failed),
             "left_for_next_run": dg.MetadataValue.json(batch.left + unsent),
             "outbox_by_state": dg.MetadataValue.json(by_state),
+            **{f"outbox/{state.value}": by_state.get(state.value, 0) for state in NotificationState},  # plotted
         },
     )
 

@@ -39,6 +39,23 @@ product_inputs = [
     for table, text in PRODUCT_INPUTS.items()
 ]
 
+# Numbers Dagster plots per build of a model (README: "Plotted metadata"): one row, one number per column.
+GAUGES = {
+    "marts.member_health": """
+        select count(*) filter (where is_stale and retired_at is null) as stale_members,
+               count(*) filter (where last_sync_outcome = 'failed') as failed_syncs,
+               count(*) filter (where notification_state = 'dead') as dead_notifications
+        from marts.member_health
+    """,
+}
+
+
+def _gauges(con, model: str) -> dict[str, int]:
+    if model not in GAUGES:
+        return {}
+    cursor = con.execute(GAUGES[model])
+    return {column[0]: int(n) for column, n in zip(cursor.description, cursor.fetchone(), strict=True)}
+
 
 def analytics_path(wh: Warehouse) -> Path:
     """Where analysts read the marts: ``analytics.duckdb`` beside the warehouse file."""
@@ -99,6 +116,7 @@ def sql_models(
                     "seconds": round(result.seconds, 3),
                     "mode": result.mode,
                     "reference_changed": result.reference_changed,
+                    **_gauges(con, model.name),
                 },
             )
         if built_marts:

@@ -69,6 +69,7 @@ def refresh_attempts(
             "attempts": len(attempts),
             "outcomes": dg.MetadataValue.json(outcomes),
             "api_calls": api_log.total,
+            "api_429s": api_log.rate_limited,
             "trigger": config.trigger,
         }
     )
