@@ -1,33 +1,28 @@
 """``mx-pipeline demo``: the whole ingest, end to end, on the built-in sandbox (or on MX when configured).
 
-Starts the sandbox in-process, registers the demo users from ``data/reference/demo_users.csv``, connects
-their banks the way the Connect widget would (MX Bank test passwords: most connect, one is left CHALLENGED,
-one is DENIED), materializes every ingest asset with its checks, and prints what landed where.
+Starts the sandbox in-process (and the data directory's warehouse afresh: see ``sandbox_session``), registers
+the demo users from ``data/reference/demo_users.csv``, connects their banks the way the Connect widget would
+(``demo_connections``: connected at two institutions, one CHALLENGED, one DEGRADED, one DENIED), materializes
+every ingest asset with its checks, and prints what landed where: ``warehouse.duckdb`` and the analysts'
+``analytics.duckdb`` under ``MX_PIPELINE_DATA_DIR``, the files ``mx-pipeline dev`` opens too.
 """
 
 import contextlib
+import sys
 import time
 from collections.abc import Iterator
 
 import dagster as dg
 
-from mx_pipeline import definitions, settings
+from mx_pipeline import definitions, sandbox_session, settings
 from mx_pipeline.defs.ingest.assets import MEMBER_ROUTES
 from mx_pipeline.defs.lifecycle.gate import RECONNECT_NOTIFICATIONS
 from mx_pipeline.defs.models import assets as models
 from mx_pipeline.defs.resources import MxResource, WarehouseResource, mx_resource
-from mx_pipeline.mx import MxClient
+from mx_pipeline.demo_connections import connect_demo_members, registered_demo_users
 from mx_pipeline.warehouse import Warehouse, tables
 from mx_pipeline.warehouse.members import status_counts
 
-# MX Bank test credentials (username mxuser): the password chooses how the connection ends.
-DEMO_PASSWORDS = {
-    "demo-ada": "password",
-    "demo-grace": "password",
-    "demo-alan": "password",
-    "demo-katherine": "challenge",  # left CHALLENGED: the MFA answer is never given
-    "demo-edsger": "UNAUTHORIZED",  # DENIED: bad credentials
-}
 # The code location's ``ingest`` job, a step at a time so that progress shows as it goes.
 STEPS = [
     [tables.USERS.key_path],
@@ -44,14 +39,20 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def run_demo() -> int:
     """Run the demo; the exit code is 0 when every asset materialized and every check passed."""
     configured = settings.MxSettings.from_env()
+    try:
+        path = _warehouse_for(configured)
+    except sandbox_session.NotSandboxData as exc:
+        print(f"mx-pipeline demo: {exc}", file=sys.stderr)
+        return 1
     with _mx(configured) as mx:
-        warehouse = _fresh_demo_warehouse() if configured.is_sandbox else Warehouse(_default_warehouse_path())
+        warehouse = Warehouse(path)
         location = definitions.defs()
         resources = {**location.resources, "mx": mx, "warehouse": WarehouseResource(path=str(warehouse.path))}
         definitions_ = [*location.assets, *location.asset_checks]
         ok = _materialize(definitions_, STEPS[:1], resources)
         if configured.is_sandbox:
-            _connect_demo_members(mx, warehouse)
+            with mx.client() as client:
+                connect_demo_members(client, registered_demo_users(warehouse))
         ok = _materialize(definitions_, STEPS[1:], resources) and ok
         _print_summary(warehouse)
     return 0 if ok else 1
@@ -71,16 +72,12 @@ def _mx(configured: settings.MxSettings) -> Iterator[MxResource]:
         yield MxResource(base_url=sandbox.base_url, client_id=configured.client_id, api_key=configured.api_key)
 
 
-def _default_warehouse_path():
-    return settings.data_dir() / "warehouse.duckdb"
-
-
-def _fresh_demo_warehouse() -> Warehouse:
-    # The sandbox forgets everything when it stops, so its guids mean nothing to an older warehouse: start afresh.
-    path = settings.data_dir() / "demo" / "warehouse.duckdb"
-    for stale in (path, path.with_name(path.name + ".wal")):
-        stale.unlink(missing_ok=True)
-    return Warehouse(path)
+def _warehouse_for(configured: settings.MxSettings):
+    if configured.is_sandbox:
+        return sandbox_session.start_afresh()
+    if sandbox_session.leave_the_sandbox():
+        print(f"{settings.data_dir()} held the sandbox's data: cleared before the first run on MX")
+    return settings.warehouse_path()
 
 
 def _materialize(definitions_: list, steps: list[list[list[str]]], resources: dict) -> bool:
@@ -122,37 +119,6 @@ def _describe(metadata: dict) -> str:
         f" updated {value.get('updated', 0)}, quarantined {value.get('quarantined', 0)},"
         f" {value.get('api_calls', 0)} API calls"
     )
-
-
-def _connect_demo_members(mx: MxResource, warehouse: Warehouse, timeout_seconds: float = 60.0) -> None:
-    """Connect each demo user's bank through the API, as the Connect widget would, and wait for aggregation."""
-    with warehouse.connect() as con:
-        registered = dict(
-            con.execute("select id, mx_user_guid from ops.end_users where mx_user_guid is not null").fetchall()
-        )
-    print(f"Connecting {len(DEMO_PASSWORDS)} demo users to MX Bank ...")
-    with mx.client() as client:
-        fields = {c.field_name: c.guid for c in client.list_institution_credentials("mxbank")}
-        members = []
-        for user_id, password in DEMO_PASSWORDS.items():
-            credentials = {fields["LOGIN"]: "mxuser", fields["PASSWORD"]: password}
-            members.append(
-                (
-                    registered[user_id],
-                    client.create_member(registered[user_id], institution_code="mxbank", credentials=credentials).guid,
-                )
-            )
-        _wait_for_aggregation(client, members, timeout_seconds)
-
-
-def _wait_for_aggregation(client: MxClient, members: list[tuple[str, str]], timeout_seconds: float) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    waiting = set(members)
-    while waiting and time.monotonic() < deadline:
-        waiting = {(u, m) for u, m in waiting if client.read_member_status(u, m).is_being_aggregated}
-        if waiting:
-            time.sleep(0.5)
-    print(f"  {len(members) - len(waiting)} of {len(members)} connections finished aggregating")
 
 
 def _notification_states(by_state: dict[str, int]) -> str:
@@ -199,6 +165,6 @@ def _print_summary(warehouse: Warehouse) -> None:
     query = "from marts.monthly_spend_by_category order by spend desc limit 10"
     python = f"import duckdb; print(duckdb.connect('{analytics}', read_only=True).sql('{query}'))"
     print(f'\nQuery it:\n  .venv/bin/python -c "{python}"\n')
-    print("See the asset graph and run it from the Dagster UI (sandbox, connect service and `dagster dev -w")
-    print("workspace.yaml` with the project's instance config, against data/warehouse.duckdb):")
+    print("See the asset graph, its checks and runs in the Dagster UI: `make dev` opens the same files (on the")
+    print("sandbox it starts them afresh with the same demo connections) and serves the UI with `dg dev`:")
     print("  make dev")

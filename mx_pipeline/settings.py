@@ -6,6 +6,7 @@ Variables (all optional):
 - ``MX_SANDBOX_HOST``, ``MX_SANDBOX_PORT``: where the built-in sandbox listens (127.0.0.1:8765);
   ``MX_SANDBOX_WEBHOOK_URL``: where it POSTs MX-style webhooks (with the ``MX_WEBHOOK_*`` credentials).
 - ``MX_PIPELINE_DATA_DIR``: run-time state (warehouse, spool, Dagster home); defaults to ``./data``.
+- ``MX_PIPELINE_UI_PORT``: where ``mx-pipeline dev`` serves the Dagster UI (3000).
 - ``MX_PIPELINE_CONNECT_URL``: the connect service's public base URL (links in notifications point here);
   ``MX_PIPELINE_CONNECT_HOST`` / ``MX_PIPELINE_CONNECT_PORT``: where ``mx-pipeline serve`` listens.
 - ``MX_WEBHOOK_USERNAME``, ``MX_WEBHOOK_PASSWORD``: the HTTP Basic credentials MX uses on our webhook endpoint
@@ -19,6 +20,9 @@ Variables (all optional):
   notifications (POST, JSON) and its bearer token. Unset: notifications are logged and kept in the outbox.
 - ``MX_PIPELINE_LINK_SECRET``: signs reconnect links and Connect callback state. Unset: a random secret is
   created once under the data directory (git-ignored, mode 0600) so links survive restarts.
+
+A variable set wrongly raises :class:`ConfigError`, whose message names the variable and what to set it to
+(``mx-pipeline`` prints it as one line and exits 2).
 """
 
 import logging
@@ -36,8 +40,42 @@ SANDBOX_CLIENT_ID = "sandbox-client-id"
 SANDBOX_API_KEY = "sandbox-api-key"
 SANDBOX_HOST = "127.0.0.1"
 SANDBOX_PORT = 8765
+DAGSTER_UI_PORT = 3000
 MIN_API_TOKEN_LENGTH = 24
 PRIVATE_UMASK = 0o077  # no access for group and others
+MX_ENVIRONMENTS = "https://int-api.mx.com for development keys, https://api.mx.com for production"
+
+
+class ConfigError(ValueError):
+    """The environment configures something wrongly; the message names the variable and what to set."""
+
+
+def _port(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise ConfigError(f"{name}={value!r} is not a port number: set it to a number from 1 to 65535")
+    return port
+
+
+def _url(name: str, default: str, what: str) -> str:
+    value = os.environ.get(name) or default
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}={value!r} is not an http(s) URL: set it to {what}")
+    return value
+
+
+def check_environment() -> None:
+    """Raise :class:`ConfigError` for the first MX or connect-service variable set wrongly (at load, not mid-run)."""
+    MxSettings.from_env()
+    port = _port("MX_PIPELINE_CONNECT_PORT", 8780)
+    _url("MX_PIPELINE_CONNECT_URL", f"http://127.0.0.1:{port}", "the connect service's public URL")
 
 
 @dataclass(frozen=True)
@@ -54,13 +92,17 @@ class MxSettings:
         client_id = os.environ.get("MX_CLIENT_ID", "")
         api_key = os.environ.get("MX_API_KEY", "")
         host = os.environ.get("MX_SANDBOX_HOST", SANDBOX_HOST)
-        port = int(os.environ.get("MX_SANDBOX_PORT", SANDBOX_PORT))
+        port = _port("MX_SANDBOX_PORT", SANDBOX_PORT)
         if bool(client_id) != bool(api_key):
-            raise ValueError("MX_CLIENT_ID and MX_API_KEY must be set together (or both left unset for the sandbox)")
+            missing, given = ("MX_API_KEY", "MX_CLIENT_ID") if client_id else ("MX_CLIENT_ID", "MX_API_KEY")
+            raise ConfigError(
+                f"{given} is set but {missing} is not: set {missing} too (MX's Client Dashboard shows both), "
+                "or unset both to use the built-in sandbox"
+            )
         if client_id:
-            base_url = os.environ.get("MX_BASE_URL", "https://int-api.mx.com")
+            base_url = _url("MX_BASE_URL", "https://int-api.mx.com", MX_ENVIRONMENTS)
             return cls(base_url=base_url, client_id=client_id, api_key=api_key, is_sandbox=False)
-        base_url = os.environ.get("MX_BASE_URL", f"http://{host}:{port}")
+        base_url = _url("MX_BASE_URL", f"http://{host}:{port}", "the built-in sandbox's address, or unset it")
         return cls(base_url=base_url, client_id=SANDBOX_CLIENT_ID, api_key=SANDBOX_API_KEY, is_sandbox=True)
 
 
@@ -82,7 +124,7 @@ class SandboxSettings:
         # it with MX_BASE_URL then works unchanged); otherwise its published defaults.
         return cls(
             host=os.environ.get("MX_SANDBOX_HOST", SANDBOX_HOST),
-            port=int(os.environ.get("MX_SANDBOX_PORT", SANDBOX_PORT)),
+            port=_port("MX_SANDBOX_PORT", SANDBOX_PORT),
             client_id=os.environ.get("MX_CLIENT_ID") or SANDBOX_CLIENT_ID,
             api_key=os.environ.get("MX_API_KEY") or SANDBOX_API_KEY,
             webhook_url=os.environ.get("MX_SANDBOX_WEBHOOK_URL") or None,
@@ -132,9 +174,10 @@ class ConnectSettings:
     @classmethod
     def from_env(cls) -> "ConnectSettings":
         host = os.environ.get("MX_PIPELINE_CONNECT_HOST", "127.0.0.1")
-        port = int(os.environ.get("MX_PIPELINE_CONNECT_PORT", "8780"))
+        port = _port("MX_PIPELINE_CONNECT_PORT", 8780)
+        public_url = _url("MX_PIPELINE_CONNECT_URL", f"http://{host}:{port}", "the connect service's public URL")
         return cls(
-            public_url=os.environ.get("MX_PIPELINE_CONNECT_URL", f"http://{host}:{port}").rstrip("/"),
+            public_url=public_url.rstrip("/"),
             host=host,
             port=port,
             webhook_username=os.environ.get("MX_WEBHOOK_USERNAME", ""),
@@ -191,6 +234,21 @@ class NotifySettings:
     @classmethod
     def from_env(cls) -> "NotifySettings":
         return cls(os.environ.get("MX_PIPELINE_NOTIFY_URL") or None, bool(os.environ.get("MX_PIPELINE_NOTIFY_TOKEN")))
+
+
+def warehouse_path() -> Path:
+    """The pipeline's DuckDB warehouse; analysts read ``analytics.duckdb`` beside it."""
+    return data_dir() / "warehouse.duckdb"
+
+
+def dagster_home() -> Path:
+    """The project-local Dagster instance ``mx-pipeline dev`` runs (its ``dagster.yaml``, runs, sensor cursors)."""
+    return data_dir() / "dagster_home"
+
+
+def dagster_ui_port() -> int:
+    """Where ``mx-pipeline dev`` serves the Dagster UI (``MX_PIPELINE_UI_PORT``, default 3000)."""
+    return int(os.environ.get("MX_PIPELINE_UI_PORT", DAGSTER_UI_PORT))
 
 
 def spool_dir() -> Path:

@@ -1,0 +1,69 @@
+"""A session on the built-in sandbox (``mx-pipeline demo`` or ``dev`` with no MX credentials) starts afresh.
+
+The sandbox keeps its users and members in memory, so when it stops every guid the warehouse holds means
+nothing to the next one. A sandbox session therefore clears the data directory's run-time state first: the
+warehouse (and its WAL), the analysts' ``analytics.duckdb``, the connect service's spool and link store (events
+and reconnect links name sandbox members) and the Dagster instance's history (its sensor cursors and run keys
+count ``ops.member_events`` of the old warehouse: kept, they would hide the new session's events). The
+instance config, the link secret and the reference data stay.
+
+A warehouse is only ever cleared when a marker says a sandbox session built it. One without the marker came
+from real MX (or from before markers existed): the session refuses rather than wipe it.
+"""
+
+import shutil
+from pathlib import Path
+
+from mx_pipeline import settings
+
+MARKER = ".built_on_sandbox"
+INSTANCE_CONFIG = "dagster.yaml"
+
+
+class NotSandboxData(Exception):
+    """The data directory holds a warehouse no sandbox session built; the message says what to do."""
+
+
+def start_afresh() -> Path:
+    """Clear the sandbox's leftovers from the data directory and mark what follows as sandbox-built."""
+    data = settings.data_dir()
+    warehouse, marker = settings.warehouse_path(), data / MARKER
+    if warehouse.exists() and not marker.exists():
+        raise NotSandboxData(
+            f"{warehouse} was not built on the built-in sandbox (it may hold real MX data) and a sandbox session"
+            " starts its warehouse afresh: set MX_PIPELINE_DATA_DIR to another directory for the sandbox"
+        )
+    _clear(data)
+    marker.write_text("Built by a session on the built-in MX sandbox: the next sandbox session starts afresh.\n")
+    return warehouse
+
+
+def leave_the_sandbox() -> bool:
+    """On real MX: a warehouse the sandbox built holds nothing real, so it is cleared (never mixed with MX's guids).
+
+    Returns whether anything was cleared.
+    """
+    marker = settings.data_dir() / MARKER
+    if not marker.exists():
+        return False
+    _clear(marker.parent)
+    marker.unlink()
+    return True
+
+
+def _clear(data: Path) -> None:
+    warehouse, links = settings.warehouse_path(), settings.link_store_path()
+    for name in (warehouse.name, f"{warehouse.name}.wal", "analytics.duckdb", "analytics.duckdb.wal"):
+        (data / name).unlink(missing_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        links.with_name(links.name + suffix).unlink(missing_ok=True)
+    shutil.rmtree(settings.spool_dir(), ignore_errors=True)
+    home = settings.dagster_home()
+    if home.is_dir():
+        for entry in home.iterdir():
+            if entry.name == INSTANCE_CONFIG:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()

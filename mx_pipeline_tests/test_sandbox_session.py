@@ -1,0 +1,60 @@
+"""A sandbox session starts the data directory afresh, and never wipes a warehouse it did not build."""
+
+import pytest
+
+from mx_pipeline import sandbox_session
+
+SESSION_STATE = [
+    "warehouse.duckdb",
+    "warehouse.duckdb.wal",
+    "analytics.duckdb",
+    "links.sqlite",
+    "links.sqlite-wal",
+    "spool/member/1.json",
+    "dagster_home/history/runs.db",
+    "dagster_home/schedules/schedules.db",
+]
+KEPT = ["dagster_home/dagster.yaml", ".link_secret", "reference/demo_users.csv"]
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    monkeypatch.setenv("MX_PIPELINE_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _write(data, names):
+    for name in names:
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).write_text(name)
+
+
+def test_a_sandbox_session_clears_the_last_sessions_state_and_keeps_config_and_secrets(data):
+    assert sandbox_session.start_afresh() == data / "warehouse.duckdb"  # a fresh directory: nothing to clear
+    _write(data, SESSION_STATE + KEPT)
+    sandbox_session.start_afresh()
+    assert [name for name in SESSION_STATE if (data / name).exists()] == []
+    assert [(data / name).read_text() for name in KEPT] == KEPT
+    assert (data / sandbox_session.MARKER).exists()
+
+
+def test_a_warehouse_no_sandbox_session_built_is_never_wiped(data):
+    _write(data, ["warehouse.duckdb", "links.sqlite"])
+    with pytest.raises(sandbox_session.NotSandboxData, match="set MX_PIPELINE_DATA_DIR to another directory"):
+        sandbox_session.start_afresh()
+    assert (data / "warehouse.duckdb").read_text() == "warehouse.duckdb"
+    assert (data / "links.sqlite").exists()
+    assert not (data / sandbox_session.MARKER).exists()
+
+
+def test_real_mx_clears_what_the_sandbox_built_and_leaves_real_data_alone(data):
+    sandbox_session.start_afresh()
+    _write(data, SESSION_STATE)
+    assert sandbox_session.leave_the_sandbox() is True
+    assert [name for name in SESSION_STATE if (data / name).exists()] == []
+    assert not (data / sandbox_session.MARKER).exists()
+    _write(data, ["warehouse.duckdb"])  # now real MX's
+    assert sandbox_session.leave_the_sandbox() is False
+    assert (data / "warehouse.duckdb").exists()
+    with pytest.raises(sandbox_session.NotSandboxData):
+        sandbox_session.start_afresh()
