@@ -29,15 +29,17 @@ def _merchant(name: str, raw: str, category: str, mcc: int | None, low: float, h
 EVERYDAY = (
     (_merchant("Fresh Basket Market", "FRESH BASKET #{store} {city}", "Groceries", 5411, 18, 160), 9),
     (_merchant("Green Valley Grocers", "GREENVALLEY GRCR {store}", "Groceries", 5411, 12, 120), 6),
-    (_merchant("Bean There Coffee", "SQ *BEAN THERE COFFEE", "Coffee Shops", 5814, 3.5, 14), 8),
-    (_merchant("Burger Barn", "BURGERBARN {store} {city}", "Fast Food", 5814, 7, 28), 6),
+    (_merchant("Bean There Coffee", "SQ *BEAN THERE COFFEE", "Coffee Shops", 5814, 3.5, 14), 12),
+    (_merchant("Burger Barn", "BURGERBARN {store} {city}", "Fast Food", 5814, 7, 28), 8),
     (_merchant("Trattoria Sole", "TST* TRATTORIA SOLE", "Restaurants", 5812, 24, 140), 4),
     (_merchant("Pho Corner", "PHO CORNER {city}", "Restaurants", 5812, 14, 60), 3),
     (_merchant("QuickFuel", "QUICKFUEL {store} {city}", "Gas", 5541, 25, 75), 5),
-    (_merchant("City Parking Authority", "CITY PARKING METER {store}", "Parking", 7523, 2, 18), 2),
+    (_merchant("City Parking Authority", "CITY PARKING METER {store}", "Parking", 7523, 2, 18), 3),
     (_merchant("RideNow", "RIDENOW *TRIP {store}", "Rental Car & Taxi", 4121, 8, 45), 3),
-    (_merchant("Metro Transit", "METRO TRANSIT FARE", "Public Transportation", 4111, 2.5, 5), 2),
+    (_merchant("Metro Transit", "METRO TRANSIT FARE", "Public Transportation", 4111, 2.5, 5), 5),
     (_merchant("Shopazon", "SHOPAZON MKTP US*{ref}", "Shopping", 5942, 9, 220), 6),
+    # A warehouse club: MX files it under Shopping, though what people buy there is mostly food (the demo pins it).
+    (_merchant("Costwise Wholesale", "COSTWISE WHSE #{store} {city}", "Shopping", 5300, 45, 260), 1),
     (_merchant("Threadline Apparel", "THREADLINE #{store}", "Clothing", 5651, 20, 180), 2),
     (_merchant("Circuit Hub", "CIRCUIT HUB {store}", "Electronics & Software", 5732, 15, 600), 1),
     (_merchant("CareRx Pharmacy", "CARERX PHARMACY #{store}", "Pharmacy", 5912, 6, 90), 2),
@@ -51,7 +53,11 @@ EVERYDAY = (
     (_merchant("Giving Tree Foundation", "GIVINGTREE DONATION", "Charity", 8398, 10, 100), 0.4),
 )
 
-# Monthly bills and subscriptions: (merchant, day of month, kind).
+# Merchants whose purchases are sometimes returned (a refund: a credit at the same merchant some days later).
+RETURNABLE_CATEGORIES = frozenset({"Shopping", "Clothing", "Electronics & Software", "Home Improvement"})
+
+# Monthly bills and subscriptions: (merchant, day of month, kind). Each login draws its own amount in the range
+# once; a utility bill then moves a little month to month, the others stay the same.
 MONTHLY = (
     (_merchant("Brightwave Internet", "BRIGHTWAVE INTERNET AUTOPAY", "Internet", 4899, 59.99, 79.99), 5, "bill"),
     (_merchant("Cellular One Mobile", "CELL1 MOBILE BILL PAY", "Mobile Phone", 4814, 45, 95), 12, "bill"),
@@ -72,6 +78,7 @@ EMPLOYERS = (
 LANDLORDS = ("Maple Court Apartments", "Riverside Property Mgmt", "Summit Home Loans")
 CITIES = ("SALT LAKE CTY", "PROVO", "LEHI", "DENVER", "BOISE", "PHOENIX", "AUSTIN")
 
+WAREHOUSE_CLUB = next(m for m, _ in EVERYDAY if m.name == "Costwise Wholesale")
 MERCHANTS_BY_GUID: dict[str, Merchant] = {m.guid: m for m, _ in EVERYDAY} | {m.guid: m for m, _, _ in MONTHLY}
 
 

@@ -18,8 +18,16 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from mx_pipeline.sandbox.catalogue import CITIES, EMPLOYERS, LANDLORDS, MONTHLY
 from mx_pipeline.sandbox.records import Account, BankLogin, MemberData, Settlement, Transaction
-from mx_pipeline.sandbox.statement import PENDING_DAYS, day_events, new_guid, purchases
+from mx_pipeline.sandbox.statement import (
+    MEAN_PURCHASE,
+    PENDING_DAYS,
+    card_opening_balance,
+    day_events,
+    new_guid,
+    purchases,
+)
 
+DAYS_PER_MONTH = 365.25 / 12
 __all__ = ["PENDING_DAYS", "DataChanges", "add_posted_purchases", "advance_member_data", "start_member_data"]
 
 
@@ -43,45 +51,61 @@ def start_member_data(
     """Profile and accounts for a member on its first successful aggregation.
 
     ``bank`` is the login's shared history; without one the member is its own login (a private history).
+    A profile is a household budget: pay comes biweekly, rent and bills are shares of it, and everyday spending
+    fills what is left up to a spending ratio of 82-96% of income, so that checking stays in the black and the
+    rest goes to savings.
     """
     bank = bank or BankLogin(key=f"{seed}:{member_guid}")
     rng = random.Random(bank.key)
+    paycheck = round(rng.uniform(1700, 4600), 2)  # net, biweekly
+    monthly_income = paycheck * 26 / 12
+    has_savings, has_card, has_loan = rng.random() < 0.8, rng.random() < 0.75, rng.random() < 0.4
     profile = {
         "employer": rng.choice(EMPLOYERS),
-        "paycheck": round(rng.uniform(1400, 4200), 2),
+        "paycheck": paycheck,
         "payday_parity": rng.randint(0, 1),  # biweekly Fridays
         "landlord": rng.choice(LANDLORDS),
-        "rent": float(rng.choice(range(900, 2600, 25))),
+        "rent": _round_to(monthly_income * rng.uniform(0.24, 0.32), 25),
         "rent_day": rng.randint(1, 5),
-        "savings_transfer": float(rng.choice((100, 150, 200, 250, 300, 500))),
-        "spend_level": rng.uniform(0.7, 1.4),
         "city": rng.choice(CITIES),
-        "monthly": [m for m in MONTHLY if rng.random() < 0.75],
+        "monthly": [
+            (merchant, day, kind, round(rng.uniform(merchant.low, merchant.high), 2))
+            for merchant, day, kind in MONTHLY
+            if rng.random() < 0.75
+        ],
+        "loan_payment": round(monthly_income * rng.uniform(0.04, 0.08), 2) if has_loan else 0.0,
     }
-    specs = [("CHECKING", None, "Everyday Checking")]
-    if rng.random() < 0.8:
-        specs.append(("SAVINGS", None, "High Yield Savings"))
-    if rng.random() < 0.75:
-        specs.append(("CREDIT_CARD", None, "Rewards Visa"))
-    if rng.random() < 0.4:
-        specs.append(("LOAN", "AUTO", "Auto Loan"))
+    spending_ratio = rng.uniform(0.82, 0.96)
+    fixed = profile["rent"] + profile["loan_payment"] + sum(amount for *_, amount in profile["monthly"])
+    everyday = max(monthly_income * spending_ratio - fixed, monthly_income * 0.2)
+    profile["purchases_per_day"] = everyday / (DAYS_PER_MONTH * MEAN_PURCHASE)
+    profile["savings_transfer"] = _round_to(max(monthly_income * (1 - spending_ratio) / 2, 50), 25)
+    specs = [("CHECKING", None, "Everyday Checking", round(monthly_income * rng.uniform(0.8, 1.5), 2))]
+    if has_savings:
+        specs.append(("SAVINGS", None, "High Yield Savings", round(rng.uniform(2000, 25000), 2)))
+    if has_card:
+        specs.append(("CREDIT_CARD", None, "Rewards Visa", 0.0))  # what it owes is set when its history starts
+    if has_loan:
+        original = round(profile["loan_payment"] * 60, 2)
+        specs.append(("LOAN", "AUTO", "Auto Loan", round(original * rng.uniform(0.35, 0.9), 2)))
     guids = random.Random(f"{seed}:{member_guid}")
     accounts = [
-        _account(rng, new_guid(guids, "ACT"), member_guid, user_guid, kind, subtype, name, now)
-        for kind, subtype, name in specs
+        _account(rng, new_guid(guids, "ACT"), member_guid, user_guid, kind, subtype, name, balance, now)
+        for kind, subtype, name, balance in specs
     ]
+    for account in accounts:
+        if account.type == "LOAN":
+            account.original_balance = round(profile["loan_payment"] * 60, 2)
     profile["opening_balances"] = {a.type: a.balance for a in accounts}
     return MemberData(rng=guids, profile=profile, accounts=accounts, bank=bank)
 
 
-def _account(rng, guid, member_guid, user_guid, kind, subtype, name, now) -> Account:
+def _round_to(amount: float, step: int) -> float:
+    return float(max(step, round(amount / step) * step))
+
+
+def _account(rng, guid, member_guid, user_guid, kind, subtype, name, balance, now) -> Account:
     is_card, is_loan = kind == "CREDIT_CARD", kind == "LOAN"
-    balance = {
-        "CHECKING": rng.uniform(800, 6000),
-        "SAVINGS": rng.uniform(2000, 25000),
-        "CREDIT_CARD": rng.uniform(200, 3000),
-        "LOAN": rng.uniform(6000, 24000),
-    }[kind]
     return Account(
         guid=guid,
         member_guid=member_guid,
@@ -91,12 +115,12 @@ def _account(rng, guid, member_guid, user_guid, kind, subtype, name, now) -> Acc
         subtype=subtype,
         account_number=f"{rng.randint(0, 9999):04d}",
         routing_number=None if is_card or is_loan else "091000019",
-        balance=round(balance, 2),
+        balance=balance,
         credit_limit=float(rng.choice((5000, 8000, 12000))) if is_card else None,
         apr=round(rng.uniform(15, 27), 2) if is_card else None,
         apy=round(rng.uniform(0.5, 4.5), 2) if kind == "SAVINGS" else None,
         interest_rate=round(rng.uniform(4, 9), 2) if is_loan else None,
-        original_balance=round(balance * 1.6, 2) if is_loan else None,
+        original_balance=None,
         created_at=now,
         updated_at=now,
     )
@@ -125,8 +149,11 @@ def advance_member_data(
         # A second aggregation on the same day still finds a fresh pending purchase or two, at the bank.
         _bank_purchases_today(data.bank, today)
     else:
-        day = today - timedelta(days=history_days) if data.generated_through is None else data.generated_through
-        day += timedelta(days=0 if data.generated_through is None else 1)
+        if data.generated_through is None:
+            day = today - timedelta(days=history_days)
+            _open_card(data, day)
+        else:
+            day = data.generated_through + timedelta(days=1)
         while day <= today:
             changes.created.extend(day_events(data, day, now))
             changes.created.extend(_new_extra_purchases(data, day, now))  # the bank's extras of that day
@@ -135,6 +162,14 @@ def advance_member_data(
     data.generated_through = today
     _move_balances(data, changes, now)
     return changes
+
+
+def _open_card(data: MemberData, history_start: date) -> None:
+    """The card's balance when the history starts: its charges not yet paid by then (the statement pays them)."""
+    for account in data.accounts:
+        if account.type == "CREDIT_CARD":
+            account.balance = round(card_opening_balance(data, history_start), 2)
+            data.profile["opening_balances"]["CREDIT_CARD"] = account.balance
 
 
 def _bank_purchases_today(bank: BankLogin, today: date) -> None:

@@ -61,10 +61,11 @@ def test_pending_rows_post_under_a_new_guid_post_in_place_or_vanish():
     assert reposted > in_place > vanished > 0
 
 
-def test_every_member_gets_a_full_history_of_about_four_hundred_transactions_in_120_days():
-    # Generation speed is a benchmark's business (a timed test flakes on a loaded machine); the volume is ours.
+def test_every_member_gets_a_full_history_of_two_to_five_hundred_transactions_in_120_days():
+    # Generation speed is a benchmark's business (a timed test flakes on a loaded machine); the volume is ours:
+    # a household's budget sets how often it buys (test_believable_bank), a few purchases a day.
     per_member = [
         len(advance_member_data(start_member_data(0, f"MBR-{n}", "USR-d", NOW), NOW, 120, []).created)
         for n in range(10)
     ]
-    assert min(per_member) > 300 and sum(per_member) > 4_000, per_member
+    assert min(per_member) > 200 and max(per_member) < 600 and sum(per_member) > 3_000, per_member

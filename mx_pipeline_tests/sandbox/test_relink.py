@@ -76,7 +76,7 @@ def test_a_bank_linked_again_shows_the_same_history_under_new_guids(mx):
     overlap = today - timedelta(days=HISTORY_DAYS)
     assert min(date.fromisoformat(r["date"]) for r in new_rows) == overlap
     assert statement(new_rows, overlap) == statement(old_rows, overlap)
-    assert sum(statement(new_rows, overlap).values()) > 500
+    assert sum(statement(new_rows, overlap).values()) > 200  # months of history, not a handful of rows
 
 
 def test_a_re_link_keeps_purchases_the_bank_added_since_the_first_link(mx):
