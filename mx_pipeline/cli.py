@@ -15,6 +15,8 @@ import sys
 
 from mx_pipeline import settings
 
+MISCONFIGURED = 2  # the exit code when the environment is wrong (a variable, or credentials MX refuses)
+
 
 def _sandbox(args: argparse.Namespace) -> int:
     from mx_pipeline.sandbox.faults import FAULT_KINDS
@@ -122,7 +124,20 @@ def main(argv: list[str] | None = None) -> int:
     # Our own loggers speak at INFO; libraries (alembic migrating Dagster's ephemeral instances, ...) only warn.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mx_pipeline").setLevel(logging.INFO)
-    return args.run(args)
+    from mx_pipeline.mx import AuthError
+
+    try:
+        return args.run(args)
+    except settings.ConfigError as exc:
+        return _misconfigured(exc)
+    except AuthError as exc:  # MX refused the credentials: also the environment's to fix, not a crash
+        return _misconfigured(exc)
+
+
+def _misconfigured(exc: Exception) -> int:
+    """One line saying what to set (no traceback); exit 2, argparse's code for being called wrongly."""
+    print(f"mx-pipeline: {exc}", file=sys.stderr)
+    return MISCONFIGURED
 
 
 if __name__ == "__main__":
