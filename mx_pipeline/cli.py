@@ -7,6 +7,7 @@ mx-pipeline serve [--host H] [--port P]
 mx-pipeline dev
 mx-pipeline demo
 mx-pipeline offboard-user USER_ID
+mx-pipeline report [--analytics FILE] [--output FILE]
 """
 
 import argparse
@@ -79,6 +80,16 @@ def _offboard_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from mx_pipeline.report import write_report
+
+    analytics = args.analytics or settings.data_dir() / "analytics.duckdb"
+    output = args.output or settings.data_dir() / "report.html"
+    marts = write_report(analytics, output)
+    print(f"report: wrote {output}" + (f" (no data yet in {analytics})" if marts.is_empty else f" from {analytics}"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mx-pipeline", description="MX Platform API -> Dagster -> DuckDB.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     offboard.add_argument("user_id", help="our end user's id (ops.end_users.id, MX's user `id`)")
     offboard.add_argument("--warehouse", default=None, help="default: warehouse.duckdb under MX_PIPELINE_DATA_DIR")
     offboard.set_defaults(run=_offboard_user)
+
+    report = commands.add_parser("report", help="write an HTML report (charts) of the analysts' marts, offline")
+    report.add_argument("--analytics", default=None, help="default: analytics.duckdb under MX_PIPELINE_DATA_DIR")
+    report.add_argument("--output", default=None, help="default: report.html under MX_PIPELINE_DATA_DIR")
+    report.set_defaults(run=_report)
 
     dev = commands.add_parser("dev", help="sandbox (unless MX is configured) + connect service + dagster dev")
     dev.set_defaults(run=_dev)
