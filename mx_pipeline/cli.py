@@ -83,7 +83,7 @@ def _offboard_user(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from mx_pipeline.report import write_report
 
-    analytics = args.analytics or settings.data_dir() / "analytics.duckdb"
+    analytics = args.analytics or settings.warehouse_path().with_name("analytics.duckdb")  # as the models publish
     output = args.output or settings.data_dir() / "report.html"
     marts = write_report(analytics, output)
     print(f"report: wrote {output}" + (f" (no data yet in {analytics})" if marts.is_empty else f" from {analytics}"))
