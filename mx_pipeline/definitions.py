@@ -11,4 +11,5 @@ settings.keep_files_private()  # the code server and every run worker load this 
 
 @dg.definitions
 def defs() -> dg.Definitions:
+    settings.check_environment()  # a wrong variable: the load fails with one line naming it, before any module
     return dg.load_from_defs_folder(path_within_project=Path(__file__).parent / "defs")
