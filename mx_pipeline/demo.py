@@ -20,6 +20,7 @@ from mx_pipeline.defs.lifecycle.gate import RECONNECT_NOTIFICATIONS
 from mx_pipeline.defs.models import assets as models
 from mx_pipeline.defs.resources import MxResource, WarehouseResource, mx_resource
 from mx_pipeline.demo_connections import connect_demo_members, registered_demo_users
+from mx_pipeline.mx import AuthError, MxClient
 from mx_pipeline.warehouse import Warehouse, tables
 from mx_pipeline.warehouse.members import status_counts
 
@@ -39,6 +40,8 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def run_demo() -> int:
     """Run the demo; the exit code is 0 when every asset materialized and every check passed."""
     configured = settings.MxSettings.from_env()
+    if not configured.is_sandbox:
+        _check_credentials(configured)  # before anything changes; refused: mx-pipeline prints one line, exits 2
     try:
         path = _warehouse_for(configured)
     except sandbox_session.NotSandboxData as exc:
@@ -92,6 +95,9 @@ def _materialize(definitions_: list, steps: list[list[list[str]]], resources: di
         result = dg.materialize(
             definitions_, selection=selection, resources=resources, run_config=QUIET, raise_on_error=False
         )
+        refusal = _refusal(result)
+        if refusal:
+            raise AuthError(refusal)  # no further step runs on credentials MX refuses, and no summary of old data
         failed_checks = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
         ok = ok and result.success and not failed_checks
         for event in result.get_asset_materialization_events():
@@ -102,6 +108,23 @@ def _materialize(definitions_: list, steps: list[list[list[str]]], resources: di
             f"    ({time.monotonic() - started:.1f} s)" + (f"  checks failed: {failed_checks}" if failed_checks else "")
         )
     return ok
+
+
+def _check_credentials(configured: settings.MxSettings) -> None:
+    """One cheap authenticated read (a user id nobody has): raises ``AuthError`` if MX refuses the credentials."""
+    with MxClient.from_settings(configured) as client:
+        next(client.list_users(id="mx-pipeline-credentials-check"), None)
+
+
+def _refusal(result: dg.ExecuteInProcessResult) -> str | None:
+    """The message of the ``AuthError`` that failed a step, if one did (it says which variables to check)."""
+    for event in result.all_events:
+        error = event.step_failure_data.error if event.is_step_failure else None
+        while error is not None:
+            if error.cls_name == AuthError.__name__:
+                return error.message.split(": ", 1)[-1].strip()
+            error = error.cause
+    return None
 
 
 def _describe(metadata: dict) -> str:

@@ -26,7 +26,12 @@ class MxError(Exception):
         self.request_id = request_id
         where = f" [{method} {path}]" if path else ""
         said = f": {mx_message}" if mx_message else ""
-        super().__init__(f"{message}{where}{said}")
+        advice = self.advice()
+        super().__init__(f"{message}{where}{said}".rstrip(".") + (f". {advice}" if advice else ""))
+
+    def advice(self) -> str | None:
+        """What to do about it, when that is ours to say (it becomes the end of the message)."""
+        return None
 
 
 class BadRequest(MxError):
@@ -34,7 +39,25 @@ class BadRequest(MxError):
 
 
 class AuthError(MxError):
-    """401/403: bad client id / API key, or a feature or address MX does not allow."""
+    """401/403: bad client id / API key, or a feature or address MX does not allow.
+
+    It is about our configuration, never one member's data: it stops the step (never quarantined, never recorded
+    against a member), and its message names the variables to check (never their values).
+    """
+
+    def advice(self) -> str | None:
+        if self.status == 401:
+            return (
+                "MX refused our credentials: check MX_CLIENT_ID and MX_API_KEY, and that MX_BASE_URL is the "
+                "environment they were issued for (https://int-api.mx.com for development keys, "
+                "https://api.mx.com for production)"
+            )
+        if self.status == 403:
+            return (
+                "MX refused this request for our client: check that MX_CLIENT_ID and MX_API_KEY belong to "
+                "MX_BASE_URL's environment and that MX enabled this feature for the client"
+            )
+        return None
 
 
 class NotFound(MxError):

@@ -15,6 +15,8 @@ Every member ends with an :class:`Attempt` that says what happened in words the 
   waiting on its user (watched on a slow cadence, so it recovers even if the event that would tell us is lost);
 - ``reread_failed``: such a re-read that MX answered with an error; tried again at the next interval or cadence.
 
+MX refusing our credentials (:class:`AuthError`) is no member's outcome: it stops the batch at once.
+
 A re-read is a status read, never an aggregation: it counts toward no aggregation budget, cap or back-off.
 """
 
@@ -25,7 +27,7 @@ from datetime import UTC, datetime
 
 from mx_pipeline.lifecycle.episodes import ASKS_THE_USER
 from mx_pipeline.lifecycle.routes import RefreshAction, Route, route_for
-from mx_pipeline.mx import Conflict, MxClient, MxError
+from mx_pipeline.mx import AuthError, Conflict, MxClient, MxError
 from mx_pipeline.mx.records import MemberStatus
 from mx_pipeline.refresh.policy import RefreshPolicy
 
@@ -91,6 +93,8 @@ def refresh_batch(
         except Conflict as exc:
             attempts.append(pending.fail("conflict", exc))
             continue
+        except AuthError:
+            raise
         except MxError as exc:
             attempts.append(pending.fail("failed", exc))
             continue
@@ -106,6 +110,8 @@ def refresh_batch(
         for guid, pending in list(waiting.items()):
             try:
                 status = pending.read(client)
+            except AuthError:
+                raise
             except MxError as exc:
                 attempts.append(pending.fail("failed", exc))
                 del waiting[guid]
@@ -140,6 +146,8 @@ class _Pending:
 def _reread(client: MxClient, pending: "_Pending") -> Attempt:
     try:
         return pending.finish(pending.read(client), outcome="reread")
+    except AuthError:
+        raise
     except MxError as exc:
         return pending.fail("reread_failed", exc)
 
@@ -147,6 +155,8 @@ def _reread(client: MxClient, pending: "_Pending") -> Attempt:
 def _read_and_finish(client: MxClient, pending: _Pending) -> Attempt:
     try:
         return pending.finish(pending.read(client))
+    except AuthError:
+        raise
     except MxError as exc:
         return pending.fail("failed", exc)
 
