@@ -1,9 +1,17 @@
 """``mx-pipeline dev``: the data team's day in one command.
 
-Starts the built-in sandbox (unless real MX credentials are configured), the connect service and
-``dagster dev`` (the UI and the daemon) with the project-local Dagster home (``data/dagster_home``, holding the
-instance config: its pools, and the run monitoring and retries through which the daemon recovers dead runs).
-One Ctrl-C stops everything: each child runs in its own process group and gets SIGINT, which dagster honours
+Starts the built-in sandbox (unless real MX credentials are configured), the connect service, and the Dagster
+UI and daemon with ``dg dev`` (what Dagster 1.13 recommends over ``dagster dev``; it finds the code location
+through pyproject.toml's ``[tool.dg]`` and runs it in this environment: nothing is created or synced), all with
+the project-local Dagster home (``data/dagster_home``: the instance config with its pools, and the run
+monitoring and retries through which the daemon recovers dead runs).
+
+On the sandbox the UI opens on data: the data directory starts afresh (``sandbox_session``), the sandbox's demo
+users connect their banks (``demo_connections``, the same as ``mx-pipeline demo``) and the ``ingest`` job runs
+once, in this process, into that Dagster instance, so its materializations (row counts), check results and
+``marts.member_health`` are in the UI from the start.
+
+One Ctrl-C stops everything: each child runs in its own process group and gets SIGINT, which Dagster honours
 only when started with job control (see ../shared/research/stack.md, "Stopping it is a trap").
 """
 
@@ -11,16 +19,27 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from mx_pipeline import settings
+from mx_pipeline import sandbox_session, settings
 
-DAGSTER_PORT = 3000
-INSTANCE_CONFIG = Path(__file__).resolve().parents[1] / "data" / "dagster_home" / "dagster.yaml"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+INSTANCE_CONFIG = PROJECT_ROOT / "data" / "dagster_home" / "dagster.yaml"
 STOP_GRACE_SECONDS = 20
+SANDBOX_START_SECONDS = 120  # generous: a loaded 2-core machine imports the sandbox in a few seconds
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _stop_on_ctrl_c_or_term() -> None:
+    """Ctrl-C or SIGTERM stops everything, even when this process was started with them ignored (as a script's
+    background job is); handled here, they are back to their defaults in the children."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -38,6 +57,7 @@ def _stop(processes: list[subprocess.Popen]) -> None:
             process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def _sandbox_webhooks_to_the_connect_service() -> dict[str, str]:
@@ -63,22 +83,91 @@ def _install_instance_config(home: Path) -> None:
         )
 
 
+def _prepare_data_dir(mx: settings.MxSettings) -> None:
+    if mx.is_sandbox:
+        sandbox_session.start_afresh()
+    elif sandbox_session.leave_the_sandbox():
+        print(f"{settings.data_dir()} held the sandbox's data: cleared before the first run on MX", flush=True)
+
+
+def _is_listening(process: subprocess.Popen, url: str, timeout_seconds: float) -> bool:
+    """Wait until ``process`` accepts connections at ``url``; False when it exits or the time is up."""
+    parts = urlsplit(url)
+    deadline = time.monotonic() + timeout_seconds
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection((parts.hostname, parts.port or 80), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def _open_on_data(mx: settings.MxSettings, home: Path) -> None:
+    """Connect the demo members and run the ``ingest`` job once into the instance the UI shows."""
+    import dagster as dg  # the UI's own process needs none of this: import it only for the first run
+
+    from mx_pipeline import definitions
+    from mx_pipeline.demo_connections import connect_demo_members, registered_demo_users
+    from mx_pipeline.mx import MxClient
+    from mx_pipeline.warehouse import Warehouse, tables
+    from mx_pipeline.warehouse.members import status_counts
+
+    started = time.monotonic()
+    print("Opening on data: registering the demo users, connecting their banks, running `ingest` once ...")
+    ingest = definitions.defs().resolve_job_def("ingest")
+    warehouse = Warehouse(settings.warehouse_path())
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        users = [dg.AssetKey(tables.USERS.key_path)]
+        ingest.execute_in_process(instance=instance, asset_selection=users, run_config=QUIET, raise_on_error=False)
+        with MxClient.from_settings(mx) as client:
+            connect_demo_members(client, registered_demo_users(warehouse))
+        result = ingest.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+    checks = result.get_asset_check_evaluations()
+    failed = sorted(e.check_name for e in checks if not e.passed)
+    with warehouse.connect() as con:
+        by_status = ", ".join(f"{status} {n}" for status, n in status_counts(con).items())
+    print(
+        f"  ingest {'succeeded' if result.success else 'FAILED (see the run in the UI)'} in"
+        f" {time.monotonic() - started:.0f} s: members by status: {by_status};"
+        f" {len(checks) - len(failed)} of {len(checks)} checks passed" + (f" (failed: {failed})" if failed else ""),
+        flush=True,
+    )
+    print(f"  warehouse: {warehouse.path}   analysts: {warehouse.path.with_name('analytics.duckdb')}", flush=True)
+
+
 def run_dev() -> int:
+    _stop_on_ctrl_c_or_term()
     mx = settings.MxSettings.from_env()
-    home = (settings.data_dir() / "dagster_home").resolve()
+    try:
+        _prepare_data_dir(mx)
+    except sandbox_session.NotSandboxData as exc:
+        print(f"mx-pipeline dev: {exc}", file=sys.stderr)
+        return 1
+    home = settings.dagster_home().resolve()
     home.mkdir(parents=True, exist_ok=True)
     _install_instance_config(home)
-    env = settings.child_environment(DAGSTER_HOME=str(home))
+    port = settings.dagster_ui_port()
+    env = settings.child_environment(
+        DAGSTER_HOME=str(home),
+        MX_PIPELINE_DATA_DIR=str(settings.data_dir().resolve()),  # dg dev runs the code location from the root
+        VIRTUAL_ENV=sys.prefix,  # this environment is the project's: dg uses it as it is
+    )
     bin_dir = Path(sys.executable).parent
-    commands = []
-    if mx.is_sandbox:
-        env |= _sandbox_webhooks_to_the_connect_service()
-        commands.append([str(bin_dir / "mx-pipeline"), "sandbox"])
-    commands.append([str(bin_dir / "mx-pipeline"), "serve"])
-    commands.append([str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(DAGSTER_PORT)])
-    processes = [_start(command, env) for command in commands]
-    print(f"Dagster UI: http://127.0.0.1:{DAGSTER_PORT}  (Ctrl-C stops everything)", flush=True)
+    dg_dev = [str(bin_dir / "dg"), "dev", "--target-path", str(PROJECT_ROOT), "--no-check-yaml", "--port", str(port)]
+    processes: list[subprocess.Popen] = []
     try:
+        if mx.is_sandbox:
+            env |= _sandbox_webhooks_to_the_connect_service()
+            processes.append(_start([str(bin_dir / "mx-pipeline"), "sandbox"], env))
+        processes.append(_start([str(bin_dir / "mx-pipeline"), "serve"], env))
+        processes.append(_start(dg_dev, env))
+        print(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops everything)", flush=True)
+        if mx.is_sandbox:
+            if not _is_listening(processes[0], mx.base_url, SANDBOX_START_SECONDS):
+                print(f"mx-pipeline dev: the sandbox did not come up at {mx.base_url}; see its output above")
+                return 1
+            _open_on_data(mx, home)
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)
         print("a process exited; stopping the others", flush=True)
