@@ -57,6 +57,29 @@ def _gauges(con, model: str) -> dict[str, int]:
     return {column[0]: int(n) for column, n in zip(cursor.description, cursor.fetchone(), strict=True)}
 
 
+# What the UI shows of a model's rows with each build, so its reader sees each member's health without SQL.
+PREVIEWS = {
+    "marts.member_health": """
+        select member_guid, user_id, institution_code, connection_status, route, reason
+        from marts.member_health
+        where retired_at is null
+        order by route = 'ready', user_id, member_guid
+        limit 50
+    """,
+}
+
+
+def _preview(con, model: str) -> dict[str, dg.MetadataValue]:
+    """A markdown table of the model's rows worth reading first (``PREVIEWS``), as the ``preview`` metadata."""
+    if model not in PREVIEWS:
+        return {}
+    cursor = con.execute(PREVIEWS[model])
+    header = [column[0] for column in cursor.description]
+    rows = [[str(value if value is not None else "").replace("|", "\\|") for value in row] for row in cursor.fetchall()]
+    lines = [header, ["---"] * len(header), *rows]
+    return {"preview": dg.MetadataValue.md("\n".join("| " + " | ".join(line) + " |" for line in lines))}
+
+
 def analytics_path(wh: Warehouse) -> Path:
     """Where analysts read the marts: ``analytics.duckdb`` beside the warehouse file."""
     return wh.path.with_name("analytics.duckdb")
@@ -117,6 +140,7 @@ def sql_models(
                     "mode": result.mode,
                     "reference_changed": result.reference_changed,
                     **_gauges(con, model.name),
+                    **_preview(con, model.name),
                 },
             )
         if built_marts:
