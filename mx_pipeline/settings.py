@@ -248,7 +248,7 @@ def dagster_home() -> Path:
 
 def dagster_ui_port() -> int:
     """Where ``mx-pipeline dev`` serves the Dagster UI (``MX_PIPELINE_UI_PORT``, default 3000)."""
-    return int(os.environ.get("MX_PIPELINE_UI_PORT", DAGSTER_UI_PORT))
+    return _port("MX_PIPELINE_UI_PORT", DAGSTER_UI_PORT)
 
 
 def spool_dir() -> Path:
