@@ -67,7 +67,7 @@ def _offboard_user(args: argparse.Namespace) -> int:
     from mx_pipeline.warehouse import Warehouse
     from mx_pipeline.warehouse.retire import offboard_user
 
-    warehouse = Warehouse(args.warehouse or settings.data_dir() / "warehouse.duckdb")
+    warehouse = Warehouse(args.warehouse or settings.warehouse_path())
     with MxClient.from_settings(settings.MxSettings.from_env()) as mx:
         try:
             guids = offboard_user(
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", default=None, help="default: report.html under MX_PIPELINE_DATA_DIR")
     report.set_defaults(run=_report)
 
-    dev = commands.add_parser("dev", help="sandbox (unless MX is configured) + connect service + dagster dev")
+    dev = commands.add_parser("dev", help="sandbox (unless MX is configured) + connect service + dg dev, on data")
     dev.set_defaults(run=_dev)
     return parser
 

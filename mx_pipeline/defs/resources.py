@@ -53,7 +53,7 @@ class WarehouseResource(dg.ConfigurableResource):
     wait_seconds: float = DEFAULT_WAIT_SECONDS
 
     def open(self) -> Warehouse:
-        path = Path(self.path) if self.path else settings.data_dir() / "warehouse.duckdb"
+        path = Path(self.path) if self.path else settings.warehouse_path()
         log = dg.get_dagster_logger("warehouse")  # inside a step, its lines land in the run's log
         return Warehouse(path, memory_limit=self.memory_limit, wait_seconds=self.wait_seconds, log=log)
 
