@@ -137,7 +137,6 @@ def _open_on_data(mx: settings.MxSettings, home: Path) -> None:
 
 
 def run_dev() -> int:
-    _stop_on_ctrl_c_or_term()
     mx = settings.MxSettings.from_env()
     try:
         _prepare_data_dir(mx)
@@ -156,6 +155,7 @@ def run_dev() -> int:
     bin_dir = Path(sys.executable).parent
     dg_dev = [str(bin_dir / "dg"), "dev", "--target-path", str(PROJECT_ROOT), "--no-check-yaml", "--port", str(port)]
     processes: list[subprocess.Popen] = []
+    _stop_on_ctrl_c_or_term()
     try:
         if mx.is_sandbox:
             env |= _sandbox_webhooks_to_the_connect_service()

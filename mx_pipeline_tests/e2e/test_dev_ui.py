@@ -127,6 +127,13 @@ def _analysts(dev: Dev, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
+def test_dev_serves_the_ui_with_dg_dev_in_this_environment(dev):
+    log = dev.log.read_text()
+    assert f"starting: {Path(sys.executable).parent / 'dg'} dev " in log
+    assert "Use 'dg dev' instead" not in log  # dagster dev's supersession warning
+    assert "does not match the virtual environment" not in log  # dg found our venv active, created none
+
+
 def test_dev_opens_on_a_materialized_ingest_with_row_counts(dev):
     assert {run["status"] for run in _graphql(dev, INGEST_RUNS)["runsOrError"]["results"]} == {"SUCCESS"}
     latest = _latest_metadata(dev)
