@@ -18,6 +18,7 @@ from mx_pipeline import definitions, sandbox_session, settings
 from mx_pipeline.defs.ingest.assets import MEMBER_ROUTES
 from mx_pipeline.defs.lifecycle.gate import RECONNECT_NOTIFICATIONS
 from mx_pipeline.defs.models import assets as models
+from mx_pipeline.defs.refusals import refusal_in
 from mx_pipeline.defs.resources import MxResource, WarehouseResource, mx_resource
 from mx_pipeline.demo_connections import connect_demo_members, registered_demo_users
 from mx_pipeline.mx import AuthError, MxClient
@@ -95,7 +96,7 @@ def _materialize(definitions_: list, steps: list[list[list[str]]], resources: di
         result = dg.materialize(
             definitions_, selection=selection, resources=resources, run_config=QUIET, raise_on_error=False
         )
-        refusal = _refusal(result)
+        refusal = refusal_in(result.all_events)
         if refusal:
             raise AuthError(refusal)  # no further step runs on credentials MX refuses, and no summary of old data
         failed_checks = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
@@ -114,17 +115,6 @@ def _check_credentials(configured: settings.MxSettings) -> None:
     """One cheap authenticated read (a user id nobody has): raises ``AuthError`` if MX refuses the credentials."""
     with MxClient.from_settings(configured) as client:
         next(client.list_users(id="mx-pipeline-credentials-check"), None)
-
-
-def _refusal(result: dg.ExecuteInProcessResult) -> str | None:
-    """The message of the ``AuthError`` that failed a step, if one did (it says which variables to check)."""
-    for event in result.all_events:
-        error = event.step_failure_data.error if event.is_step_failure else None
-        while error is not None:
-            if error.cls_name == AuthError.__name__:
-                return error.message.split(": ", 1)[-1].strip()
-            error = error.cause
-    return None
 
 
 def _describe(metadata: dict) -> str:

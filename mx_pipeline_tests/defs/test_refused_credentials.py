@@ -3,17 +3,23 @@
 The sandbox checks HTTP Basic auth like MX: a key it did not issue gets a 401 on every call.
 """
 
+import datetime as dt
 import os
 import subprocess
 import sys
 
+import dagster as dg
 import pytest
 
 from mx_pipeline import settings
-from mx_pipeline.defs.resources import MxResource
+from mx_pipeline.defs.jobs import AFTER_REGISTRATION
+from mx_pipeline.defs.refresh import sensors
+from mx_pipeline.defs.resources import MxResource, RefreshPolicyResource
 from mx_pipeline.mx import AuthError
 from mx_pipeline.refresh.aggregate import REREAD, RefreshTarget, refresh_batch
 from mx_pipeline.refresh.policy import RefreshPolicy
+
+from .conftest import INGEST
 
 WRONG_KEY = "wrong-api-key-never-printed"
 VARIABLES = ("MX_CLIENT_ID", "MX_API_KEY", "MX_BASE_URL")
@@ -73,3 +79,27 @@ def test_the_demo_stops_before_its_steps_with_one_line_naming_the_variables(pipe
     assert WRONG_KEY not in output
     assert pipeline.query("select count(*) from ops.quarantine") == [(0,)]
     assert analytics.stat().st_mtime_ns == built  # no marts rebuilt from the old data
+
+
+def test_the_freshness_sensor_launches_no_more_refreshes_once_mx_refused_a_run(pipeline, monkeypatch):
+    assert pipeline.materialize().success
+    stale = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)  # every member past its SLA
+    monkeypatch.setattr(sensors, "_now", lambda: stale)
+    resources = {"warehouse": pipeline.warehouse_resource, "refresh_policy": RefreshPolicyResource()}
+    with dg.instance_for_test() as instance:
+        [request, *_] = sensors.member_freshness(
+            dg.build_sensor_context(instance=instance, resources=resources)
+        ).run_requests
+        # The run the sensor asked for, as the daemon would launch it, on credentials MX refuses.
+        ran = dg.materialize(
+            INGEST, selection=AFTER_REGISTRATION, instance=instance, run_config=request.run_config,
+            tags={**request.tags, "dagster/run_key": request.run_key},
+            resources=pipeline.resources(mx=refused(pipeline)), raise_on_error=False,
+        )  # fmt: skip
+        assert not ran.success
+        monkeypatch.setattr(sensors, "_now", lambda: stale + dt.timedelta(hours=2))  # its claims have expired
+
+        after = sensors.member_freshness(dg.build_sensor_context(instance=instance, resources=resources))
+
+    assert isinstance(after, dg.SkipReason)
+    assert ran.run_id[:8] in after.skip_message and all(name in after.skip_message for name in VARIABLES)

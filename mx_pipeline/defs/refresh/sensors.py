@@ -11,6 +11,8 @@ warehouse is not waited on for long: the tick is skipped with the reason.
 What a run could not read (a member's status, accounts or transactions, a user's member list) is read again by a
 run of its own once the policy's back-off has passed since that attempt: a re-read, never an aggregation. Its run
 key names the failed attempts it answers, so later ticks ask for it once; it runs again only after another try.
+
+Once MX refused our credentials in a run, no run is launched (``defs/refusals.py``): they would all be refused.
 """
 
 import datetime as dt
@@ -19,6 +21,7 @@ import hashlib
 import dagster as dg
 
 from mx_pipeline.defs.jobs import refresh_run_config, scoped_run_config, sync_members_job
+from mx_pipeline.defs.refusals import standing_refusal
 from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline.refresh.run import SLA
 from mx_pipeline.warehouse import WarehouseBusy
@@ -39,6 +42,9 @@ def member_freshness(
 ):
     policy, now = refresh_policy.policy(), _now()
     launched = int(context.cursor or 0)
+    refused = standing_refusal(context.instance)
+    if refused:  # every run would be refused too: none is launched until a restart or the pause has passed
+        return dg.SkipReason(f"no refresh launched while MX refuses our credentials; {refused}")
     try:
         with warehouse.open().connect(wait_seconds=BUSY_WAIT_SECONDS) as con:
             expired = expire_claims(con, policy, now=now)
