@@ -20,6 +20,7 @@ from mx_pipeline.defs.lifecycle.gate import RECONNECT_NOTIFICATIONS
 from mx_pipeline.defs.models import assets as models
 from mx_pipeline.defs.refusals import refusal_in
 from mx_pipeline.defs.resources import MxResource, WarehouseResource, mx_resource
+from mx_pipeline.demo_categories import pin_demo_merchant_categories
 from mx_pipeline.demo_connections import connect_demo_members, registered_demo_users
 from mx_pipeline.mx import AuthError, MxClient
 from mx_pipeline.warehouse import Warehouse, tables
@@ -57,6 +58,7 @@ def run_demo() -> int:
         if configured.is_sandbox:
             with mx.client() as client:
                 connect_demo_members(client, registered_demo_users(warehouse))
+            pin_demo_merchant_categories(warehouse)
         ok = _materialize(definitions_, STEPS[1:], resources) and ok
         _print_summary(warehouse)
     return 0 if ok else 1

@@ -6,6 +6,8 @@
 -- column transacted_at: When it happened, UTC.
 -- column category_id: Our category (reference.internal_categories), never MX's.
 -- column category_source: Why this category: transaction_override, merchant_override, mx_category, mx_top_level, fallback (an MX category our map does not know yet), or unknown_category_id (an override or map row naming no category of ours).
+-- column merchant_name: Who the money went to or came from, readable (MX's cleansed description, else the bank's own text).
+-- column category_kind: The kind of our category: expense (spending), income, transfer (money moving between the user's own accounts, e.g. a credit card payment: never spending) or uncategorized. Spending is category_kind = 'expense'.
 -- column replaced_pending_guid: The pending transaction this posted one replaced, when one was matched.
 -- column user_id: Our end user's id (the product's user id), beside MX's user_guid: join the product's data on it.
 with changed as (

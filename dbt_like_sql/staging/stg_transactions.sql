@@ -7,7 +7,7 @@
 -- column transacted_at: When the transaction happened, UTC.
 -- column posted_at: When it posted, UTC; null while pending.
 -- column description_normalized: Lower case, card and reference numbers and store numbers stripped, whitespace collapsed; from MX's description, else its original_description.
--- column merchant_name: MX's cleaned description when MX names a merchant, else the normalized description.
+-- column merchant_name: Who the money went to or came from, readable: MX's description (its cleansed, human-readable name, e.g. "Bean There Coffee"), else MX's original_description as the bank sent it.
 -- column first_fetched_at: When this guid first arrived (fetched_at moves with every new version of the row).
 -- column fingerprint: md5 of account, date, signed amount and normalized description: the same purchase re-issued under a new guid has the same one.
 -- column mx_category: MX's own category (MX's taxonomy; audit only, never shown as ours).
@@ -54,7 +54,6 @@ normalized as (
 )
 select
     *,
-    case when merchant_guid is not null and nullif(trim(mx_description), '') is not null
-         then trim(mx_description) else description_normalized end as merchant_name,
+    coalesce(nullif(trim(mx_description), ''), nullif(trim(mx_original_description), '')) as merchant_name,
     md5(concat_ws('|', account_guid, transaction_date, amount, description_normalized)) as fingerprint
 from normalized
