@@ -1,4 +1,4 @@
-"""The code location ``workspace.yaml`` loads: every module under ``mx_pipeline/defs/``."""
+"""The code location ``workspace.yaml`` loads: every module under ``mx_pipeline/defs/``, and its executor."""
 
 from pathlib import Path
 
@@ -8,8 +8,19 @@ from mx_pipeline import settings
 
 settings.keep_files_private()  # the code server and every run worker load this module first
 
+# Every run executes its steps in its run worker's process, one after another: "Materialize all", the
+# ``ingest`` job and the sensors' jobs alike. Most steps hold the one ``duckdb_warehouse`` slot, so a process
+# per step bought no parallelism, only a code load per step: 26 steps took minutes, in process they take
+# seconds (mx_pipeline_tests/benchmarks/bench_materialize_all.py). A killed worker is the whole run.
+EXECUTOR = dg.in_process_executor
+
+
+def defs_folder() -> dg.Definitions:
+    """Every module under ``mx_pipeline/defs/``: the assets, checks, jobs, sensors and resources."""
+    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent / "defs")
+
 
 @dg.definitions
 def defs() -> dg.Definitions:
     settings.check_environment()  # a wrong variable: the load fails with one line naming it, before any module
-    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent / "defs")
+    return dg.Definitions.merge(defs_folder(), dg.Definitions(executor=EXECUTOR))

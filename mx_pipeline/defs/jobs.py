@@ -9,6 +9,7 @@ data team's "refresh these now", with one small config and the scheduler's safet
 from collections.abc import Iterable
 
 import dagster as dg
+from pydantic import Field
 
 from mx_pipeline.refresh.run import MANUAL
 from mx_pipeline.warehouse import tables
@@ -25,7 +26,6 @@ ingest_job = dg.define_asset_job(
 sync_members_job = dg.define_asset_job(
     "sync_members",
     selection=AFTER_REGISTRATION,
-    executor_def=dg.in_process_executor,  # small, frequent runs: one process, not one per step
     description="Re-read (and refresh, when claimed) the members in the run config: status, route, notify, fetch.",
 )
 
@@ -44,13 +44,28 @@ def refresh_run_config(member_guids: Iterable[str], *, trigger: str, user_guids:
 
 
 class ManualRefresh(dg.Config):
-    member_guids: list[str] = []
-    user_guids: list[str] = []
-    override_safety: bool = False  # skip the minimum interval, attempt cap and back-off (routes and claims hold)
+    """The members to refresh now: these members, every member of these users, or both; never no one."""
+
+    member_guids: list[str] = Field(default=[], description="MX member guids (MBR-...) to refresh now.")
+    user_guids: list[str] = Field(
+        default=[], description="MX user guids (USR-...): each of their members is refreshed now."
+    )
+    override_safety: bool = Field(
+        default=False,
+        description="Skip the minimum interval, the attempt cap and the back-off (routes, claims and the budget hold).",
+    )
+
+
+NO_TARGET = (
+    "refresh_members needs member_guids or user_guids: name the members (MBR-...) or the users (USR-...) to refresh"
+)
 
 
 @dg.config_mapping
 def _manual_refresh(config: ManualRefresh) -> dict:
+    # Raised while the run is created (the launchpad shows it, no run exists), not two seconds into the run.
+    if not (config.member_guids or config.user_guids):
+        raise dg.DagsterInvalidConfigError(NO_TARGET, [], config.model_dump())
     return refresh_run_config(
         config.member_guids,
         user_guids=config.user_guids,
@@ -64,7 +79,6 @@ refresh_members_job = dg.define_asset_job(
     "refresh_members",
     selection=AFTER_REGISTRATION,
     config=_manual_refresh,
-    executor_def=dg.in_process_executor,
     description="Refresh the given members or users now (safety rules apply unless override_safety), then fetch.",
 )
 

@@ -38,9 +38,6 @@ INSTANCE_CONFIG = ROOT / "data" / "dagster_home" / "dagster.yaml"
 WORKSPACE = ROOT / "workspace.yaml"
 LOCATION = "mx_pipeline"
 POOL = "duckdb_warehouse"
-# One process per run, so that killing the run worker kills the whole run (the multiprocess executor's step
-# processes would outlive it), and a run starts in seconds rather than one code load per step.
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 DEADLINE_SECONDS = 120.0
 T = TypeVar("T")
 
@@ -56,7 +53,7 @@ class Deployment:
 
     def submit_ingest(self, tags: dict[str, str] | None = None) -> str:
         """Launch the ``ingest`` job as the UI's "Materialize all" would: through the run queue."""
-        run_config = {**IN_PROCESS, "ops": {"raw__mx_users": {"config": {"users_csv": str(self.users_csv)}}}}
+        run_config = {"ops": {"raw__mx_users": {"config": {"users_csv": str(self.users_csv)}}}}
         return self.submit("ingest", run_config, tags or {})
 
     def submit(self, job_name: str, run_config: dict, tags: dict[str, str]) -> str:
@@ -176,8 +173,12 @@ def _descendants(pid: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def deployed(tmp_path: Path, users: dict[str, str], *, seed: int = 0, **instance_overrides) -> Iterator[Deployment]:
+def deployed(
+    tmp_path: Path, users: dict[str, str], *, seed: int = 0, workspace: Path = WORKSPACE, **instance_overrides
+) -> Iterator[Deployment]:
     """The deployment on ``tmp_path``; ``users``: our user id -> MX Bank password (each connects one bank).
+
+    ``workspace``: the code location to serve (a benchmark may compare another executor); the project's by default.
 
     ``instance_overrides``: ``run_monitoring`` settings to change in the copied ``dagster.yaml`` (a benchmark
     may shorten ``free_slots_after_run_end_seconds``); none by default: the project's own.
@@ -194,7 +195,7 @@ def deployed(tmp_path: Path, users: dict[str, str], *, seed: int = 0, **instance
         with (
             _environment(environment),
             dg.DagsterInstance.from_config(str(home)) as instance,
-            WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(WORKSPACE)])) as context,
+            WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(workspace)])) as context,
             QueuedRunCoordinatorDaemon(interval_seconds=1) as queue,
         ):
             daemons = [queue, MonitoringDaemon(interval_seconds=1), EventLogConsumerDaemon()]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from mx_pipeline.defs.ingest.listing import (
     Listing,
@@ -84,14 +85,21 @@ ANALYSTS_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=
 
 
 class UsersConfig(dg.Config):
-    users_csv: str = str(DEMO_USERS_CSV)  # a CSV with an ``id`` column: the end users the data team feeds in
+    users_csv: str = Field(
+        default=str(DEMO_USERS_CSV),
+        description="A CSV with an `id` column: our end users' ids, each registered with MX as a user (once).",
+    )
 
 
 class ScopeConfig(dg.Config):
     """Which members a run touches: these users' and these (an event, a refresh batch); both empty: all."""
 
-    user_guids: list[str] = []
-    member_guids: list[str] = []
+    user_guids: list[str] = Field(
+        default=[], description="MX user guids (USR-...): the run touches their members (and member_guids' only)."
+    )
+    member_guids: list[str] = Field(
+        default=[], description="MX member guids (MBR-...) the run touches; with user_guids also empty: every member."
+    )
 
     @property
     def scope(self) -> Scope:
@@ -99,9 +107,17 @@ class ScopeConfig(dg.Config):
 
 
 class TransactionsConfig(ScopeConfig):
-    history_days: int = SyncPolicy.history_days
-    reconcile_lookback_days: int = SyncPolicy.reconcile_lookback_days
-    overlap_days: int = SyncPolicy.overlap_days
+    history_days: int = Field(
+        default=SyncPolicy.history_days, description="A member's first sync reads this many days of history."
+    )
+    reconcile_lookback_days: int = Field(
+        default=SyncPolicy.reconcile_lookback_days,
+        description="Days re-read in full on every sync, to notice pendings MX removed (it does within 14 days).",
+    )
+    overlap_days: int = Field(
+        default=SyncPolicy.overlap_days,
+        description="Days before the last change seen that are read again (MX filters changes by date only).",
+    )
 
 
 @dg.asset(

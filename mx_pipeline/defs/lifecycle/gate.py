@@ -20,6 +20,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import dagster as dg
+from pydantic import Field
 
 from mx_pipeline.defs.ingest.assets import MEMBER_ROUTES, POOL
 from mx_pipeline.defs.resources import ConnectLinksResource, NotifierResource, WarehouseResource
@@ -56,9 +57,11 @@ class NotificationBatch:
 
 
 class GateConfig(dg.Config):
-    # A DEGRADED member is backed off and re-read first (our own bursts can cause it, and it often clears);
-    # its user is asked to reconnect only if it is still DEGRADED this long after it first was.
-    degraded_grace_hours: float = DEGRADED_GRACE.total_seconds() / 3600
+    degraded_grace_hours: float = Field(
+        default=DEGRADED_GRACE.total_seconds() / 3600,
+        description="A DEGRADED member is backed off and re-read first (our own bursts can cause it, and it often "
+        "clears); its user is asked to reconnect only if it is still DEGRADED this many hours after it first was.",
+    )
 
 
 @dg.op(

@@ -9,6 +9,7 @@ are republished to ``analytics.duckdb`` for analysts.
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
 from mx_pipeline.defs.ingest.assets import ANALYSTS_FRESHNESS, MEMBER_ROUTES, POOL, REFRESH_ATTEMPTS
 from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
@@ -90,8 +91,10 @@ def _key(table: str) -> dg.AssetKey:
 
 
 class ModelsConfig(dg.Config):
-    # Rebuild every model from scratch: after deleting an override, or to check an incremental model.
-    full_refresh: bool = False
+    full_refresh: bool = Field(
+        default=False,
+        description="Rebuild every model from scratch: after deleting an override, or to check an incremental model.",
+    )
 
 
 @dg.multi_asset(

@@ -8,6 +8,7 @@ itself, after the safety rules. The step lets go of its claims however it ends (
 """
 
 import dagster as dg
+from pydantic import Field
 
 from mx_pipeline.defs.ingest.assets import REFRESH_ATTEMPTS, ScopeConfig, mx_members
 from mx_pipeline.defs.jobs import run_key_of
@@ -18,9 +19,15 @@ from mx_pipeline.warehouse.members import EVERYTHING, listed_members
 
 
 class RefreshConfig(ScopeConfig):
-    refresh_now: bool = False  # manual: refresh the members in scope now (the scope must name them)
-    override_safety: bool = False  # manual: skip the interval, cap and back-off (routes, claims, budget hold)
-    trigger: str = MANUAL  # sla | webhook | manual, as recorded on each attempt
+    refresh_now: bool = Field(
+        default=False, description="Refresh the members in scope now (the scope must name them): a manual refresh."
+    )
+    override_safety: bool = Field(
+        default=False,
+        description="With refresh_now: skip the minimum interval, the attempt cap and the back-off "
+        "(routes, claims and the budget hold).",
+    )
+    trigger: str = Field(default=MANUAL, description="sla, webhook or manual: recorded on each attempt.")
 
 
 @dg.asset(
