@@ -12,6 +12,7 @@ table, it would keep every mart, member_health first, from being built at all.
 import dagster as dg
 
 from mx_pipeline.defs.ingest.assets import POOL
+from mx_pipeline.defs.nothing_checked import unless_nothing_checked
 from mx_pipeline.defs.resources import WarehouseResource
 from mx_pipeline.warehouse import tables
 from mx_pipeline.warehouse.sync_state import failed_reads
@@ -39,11 +40,12 @@ def _guids_are_unique(spec: TableSpec) -> dg.AssetChecksDefinition:
             rows, distinct, null_keys = con.execute(
                 f"select count(*), count(distinct {spec.key}), count(*) - count({spec.key}) from {spec.name}"
             ).fetchone()
-        return dg.AssetCheckResult(
+        result = dg.AssetCheckResult(
             passed=rows == distinct and null_keys == 0,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={"row_count": rows, "duplicate_keys": rows - distinct - null_keys, "null_keys": null_keys},
         )
+        return unless_nothing_checked(result, rows, spec.name)
 
     return check
 
@@ -58,6 +60,7 @@ def _nothing_quarantined(spec: TableSpec) -> dg.AssetChecksDefinition:
     def check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         run_id = _latest_run_id(context, spec)
         with warehouse.open().connect() as con:
+            (rows,) = con.execute(f"select count(*) from {spec.name}").fetchone()
             (count,) = con.execute(
                 "select count(*) from ops.quarantine where table_name = ? and run_id = ?", [spec.name, run_id]
             ).fetchone()
@@ -68,11 +71,12 @@ def _nothing_quarantined(spec: TableSpec) -> dg.AssetChecksDefinition:
                 """,
                 [spec.name, run_id],
             ).fetchall()
-        return dg.AssetCheckResult(
+        result = dg.AssetCheckResult(
             passed=count == 0,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={"quarantined": count, "top_reasons": dg.MetadataValue.json(dict(reasons)), "run_id": run_id},
         )
+        return unless_nothing_checked(result, rows, spec.name)
 
     return check
 
@@ -91,11 +95,13 @@ def every_member_read(context: dg.AssetCheckExecutionContext, warehouse: Warehou
     runs = {run.run_id, run.parent_run_id or run.run_id, run.root_run_id or run.run_id}
     with warehouse.open().connect() as con:
         members, users = failed_reads(con, runs)
-    return dg.AssetCheckResult(
+        (known,) = con.execute(f"select count(*) from {tables.MEMBERS.name} where removed_at is null").fetchone()
+    result = dg.AssetCheckResult(
         passed=not members and not users,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={"failed_members": dg.MetadataValue.json(members), "failed_users": dg.MetadataValue.json(users)},
     )
+    return unless_nothing_checked(result, known, tables.MEMBERS.name)  # a failed read stays an ERROR
 
 
 @dg.asset_check(
@@ -105,13 +111,18 @@ def every_member_read(context: dg.AssetCheckExecutionContext, warehouse: Warehou
 )
 def transactions_belong_to_known_accounts(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.open().connect() as con:
-        (orphans,) = con.execute(
+        rows, orphans = con.execute(
             """
-            select count(*) from raw.mx_transactions as t
-            where not exists (select 1 from raw.mx_accounts as a where a.guid = t.account_guid)
+            select count(*), count(*) filter (
+                where not exists (select 1 from raw.mx_accounts as a where a.guid = t.account_guid)
+            )
+            from raw.mx_transactions as t
             """
         ).fetchone()
-    return dg.AssetCheckResult(passed=orphans == 0, severity=dg.AssetCheckSeverity.WARN, metadata={"orphans": orphans})
+    result = dg.AssetCheckResult(
+        passed=orphans == 0, severity=dg.AssetCheckSeverity.WARN, metadata={"orphans": orphans}
+    )
+    return unless_nothing_checked(result, rows, tables.TRANSACTIONS.name)
 
 
 guid_checks = [_guids_are_unique(spec) for spec in RAW_TABLES]

@@ -5,6 +5,7 @@ import datetime as dt
 import dagster as dg
 
 from mx_pipeline.defs.ingest.assets import POOL, REFRESH_ATTEMPTS
+from mx_pipeline.defs.nothing_checked import unless_nothing_checked
 from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline.warehouse.refresh_state import exhausted_members
 
@@ -22,7 +23,8 @@ def no_member_exhausted_its_attempts(
     policy = refresh_policy.policy()
     with warehouse.open().connect() as con:
         exhausted = exhausted_members(con, policy, now=dt.datetime.now(dt.UTC))
-    return dg.AssetCheckResult(
+        (members,) = con.execute("select count(*) from raw.mx_members where removed_at is null").fetchone()
+    result = dg.AssetCheckResult(
         passed=not exhausted,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
@@ -31,3 +33,4 @@ def no_member_exhausted_its_attempts(
             "max_attempts_per_window": f"{policy.max_attempts} per {policy.attempt_window_hours:g} h",
         },
     )
+    return unless_nothing_checked(result, members, "raw.mx_members")
