@@ -12,14 +12,17 @@ import dagster as dg
 import pytest
 
 from mx_pipeline import settings
-from mx_pipeline.defs.jobs import AFTER_REGISTRATION
+from mx_pipeline.connect.spool import Spool
+from mx_pipeline.defs.jobs import AFTER_REGISTRATION, scoped_run_config
+from mx_pipeline.defs.lifecycle import sensors as lifecycle_sensors
 from mx_pipeline.defs.refresh import sensors
-from mx_pipeline.defs.resources import MxResource, RefreshPolicyResource
+from mx_pipeline.defs.resources import MxResource, RefreshPolicyResource, WarehouseResource
 from mx_pipeline.mx import AuthError
 from mx_pipeline.refresh.aggregate import REREAD, RefreshTarget, refresh_batch
 from mx_pipeline.refresh.policy import RefreshPolicy
 
 from .conftest import INGEST
+from .test_sensors import status_webhook
 
 WRONG_KEY = "wrong-api-key-never-printed"
 VARIABLES = ("MX_CLIENT_ID", "MX_API_KEY", "MX_BASE_URL")
@@ -103,3 +106,38 @@ def test_the_freshness_sensor_launches_no_more_refreshes_once_mx_refused_a_run(p
 
     assert isinstance(after, dg.SkipReason)
     assert ran.run_id[:8] in after.skip_message and all(name in after.skip_message for name in VARIABLES)
+
+
+@dg.asset
+def refused_read() -> None:
+    raise AuthError("MX answered HTTP 401", method="GET", path="/users", status=401)
+
+
+@dg.asset
+def accepted_read() -> None:
+    pass
+
+
+def test_events_wait_in_the_warehouse_while_mx_refuses_our_credentials_then_their_run_is_launched(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MX_PIPELINE_DATA_DIR", str(tmp_path))
+    spool = Spool(settings.spool_dir())
+    spool.append("mx_webhook", "w1", status_webhook("USR-1", "MBR-1"))
+    resources = {
+        "warehouse": WarehouseResource(path=str(tmp_path / "warehouse.duckdb")),
+        "refresh_policy": RefreshPolicyResource(),
+    }
+    with dg.instance_for_test() as instance:
+        assert not dg.materialize([refused_read], instance=instance, raise_on_error=False).success
+
+        held = lifecycle_sensors.connect_events(dg.build_sensor_context(instance=instance, resources=resources))
+
+        assert isinstance(held, dg.SkipReason) and "MX_API_KEY" in held.skip_message
+        assert spool.pending() == []  # stored in ops.member_events, never lost
+        assert dg.materialize([accepted_read], instance=instance).success  # fixed: a run gets through again
+
+        resumed = lifecycle_sensors.connect_events(dg.build_sensor_context(instance=instance, resources=resources))
+
+    [run] = resumed.run_requests
+    assert run.run_config == scoped_run_config(["USR-1"])

@@ -7,7 +7,8 @@ per batch of users whose events came after the cursor. The cursor is the last ev
 run keys are derived from it, so a tick that is retried launches nothing twice. A warehouse held by a run is not
 waited on for long: the tick is skipped with the reason, and the events stay in the spool for the next one. Each
 tick also prunes the spool's key markers and drained files past the dedupe window (they are in
-``ops.member_events`` by then).
+``ops.member_events`` by then). Once MX refused our credentials in a run (``defs/refusals.py``), events are still
+stored but no run is launched and the cursor stays: they are launched for once a run may succeed again.
 """
 
 import datetime as dt
@@ -18,6 +19,7 @@ import dagster as dg
 from mx_pipeline import settings
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.defs.jobs import scoped_run_config, sync_members_job
+from mx_pipeline.defs.refusals import standing_refusal
 from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline.refresh.run import WEBHOOK
 from mx_pipeline.warehouse import WarehouseBusy
@@ -44,13 +46,14 @@ def connect_events(
     spool, now = Spool(settings.spool_dir(), clock=spool_clock), dt.datetime.now(dt.UTC)
     pending = spool.pending(limit=SPOOL_BATCH)
     cursor = int(context.cursor or 0)
+    refused = standing_refusal(context.instance)
     try:
         with warehouse.open().connect(wait_seconds=BUSY_WAIT_SECONDS) as con:
             # Claims of runs that died are released here too, so they expire even with the freshness sensor off.
             expire_claims(con, refresh_policy.policy(), now=now)
             stored = store_spooled(con, pending, run_id=QUARANTINE_RUN_ID, now=now)
             new = events_after(con, cursor, limit=EVENTS_PER_TICK)
-            batches = _batches(new)
+            batches = [] if refused else _batches(new)
             for run_key, _, members in batches:
                 claim(con, members, trigger=WEBHOOK, run_key=run_key, now=now)  # keeps SLA refreshes away
     except WarehouseBusy as exc:
@@ -61,6 +64,10 @@ def connect_events(
         context.log.warning(f"{stored.quarantined} spooled events could not be stored as events; see ops.quarantine")
     if not new:
         return dg.SkipReason(f"no new member events ({len(pending)} drained, {stored.quarantined} quarantined)")
+    if refused:  # the cursor stays: these events are launched for when a run may succeed again
+        return dg.SkipReason(
+            f"{len(new)} member events wait, no run launched while MX refuses our credentials; {refused}"
+        )
     runs = [
         dg.RunRequest(
             run_key=run_key, run_config=scoped_run_config(users), tags={"mx_pipeline/trigger": "member_events"}
