@@ -4,6 +4,7 @@ run every example query of the README, each of which must answer its question.""
 import csv
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,11 +33,21 @@ def queries(markdown: str) -> dict[str, str]:
     return found
 
 
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
     """The data dir after ``mx-pipeline demo`` on the built-in sandbox (a subprocess, as a user would run it)."""
     data = tmp_path_factory.mktemp("data")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MX_")} | {"MX_PIPELINE_DATA_DIR": str(data)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MX_")} | {
+        "MX_PIPELINE_DATA_DIR": str(data),
+        # No connect service of another data dir (a `make dev` running here) is compared with this demo's links.
+        "MX_PIPELINE_CONNECT_PORT": str(unused_port()),
+    }
     command = [sys.executable, "-c", "from mx_pipeline.cli import main; raise SystemExit(main(['demo']))"]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
