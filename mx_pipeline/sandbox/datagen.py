@@ -8,6 +8,8 @@ What a member sees is the history of its bank login, and two random streams keep
 So a bank removed and linked again (a new member for the same login) shows the same history under new guids, as
 at MX, and the same seed with the same sequence of calls gives the same data. Nothing is generated before a
 member first connects.
+Balances follow the transactions: each account opens at the start of its history (a card with what it owed
+then) and moves with every posted row, so a balance is its opening balance plus its posted transactions.
 MX facts encoded: amounts unsigned with CREDIT/DEBIT (MX transactions webhook doc); pending rows are "often
 deleted and replaced with a new POSTED transaction (with a new guid)" (S25 ``status``), and some never post.
 """
@@ -28,6 +30,7 @@ from mx_pipeline.sandbox.statement import (
 )
 
 DAYS_PER_MONTH = 365.25 / 12
+LOAN_MONTHS = 60  # an auto loan over five years
 __all__ = ["PENDING_DAYS", "DataChanges", "add_posted_purchases", "advance_member_data", "start_member_data"]
 
 
@@ -86,7 +89,7 @@ def start_member_data(
     if has_card:
         specs.append(("CREDIT_CARD", None, "Rewards Visa", 0.0))  # what it owes is set when its history starts
     if has_loan:
-        original = round(profile["loan_payment"] * 60, 2)
+        original = round(profile["loan_payment"] * LOAN_MONTHS, 2)
         specs.append(("LOAN", "AUTO", "Auto Loan", round(original * rng.uniform(0.35, 0.9), 2)))
     guids = random.Random(f"{seed}:{member_guid}")
     accounts = [
@@ -95,7 +98,7 @@ def start_member_data(
     ]
     for account in accounts:
         if account.type == "LOAN":
-            account.original_balance = round(profile["loan_payment"] * 60, 2)
+            account.original_balance = round(profile["loan_payment"] * LOAN_MONTHS, 2)
     profile["opening_balances"] = {a.type: a.balance for a in accounts}
     return MemberData(rng=guids, profile=profile, accounts=accounts, bank=bank)
 
