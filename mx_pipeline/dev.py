@@ -83,6 +83,15 @@ def _install_instance_config(home: Path) -> None:
         )
 
 
+def _listens(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname, parts.port or 80), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def _prepare_data_dir(mx: settings.MxSettings) -> None:
     if mx.is_sandbox:
         sandbox_session.start_afresh()
@@ -92,14 +101,11 @@ def _prepare_data_dir(mx: settings.MxSettings) -> None:
 
 def _is_listening(process: subprocess.Popen, url: str, timeout_seconds: float) -> bool:
     """Wait until ``process`` accepts connections at ``url``; False when it exits or the time is up."""
-    parts = urlsplit(url)
     deadline = time.monotonic() + timeout_seconds
     while process.poll() is None and time.monotonic() < deadline:
-        try:
-            socket.create_connection((parts.hostname, parts.port or 80), timeout=1).close()
+        if _listens(url):
             return True
-        except OSError:
-            time.sleep(0.2)
+        time.sleep(0.2)
     return False
 
 
@@ -138,6 +144,12 @@ def _open_on_data(mx: settings.MxSettings, home: Path) -> None:
 
 def run_dev() -> int:
     mx = settings.MxSettings.from_env()
+    port, connect = settings.dagster_ui_port(), settings.ConnectSettings.from_env()
+    ours = [f"http://127.0.0.1:{port}", f"http://{connect.host}:{connect.port}", *([mx.base_url] * mx.is_sandbox)]
+    if taken := [url for url in ours if _listens(url)]:
+        # another `mx-pipeline dev`, say: its data must not be cleared, nor its sandbox taken for ours
+        print(f"mx-pipeline dev: something already listens at {', '.join(taken)}: stop it first", file=sys.stderr)
+        return 1
     try:
         _prepare_data_dir(mx)
     except sandbox_session.NotSandboxData as exc:
@@ -146,7 +158,6 @@ def run_dev() -> int:
     home = settings.dagster_home().resolve()
     home.mkdir(parents=True, exist_ok=True)
     _install_instance_config(home)
-    port = settings.dagster_ui_port()
     env = settings.child_environment(
         DAGSTER_HOME=str(home),
         MX_PIPELINE_DATA_DIR=str(settings.data_dir().resolve()),  # dg dev runs the code location from the root

@@ -1,16 +1,44 @@
-"""``mx-pipeline dev`` on the sandbox never wipes a warehouse a sandbox session did not build (it starts nothing)."""
+"""``mx-pipeline dev`` refuses, in one line and before it starts or clears anything, what would lose data."""
 
+import socket
+
+import pytest
+
+from mx_pipeline import sandbox_session
 from mx_pipeline.dev import run_dev
 
 
-def test_on_the_sandbox_dev_refuses_a_warehouse_it_did_not_build_in_one_line(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def on_the_sandbox(tmp_path, monkeypatch):
     for name in ("MX_CLIENT_ID", "MX_API_KEY", "MX_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MX_PIPELINE_DATA_DIR", str(tmp_path))
-    (tmp_path / "warehouse.duckdb").write_bytes(b"real MX data")
+    return tmp_path
+
+
+def _one_line(err: str) -> bool:
+    return err.startswith("mx-pipeline dev: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_on_the_sandbox_dev_refuses_a_warehouse_it_did_not_build(on_the_sandbox, capsys):
+    (on_the_sandbox / "warehouse.duckdb").write_bytes(b"real MX data")
     assert run_dev() == 1
     out, err = capsys.readouterr()
-    assert err.startswith("mx-pipeline dev: ") and err.count("\n") == 1 and "Traceback" not in err
-    assert "set MX_PIPELINE_DATA_DIR to another directory" in err
+    assert _one_line(err) and "set MX_PIPELINE_DATA_DIR to another directory" in err
     assert "starting:" not in out
-    assert (tmp_path / "warehouse.duckdb").read_bytes() == b"real MX data"
+    assert (on_the_sandbox / "warehouse.duckdb").read_bytes() == b"real MX data"
+
+
+def test_dev_leaves_a_running_session_alone(on_the_sandbox, monkeypatch, capsys):
+    sandbox_session.start_afresh()
+    (on_the_sandbox / "warehouse.duckdb").write_bytes(b"the running session's sandbox data")
+    with socket.socket() as ui:
+        ui.bind(("127.0.0.1", 0))
+        ui.listen()
+        port = ui.getsockname()[1]
+        monkeypatch.setenv("MX_PIPELINE_UI_PORT", str(port))
+        assert run_dev() == 1
+    out, err = capsys.readouterr()
+    assert _one_line(err) and f"something already listens at http://127.0.0.1:{port}: stop it first" in err
+    assert "starting:" not in out
+    assert (on_the_sandbox / "warehouse.duckdb").read_bytes() == b"the running session's sandbox data"
