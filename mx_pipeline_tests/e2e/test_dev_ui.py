@@ -188,7 +188,7 @@ def _chromium():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1200})
+            page = browser.new_page(viewport={"width": 1600, "height": 1200}, locale="en-US")  # "1,319"
             # A first visit may be greeted by Dagster's newsletter dialog, over whatever is to be clicked.
             greeting = page.get_by_text("Join the Dagster community")
             page.add_locator_handler(greeting, lambda: page.get_by_role("button", name="Skip").click())
