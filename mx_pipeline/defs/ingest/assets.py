@@ -24,8 +24,8 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from pydantic import Field
 
+from mx_pipeline.defs.ingest.config import ScopeConfig, TransactionsConfig, UsersConfig
 from mx_pipeline.defs.ingest.listing import (
     Listing,
     Suspects,
@@ -47,7 +47,6 @@ from mx_pipeline.warehouse.end_users import (
 )
 from mx_pipeline.warehouse.members import (
     EVERYTHING,
-    Scope,
     listed_members,
     members_not_fetched,
     members_to_fetch,
@@ -72,7 +71,6 @@ from mx_pipeline.warehouse.transaction_sync import SyncPolicy, sync_member_trans
 POOL = "duckdb_warehouse"
 GROUP = "ingest"
 KINDS = {"python", "duckdb"}
-DEMO_USERS_CSV = Path(__file__).resolve().parents[3] / "data" / "reference" / "demo_users.csv"
 
 
 MEMBER_ROUTES = dg.AssetKey(["ops", "member_routes"])  # written by the status gate (defs/lifecycle)
@@ -82,42 +80,6 @@ REFRESH_ATTEMPTS = dg.AssetKey(["ops", "refresh_attempts"])  # aggregations aske
 # Dagster's own freshness on what analysts read, beside the per-member SLAs of the refresh scheduler: the
 # tables as a whole must have been loaded within a day (warn) and a day and two hours (fail).
 ANALYSTS_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=24))
-
-
-class UsersConfig(dg.Config):
-    users_csv: str = Field(
-        default=str(DEMO_USERS_CSV),
-        description="A CSV with an `id` column: our end users' ids, each registered with MX as a user (once).",
-    )
-
-
-class ScopeConfig(dg.Config):
-    """Which members a run touches: these users' and these (an event, a refresh batch); both empty: all."""
-
-    user_guids: list[str] = Field(
-        default=[], description="MX user guids (USR-...): the run touches their members (and member_guids' only)."
-    )
-    member_guids: list[str] = Field(
-        default=[], description="MX member guids (MBR-...) the run touches; with user_guids also empty: every member."
-    )
-
-    @property
-    def scope(self) -> Scope:
-        return Scope(tuple(self.user_guids), tuple(self.member_guids))
-
-
-class TransactionsConfig(ScopeConfig):
-    history_days: int = Field(
-        default=SyncPolicy.history_days, description="A member's first sync reads this many days of history."
-    )
-    reconcile_lookback_days: int = Field(
-        default=SyncPolicy.reconcile_lookback_days,
-        description="Days re-read in full on every sync, to notice pendings MX removed (it does within 14 days).",
-    )
-    overlap_days: int = Field(
-        default=SyncPolicy.overlap_days,
-        description="Days before the last change seen that are read again (MX filters changes by date only).",
-    )
 
 
 @dg.asset(
