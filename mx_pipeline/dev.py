@@ -114,6 +114,7 @@ def _open_on_data(mx: settings.MxSettings, home: Path) -> None:
     import dagster as dg  # the UI's own process needs none of this: import it only for the first run
 
     from mx_pipeline import definitions
+    from mx_pipeline.demo_categories import pin_demo_merchant_categories
     from mx_pipeline.demo_connections import connect_demo_members, registered_demo_users
     from mx_pipeline.mx import MxClient
     from mx_pipeline.warehouse import Warehouse, tables
@@ -128,6 +129,7 @@ def _open_on_data(mx: settings.MxSettings, home: Path) -> None:
         ingest.execute_in_process(instance=instance, asset_selection=users, run_config=QUIET, raise_on_error=False)
         with MxClient.from_settings(mx) as client:
             connect_demo_members(client, registered_demo_users(warehouse))
+        pin_demo_merchant_categories(warehouse)
         result = ingest.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
     checks = result.get_asset_check_evaluations()
     failed = sorted(e.check_name for e in checks if not e.passed)

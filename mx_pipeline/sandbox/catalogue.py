@@ -51,6 +51,7 @@ EVERYDAY = (
     (_merchant("Skyway Air", "SKYWAY AIR {ref}", "Air Travel", 4511, 120, 650), 0.3),
     (_merchant("Harbor Inn", "HARBOR INN {city}", "Hotel", 7011, 90, 400), 0.3),
     (_merchant("Giving Tree Foundation", "GIVINGTREE DONATION", "Charity", 8398, 10, 100), 0.4),
+    (_merchant("ReWear Exchange", "REWEAR EXCHANGE {store}", "Secondhand & Resale", 5931, 8, 70), 0.8),
 )
 
 # Merchants whose purchases are sometimes returned (a refund: a credit at the same merchant some days later).

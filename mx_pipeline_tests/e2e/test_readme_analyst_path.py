@@ -119,3 +119,14 @@ def test_the_demo_product_pins_the_warehouse_club_to_groceries_with_a_merchant_o
         """
     ).fetchall()
     assert rows == [("food.groceries", "merchant_override")]  # MX files it under Shopping
+
+
+def test_a_category_mx_added_after_our_map_counts_under_its_top_levels_category_of_ours(analysts_file):
+    # The sandbox files ReWear Exchange under "Secondhand & Resale", a Shopping subcategory our map does not name.
+    rows = analysts_file.execute(
+        """
+        select distinct category_id, category_source from marts.fct_transactions
+        where merchant_name = 'ReWear Exchange'
+        """
+    ).fetchall()
+    assert rows == [("shopping.general", "mx_top_level")]  # counted as spending, never dropped, never an MX code
