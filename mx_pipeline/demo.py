@@ -46,7 +46,7 @@ def run_demo() -> int:
         _check_credentials(configured)  # before anything changes; refused: mx-pipeline prints one line, exits 2
     try:
         path = _warehouse_for(configured)
-    except sandbox_session.NotSandboxData as exc:
+    except sandbox_session.Refused as exc:
         print(f"mx-pipeline demo: {exc}", file=sys.stderr)
         return 1
     with _mx(configured) as mx:

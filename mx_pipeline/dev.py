@@ -154,7 +154,7 @@ def run_dev() -> int:
         return 1
     try:
         _prepare_data_dir(mx)
-    except sandbox_session.NotSandboxData as exc:
+    except sandbox_session.Refused as exc:
         print(f"mx-pipeline dev: {exc}", file=sys.stderr)
         return 1
     home = settings.dagster_home().resolve()

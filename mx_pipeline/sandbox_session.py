@@ -8,9 +8,12 @@ count ``ops.member_events`` of the old warehouse: kept, they would hide the new 
 instance config, the link secret and the reference data stay.
 
 A warehouse is only ever cleared when a marker says a sandbox session built it. One without the marker came
-from real MX (or from before markers existed): the session refuses rather than wipe it.
+from real MX (or from before markers existed): the session refuses rather than wipe it. Nor is a data directory
+cleared while another session (``dev`` or ``demo``, sandbox or MX) uses it: each holds a lock on it until it ends.
 """
 
+import fcntl
+import os
 import shutil
 from pathlib import Path
 
@@ -18,15 +21,42 @@ from mx_pipeline import settings
 
 MARKER = ".built_on_sandbox"
 INSTANCE_CONFIG = "dagster.yaml"
+LOCK = ".session.lock"
+_held: dict[Path, int] = {}  # data dirs this process's session holds: the lock lasts as long as the process
 
 
-class NotSandboxData(Exception):
-    """The data directory holds a warehouse no sandbox session built; the message says what to do."""
+class Refused(Exception):
+    """A session must not start on this data directory; the message says what to do."""
+
+
+class NotSandboxData(Refused):
+    """The data directory holds a warehouse no sandbox session built."""
+
+
+class DataDirInUse(Refused):
+    """Another session (``mx-pipeline dev`` or ``demo``) is using the data directory."""
+
+
+def _hold(data: Path) -> None:
+    """Claim ``data`` for this process's session, or raise :class:`DataDirInUse` (the kernel frees it at exit)."""
+    if data.resolve() in _held:
+        return
+    fd = os.open(data / LOCK, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by the processes dev starts
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataDirInUse(
+            f"{data} is in use by another session (mx-pipeline dev or demo): stop it first, or set"
+            " MX_PIPELINE_DATA_DIR to another directory"
+        ) from None
+    _held[data.resolve()] = fd
 
 
 def start_afresh() -> Path:
     """Clear the sandbox's leftovers from the data directory and mark what follows as sandbox-built."""
     data = settings.data_dir()
+    _hold(data)
     warehouse, marker = settings.warehouse_path(), data / MARKER
     if warehouse.exists() and not marker.exists():
         raise NotSandboxData(
@@ -43,6 +73,7 @@ def leave_the_sandbox() -> bool:
 
     Returns whether anything was cleared.
     """
+    _hold(settings.data_dir())
     marker = settings.data_dir() / MARKER
     if not marker.exists():
         return False

@@ -1,5 +1,8 @@
 """A sandbox session starts the data directory afresh, and never wipes a warehouse it did not build."""
 
+import subprocess
+import sys
+
 import pytest
 
 from mx_pipeline import sandbox_session
@@ -58,3 +61,24 @@ def test_real_mx_clears_what_the_sandbox_built_and_leaves_real_data_alone(data):
     assert (data / "warehouse.duckdb").exists()
     with pytest.raises(sandbox_session.NotSandboxData):
         sandbox_session.start_afresh()
+
+
+def test_a_running_sessions_data_is_never_wiped_by_another_session(data):
+    # Another session on this data dir (a `make dev` still running, while `make demo` starts on another port).
+    running = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from mx_pipeline import sandbox_session as s; s.start_afresh();"
+         " print('started', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert running.stdout.readline() == "started\n"
+        _write(data, SESSION_STATE)
+        with pytest.raises(sandbox_session.DataDirInUse, match="in use by another session"):
+            sandbox_session.start_afresh()
+        with pytest.raises(sandbox_session.DataDirInUse):
+            sandbox_session.leave_the_sandbox()  # real MX would clear the running sandbox session's data
+        assert [name for name in SESSION_STATE if not (data / name).exists()] == []
+    finally:
+        running.communicate(timeout=60)  # stdin closed: the session ends
+    sandbox_session.start_afresh()  # once it has ended, the next session starts afresh
+    assert [name for name in SESSION_STATE if (data / name).exists()] == []
