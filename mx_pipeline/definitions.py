@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from mx_pipeline import settings
+from mx_pipeline import sandbox_session, settings
 
 settings.keep_files_private()  # the code server and every run worker load this module first
 
@@ -23,4 +23,5 @@ def defs_folder() -> dg.Definitions:
 @dg.definitions
 def defs() -> dg.Definitions:
     settings.check_environment()  # a wrong variable: the load fails with one line naming it, before any module
+    sandbox_session.refuse_on_mx()  # MX's data must never land where a sandbox session will start afresh
     return dg.Definitions.merge(defs_folder(), dg.Definitions(executor=EXECUTOR))

@@ -82,6 +82,18 @@ def leave_the_sandbox() -> bool:
     return True
 
 
+def refuse_on_mx() -> None:
+    """On real MX, a data directory the sandbox built is refused (:class:`settings.ConfigError`): MX's data written
+    beside the marker would be wiped by the next sandbox session. ``dev`` and ``demo`` on MX clear it first."""
+    marker = settings.data_dir() / MARKER
+    if marker.exists() and not settings.MxSettings.from_env().is_sandbox:
+        raise settings.ConfigError(
+            f"{marker.parent} holds the built-in sandbox's data, and MX's would be wiped with it by the next sandbox"
+            " session: start with `make dev` (or `mx-pipeline demo`), which clears it for MX, or set"
+            " MX_PIPELINE_DATA_DIR to another directory"
+        )
+
+
 def _clear(data: Path) -> None:
     warehouse, links = settings.warehouse_path(), settings.link_store_path()
     for name in (warehouse.name, f"{warehouse.name}.wal", "analytics.duckdb", "analytics.duckdb.wal"):

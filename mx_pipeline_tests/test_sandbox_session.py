@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from mx_pipeline import sandbox_session
+from mx_pipeline import definitions, sandbox_session, settings
 
 SESSION_STATE = [
     "warehouse.duckdb",
@@ -82,3 +82,16 @@ def test_a_running_sessions_data_is_never_wiped_by_another_session(data):
         running.communicate(timeout=60)  # stdin closed: the session ends
     sandbox_session.start_afresh()  # once it has ended, the next session starts afresh
     assert [name for name in SESSION_STATE if (data / name).exists()] == []
+
+
+def test_the_code_location_on_real_mx_refuses_a_data_dir_the_sandbox_built(data, monkeypatch):
+    # Started on MX without make dev (dg dev, a daemon): real data written beside the marker would be wiped by
+    # the next sandbox session, so the code location refuses until dev or demo on MX has cleared it.
+    sandbox_session.start_afresh()
+    monkeypatch.setenv("MX_CLIENT_ID", "my-client")
+    monkeypatch.setenv("MX_API_KEY", "my-key")
+    monkeypatch.setenv("MX_BASE_URL", "https://int-api.mx.com")
+
+    with pytest.raises(settings.ConfigError, match="MX_PIPELINE_DATA_DIR") as refused:
+        definitions.defs()
+    assert str(data) in str(refused.value) and "make dev" in str(refused.value)
