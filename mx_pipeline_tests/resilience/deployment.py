@@ -1,7 +1,7 @@
 """The pipeline deployed as ``make dev`` deploys it, on a temporary home, against the built-in sandbox.
 
 A real Dagster instance from the project's ``data/dagster_home/dagster.yaml`` (copied), the code location from
-``workspace.yaml`` served by its own code server process (as ``dagster dev`` and the daemon start it), runs
+``workspace.yaml`` served by its own code server process (as ``dg dev`` and the daemon start it), runs
 launched through the instance's run coordinator and launcher into run worker processes, and the daemon's own
 recovery loops: the run queue, run monitoring (with its freeing of pool slots) and run retries. Those loops
 run here one pass at a time (``tick``) rather than in a ``dagster-daemon`` process: the same code, without the
