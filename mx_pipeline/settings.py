@@ -44,6 +44,7 @@ DAGSTER_UI_PORT = 3000
 MIN_API_TOKEN_LENGTH = 24
 PRIVATE_UMASK = 0o077  # no access for group and others
 MX_ENVIRONMENTS = "https://int-api.mx.com for development keys, https://api.mx.com for production"
+MX_DOMAIN = ".mx.com"
 
 
 class ConfigError(ValueError):
@@ -66,8 +67,11 @@ def _port(name: str, default: int) -> int:
 def _url(name: str, default: str, what: str) -> str:
     value = os.environ.get(name) or default
     parts = urlsplit(value)
+    shown = value if "@" not in value else "...@" + value.rsplit("@", 1)[1]  # never echo credentials put in it
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{name}={value!r} is not an http(s) URL: set it to {what}")
+        raise ConfigError(f"{name}={shown!r} is not an http(s) URL: set it to {what}")
+    if "@" in parts.netloc:
+        raise ConfigError(f"{name}={shown!r} carries credentials: set it to {what}, without them")
     return value
 
 
@@ -103,6 +107,11 @@ class MxSettings:
             base_url = _url("MX_BASE_URL", "https://int-api.mx.com", MX_ENVIRONMENTS)
             return cls(base_url=base_url, client_id=client_id, api_key=api_key, is_sandbox=False)
         base_url = _url("MX_BASE_URL", f"http://{host}:{port}", "the built-in sandbox's address, or unset it")
+        if (urlsplit(base_url).hostname or "").endswith(MX_DOMAIN):
+            raise ConfigError(
+                f"MX_BASE_URL points at MX ({base_url}) but MX_CLIENT_ID and MX_API_KEY are not set: set both (MX's"
+                " Client Dashboard shows them), or unset MX_BASE_URL to use the built-in sandbox"
+            )
         return cls(base_url=base_url, client_id=SANDBOX_CLIENT_ID, api_key=SANDBOX_API_KEY, is_sandbox=True)
 
 

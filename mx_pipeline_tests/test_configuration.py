@@ -31,6 +31,19 @@ def clean_env(monkeypatch, tmp_path):
         ({"MX_API_KEY": SECRET}, "MX_CLIENT_ID"),
         ({"MX_CLIENT_ID": "my-client", "MX_API_KEY": SECRET, "MX_BASE_URL": "int-api.mx.com"}, "MX_BASE_URL"),
         ({"MX_BASE_URL": "ftp://127.0.0.1:8765"}, "MX_BASE_URL"),
+        ({"MX_BASE_URL": "https://api.mx.com"}, "MX_CLIENT_ID and MX_API_KEY"),  # MX, with the sandbox's keys
+        (
+            {"MX_CLIENT_ID": "my-client", "MX_API_KEY": SECRET, "MX_BASE_URL": f"my-client:{SECRET}@api.mx.com"},
+            "MX_BASE_URL",
+        ),
+        (
+            {
+                "MX_CLIENT_ID": "my-client",
+                "MX_API_KEY": SECRET,
+                "MX_BASE_URL": f"https://my-client:{SECRET}@api.mx.com",
+            },
+            "MX_BASE_URL",
+        ),
         ({"MX_SANDBOX_PORT": "eighty"}, "MX_SANDBOX_PORT"),
         ({"MX_SANDBOX_PORT": "70000"}, "MX_SANDBOX_PORT"),
     ],
