@@ -1,4 +1,4 @@
-"""The numbers Dagster plots per materialization (README "Plotted metadata") are plain numbers, present every run,
+"""The numbers Dagster plots per materialization (README "What Dagster plots") are plain numbers, present every run,
 and equal to what the warehouse (and the sandbox) hold."""
 
 import requests

@@ -347,7 +347,7 @@ def _result(
     read_failures: int = 0,
     **extra,
 ) -> dg.MaterializeResult:
-    """The step's metadata; the plain numbers (README: "Plotted metadata") are what Dagster plots per run."""
+    """The step's metadata; the plain numbers (README: "What Dagster plots") are what Dagster plots per run."""
     with wh.connect() as con:
         api_log.flush(con)
         (rows,) = con.execute(f"select count(*) from {spec.name}").fetchone()

@@ -40,7 +40,7 @@ product_inputs = [
     for table, text in PRODUCT_INPUTS.items()
 ]
 
-# Numbers Dagster plots per build of a model (README: "Plotted metadata"): one row, one number per column.
+# Numbers Dagster plots per build of a model (README: "What Dagster plots"): one row, one number per column.
 GAUGES = {
     "marts.member_health": """
         select count(*) filter (where is_stale and retired_at is null) as stale_members,
