@@ -42,8 +42,10 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from mx_pipeline import sandbox_session
     from mx_pipeline.connect.server import serve
 
+    sandbox_session.refuse_on_mx()  # MX's links and events must never land where a sandbox session starts afresh
     serve(args.host, args.port)
     return 0
 

@@ -7,9 +7,11 @@ and reconnect links name sandbox members) and the Dagster instance's history (it
 count ``ops.member_events`` of the old warehouse: kept, they would hide the new session's events). The
 instance config, the link secret and the reference data stay.
 
-A warehouse is only ever cleared when a marker says a sandbox session built it. One without the marker came
-from real MX (or from before markers existed): the session refuses rather than wipe it. Nor is a data directory
-cleared while another session (``dev`` or ``demo``, sandbox or MX) uses it: each holds a lock on it until it ends.
+A warehouse (or link store, or spool) is only ever cleared when a marker says a sandbox session made it. One
+without the marker came from real MX (or from before markers existed): the session refuses rather than wipe it,
+and on MX the code location and the connect service refuse a directory with the marker (``refuse_on_mx``).
+Nor is a data directory cleared while another session (``dev`` or ``demo``, sandbox or MX) uses it: each holds
+a lock on it until it ends.
 """
 
 import fcntl
@@ -58,10 +60,11 @@ def start_afresh() -> Path:
     data = settings.data_dir()
     _hold(data)
     warehouse, marker = settings.warehouse_path(), data / MARKER
-    if warehouse.exists() and not marker.exists():
+    unknown = [p for p in (warehouse, settings.link_store_path(), settings.spool_dir()) if p.exists()]
+    if unknown and not marker.exists():  # the connect service on MX keeps links and events before any warehouse
         raise NotSandboxData(
-            f"{warehouse} was not built on the built-in sandbox (it may hold real MX data) and a sandbox session"
-            " starts its warehouse afresh: set MX_PIPELINE_DATA_DIR to another directory for the sandbox"
+            f"{unknown[0]} was not made on the built-in sandbox (it may hold real MX data) and a sandbox session"
+            " starts its data afresh: set MX_PIPELINE_DATA_DIR to another directory for the sandbox"
         )
     _clear(data)
     marker.write_text("Built by a session on the built-in MX sandbox: the next sandbox session starts afresh.\n")

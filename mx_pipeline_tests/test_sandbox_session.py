@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from mx_pipeline import definitions, sandbox_session, settings
+from mx_pipeline import cli, definitions, sandbox_session, settings
 
 SESSION_STATE = [
     "warehouse.duckdb",
@@ -95,3 +95,24 @@ def test_the_code_location_on_real_mx_refuses_a_data_dir_the_sandbox_built(data,
     with pytest.raises(settings.ConfigError, match="MX_PIPELINE_DATA_DIR") as refused:
         definitions.defs()
     assert str(data) in str(refused.value) and "make dev" in str(refused.value)
+
+
+def test_links_and_events_no_sandbox_session_left_are_never_wiped(data):
+    # The connect service on MX keeps reconnect links and spools MX's events before any warehouse exists.
+    _write(data, ["links.sqlite", "spool/member/1.json"])
+    with pytest.raises(sandbox_session.NotSandboxData, match=r"links\.sqlite was not made on the built-in sandbox"):
+        sandbox_session.start_afresh()
+    assert (data / "links.sqlite").exists() and (data / "spool/member/1.json").exists()
+
+
+def test_the_connect_service_on_real_mx_refuses_a_data_dir_the_sandbox_built(data, monkeypatch, capsys):
+    sandbox_session.start_afresh()
+    monkeypatch.setenv("MX_CLIENT_ID", "my-client")
+    monkeypatch.setenv("MX_API_KEY", "my-key")
+    served = []
+    monkeypatch.setattr("mx_pipeline.connect.server.serve", lambda *args: served.append(args))
+
+    assert cli.main(["serve"]) == 2
+    assert served == []
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("mx-pipeline: ") and "MX_PIPELINE_DATA_DIR" in line
