@@ -7,11 +7,11 @@ and reconnect links name sandbox members) and the Dagster instance's history (it
 count ``ops.member_events`` of the old warehouse: kept, they would hide the new session's events). The
 instance config, the link secret and the reference data stay.
 
-A warehouse (or link store, or spool) is only ever cleared when a marker says a sandbox session made it. One
-without the marker came from real MX (or from before markers existed): the session refuses rather than wipe it,
-and on MX the code location and the connect service refuse a directory with the marker (``refuse_on_mx``).
-Nor is a data directory cleared while another session (``dev`` or ``demo``, sandbox or MX) uses it: each holds
-a lock on it until it ends.
+A warehouse (or spooled events, an analysts' file, Dagster history) is only ever cleared when a marker says a
+sandbox session made it. One without the marker came from real MX, another project or before markers existed:
+the session refuses rather than wipe it, and on MX the code location and the connect service refuse a directory
+with the marker (``refuse_on_mx``). Nor is a data directory cleared while another session (``dev`` or ``demo``,
+sandbox or MX) uses it: each holds a lock on it until it ends.
 """
 
 import fcntl
@@ -60,8 +60,8 @@ def start_afresh() -> Path:
     data = settings.data_dir()
     _hold(data)
     warehouse, marker = settings.warehouse_path(), data / MARKER
-    unknown = [p for p in (warehouse, settings.link_store_path(), settings.spool_dir()) if p.exists()]
-    if unknown and not marker.exists():  # the connect service on MX keeps links and events before any warehouse
+    unknown = [p for p in _cleared(data) if _holds_data(p)]
+    if unknown and not marker.exists():  # the connect service on MX spools events before any warehouse exists
         raise NotSandboxData(
             f"{unknown[0]} was not made on the built-in sandbox (it may hold real MX data) and a sandbox session"
             " starts its data afresh: set MX_PIPELINE_DATA_DIR to another directory for the sandbox"
@@ -97,19 +97,28 @@ def refuse_on_mx() -> None:
         )
 
 
+def _cleared(data: Path) -> list[Path]:
+    """What a session clears: the warehouse, the analysts' file, links, spool and the Dagster instance's history."""
+    warehouse, links, home = settings.warehouse_path(), settings.link_store_path(), settings.dagster_home()
+    files = [
+        data / name for name in (warehouse.name, f"{warehouse.name}.wal", "analytics.duckdb", "analytics.duckdb.wal")
+    ]
+    files += [links.with_name(links.name + suffix) for suffix in ("", "-wal", "-shm")]
+    history = [entry for entry in home.iterdir() if entry.name != INSTANCE_CONFIG] if home.is_dir() else []
+    return [*files, settings.spool_dir(), *history]
+
+
+def _holds_data(path: Path) -> bool:
+    """Whether ``path`` may hold what only its owner can tell is not the sandbox's. Not the link store: every
+    ``make demo`` before markers existed left one (with nothing in it), and links are issued by the pipeline."""
+    if path.name.startswith(settings.link_store_path().name):
+        return False
+    return any(f.is_file() for f in path.rglob("*")) if path.is_dir() else path.exists()
+
+
 def _clear(data: Path) -> None:
-    warehouse, links = settings.warehouse_path(), settings.link_store_path()
-    for name in (warehouse.name, f"{warehouse.name}.wal", "analytics.duckdb", "analytics.duckdb.wal"):
-        (data / name).unlink(missing_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        links.with_name(links.name + suffix).unlink(missing_ok=True)
-    shutil.rmtree(settings.spool_dir(), ignore_errors=True)
-    home = settings.dagster_home()
-    if home.is_dir():
-        for entry in home.iterdir():
-            if entry.name == INSTANCE_CONFIG:
-                continue
-            if entry.is_dir():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+    for path in _cleared(data):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)

@@ -97,12 +97,19 @@ def test_the_code_location_on_real_mx_refuses_a_data_dir_the_sandbox_built(data,
     assert str(data) in str(refused.value) and "make dev" in str(refused.value)
 
 
-def test_links_and_events_no_sandbox_session_left_are_never_wiped(data):
-    # The connect service on MX keeps reconnect links and spools MX's events before any warehouse exists.
+def test_events_no_sandbox_session_spooled_are_never_wiped(data):
+    # The connect service on MX spools MX's events before any warehouse exists.
     _write(data, ["links.sqlite", "spool/member/1.json"])
-    with pytest.raises(sandbox_session.NotSandboxData, match=r"links\.sqlite was not made on the built-in sandbox"):
+    with pytest.raises(sandbox_session.NotSandboxData, match="spool was not made on the built-in sandbox"):
         sandbox_session.start_afresh()
     assert (data / "links.sqlite").exists() and (data / "spool/member/1.json").exists()
+
+
+def test_the_link_store_an_earlier_demo_left_alone_does_not_stop_a_session(data):
+    (data / "spool").mkdir()  # empty: nothing spooled
+    _write(data, ["links.sqlite"])  # every `make demo` before markers existed left one, and nothing else here
+    sandbox_session.start_afresh()
+    assert not (data / "links.sqlite").exists() and (data / sandbox_session.MARKER).exists()
 
 
 def test_the_connect_service_on_real_mx_refuses_a_data_dir_the_sandbox_built(data, monkeypatch, capsys):
@@ -116,3 +123,13 @@ def test_the_connect_service_on_real_mx_refuses_a_data_dir_the_sandbox_built(dat
     assert served == []
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("mx-pipeline: ") and "MX_PIPELINE_DATA_DIR" in line
+
+
+def test_dagster_history_and_analysts_files_no_sandbox_session_made_are_never_wiped(data):
+    # MX_PIPELINE_DATA_DIR set to a directory that holds another project's Dagster home, or an analytics file.
+    for other in (["dagster_home/history/runs.db"], ["analytics.duckdb"]):
+        _write(data, other)
+        with pytest.raises(sandbox_session.NotSandboxData, match="was not made on the built-in sandbox"):
+            sandbox_session.start_afresh()
+        assert (data / other[0]).read_text() == other[0]
+        (data / other[0]).unlink()
