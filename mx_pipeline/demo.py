@@ -22,7 +22,8 @@ from mx_pipeline.defs.refusals import refusal_in
 from mx_pipeline.defs.resources import MxResource, WarehouseResource, mx_resource
 from mx_pipeline.demo_categories import pin_demo_merchant_categories
 from mx_pipeline.demo_connections import connect_demo_members, registered_demo_users
-from mx_pipeline.mx import AuthError, MxClient
+from mx_pipeline.mx import AuthError
+from mx_pipeline.mx.credentials import check_credentials
 from mx_pipeline.warehouse import Warehouse, tables
 from mx_pipeline.warehouse.members import status_counts
 
@@ -43,7 +44,7 @@ def run_demo() -> int:
     """Run the demo; the exit code is 0 when every asset materialized and no check failed (warnings are printed)."""
     configured = settings.MxSettings.from_env()
     if not configured.is_sandbox:
-        _check_credentials(configured)  # before anything changes; refused: mx-pipeline prints one line, exits 2
+        check_credentials(configured)  # before anything changes; refused: mx-pipeline prints one line, exits 2
     try:
         path = _warehouse_for(configured)
     except sandbox_session.Refused as exc:
@@ -115,12 +116,6 @@ def _materialize(definitions_: list, steps: list[list[list[str]]], resources: di
             + (f"  checks warned: {warnings}" if warnings else "")
         )
     return ok
-
-
-def _check_credentials(configured: settings.MxSettings) -> None:
-    """One cheap authenticated read (a user id nobody has): raises ``AuthError`` if MX refuses the credentials."""
-    with MxClient.from_settings(configured) as client:
-        next(client.list_users(id="mx-pipeline-credentials-check"), None)
 
 
 def _describe(metadata: dict) -> str:

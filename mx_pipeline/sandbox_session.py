@@ -64,7 +64,8 @@ def start_afresh() -> Path:
     if unknown and not marker.exists():  # the connect service on MX spools events before any warehouse exists
         raise NotSandboxData(
             f"{unknown[0]} was not made on the built-in sandbox (it may hold real MX data) and a sandbox session"
-            " starts its data afresh: set MX_PIPELINE_DATA_DIR to another directory for the sandbox"
+            " starts its data afresh: set MX_PIPELINE_DATA_DIR to another directory for the sandbox (or delete it,"
+            " if an earlier sandbox session made it)"
         )
     _clear(data)
     marker.write_text("Built by a session on the built-in MX sandbox: the next sandbox session starts afresh.\n")

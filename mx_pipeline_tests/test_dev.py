@@ -4,8 +4,10 @@ import socket
 
 import pytest
 
-from mx_pipeline import sandbox_session
+from mx_pipeline import sandbox_session, settings
 from mx_pipeline.dev import run_dev
+from mx_pipeline.mx import AuthError
+from mx_pipeline.sandbox.server import running_sandbox
 
 
 def _free_port() -> int:
@@ -51,3 +53,16 @@ def test_dev_leaves_a_running_session_alone(on_the_sandbox, monkeypatch, capsys)
     assert _one_line(err) and f"something already listens at http://127.0.0.1:{port}: stop it first" in err
     assert "starting:" not in out
     assert (on_the_sandbox / "warehouse.duckdb").read_bytes() == b"the running session's sandbox data"
+
+
+def test_on_mx_dev_asks_whether_mx_takes_the_credentials_before_it_starts_anything(on_the_sandbox, monkeypatch, capsys):
+    with running_sandbox() as mx:  # an MX that never issued this key
+        monkeypatch.setenv("MX_BASE_URL", mx.base_url)
+        monkeypatch.setenv("MX_CLIENT_ID", settings.SANDBOX_CLIENT_ID)
+        monkeypatch.setenv("MX_API_KEY", "a-key-mx-never-issued")
+        with pytest.raises(AuthError, match="MX_API_KEY") as refused:  # mx-pipeline prints it as one line, exit 2
+            run_dev()
+    assert "a-key-mx-never-issued" not in str(refused.value)
+    assert "starting:" not in capsys.readouterr().out
+    made = {path.name for path in on_the_sandbox.iterdir()}
+    assert made <= {".link_secret"}  # no warehouse, marker, spool or Dagster home: nothing cleared, made or started
