@@ -39,7 +39,7 @@ from mx_pipeline.connect.redirects import UnsafeRedirect, check_return_to, check
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.connect.webhooks import WebhookReceiver
 from mx_pipeline.lifecycle.routes import ConnectMode
-from mx_pipeline.mx import MxClient, MxError, NotFound
+from mx_pipeline.mx import AuthError, MxClient, MxError, NotFound
 
 log = logging.getLogger(__name__)
 WIDGET_URL_LIFETIME_SECONDS = 600  # MX: "expires after ten minutes or upon first use"
@@ -47,6 +47,10 @@ MX_THREADS = 16  # MX calls at once; more wait their turn without holding a thre
 CONTINUE_PAGE = "Your bank connection needs your attention. Continue to sign in to your bank securely with MX."
 MAX_API_BODY_BYTES = 16 * 1024  # a /v1 body is a few short fields
 MAX_REQUEST_HEAD_BYTES = 16 * 1024  # request line and headers: a link, a callback state, a bearer token
+REFUSED_CREDENTIALS = (
+    "MX refuses the connect service's credentials: retrying will not help until its operator fixes MX_CLIENT_ID,"
+    " MX_API_KEY or MX_BASE_URL"
+)
 
 
 class BadInput(Exception):
@@ -173,6 +177,9 @@ def create_app(
             except NotFound:
                 log.warning("MX answered 404 to a /v1 request no check anticipated", exc_info=True)
                 return JSONResponse({"error": "something this request names was not found"}, status_code=404)
+            except AuthError as exc:  # not MX being down: retrying cannot help until the operator fixes it
+                log.error("%s", exc)  # names the variables to check, never their values
+                return JSONResponse({"error": REFUSED_CREDENTIALS}, status_code=503)
             except MxError as exc:
                 log.warning("MX call failed: %s", exc)
                 return JSONResponse({"error": "MX is unavailable; try again"}, status_code=502)

@@ -204,6 +204,14 @@ def test_mx_being_down_is_a_502_not_a_crash(http, mx_api):
     assert response.status_code == 502 and "try again" in response.json()["error"]
 
 
+def test_mx_refusing_our_credentials_is_a_503_that_says_retrying_will_not_help(http, mx_api, caplog):
+    mx_api.add("GET", f"{MX_URL}/users", status=401, json={"error": {"message": "Unauthorized"}})
+    response = http.post("/v1/users", json={"user_id": "u"})
+    assert response.status_code == 503
+    assert "retrying will not help" in response.json()["error"] and "MX_API_KEY" in response.json()["error"]
+    assert any(r.levelname == "ERROR" and "MX_API_KEY" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize("mode", ["verification", {"mode": "reconnect"}, 7])
 def test_a_relay_with_a_mode_we_do_not_have_gets_400_and_records_nothing(http, mx_api, spool, mode):
     mx_knows_user(mx_api)
