@@ -76,3 +76,24 @@ def test_an_analyst_reading_the_published_marts_never_blocks_a_run_nor_sees_half
             "select comment from duckdb_tables() where schema_name = 'marts' and table_name = 'fct_transactions'"
         ).fetchone()
     assert comment.startswith("One row per transaction an analyst should count")
+
+
+def test_the_member_health_preview_keeps_each_member_on_one_row_whatever_its_reason_says():
+    from mx_pipeline.defs.models.assets import _preview
+
+    con = duckdb.connect()
+    con.execute("create schema marts")
+    con.execute(
+        """
+        create table marts.member_health as select * from (values
+            ('MBR-1', 'ada', 'mxbank', 'CONNECTED', 'ready', null, null),
+            ('MBR-2', 'kat', 'mxbank', 'CHALLENGED', 'needs_mfa', 'the bank asks:\nwhich | city?', null)
+        ) as t(member_guid, user_id, institution_code, connection_status, route, reason, retired_at)
+        """
+    )
+    table = _preview(con, "marts.member_health")["preview"].value.splitlines()
+    assert table[0] == "| member_guid | user_id | institution_code | connection_status | route | reason |"
+    assert table[2:] == [
+        "| MBR-2 | kat | mxbank | CHALLENGED | needs_mfa | the bank asks: which \\| city? |",  # needing someone first
+        "| MBR-1 | ada | mxbank | CONNECTED | ready |  |",
+    ]

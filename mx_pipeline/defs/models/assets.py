@@ -76,9 +76,14 @@ def _preview(con, model: str) -> dict[str, dg.MetadataValue]:
         return {}
     cursor = con.execute(PREVIEWS[model])
     header = [column[0] for column in cursor.description]
-    rows = [[str(value if value is not None else "").replace("|", "\\|") for value in row] for row in cursor.fetchall()]
+    rows = [[_cell(value) for value in row] for row in cursor.fetchall()]
     lines = [header, ["---"] * len(header), *rows]
     return {"preview": dg.MetadataValue.md("\n".join("| " + " | ".join(line) + " |" for line in lines))}
+
+
+def _cell(value) -> str:
+    """A value as one markdown table cell: a pipe or a line break in a reason would break the table."""
+    return " ".join(str(value if value is not None else "").split()).replace("|", "\\|")
 
 
 def analytics_path(wh: Warehouse) -> Path:
