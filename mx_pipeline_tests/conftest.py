@@ -6,6 +6,7 @@ from mx_pipeline import settings
 from mx_pipeline.mx import MxClient, RateLimits
 from mx_pipeline.mx.rate_limit import RateLimiter
 from mx_pipeline.sandbox.server import running_sandbox
+from mx_pipeline_tests.local_http import free_port
 
 # A frozen sandbox clock and instant aggregation: tests advance time explicitly instead of sleeping.
 FAST_SANDBOX = {"freeze_clock": True, "aggregation_seconds": 0, "start_time": "2026-11-25T12:00:00Z"}
@@ -23,3 +24,15 @@ def sandbox_client(sandbox):
     limiter = RateLimiter(RateLimits(requests_per_second=500, burst=100, per_member_interval=0))
     with MxClient(sandbox.base_url, settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY, limiter=limiter) as mx:
         yield mx
+
+
+@pytest.fixture
+def on_the_sandbox(tmp_path, monkeypatch):
+    """An ``mx-pipeline dev`` or ``demo`` session's environment: no MX credentials, a data dir of its own (returned)
+    and ports of its own (a `make dev` running on this machine, on 3000, 8780 and 8765, is not this test's)."""
+    for name in ("MX_CLIENT_ID", "MX_API_KEY", "MX_BASE_URL", "MX_SANDBOX_HOST", "MX_PIPELINE_CONNECT_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("MX_PIPELINE_UI_PORT", "MX_PIPELINE_CONNECT_PORT", "MX_SANDBOX_PORT"):
+        monkeypatch.setenv(name, str(free_port()))
+    monkeypatch.setenv("MX_PIPELINE_DATA_DIR", str(tmp_path))
+    return tmp_path

@@ -1,9 +1,17 @@
 """A stub HTTP peer on loopback (a product backend, a slow MX), served from a thread, for tests that need one."""
 
 import contextlib
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (a `make dev` running on this machine holds 3000, 8780 and 8765)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class QuietHandler(BaseHTTPRequestHandler):

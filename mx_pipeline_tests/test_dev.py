@@ -10,23 +10,6 @@ from mx_pipeline.mx import AuthError
 from mx_pipeline.sandbox.server import running_sandbox
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def on_the_sandbox(tmp_path, monkeypatch):
-    for name in ("MX_CLIENT_ID", "MX_API_KEY", "MX_BASE_URL", "MX_SANDBOX_HOST", "MX_PIPELINE_CONNECT_HOST"):
-        monkeypatch.delenv(name, raising=False)
-    # Ports of its own: a `make dev` running on this machine (on 3000, 8780 and 8765) is not this test's.
-    for name in ("MX_PIPELINE_UI_PORT", "MX_PIPELINE_CONNECT_PORT", "MX_SANDBOX_PORT"):
-        monkeypatch.setenv(name, str(_free_port()))
-    monkeypatch.setenv("MX_PIPELINE_DATA_DIR", str(tmp_path))
-    return tmp_path
-
-
 def _one_line(err: str) -> bool:
     return err.startswith("mx-pipeline dev: ") and err.count("\n") == 1 and "Traceback" not in err
 

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,18 +11,13 @@ from pathlib import Path
 import requests
 
 from mx_pipeline.connect.spool import Spool
+from mx_pipeline_tests.local_http import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_a_webhook_acknowledged_with_204_survives_the_service_being_killed_at_once(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MX_")} | {
         "MX_PIPELINE_DATA_DIR": str(tmp_path),
         "MX_PIPELINE_CONNECT_PORT": str(port),

@@ -1,17 +1,7 @@
 """``mx-pipeline demo`` runs the real ingest on the built-in sandbox and says what landed where."""
 
-import pytest
-
 from mx_pipeline.demo import run_demo
 from mx_pipeline.demo_connections import DEMO_CONNECTIONS
-
-
-@pytest.fixture
-def on_the_sandbox(tmp_path, monkeypatch):
-    for name in ("MX_CLIENT_ID", "MX_API_KEY", "MX_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MX_PIPELINE_DATA_DIR", str(tmp_path))
-    return tmp_path
 
 
 def test_the_demo_ingests_everything_and_prints_a_summary(on_the_sandbox, capsys):

@@ -24,6 +24,7 @@ import requests
 
 from mx_pipeline.demo_connections import DEMO_CONNECTIONS
 from mx_pipeline_tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, _browser_or_skip
+from mx_pipeline_tests.local_http import free_port
 
 START_DEADLINE_SECONDS = 420  # sandbox, connect service, dg dev and a first ingest on two busy cores
 STOP_DEADLINE_SECONDS = 90
@@ -40,12 +41,6 @@ class Dev:
     ui: str
     data: Path
     log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _is_listening(port: int) -> bool:
@@ -68,7 +63,7 @@ def _wait_for(condition: Callable[[], bool], what: str, deadline: float, process
 def dev(tmp_path_factory) -> Iterator[Dev]:
     _browser_or_skip()  # before starting anything
     data = tmp_path_factory.mktemp("dev_data")
-    ports = {name: _free_port() for name in ("MX_SANDBOX_PORT", "MX_PIPELINE_CONNECT_PORT", "MX_PIPELINE_UI_PORT")}
+    ports = {name: free_port() for name in ("MX_SANDBOX_PORT", "MX_PIPELINE_CONNECT_PORT", "MX_PIPELINE_UI_PORT")}
     unset = ("MX_CLIENT_ID", "MX_API_KEY", "MX_BASE_URL", "MX_SANDBOX_HOST", "MX_PIPELINE_CONNECT_URL", "DAGSTER_HOME")
     env = {k: v for k, v in os.environ.items() if k not in unset and not k.startswith("MX_WEBHOOK_")}
     env |= {name: str(port) for name, port in ports.items()} | {"MX_PIPELINE_DATA_DIR": str(data)}

@@ -4,13 +4,14 @@ run every example query of the README, each of which must answer its question.""
 import csv
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+
+from mx_pipeline_tests.local_http import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "data" / "reference"
@@ -33,12 +34,6 @@ def queries(markdown: str) -> dict[str, str]:
     return found
 
 
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
     """The data dir after ``mx-pipeline demo`` on the built-in sandbox (a subprocess, as a user would run it)."""
@@ -46,7 +41,7 @@ def demo(tmp_path_factory) -> Path:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MX_")} | {
         "MX_PIPELINE_DATA_DIR": str(data),
         # No connect service of another data dir (a `make dev` running here) is compared with this demo's links.
-        "MX_PIPELINE_CONNECT_PORT": str(unused_port()),
+        "MX_PIPELINE_CONNECT_PORT": str(free_port()),
     }
     command = [sys.executable, "-c", "from mx_pipeline.cli import main; raise SystemExit(main(['demo']))"]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

@@ -1,7 +1,6 @@
 """Starting and stopping the sandbox: in-process for tests, and the blocking ``serve`` the CLI calls."""
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +12,7 @@ import requests
 
 from mx_pipeline.sandbox.server import running_sandbox
 from mx_pipeline_tests.contract import MX_MEDIA_TYPE
+from mx_pipeline_tests.local_http import free_port
 
 from .conftest import AUTH
 
@@ -46,12 +46,6 @@ def test_jobs_finish_on_real_time_without_any_request(start_sandbox):
         assert mx.sandbox.world.members[member].connection_status == "CONNECTED"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _first_answer(url: str, auth: tuple[str, str], what: str) -> requests.Response:
     """The first answer from a process still starting; generous bounds, as a loaded machine starts it slowly."""
     deadline = time.monotonic() + 120
@@ -64,7 +58,7 @@ def _first_answer(url: str, auth: tuple[str, str], what: str) -> requests.Respon
 
 
 def test_serve_blocks_serving_the_api_until_stopped():
-    port = _free_port()
+    port = free_port()
     code = f"from mx_pipeline.sandbox.server import serve; serve(port={port}, seed=3)"
     process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.DEVNULL)
     try:
@@ -76,7 +70,7 @@ def test_serve_blocks_serving_the_api_until_stopped():
 
 
 def test_the_cli_sandbox_listens_where_the_environment_says_and_accepts_its_credentials():
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MX_")} | {
         "MX_SANDBOX_PORT": str(port),
         "MX_CLIENT_ID": "team-client",
