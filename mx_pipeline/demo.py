@@ -22,7 +22,7 @@ from mx_pipeline.defs.refusals import refusal_in
 from mx_pipeline.defs.resources import MxResource, WarehouseResource, mx_resource
 from mx_pipeline.demo_categories import pin_demo_merchant_categories
 from mx_pipeline.demo_connections import connect_demo_members, registered_demo_users
-from mx_pipeline.mx import AuthError
+from mx_pipeline.mx import AuthError, MxClient
 from mx_pipeline.mx.credentials import check_credentials
 from mx_pipeline.warehouse import Warehouse, tables
 from mx_pipeline.warehouse.members import status_counts
@@ -44,7 +44,8 @@ def run_demo() -> int:
     """Run the demo; the exit code is 0 when every asset materialized and no check failed (warnings are printed)."""
     configured = settings.MxSettings.from_env()
     if not configured.is_sandbox:
-        check_credentials(configured)  # before anything changes; refused: mx-pipeline prints one line, exits 2
+        with MxClient.from_settings(configured) as client:
+            check_credentials(client)  # before anything changes; refused: mx-pipeline prints one line, exits 2
     try:
         path = _warehouse_for(configured)
     except sandbox_session.Refused as exc:

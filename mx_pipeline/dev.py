@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mx_pipeline import sandbox_session, settings
+from mx_pipeline.mx import MxClient
 from mx_pipeline.mx.credentials import check_credentials
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +118,6 @@ def _open_on_data(mx: settings.MxSettings, home: Path) -> None:
     from mx_pipeline import definitions
     from mx_pipeline.demo_categories import pin_demo_merchant_categories
     from mx_pipeline.demo_connections import connect_demo_members, registered_demo_users
-    from mx_pipeline.mx import MxClient
     from mx_pipeline.warehouse import Warehouse, tables
     from mx_pipeline.warehouse.members import status_counts
 
@@ -157,7 +157,8 @@ def run_dev() -> int:
         print(f"mx-pipeline dev: something already listens at {', '.join(taken)}: stop it first", file=sys.stderr)
         return 1
     if not mx.is_sandbox:
-        check_credentials(mx)  # refused: one line naming the variables (mx-pipeline main), nothing started
+        with MxClient.from_settings(mx) as client:
+            check_credentials(client)  # refused: one line naming the variables (mx-pipeline main), nothing started
     try:
         _prepare_data_dir(mx)
     except sandbox_session.Refused as exc:

@@ -1,10 +1,8 @@
 """Whether MX accepts our credentials, asked once before a command changes anything."""
 
-from mx_pipeline import settings
 from mx_pipeline.mx.client import MxClient
 
 
-def check_credentials(configured: settings.MxSettings) -> None:
+def check_credentials(client: MxClient) -> None:
     """One cheap authenticated read (a user id nobody has): raises ``AuthError`` if MX refuses the credentials."""
-    with MxClient.from_settings(configured) as client:
-        next(client.list_users(id="mx-pipeline-credentials-check"), None)
+    next(client.list_users(id="mx-pipeline-credentials-check"), None)

@@ -25,7 +25,8 @@ from mx_pipeline.settings import ConnectSettings
 from mx_pipeline.warehouse import Warehouse
 from mx_pipeline_tests.connect.conftest import MX_URL, WEBHOOK_PASSWORD, WEBHOOK_USER
 from mx_pipeline_tests.connect.test_app import mx_knows_member, mx_knows_user, mx_mints_widget, widget_request_sent
-from mx_pipeline_tests.connect.test_server import REPO, _free_port
+from mx_pipeline_tests.connect.test_server import REPO
+from mx_pipeline_tests.local_http import free_port
 from mx_pipeline_tests.mx import payloads as p
 
 V1_ROUTES = [
@@ -314,7 +315,7 @@ def test_serve_on_a_public_address_without_a_token_exits_with_one_line_that_says
 
 
 def test_no_credential_reaches_the_services_log_after_links_callbacks_and_api_calls(tmp_path):
-    port, api_token = _free_port(), "api-token-" + "7" * 30
+    port, api_token = free_port(), "api-token-" + "7" * 30
     command, env = serve_command(tmp_path, MX_PIPELINE_CONNECT_PORT=str(port), MX_PIPELINE_API_TOKEN=api_token)
     log_file = tmp_path / "serve.log"
     with log_file.open("w") as sink:
@@ -339,7 +340,7 @@ def test_no_credential_reaches_the_services_log_after_links_callbacks_and_api_ca
 @contextlib.contextmanager
 def running_serve(tmp_path, **env) -> Iterator[str]:
     """``mx-pipeline serve`` on a free loopback port (no token: development), its base URL until the block ends."""
-    port = _free_port()
+    port = free_port()
     command, environment = serve_command(tmp_path, MX_PIPELINE_CONNECT_PORT=str(port), **env)
     service = subprocess.Popen(command, env=environment, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
