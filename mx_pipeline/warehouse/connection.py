@@ -22,6 +22,7 @@ import duckdb
 from mx_pipeline.warehouse.migrate import apply_migrations
 
 LOCK_MESSAGE = "Could not set lock on file"
+WAL_REPLAY_FAILURE = "Failure while replaying WAL file"
 DEFAULT_WAIT_SECONDS = 600.0
 _HOLDER = re.compile(r"Conflicting lock is held in (.+?)(?:\. See also|$)")
 _WHAT_TO_CLOSE = (
@@ -75,7 +76,7 @@ def _open(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> duckdb.DuckDBPyConnection:
-    started, delay, said = clock(), 0.05, False
+    started, delay, said, replayed = clock(), 0.05, False, False
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
@@ -97,6 +98,27 @@ def _open(
                 ) from None
             sleep(min(delay, wait_seconds - waited))
             delay = min(delay * 2, 2.0)
+        except duckdb.Error as exc:
+            if WAL_REPLAY_FAILURE not in str(exc) or replayed:
+                raise
+            log.warning(f"{path} was left with an unreplayed write-ahead log (a process was killed): replaying it")
+            with contextlib.suppress(duckdb.IOException):  # held meanwhile: the next open waits for its holder
+                _replay_wal_through_an_attach(path)
+            replayed = True
+
+
+def _replay_wal_through_an_attach(path: Path) -> None:
+    """Fold the write-ahead log a killed process left into the file.
+
+    Opened directly, DuckDB 2.0.1 binds the log's DDL (our migrations) before it loads even its statically
+    linked extensions, so it fails and tries to download ``core_functions`` (duckdb/duckdb#18259, fixed after
+    2.0.1): a warehouse killed between a migration and the next checkpoint would never open again offline.
+    Attached to a running instance, the same log replays; a checkpoint then writes it into the file.
+    """
+    quoted = str(path).replace("'", "''")
+    with duckdb.connect(":memory:") as con:
+        con.execute(f"attach '{quoted}' as killed")
+        con.execute("checkpoint killed")
 
 
 def _holder(exc: duckdb.IOException) -> str:
