@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from mx_pipeline.mx.errors import OUTCOME_UNKNOWN, Conflict, MalformedRecord, MalformedResponse
-from mx_pipeline.mx.pagination import MAX_PER_PAGE, MAX_PER_PAGE_SMALL, iter_pages
+from mx_pipeline.mx.pagination import MAX_PER_PAGE, MAX_PER_PAGE_SMALL, Page, iter_pages, iter_records
 from mx_pipeline.mx.records import (
     Account,
     Category,
@@ -302,6 +302,13 @@ class MxClient:
         )  # fmt: skip
 
     def list_member_transactions(
+        self, user_guid: str, member_guid: str, *, on_malformed: OnMalformed | None = None, **window: dt.date | None
+    ) -> Iterator[Transaction]:
+        """A member's transactions across its accounts, oldest page first (``window``: as for the pages)."""
+        pages = self.list_member_transaction_pages(user_guid, member_guid, **window)
+        return iter_records(pages, Transaction.from_payload, path=MEMBER + "/transactions", on_malformed=on_malformed)
+
+    def list_member_transaction_pages(
         self,
         user_guid: str,
         member_guid: str,
@@ -310,9 +317,8 @@ class MxClient:
         to_date: dt.date | None = None,
         from_updated_at: dt.date | None = None,
         to_updated_at: dt.date | None = None,
-        on_malformed: OnMalformed | None = None,
-    ) -> Iterator[Transaction]:
-        """A member's transactions across its accounts, oldest page first.
+    ) -> Iterator[Page]:
+        """The same list as pages of unparsed objects, for a loader that validates a page at once.
 
         MX defaults ``from_date`` to 120 days ago and ``to_date`` to 5 days ahead (to catch pending ones).
         ``from_updated_at`` / ``to_updated_at`` select by last change (date precision, at most 6 months).
@@ -324,10 +330,7 @@ class MxClient:
             "from_updated_at": _iso_date(from_updated_at),
             "to_updated_at": _iso_date(to_updated_at),
         }
-        return self._list(
-            MEMBER + "/transactions", params, "transactions", Transaction, params=query, user_guid=user_guid,
-            on_malformed=on_malformed,
-        )  # fmt: skip
+        return self._pages(MEMBER + "/transactions", params, "transactions", params=query, user_guid=user_guid)
 
     # Categories ----------------------------------------------------------------------------------------
 
@@ -352,18 +355,20 @@ class MxClient:
             exc.method, exc.path = method, template
             raise
 
-    def _list(
+    def _list(self, template: str, path_params, list_key: str, cls: type[R], *, on_malformed=None, **kw) -> Iterator[R]:
+        pages = self._pages(template, path_params, list_key, **kw)
+        return iter_records(pages, cls.from_payload, path=template, on_malformed=on_malformed)
+
+    def _pages(
         self,
         template: str,
         path_params: Mapping[str, str],
         list_key: str,
-        cls: type[R],
         *,
         params: Mapping[str, Any] | None = None,
         per_page: int = MAX_PER_PAGE,
         user_guid: str | None = None,
-        on_malformed: OnMalformed | None = None,
-    ) -> Iterator[R]:
+    ) -> Iterator[Page]:
         member_guid = path_params.get("member_guid")
 
         def fetch(page: int) -> dict[str, Any] | None:
@@ -373,17 +378,7 @@ class MxClient:
             )
             return response.body
 
-        for items in iter_pages(fetch, list_key, path=template):
-            for item in items:
-                try:
-                    record = cls.from_payload(item)
-                except MalformedRecord as exc:
-                    exc.method, exc.path = "GET", template
-                    if on_malformed is None:
-                        raise
-                    on_malformed(exc)
-                    continue
-                yield record
+        return (Page(items) for items in iter_pages(fetch, list_key, path=template))
 
 
 def _present(**fields: Any) -> dict[str, Any]:

@@ -6,13 +6,32 @@ the caller has consumed the previous one, so memory never grows with the length 
 """
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from mx_pipeline.mx.errors import MalformedResponse
+import simplejson
+
+from mx_pipeline.mx.errors import MalformedRecord, MalformedResponse
 
 # records_per_page ranges per spec parameter: over the maximum MX silently falls back to 25.
 MAX_PER_PAGE = 1000  # recordsPerPageMax1000: users, members, accounts, transactions, credentials, ...
 MAX_PER_PAGE_SMALL = 100  # recordsPerPage: /categories/default, /institutions
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list endpoint, its objects as received (numbers exact: ``Decimal``), unvalidated: a loader
+    hands the whole page to the warehouse in one statement and judges its records there, set-based."""
+
+    items: list[Any]
+
+    def json(self) -> str:
+        """The page's objects as one JSON array, numbers written exactly as MX sent them."""
+        return simplejson.dumps(self.items, use_decimal=True, separators=(",", ":"))
+
+    def guids(self) -> set[str]:
+        """The guids the page lists, a malformed record's included (MX still lists it)."""
+        return {guid for item in self.items if isinstance(item, dict) and isinstance(guid := item.get("guid"), str)}
 
 
 def iter_pages(
@@ -32,6 +51,24 @@ def iter_pages(
         if not items or page >= total_pages:
             return
         page += 1
+
+
+def iter_records(
+    pages: Iterator[Page], parse: Callable[[Any], Any], *, path: str, on_malformed: Callable | None = None
+) -> Iterator[Any]:
+    """Each object of ``pages`` parsed into a record; one that breaks the contract raises, or goes to
+    ``on_malformed`` (and is skipped) when given."""
+    for page in pages:
+        for item in page.items:
+            try:
+                record = parse(item)
+            except MalformedRecord as exc:
+                exc.method, exc.path = "GET", path
+                if on_malformed is None:
+                    raise
+                on_malformed(exc)
+                continue
+            yield record
 
 
 def _total_pages(body: dict[str, Any], path: str) -> int:

@@ -151,6 +151,12 @@ OPERATIONS = {
         MEMBER_PATH + "/transactions",
         p.listing("transactions", [p.transaction()]),
     ),
+    "list_member_transaction_pages": (
+        lambda c: list(c.list_member_transaction_pages(U, M, from_date=dt.date(2026, 11, 1))),
+        "GET",
+        MEMBER_PATH + "/transactions",
+        p.listing("transactions", [p.transaction()]),
+    ),
     "list_default_categories": (
         lambda c: list(c.list_default_categories()),
         "GET",
