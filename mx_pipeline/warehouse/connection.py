@@ -12,6 +12,7 @@ once they are in).
 import contextlib
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -55,17 +56,33 @@ def connect(
     """
     path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = _open(path, read_only, wait_seconds, log or _log, clock, sleep)
-    try:
-        # Every timestamp the pipeline writes or compares is UTC, whatever the host's zone.
-        con.execute("set TimeZone = 'UTC'")
-        if memory_limit:
-            con.execute("set memory_limit = ?", [memory_limit])
-        if not read_only:
-            apply_migrations(con)
-        yield con
-    finally:
-        con.close()
+    with contextlib.nullcontext() if read_only else _writer_lock(path):
+        con = _open(path, read_only, wait_seconds, log or _log, clock, sleep)
+        try:
+            # Every timestamp the pipeline writes or compares is UTC, whatever the host's zone.
+            con.execute("set TimeZone = 'UTC'")
+            if memory_limit:
+                con.execute("set memory_limit = ?", [memory_limit])
+            if not read_only:
+                apply_migrations(con)
+            yield con
+        finally:
+            con.close()
+
+
+_writer_locks: dict[Path, threading.RLock] = {}
+_writer_locks_guard = threading.Lock()
+
+
+def _writer_lock(path: Path) -> threading.RLock:
+    """The lock a writable connection to ``path`` holds while open: threads of one process write in turn.
+
+    In one process DuckDB shares one database per file, and two open write transactions on the same rows
+    conflict (``TransactionException``) instead of waiting. Re-entrant: a thread holding a connection may open
+    another (a helper's own short write). Hold a connection for a unit of work, never while waiting on MX.
+    """
+    with _writer_locks_guard:
+        return _writer_locks.setdefault(path, threading.RLock())
 
 
 def _open(
