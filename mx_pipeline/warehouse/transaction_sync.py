@@ -9,13 +9,12 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from mx_pipeline.mx.errors import READ_FAILURES, MalformedRecord, MxError
-from mx_pipeline.mx.records import Transaction
+from mx_pipeline.mx.errors import READ_FAILURES, MxError
+from mx_pipeline.mx.pagination import Page
 from mx_pipeline.warehouse.api_calls import ApiCallLog
 from mx_pipeline.warehouse.connection import Warehouse
-from mx_pipeline.warehouse.loader import BATCH_SIZE, RawLoader
 from mx_pipeline.warehouse.members import MemberToFetch
-from mx_pipeline.warehouse.rows import transaction_row
+from mx_pipeline.warehouse.page_loader import BATCH_ROWS, TransactionPageLoader
 from mx_pipeline.warehouse.sync_state import (
     TRANSACTIONS_READ,
     DateRange,
@@ -26,14 +25,13 @@ from mx_pipeline.warehouse.sync_state import (
     plan_window,
     record_sync,
 )
-from mx_pipeline.warehouse.tables import TRANSACTIONS
 from mx_pipeline.warehouse.upsert import UpsertCounts
 
-ListTransactions = Callable[..., Iterator[Transaction]]
+ListTransactions = Callable[..., Iterator[Page]]  # MX's pages, e.g. MxClient.list_member_transaction_pages
 ONE_DAY = dt.timedelta(days=1)
 # Rows written at once: five pages. Every write opens and closes the file (a checkpoint, which rewrites the
 # primary-key index: the cost grows with the table), so fewer, larger writes; memory stays bounded all the same.
-WRITE_BATCH = 5 * BATCH_SIZE
+WRITE_BATCH = BATCH_ROWS
 
 
 @dataclass(frozen=True)
@@ -87,26 +85,19 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_s
         )
     listed_guids: set[str] = set()  # every guid a read that lists whole dates listed
     listed_in_full: list[DateRange] = []  # the dates those reads covered, once each read completed
-    watermark = member.successfully_aggregated_at
     listed = 0
     error: MxError | None = None
-    loader = RawLoader(warehouse, TRANSACTIONS, transaction_row, run_id=run_id, api_log=api_log, batch_size=batch_size)
-
-    def on_malformed(exc: MalformedRecord) -> None:
-        loader.reject(exc, member.guid)
-        guid = exc.payload.get("guid") if isinstance(exc.payload, dict) else None
-        if isinstance(guid, str):
-            listed_guids.add(guid)  # MX still lists it, whatever is wrong with it: not vanished
+    loader = TransactionPageLoader(
+        warehouse, member_guid=member.guid, run_id=run_id, api_log=api_log, batch_size=batch_size
+    )
 
     def read(query: dict, lists_in_full: DateRange | None) -> None:
-        nonlocal listed, watermark
-        for txn in list_transactions(**query, on_malformed=on_malformed):
-            listed += 1
-            loader.add(txn)
+        nonlocal listed
+        for page in list_transactions(**query):
+            listed += len(page.items)
+            loader.add(page)  # validated in the warehouse a batch at a time; refused records are quarantined
             if lists_in_full:
-                listed_guids.add(txn.guid)
-            if txn.updated_at and (watermark is None or txn.updated_at > watermark):
-                watermark = txn.updated_at
+                listed_guids.update(page.guids())  # a malformed record's too: MX still lists it, it has not vanished
         if lists_in_full:
             listed_in_full.append(lists_in_full)
 
@@ -120,7 +111,7 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_s
             read(*_listing((start, end)))
     except READ_FAILURES as exc:
         error = exc
-        loader.reject_page(f"{type(exc).__name__}: {exc}", member.guid)
+        loader.reject_page(f"{type(exc).__name__}: {exc}")
     except BaseException:
         loader.flush()  # what arrived is true: it is written before the error goes on
         raise
@@ -131,6 +122,7 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_s
         # complete sync) makes the next one read the rest again.
         loader.flush(con)
         if error is None:
+            watermark = _later(member.successfully_aggregated_at, loader.latest_updated_at)
             removed = mark_vanished(con, member.guid, listed_in_full, listed_guids, now=now)
             record_sync(
                 con, member.guid, member.user_guid, outcome="synced", run_id=run_id, now=now, watermark=watermark
@@ -140,6 +132,10 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_s
             record_sync(con, member.guid, member.user_guid, outcome="failed", reason=reason, run_id=run_id, now=now)
     failed = None if error is None else f"{type(error).__name__}: {error}"
     return MemberSyncResult(member.guid, loader.counts, listed, loader.quarantined, removed, failed)
+
+
+def _later(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    return max(a, b) if a and b else a or b
 
 
 def _passes(window: TransactionWindow) -> list[tuple[dict, DateRange | None]]:

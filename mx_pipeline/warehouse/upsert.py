@@ -41,11 +41,19 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: TableSpec, frame: pd.DataFrame)
     """Write ``frame`` (columns = ``spec.columns``) into ``spec.name``: insert new guids, update changed ones."""
     if frame.empty:
         return UpsertCounts()
-    batch = frame[list(spec.columns)].assign(_ordinal=range(len(frame)))
-    con.register("upsert_batch", batch)
+    con.register("upsert_batch", frame[list(spec.columns)].assign(_ordinal=range(len(frame))))
+    try:
+        return upsert_from(con, spec, "upsert_batch")
+    finally:
+        con.unregister("upsert_batch")
+
+
+def upsert_from(con: duckdb.DuckDBPyConnection, spec: TableSpec, source: str) -> UpsertCounts:
+    """Upsert the rows of ``source`` (a relation with ``spec.columns`` and an ``_ordinal``: among duplicates the
+    greater is the later) into ``spec.name``, in one transaction of a fixed number of statements."""
     try:
         con.execute("begin transaction")
-        con.execute(_dedupe_sql(spec))
+        con.execute(_dedupe_sql(spec, source))
         (incoming,) = con.execute("select count(*) from upsert_incoming").fetchone()
         (before,) = con.execute(f"select count(*) from {spec.name}").fetchone()
         # RETURNING lists only the rows written: inserted, or updated because their content differed.
@@ -56,8 +64,6 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: TableSpec, frame: pd.DataFrame)
     except BaseException:
         con.execute("rollback")
         raise
-    finally:
-        con.unregister("upsert_batch")
     inserted = after - before
     return UpsertCounts(inserted=inserted, updated=written - inserted, unchanged=incoming - written)
 
@@ -66,13 +72,13 @@ def _q(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _dedupe_sql(spec: TableSpec) -> str:
+def _dedupe_sql(spec: TableSpec, source: str) -> str:
     casts = dict(spec.casts)
     select = ", ".join(f"cast({_q(c)} as {casts[c]}) as {_q(c)}" if c in casts else _q(c) for c in spec.columns)
     order = f"{_q(spec.latest_by)} desc nulls last, _ordinal desc" if spec.latest_by else "_ordinal desc"
     return f"""
         create temp table upsert_incoming as
-        select {select} from upsert_batch
+        select {select} from {source}
         qualify row_number() over (partition by {_q(spec.key)} order by {order}) = 1
     """
 

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from mx_pipeline.mx.errors import MalformedResponse
+from mx_pipeline.mx.pagination import Page
 from mx_pipeline.sandbox.server import running_sandbox
 from mx_pipeline.warehouse.members import MemberToFetch
 from mx_pipeline.warehouse.models import load_models, load_reference, run_model
@@ -35,12 +36,13 @@ class CountingMx:
         self.break_after: int | None = None
 
     def __call__(self, **query):
-        self.queries.append({k: v for k, v in query.items() if k != "on_malformed" and v is not None})
-        for served, txn in enumerate(self.client.list_member_transactions(self.user_guid, self.member_guid, **query)):
+        self.queries.append({k: v for k, v in query.items() if v is not None})
+        pages = self.client.list_member_transaction_pages(self.user_guid, self.member_guid, **query)
+        for served, payload in enumerate(item for page in pages for item in page.items):
             if self.break_after is not None and served == self.break_after:
                 self.break_after = None
                 raise MalformedResponse("HTTP 200 body is not valid JSON (512 bytes)", method="GET", path="/t")
-            yield txn
+            yield Page([payload])  # a page a record, so a read can break between any two
 
 
 def _sync(warehouse, sandbox, mx: CountingMx, run_id: str, batch_size: int = 1):

@@ -21,8 +21,8 @@ class RecordingMx:
         self.queries: list[dict] = []
 
     def __call__(self, **query):
-        self.queries.append({k: v for k, v in query.items() if k != "on_malformed" and v is not None})
-        return self.client.list_member_transactions(self.user_guid, self.member_guid, **query)
+        self.queries.append({k: v for k, v in query.items() if v is not None})
+        return self.client.list_member_transaction_pages(self.user_guid, self.member_guid, **query)
 
 
 def _aggregated_at(sandbox, member_guid) -> dt.datetime:

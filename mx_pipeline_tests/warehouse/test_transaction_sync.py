@@ -1,6 +1,7 @@
 import datetime as dt
 
 from mx_pipeline.mx.errors import MalformedResponse
+from mx_pipeline.mx.pagination import Page
 from mx_pipeline.warehouse.members import MemberToFetch
 from mx_pipeline.warehouse.sync_state import MAX_UPDATED_AT_RANGE_DAYS, coalesce_days
 from mx_pipeline.warehouse.transaction_sync import SyncPolicy, sync_member_transactions
@@ -20,7 +21,7 @@ class FakeMx:
         self.to_date_exclusive = to_date_exclusive  # MX's spec: "to this date (at midnight)" may exclude the day
         self.queries = []
 
-    def __call__(self, *, from_date=None, to_date=None, from_updated_at=None, to_updated_at=None, on_malformed=None):
+    def __call__(self, *, from_date=None, to_date=None, from_updated_at=None, to_updated_at=None):
         self.queries.append(
             {
                 "from_date": from_date,
@@ -40,7 +41,7 @@ class FakeMx:
                 continue
             if to_updated_at and txn.updated_at.date() > to_updated_at:
                 continue
-            yield txn
+            yield Page([txn.payload])  # a page a record: a failure can break a read between any two
 
 
 def _sync(warehouse, mx, run_id="run-1"):

@@ -1,0 +1,145 @@
+"""SQL that turns pages of MX transactions (JSON text) into typed raw rows, each with the reason it is refused.
+
+A whole batch of pages is parsed by DuckDB in one statement; every rule a record must meet (the JSON types the
+record classes demand, and the rules the warehouse relies on: guid prefixes, closed vocabularies, money that fits
+``DECIMAL(18, 4)`` exactly) is a column expression, so validation costs one pass over the batch, not a Python
+call per row. A row breaking any rule gets a ``reason`` naming each broken rule and the value it got.
+
+Money: DuckDB reads a JSON number as a double and gives it back as its shortest exact text, which is the number
+MX wrote whenever that has at most 15 significant digits (a double holds 15 exactly). The amount is cast from
+that text to ``DECIMAL(18, 4)``; one with more decimals (rounded by the cast) or more digits (not held exactly by
+a double) is refused, never rounded.
+"""
+
+from dataclasses import dataclass
+
+from mx_pipeline.warehouse.tables import TRANSACTIONS
+
+MONEY = r"^-?\d{1,14}(\.\d{1,4})?$"
+MONEY_DIGITS = 15
+NUMBER_TYPES = ("BIGINT", "UBIGINT", "DOUBLE")
+
+
+@dataclass(frozen=True)
+class Field:
+    """A payload field: its JSON type, whether it must be there, and the text it must match when present."""
+
+    name: str
+    kind: str  # text, number, integer, timestamp, date, boolean
+    required: bool = False
+    matches: str | None = None  # a regular expression the text must match
+    mismatch: str = "malformed"  # what a value not matching is said to be
+    one_of: tuple[str, ...] = ()
+
+
+# Transaction.from_payload's fields and types, with the warehouse's rules (formerly its pandera schema).
+TRANSACTION_FIELDS = (
+    Field("guid", "text", True, r"^TRN-\S+$", "not a TRN- guid"),
+    Field("account_guid", "text", True, r"^ACT-\S+$", "not an ACT- guid"),
+    Field("member_guid", "text", True, r"^MBR-\S+$", "not an MBR- guid"),
+    Field("user_guid", "text", True, r"^USR-\S+$", "not a USR- guid"),
+    Field("amount", "number", True, MONEY, "more than 4 decimals or 14 integer digits: DECIMAL(18, 4) would round it"),
+    Field("type", "text", True, one_of=("CREDIT", "DEBIT")),
+    Field("status", "text", True, one_of=("PENDING", "POSTED")),
+    Field("currency_code", "text"),
+    Field("date", "date", True),
+    Field("transacted_at", "timestamp"),
+    Field("posted_at", "timestamp"),
+    Field("description", "text"),
+    Field("original_description", "text"),
+    Field("category", "text"),
+    Field("category_guid", "text"),
+    Field("top_level_category", "text"),
+    Field("merchant_guid", "text"),
+    Field("merchant_category_code", "integer"),
+    Field("created_at", "timestamp"),
+    Field("updated_at", "timestamp"),
+)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _broken_rules(field: Field, i: int) -> list[str]:
+    """(condition, message) pairs as SQL ``case`` arms over ``t[i]`` (JSON type) and ``v[i]`` (text)."""
+    t, v = f"t[{i}]", f"v[{i}]"
+    got = f"' (got ' || coalesce(left({v}, 60), 'null') || ')'"
+    arms = []
+    if field.required:
+        arms.append((f"coalesce({t}, 'NULL') = 'NULL'", f"{field.name} is missing or null"))
+    present = f"coalesce({t}, 'NULL') <> 'NULL'"
+    json_types = {
+        "text": ("VARCHAR",),
+        "timestamp": ("VARCHAR",),
+        "date": ("VARCHAR",),
+        "number": NUMBER_TYPES,
+        "integer": ("BIGINT", "UBIGINT"),
+    }[field.kind]
+    wanted = ", ".join(_literal(x) for x in json_types)
+    arms.append((f"{present} and {t} not in ({wanted})", f"{field.name}: expected a {field.kind}"))
+    typed = f"{present} and {t} in ({wanted})"
+    if field.kind == "timestamp":
+        arms.append((f"{typed} and try_cast({v} as timestamptz) is null", f"{field.name}: not a timestamp"))
+    if field.kind == "date":
+        arms.append((f"{typed} and try_cast(left({v}, 10) as date) is null", f"{field.name}: not a date"))
+    if field.matches:
+        arms.append((f"{typed} and not regexp_matches({v}, {_literal(field.matches)})", f"{field.name}: {field.mismatch}"))
+    if field.kind == "number":
+        digits = f"length(ltrim(regexp_replace({v}, '[^0-9]', '', 'g'), '0'))"
+        rule = f"{field.name}: more than {MONEY_DIGITS} significant digits, not kept exactly"
+        arms.append((f"{typed} and {digits} > {MONEY_DIGITS}", rule))
+    if field.one_of:
+        allowed = ", ".join(_literal(x) for x in field.one_of)
+        arms.append((f"{typed} and {v} not in ({allowed})", f"{field.name}: not one of {', '.join(field.one_of)}"))
+    return [f"case when {cond} then {_literal(message)} || {got} end" for cond, message in arms]
+
+
+def _reason_sql(fields: tuple[Field, ...]) -> str:
+    rules = [rule for i, field in enumerate(fields, start=1) for rule in _broken_rules(field, i)]
+    return f"""case when item_type <> 'OBJECT' then 'Transaction: expected a JSON object'
+        else nullif(concat_ws('; ', {", ".join(rules)}), '') end"""
+
+
+def _column(field_index: dict[str, int], column: str) -> str:
+    """A raw table column from the page, typed; only read for rows without a reason."""
+    if column in ("run_id", "fetched_at"):
+        return f"${column} as {column}"
+    if column == "payload":
+        return "item as payload"
+    if column == "removed_at":
+        return "null::timestamptz as removed_at"  # a row MX lists is live, even one we had marked removed before
+    v = f"v[{field_index[column]}]"
+    cast = {
+        "amount": f"try_cast({v} as decimal(18, 4))",
+        "date": f"try_cast(left({v}, 10) as date)",
+        "updated_at": f"try_cast({v} as timestamptz)",
+    }.get(column, v)
+    return f"{cast} as {column}"
+
+
+def staging_sql(table: str) -> str:
+    """``create temp table {table}`` from pages (parameters: ``pages``, their JSON texts; ``run_id``; ``fetched_at``):
+    one row per object, the raw table's columns, ``_ordinal`` (later in the batch: greater) and ``reason``."""
+    fields = TRANSACTION_FIELDS
+    paths = ", ".join(_literal(f"$.{f.name}") for f in fields)
+    index = {f.name: i for i, f in enumerate(fields, start=1)}
+    columns = ", ".join(_column(index, c) for c in TRANSACTIONS.columns)
+    return f"""
+        create temp table {table} as
+        with pages as (
+            select page_no, json_extract(page::json, '$[*]') as items
+            from unnest($pages::varchar[]) with ordinality as p(page, page_no)
+        ),
+        items as (
+            select page_no, unnest(items) as item, unnest(range(len(items))) as item_no from pages
+        ),
+        fields as (
+            select page_no, item_no, item, json_type(item) as item_type,
+                json_extract_string(item, [{paths}]) as v, json_type(item, [{paths}]) as t
+            from items
+        )
+        select {columns}, row_number() over (order by page_no, item_no) as _ordinal,
+            {_reason_sql(fields)} as reason
+        from fields
+    """
