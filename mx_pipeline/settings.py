@@ -3,6 +3,7 @@
 Variables (all optional):
 - ``MX_BASE_URL``, ``MX_CLIENT_ID``, ``MX_API_KEY``: the MX Platform API. With no client id and key set,
   everything points at the built-in sandbox (``mx-pipeline sandbox``) and its default credentials.
+- ``MX_CONCURRENCY``: how many members the ingest steps read from MX at once (8), all under the one rate limiter.
 - ``MX_SANDBOX_HOST``, ``MX_SANDBOX_PORT``: where the built-in sandbox listens (127.0.0.1:8765);
   ``MX_SANDBOX_WEBHOOK_URL``: where it POSTs MX-style webhooks (with the ``MX_WEBHOOK_*`` credentials).
 - ``MX_PIPELINE_DATA_DIR``: run-time state (warehouse, spool, Dagster home); defaults to ``./data``.
@@ -45,6 +46,8 @@ MIN_API_TOKEN_LENGTH = 24
 PRIVATE_UMASK = 0o077  # no access for group and others
 MX_ENVIRONMENTS = "https://int-api.mx.com for development keys, https://api.mx.com for production"
 MX_DOMAIN = ".mx.com"
+DEFAULT_CONCURRENCY = 8
+MAX_CONCURRENCY = 64  # MX allows 2,000 concurrent connections per IP; the rate limiter paces them all anyway
 
 
 class ConfigError(ValueError):
@@ -62,6 +65,22 @@ def _port(name: str, default: int) -> int:
     if not 0 < port < 65536:
         raise ConfigError(f"{name}={value!r} is not a port number: set it to a number from 1 to 65535")
     return port
+
+
+def _concurrency() -> int:
+    value = os.environ.get("MX_CONCURRENCY")
+    if value is None:
+        return DEFAULT_CONCURRENCY
+    try:
+        concurrency = int(value)
+    except ValueError:
+        concurrency = 0
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ConfigError(
+            f"MX_CONCURRENCY={value!r} is not a number of members to read at once: set it to a number from 1 to "
+            f"{MAX_CONCURRENCY}, or unset it for {DEFAULT_CONCURRENCY}"
+        )
+    return concurrency
 
 
 def _url(name: str, default: str, what: str) -> str:
@@ -90,6 +109,7 @@ class MxSettings:
     client_id: str
     api_key: str = field(repr=False)
     is_sandbox: bool
+    concurrency: int = DEFAULT_CONCURRENCY  # members read at once (``MX_CONCURRENCY``)
 
     @classmethod
     def from_env(cls) -> "MxSettings":
@@ -97,6 +117,7 @@ class MxSettings:
         api_key = os.environ.get("MX_API_KEY", "")
         host = os.environ.get("MX_SANDBOX_HOST", SANDBOX_HOST)
         port = _port("MX_SANDBOX_PORT", SANDBOX_PORT)
+        concurrency = _concurrency()
         if bool(client_id) != bool(api_key):
             missing, given = ("MX_API_KEY", "MX_CLIENT_ID") if client_id else ("MX_CLIENT_ID", "MX_API_KEY")
             raise ConfigError(
@@ -105,14 +126,14 @@ class MxSettings:
             )
         if client_id:
             base_url = _url("MX_BASE_URL", "https://int-api.mx.com", MX_ENVIRONMENTS)
-            return cls(base_url=base_url, client_id=client_id, api_key=api_key, is_sandbox=False)
+            return cls(base_url, client_id, api_key, is_sandbox=False, concurrency=concurrency)
         base_url = _url("MX_BASE_URL", f"http://{host}:{port}", "the built-in sandbox's address, or unset it")
         if (urlsplit(base_url).hostname or "").endswith(MX_DOMAIN):
             raise ConfigError(
                 f"MX_BASE_URL points at MX ({base_url}) but MX_CLIENT_ID and MX_API_KEY are not set: set both (MX's"
                 " Client Dashboard shows them), or unset MX_BASE_URL to use the built-in sandbox"
             )
-        return cls(base_url=base_url, client_id=SANDBOX_CLIENT_ID, api_key=SANDBOX_API_KEY, is_sandbox=True)
+        return cls(base_url, SANDBOX_CLIENT_ID, SANDBOX_API_KEY, is_sandbox=True, concurrency=concurrency)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
 from mx_pipeline import settings
 from mx_pipeline.connect.link_store import ClosedWhy, LinkRequest
@@ -27,19 +28,26 @@ from mx_pipeline.warehouse.connection import DEFAULT_WAIT_SECONDS
 
 
 class MxResource(dg.ConfigurableResource):
-    """The MX Platform API client, paced by a client-side rate limiter."""
+    """The MX Platform API client, paced by a client-side rate limiter; the ingest steps read ``concurrency``
+    members at once through it (``MX_CONCURRENCY``), every request under the same limiter."""
 
     base_url: str
     client_id: str
     api_key: str
     requests_per_second: float = RateLimits.requests_per_second
     per_member_interval: float = RateLimits.per_member_interval
+    concurrency: int = Field(default=settings.DEFAULT_CONCURRENCY, ge=1, le=settings.MAX_CONCURRENCY)
 
     def client(self, observers: Iterable[Callable[[ApiCall], None]] = ()) -> MxClient:
         """A fresh client (close it, or use it as a context manager) reporting each HTTP attempt to ``observers``."""
         limits = RateLimits(requests_per_second=self.requests_per_second, per_member_interval=self.per_member_interval)
         return MxClient(
-            self.base_url, self.client_id, self.api_key, limiter=RateLimiter(limits), observers=list(observers)
+            self.base_url,
+            self.client_id,
+            self.api_key,
+            limiter=RateLimiter(limits),
+            observers=list(observers),
+            pool_size=self.concurrency,
         )
 
 
@@ -163,9 +171,17 @@ def mx_resource() -> MxResource:
     """MX from ``MX_*`` environment variables, or the built-in sandbox when no credentials are set."""
     configured = settings.MxSettings.from_env()  # a presence check: values stay in the environment
     if configured.is_sandbox:
-        return MxResource(base_url=configured.base_url, client_id=configured.client_id, api_key=configured.api_key)
+        return MxResource(
+            base_url=configured.base_url,
+            client_id=configured.client_id,
+            api_key=configured.api_key,
+            concurrency=configured.concurrency,
+        )
     return MxResource(
-        base_url=configured.base_url, client_id=dg.EnvVar("MX_CLIENT_ID"), api_key=dg.EnvVar("MX_API_KEY")
+        base_url=configured.base_url,
+        client_id=dg.EnvVar("MX_CLIENT_ID"),
+        api_key=dg.EnvVar("MX_API_KEY"),
+        concurrency=configured.concurrency,
     )
 
 

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import requests
 import simplejson
 import urllib3
+from requests.adapters import HTTPAdapter
 
 from mx_pipeline.mx import errors
 from mx_pipeline.mx.rate_limit import RateLimiter
@@ -23,6 +24,7 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # MX names no request-id header; these are the conventional ones, recorded when present.
 REQUEST_ID_HEADERS = ("X-Request-Id", "X-Request-ID", "Request-Id")
+DEFAULT_POOL_SIZE = 10  # requests' own default
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ CallObserver = Callable[[ApiCall], None]
 
 
 class Transport:
-    """Sends MX requests through one pooled ``requests.Session``."""
+    """Sends MX requests through one pooled ``requests.Session``; threads may share it (and its limiter)."""
 
     def __init__(
         self,
@@ -77,9 +79,12 @@ class Transport:
         limiter: RateLimiter | None = None,
         observers: Iterable[CallObserver] = (),
         session: requests.Session | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
+        """``pool_size``: connections kept open to MX; at least the number of threads sending at once (a thread
+        finding none free opens one and drops it after its request)."""
         REDACTOR.add(client_id, api_key)
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -88,7 +93,7 @@ class Transport:
         self.observers = list(observers)
         self._sleep = sleep
         self._jitter = jitter
-        self._session = session or requests.Session()
+        self._session = session or _pooled_session(pool_size)
         self._session.auth = (client_id, api_key)
         self._session.headers.update({"Accept": MX_MEDIA_TYPE, "User-Agent": "mx_pipeline"})
 
@@ -192,6 +197,14 @@ class Transport:
                 observer(call)
             except Exception:  # an observer (e.g. the call log) must never break the call itself
                 LOGGER.exception("API call observer failed")
+
+
+def _pooled_session(pool_size: int) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, pool_size))
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
 
 
 def _never_connected(exc: requests.RequestException) -> bool:
