@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from mx_pipeline.warehouse.migrate import apply_migrations
+from mx_pipeline.warehouse.migrate import ensure_migrated
 
 LOCK_MESSAGE = "Could not set lock on file"
 WAL_REPLAY_FAILURE = "Failure while replaying WAL file"
@@ -64,7 +64,7 @@ def connect(
             if memory_limit:
                 con.execute("set memory_limit = ?", [memory_limit])
             if not read_only:
-                apply_migrations(con)
+                ensure_migrated(con)
             yield con
         finally:
             con.close()

@@ -1,10 +1,30 @@
 """Schema migrations: the ``migrations/*.sql`` files, applied once each, in name order."""
 
+from functools import cache
 from pathlib import Path
 
 import duckdb
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@cache
+def _latest(folder: Path) -> tuple[int, str]:
+    """(how many migrations there are, the last one's version): read once per process."""
+    versions = sorted(script.stem for script in folder.glob("*.sql"))
+    return len(versions), versions[-1]
+
+
+def ensure_migrated(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """:func:`apply_migrations` when the file lacks any: one query on a file already migrated (every connect
+    pays it), the full look-up only on a new or older file."""
+    try:
+        count, latest = con.execute("select count(*), max(version) from ops.schema_migrations").fetchone()
+    except duckdb.CatalogException:  # a new file
+        return apply_migrations(con)
+    if (count, latest) == _latest(MIGRATIONS):
+        return []
+    return apply_migrations(con)
 
 
 def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
