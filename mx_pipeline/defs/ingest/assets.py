@@ -16,6 +16,8 @@ transactions) never stops the step: the others are read and everything that arri
 recorded with its reason (``warehouse/sync_state.py``, shown in ``member_health``), the check
 ``every_member_read`` fails the run once the marts are built, and the freshness sensor reads it again after a
 back-off. No warehouse connection is open while MX is asked: each step reads, then writes in short transactions.
+Status, accounts and transactions read ``mx.concurrency`` members at a time (``parallel.py``), every request under
+the one client's rate limiter, every write in turn.
 """
 
 from datetime import timedelta
@@ -35,6 +37,7 @@ from mx_pipeline.defs.ingest.listing import (
     retire_deleted_users,
     utc_now,
 )
+from mx_pipeline.defs.ingest.parallel import SharedLoader, read_all, read_each
 from mx_pipeline.defs.jobs import run_key_of
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
 from mx_pipeline.mx import READ_FAILURES, MalformedResponse, NotFound
@@ -47,6 +50,7 @@ from mx_pipeline.warehouse.end_users import (
 )
 from mx_pipeline.warehouse.members import (
     EVERYTHING,
+    MemberToFetch,
     listed_members,
     members_not_fetched,
     members_to_fetch,
@@ -66,7 +70,7 @@ from mx_pipeline.warehouse.sync_state import (
     record_sync,
 )
 from mx_pipeline.warehouse.tables import TableSpec
-from mx_pipeline.warehouse.transaction_sync import SyncPolicy, sync_member_transactions
+from mx_pipeline.warehouse.transaction_sync import MemberSyncResult, SyncPolicy, sync_member_transactions
 
 POOL = "duckdb_warehouse"
 GROUP = "ingest"
@@ -184,8 +188,10 @@ def member_status(
         members = listed_members(con, config.scope)
     spec = tables.MEMBER_STATUS
     suspects, failed = Suspects(), {}
-    with mx.client([api_log]) as client, RawLoader(wh, spec, _status_row, run_id=run_id, api_log=api_log) as load:
-        for member_guid, user_guid in members:
+    with mx.client([api_log]) as client, SharedLoader(wh, spec, _status_row, run_id=run_id, api_log=api_log) as load:
+
+        def read_status(member: tuple[str, str]) -> None:
+            member_guid, user_guid = member
             try:
                 load.add((client.read_member_status(user_guid, member_guid), user_guid))
             except NotFound as exc:
@@ -194,6 +200,8 @@ def member_status(
                 failed[member_guid] = (user_guid, failure_reason(STATUS_READ, exc))
                 if isinstance(exc, MalformedResponse):
                     load.reject_page(f"{type(exc).__name__}: {exc}", member_guid)
+
+        read_all(read_status, members, concurrency=mx.concurrency)
         retired = suspects.settle(client, wh, load, run_id)
     failed |= {m: (u, failure_reason(STATUS_READ, exc)) for m, (u, exc) in suspects.unconfirmed.items()}
     with wh.connect() as con:
@@ -231,18 +239,21 @@ def mx_accounts(
     run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
     with wh.connect() as con:
         fetchable, not_fetched = members_to_fetch(con, config.scope), members_not_fetched(con, config.scope)
-    listings: dict[str, Listing] = {}
     with (
         mx.client([api_log]) as client,
-        RawLoader(wh, tables.ACCOUNTS, account_row, run_id=run_id, api_log=api_log) as load,
+        SharedLoader(wh, tables.ACCOUNTS, account_row, run_id=run_id, api_log=api_log) as load,
     ):
         suspects = Suspects()
-        for member in fetchable:
-            listing = listings[member.guid] = Listing(load, member.guid)
+        listings = {member.guid: Listing(load, member.guid) for member in fetchable}
+
+        def read_accounts(member: MemberToFetch) -> None:
+            listing = listings[member.guid]
             accounts = partial(
                 client.list_member_accounts, member.user_guid, member.guid, on_malformed=listing.on_malformed
             )
             listing.read(accounts, on_not_found=suspects.noter(member.guid, member.user_guid))
+
+        read_all(read_accounts, fetchable, concurrency=mx.concurrency)
         members_retired = suspects.settle(client, wh, load, run_id)
     failed = {
         member.guid: (member.user_guid, failure_reason(ACCOUNTS_READ, listings[member.guid].failure))
@@ -292,17 +303,20 @@ def mx_transactions(
                         now=pd.Timestamp.now(tz="UTC"))  # fmt: skip
     results, suspects = [], Suspects()
     with mx.client([api_log]) as client:  # no warehouse connection stays open while MX is asked
-        for i, member in enumerate(fetchable, 1):
-            result = sync_member_transactions(
+
+        def sync(member: MemberToFetch) -> MemberSyncResult:
+            return sync_member_transactions(
                 wh,
                 member,
                 suspects.watching(
-                    member, lambda m=member, **query: client.list_member_transaction_pages(m.user_guid, m.guid, **query)
+                    member, lambda **query: client.list_member_transaction_pages(member.user_guid, member.guid, **query)
                 ),
                 policy=policy,
                 run_id=run_id,
                 api_log=api_log,
             )
+
+        for i, (member, result) in enumerate(read_each(sync, fetchable, concurrency=mx.concurrency), 1):
             results.append(result)
             context.log.info(f"member {i}/{len(fetchable)} {member.guid}: {result.counts}")
         # sync_member_transactions quarantined the 404 already (one bad read stays a failed, quarantined read).
