@@ -21,6 +21,8 @@ Variables (all optional):
   notifications (POST, JSON) and its bearer token. Unset: notifications are logged and kept in the outbox.
 - ``MX_PIPELINE_LINK_SECRET``: signs reconnect links and Connect callback state. Unset: a random secret is
   created once under the data directory (git-ignored, mode 0600) so links survive restarts.
+- ``MX_PIPELINE_MODELS_DELAY_SECONDS``: how long the ``models_after_sync`` sensor lets synced data settle before it
+  builds the SQL models (60): every sync within it is in one build.
 
 A variable set wrongly raises :class:`ConfigError`, whose message names the variable and what to set it to
 (``mx-pipeline`` prints it as one line and exits 2).
@@ -264,6 +266,18 @@ class NotifySettings:
     @classmethod
     def from_env(cls) -> "NotifySettings":
         return cls(os.environ.get("MX_PIPELINE_NOTIFY_URL") or None, bool(os.environ.get("MX_PIPELINE_NOTIFY_TOKEN")))
+
+
+def models_delay_seconds() -> float:
+    """How long synced data settles before one model build takes it all (``MX_PIPELINE_MODELS_DELAY_SECONDS``)."""
+    value = os.environ.get("MX_PIPELINE_MODELS_DELAY_SECONDS", "60")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 86400:
+        raise ConfigError(f"MX_PIPELINE_MODELS_DELAY_SECONDS={value!r}: set it to seconds, from 0 to 86400")
+    return seconds
 
 
 def warehouse_path() -> Path:

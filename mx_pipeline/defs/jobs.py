@@ -1,9 +1,13 @@
 """The jobs the data team and the sensors launch.
 
-``ingest``: everything, for every user (what ``make demo`` runs). ``sync_members``: the same path after
-registration (refresh -> status -> gate -> accounts -> transactions) for the users and members named in its
-run config, which is how events and refreshes touch only the members they concern. ``refresh_members``: the
-data team's "refresh these now", with one small config and the scheduler's safety rules.
+``ingest``: everything, for every user, the SQL models included (what ``make demo`` runs). ``sync_members``:
+the path after registration (refresh -> status -> gate -> accounts -> transactions) for the users and members
+named in its run config, which is how events and refreshes touch only the members they concern; it builds no
+model. ``refresh_members``: the data team's "refresh these now", with one small config and the scheduler's
+safety rules, the same steps. ``build_models``: the SQL models and their publish, launched by the
+``models_after_sync`` sensor (``defs/models/sensors.py``) once synced data has settled, so a burst of events
+costs one model build, not one per sync run. ``every_member_read`` runs in every job that reads members, so a
+failed read fails the sync run that made it.
 """
 
 from collections.abc import Iterable
@@ -14,14 +18,23 @@ from pydantic import Field
 from mx_pipeline.refresh.run import MANUAL
 from mx_pipeline.warehouse import tables
 
-INGEST = dg.AssetSelection.groups("ingest", "lifecycle", "refresh", "models").materializable()
-AFTER_REGISTRATION = INGEST - dg.AssetSelection.assets(tables.USERS.key_path)
+EVERY_MEMBER_READ = dg.AssetCheckKey(dg.AssetKey(["marts", "member_health"]), "every_member_read")
+SYNCED = dg.AssetSelection.groups("ingest", "lifecycle", "refresh").materializable()  # what the models read
+INGEST = SYNCED | dg.AssetSelection.groups("models").materializable()
+# every_member_read answers for a run's reads: it runs in the runs that read (after the last read), not in builds.
+MODELS = dg.AssetSelection.groups("models").materializable() - dg.AssetSelection.checks(EVERY_MEMBER_READ)
+AFTER_REGISTRATION = (SYNCED - dg.AssetSelection.assets(tables.USERS.key_path)) | dg.AssetSelection.checks(
+    EVERY_MEMBER_READ
+)
 REFRESH_OP = "ops__refresh_attempts"
 SCOPED_OPS = [REFRESH_OP, *("__".join(s.key_path) for s in (tables.MEMBERS, tables.MEMBER_STATUS, tables.ACCOUNTS,
                                                                 tables.TRANSACTIONS))]  # fmt: skip
 
 ingest_job = dg.define_asset_job(
     "ingest", selection=INGEST, description="Register users, read members and status, route, notify, fetch."
+)
+build_models_job = dg.define_asset_job(
+    "build_models", selection=MODELS, description="Build the SQL models from what the syncs wrote; publish the marts."
 )
 sync_members_job = dg.define_asset_job(
     "sync_members",

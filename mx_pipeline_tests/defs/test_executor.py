@@ -10,6 +10,6 @@ from mx_pipeline_tests.defs.conftest import LOCATION
 def test_materialize_all_and_every_job_run_in_process():
     materialize_all = LOCATION.resolve_implicit_global_asset_job_def()
     jobs = {job.name: LOCATION.resolve_job_def(job.name) for job in LOCATION.jobs}
-    assert set(jobs) == {"ingest", "sync_members", "refresh_members"}
+    assert set(jobs) == {"ingest", "sync_members", "refresh_members", "build_models"}
     executors = {name: job.executor_def for name, job in {"Materialize all": materialize_all, **jobs}.items()}
     assert executors == dict.fromkeys(executors, dg.in_process_executor)

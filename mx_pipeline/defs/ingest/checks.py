@@ -6,7 +6,8 @@ process. A failing check is an ERROR: rows that were not loaded must be looked a
 ``every_member_read`` is blocking, so a run in which a member or a user's member list could not be read fails.
 It sits on ``marts/member_health``, which nothing downstream waits on: the steps before it read everyone else,
 and the marts (member_health showing the failure and why) are built before the run is marked failed. On a raw
-table, it would keep every mart, member_health first, from being built at all.
+table, it would keep every mart, member_health first, from being built at all. A ``sync_members`` run builds no
+mart: there it runs alone, after ``raw.mx_transactions`` (its other dependency), and fails that run.
 """
 
 import dagster as dg
@@ -83,6 +84,7 @@ def _nothing_quarantined(spec: TableSpec) -> dg.AssetChecksDefinition:
 
 @dg.asset_check(
     asset=MEMBER_HEALTH,
+    additional_deps=[dg.AssetKey(tables.TRANSACTIONS.key_path)],  # a sync run (no marts) runs it after its reads
     pool=POOL,
     blocking=True,
     description=(
