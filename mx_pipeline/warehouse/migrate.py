@@ -19,7 +19,8 @@ def ensure_migrated(con: duckdb.DuckDBPyConnection) -> list[str]:
     """:func:`apply_migrations` when the file lacks any: one query on a file already migrated (every connect
     pays it), the full look-up only on a new or older file."""
     try:
-        count, latest = con.execute("select count(*), max(version) from ops.schema_migrations").fetchone()
+        # fetchall: a result left half-read keeps DuckDB 2 from registering a frame on the connection
+        ((count, latest),) = con.execute("select count(*), max(version) from ops.schema_migrations").fetchall()
     except duckdb.CatalogException:  # a new file
         return apply_migrations(con)
     if (count, latest) == _latest(MIGRATIONS):

@@ -77,7 +77,7 @@ class TransactionPageLoader:
             try:
                 self.quarantined += self._quarantine_refused(con, now)
                 counts = upsert_from(con, TRANSACTIONS, f"(select * from {STAGED} where reason is null)")
-                (latest,) = con.execute(f"select max(updated_at) from {STAGED} where reason is null").fetchone()
+                ((latest,),) = con.execute(f"select max(updated_at) from {STAGED} where reason is null").fetchall()
             finally:
                 con.execute(f"drop table {STAGED}")
             if latest and (self.latest_updated_at is None or latest > self.latest_updated_at):
