@@ -1,151 +1,125 @@
-"""Benchmark: ingest N members x their accounts x transactions from the sandbox, print throughput and peak RSS.
+"""Benchmark: ingest from the sandbox, ours vs MX's official SDK in a plain loop vs the floor, in one run.
 
-Not a test (nothing asserts); run it by hand:
+Not a test (nothing asserts); run it by hand from the repository root:
 
-    .venv/bin/python mx_pipeline_tests/benchmarks/bench_ingest.py --members 20 --history-days 120 --latency-ms 20
+    .venv/bin/python -m mx_pipeline_tests.benchmarks.bench_ingest
+    .venv/bin/python -m mx_pipeline_tests.benchmarks.bench_ingest --users 4 --history-days 120 --repeats 1  # quick
 
-The sandbox runs in a child process so the peak RSS printed is the pipeline's own. The sandbox writes about
-4.8 transactions a day per member (120 days ~ 580 rows), so rows ~= members x history_days x 4.8.
+The sandbox (a child process) adds 20 ms to every request and keeps MX's per-user and per-member limits on.
+Three contenders read the same users' banks (``--users`` x ``--members-per-user``, ``--history-days`` of
+history), each on a fresh warehouse, median of ``--repeats``:
+- ours: the ``ingest`` job's fetching steps (users, members, status, gate, accounts, transactions) with the
+  ``mx`` resource's pacing and concurrency as shipped; requests are the attempts ``ops.api_calls`` records;
+- MX's SDK (``mx-platform-python``) in the loop an integrator would write: users, members, accounts and
+  transactions one request at a time, into pandas, then one DuckDB write (``sdk_loop.py``). It pins
+  pydantic<2, so it runs in a venv of its own; make it once with
+      .venv/bin/uv venv --python .venv/bin/python .venv/sdk
+      .venv/bin/uv pip install --python .venv/sdk/bin/python --group bench
+- the floor: our requests x latency / our concurrency (the wire's time alone, nothing else).
 """
 
 import argparse
-import contextlib
-import resource
-import socket
+import datetime as dt
+import json
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import dagster as dg
-import requests
+from mx_pipeline import settings
+from mx_pipeline.warehouse.transaction_sync import SyncPolicy
+from mx_pipeline_tests.benchmarks.ingest_harness import (
+    IngestRun,
+    connect_members,
+    our_mx_resource,
+    run_our_ingest,
+    sandbox_process,
+)
 
-from mx_pipeline import definitions, settings
-from mx_pipeline.defs.resources import MxResource, WarehouseResource
-from mx_pipeline.mx import MxClient
-from mx_pipeline.warehouse import tables
-
-SANDBOX = """
-import sys
-from mx_pipeline.sandbox.server import serve
-port, latency, history = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-serve(port=port, latency_ms=latency, history_days=history, aggregation_seconds=0.1,
-      user_requests_per_window=10**9, member_requests_per_window=10**9, abuse_429s_before_degrade=10**9)
-"""
+REPO = Path(__file__).resolve().parents[2]
+SDK_PYTHON = REPO / ".venv" / "sdk" / "bin" / "python"
+SDK_LOOP = Path(__file__).with_name("sdk_loop.py")
 
 
 def main() -> None:
     args = _parse()
-    with _sandbox(args.latency_ms, args.history_days) as base_url, tempfile.TemporaryDirectory() as tmp:
-        seed_started = time.monotonic()
-        users_csv = _connect_members(base_url, args.members, Path(tmp))
-        print(f"seeded {args.members} connected members in {time.monotonic() - seed_started:.1f} s")
-        location = definitions.defs()
-        every_asset = [*location.assets, *location.asset_checks]
-        resources = {
-            **location.resources,
-            "mx": MxResource(
-                base_url=base_url,
-                client_id=settings.SANDBOX_CLIENT_ID,
-                api_key=settings.SANDBOX_API_KEY,
-                requests_per_second=10_000,
-                per_member_interval=args.per_member_interval,
-            ),
-            "warehouse": WarehouseResource(path=str(Path(tmp) / "warehouse.duckdb"), memory_limit=args.memory_limit),
-        }
-        rss_before = _peak_rss_mib()
-        run_config = {
-            "ops": {"raw__mx_users": {"config": {"users_csv": str(users_csv)}}},
-            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-        }
-        transactions = dg.AssetSelection.assets(tables.TRANSACTIONS.key_path)
-        upstream = dg.AssetSelection.all() - transactions
+    if not SDK_PYTHON.exists():
+        sys.exit(f"MX's SDK needs its own venv at {SDK_PYTHON.parent.parent}; make it as this script's help says")
+    sandbox = sandbox_process(latency_ms=args.latency_ms, history_days=args.history_days)
+    with sandbox as base_url, tempfile.TemporaryDirectory() as tmp:
         started = time.monotonic()
-        dg.materialize(every_asset, selection=upstream, resources=resources, run_config=run_config)
-        upstream_seconds = time.monotonic() - started
-        started = time.monotonic()
-        quiet = {"loggers": run_config["loggers"]}
-        result = dg.materialize(every_asset, selection=transactions, resources=resources, run_config=quiet)
-        seconds = time.monotonic() - started
-        metadata = {
-            k: v.value for e in result.get_asset_materialization_events() for k, v in e.materialization.metadata.items()
-        }
-        rows = metadata["dagster/row_count"]
-        started = time.monotonic()
-        again = dg.materialize(every_asset, selection=transactions, resources=resources, run_config=quiet)
-        rerun_seconds = time.monotonic() - started
-        rerun = {
-            k: v.value for e in again.get_asset_materialization_events() for k, v in e.materialization.metadata.items()
-        }
-    print(f"users/members/status/gate/accounts: {upstream_seconds:.1f} s")
-    print(
-        f"transactions: {rows} rows in {seconds:.1f} s = {rows / seconds:,.0f} rows/s"
-        f" ({metadata['api_calls']} API calls, latency {args.latency_ms} ms)"
-    )
-    if args.rerun:
-        print(
-            f"re-run, nothing new upstream: {rerun_seconds:.1f} s, {rerun['api_calls']} API calls, {rerun['inserted']} new rows"
-        )
-    print(f"peak RSS: {_peak_rss_mib():.0f} MiB (before ingest {rss_before:.0f} MiB)")
+        users_csv = connect_members(base_url, args.users, args.members_per_user, Path(tmp))
+        print(f"seeded {args.users} users x {args.members_per_user} members in {time.monotonic() - started:.0f} s")
+        ours, sdk = [], []
+        for repeat in range(args.repeats):
+            ours.append(run_our_ingest(base_url, users_csv, Path(tmp) / f"ours-{repeat}.duckdb"))
+            sdk.append(_sdk_loop(base_url, Path(tmp) / f"sdk-{repeat}.duckdb"))
+            print(f"  run {repeat + 1}: ours {ours[-1].seconds:.1f} s, SDK {sdk[-1].seconds:.1f} s", flush=True)
+        concurrency = our_mx_resource(base_url).concurrency
+    _report(args, _median(ours), _median(sdk), concurrency)
 
 
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--members", type=int, default=20, help="connected members (one user each)")
-    parser.add_argument("--history-days", type=int, default=120, help="days of history the sandbox generates")
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--members-per-user", type=int, default=2, help="1 or 2 (one per test institution)")
+    parser.add_argument("--history-days", type=int, default=500, help="days of history the sandbox generates")
     parser.add_argument("--latency-ms", type=int, default=20, help="sandbox latency added to every API call")
-    parser.add_argument("--no-rerun", dest="rerun", action="store_false", help="skip the second (incremental) run")
-    parser.add_argument("--per-member-interval", type=float, default=0.0, help="client pacing per member (s)")
-    parser.add_argument("--memory-limit", default=WarehouseResource.model_fields["memory_limit"].default,
-                        help="DuckDB's buffer pool cap, the bulk of the RSS")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each contender; the median is shown")
     return parser.parse_args()
 
 
-@contextlib.contextmanager
-def _sandbox(latency_ms: int, history_days: int):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    child = subprocess.Popen(
-        [sys.executable, "-c", SANDBOX, str(port), str(latency_ms), str(history_days)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def _sdk_loop(base_url: str, database: Path) -> IngestRun:
+    """The SDK loop in its venv, reading the same window of history as ours (our first sync's)."""
+    from_date = (dt.date.today() - dt.timedelta(days=SyncPolicy.history_days)).isoformat()
+    command = [str(SDK_PYTHON), str(SDK_LOOP), base_url, settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY]
+    done = subprocess.run([*command, from_date, str(database)], capture_output=True, text=True, check=False)
+    if done.returncode:
+        sys.exit(f"the SDK loop failed:\n{done.stderr}")
+    figures = json.loads(done.stdout)
+    return IngestRun(figures["seconds"], figures["requests"], 0, figures["transactions"])
+
+
+def _median(runs: list[IngestRun]) -> IngestRun:
+    return sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
+
+
+@dataclass(frozen=True)
+class _Row:
+    name: str
+    seconds: float
+    transactions: int
+    requests: int | str
+    rate_limited: int | str = "-"
+
+
+def _report(args: argparse.Namespace, ours: IngestRun, sdk: IngestRun, concurrency: int) -> None:
+    floor = ours.requests * args.latency_ms / 1000 / concurrency
+    rows = [
+        _Row(f"ours (concurrency {concurrency})", ours.seconds, ours.transactions, ours.requests, ours.rate_limited),
+        _Row("MX SDK, sequential loop", sdk.seconds, sdk.transactions, sdk.requests, "-"),
+        _Row(f"floor: ours' requests x {args.latency_ms} ms / {concurrency}", floor, ours.transactions, "-"),
+    ]
+    print(
+        f"\ningest, {args.users} users x {args.members_per_user} members, {args.history_days} days of history,"
+        f" {args.latency_ms} ms latency, MX's limits on; median of {args.repeats}"
     )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            with contextlib.suppress(requests.ConnectionError):
-                requests.get(f"{base_url}/_sandbox/clock", timeout=1)
-                break
-            time.sleep(0.05)
-        yield base_url
-    finally:
-        child.terminate()
-        child.wait()
-
-
-def _connect_members(base_url: str, count: int, tmp: Path) -> Path:
-    """Register ``count`` users with one MX Bank member each, and let every aggregation finish."""
-    users_csv = tmp / "users.csv"
-    users_csv.write_text("id\n" + "".join(f"bench-{i}\n" for i in range(count)))
-    with MxClient(base_url, settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY) as client:
-        fields = {c.field_name: c.guid for c in client.list_institution_credentials("mxbank")}
-        for i in range(count):
-            user = client.create_user(id=f"bench-{i}")
-            credentials = {fields["LOGIN"]: "mxuser", fields["PASSWORD"]: "password"}
-            client.create_member(user.guid, institution_code="mxbank", credentials=credentials)
-    requests.post(f"{base_url}/_sandbox/aggregations/finish", timeout=600).raise_for_status()
-    return users_csv
-
-
-def _metadata(result) -> dict:
-    events = result.get_asset_materialization_events()
-    return {k: v.value for e in events for k, v in e.materialization.metadata.items()}
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    print(f"{'':44} {'wall s':>8} {'tx':>9} {'tx/s':>9} {'requests':>9} {'429s':>5}")
+    for row in rows:
+        per_second = row.transactions / row.seconds if row.seconds else float("inf")
+        print(
+            f"{row.name:44} {row.seconds:8.1f} {row.transactions:9,} {per_second:9,.0f}"
+            f" {row.requests:>9} {row.rate_limited:>5}"
+        )
+    print(f"ours / SDK, tx/s: {ours.per_second / sdk.per_second:.2f}x (goal >= 5x)")
+    print(f"ours / floor, wall time: {ours.seconds / floor:.1f}x (goal <= 1.5x)")
+    print(f"requests: ours {ours.requests}, SDK {sdk.requests} ({ours.requests - sdk.requests:+d})")
+    if ours.transactions != sdk.transactions:
+        print(f"note: ours read {ours.transactions} transactions, the SDK {sdk.transactions}")
+    if ours.rate_limited:
+        print(f"note: MX answered {ours.rate_limited} of our requests 429 (the goal is none)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,136 @@
+"""What the ingest benchmarks share: the sandbox in a child process, its users' banks connected, and our ingest.
+
+The sandbox runs in a child process so the benchmark's peak RSS is the pipeline's own, with MX's limits as
+the sandbox models them (per user and per member windows, DEGRADED on abuse): only latency and the length
+of the history are chosen here.
+"""
+
+import contextlib
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import requests
+
+from mx_pipeline import definitions, settings
+from mx_pipeline.defs.resources import MxResource, WarehouseResource
+from mx_pipeline.mx import MxClient
+from mx_pipeline.warehouse import Warehouse, tables
+from mx_pipeline.warehouse.transaction_sync import SyncPolicy
+
+# The ingest job's fetching steps, as a user's run goes through them: users, members, status, the gate, accounts,
+# transactions (and their checks); not the refresh scheduler's aggregations, nor the models.
+FETCH_STEPS = dg.AssetSelection.groups("ingest", "lifecycle").materializable()
+# Both test institutions take MX Bank's test login (username mxuser, password "password" connects).
+INSTITUTIONS = ("mxbank", "sandboxcu")
+_CHILD = """
+import json, sys
+from mx_pipeline.sandbox.server import running_sandbox
+with running_sandbox(**json.loads(sys.argv[1])) as sandbox:
+    print(sandbox.base_url, flush=True)
+    sys.stdin.read()  # serve until the benchmark closes our stdin (or dies)
+"""
+
+
+@contextlib.contextmanager
+def sandbox_process(**options) -> Iterator[str]:
+    """The sandbox (``options``: ``SandboxConfig`` fields) in a child process; yields its base URL."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, json.dumps(options)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        base_url = child.stdout.readline().strip()
+        if not base_url:
+            raise RuntimeError(f"the sandbox did not start (exit code {child.wait()})")
+        yield base_url
+    finally:
+        child.stdin.close()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def connect_members(base_url: str, users: int, members_per_user: int, tmp: Path) -> Path:
+    """Register ``users`` users, each with ``members_per_user`` connected banks, let every aggregation finish, and
+    return the users CSV the ``users`` step reads."""
+    if not 1 <= members_per_user <= len(INSTITUTIONS):
+        raise SystemExit(f"members per user: 1 to {len(INSTITUTIONS)} (one per test institution)")
+    ids = [f"bench-{i}" for i in range(users)]
+    users_csv = tmp / "users.csv"
+    users_csv.write_text("id\n" + "".join(f"{i}\n" for i in ids))
+    with MxClient(base_url, settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY) as client:
+        fields = {
+            code: {c.field_name: c.guid for c in client.list_institution_credentials(code)}
+            for code in INSTITUTIONS[:members_per_user]
+        }
+        for user_id in ids:
+            user = client.create_user(id=user_id)
+            for code, guids in fields.items():
+                credentials = {guids["LOGIN"]: "mxuser", guids["PASSWORD"]: "password"}
+                client.create_member(user.guid, institution_code=code, credentials=credentials)
+    requests.post(f"{base_url}/_sandbox/aggregations/finish", timeout=3600).raise_for_status()
+    return users_csv
+
+
+@dataclass(frozen=True)
+class IngestRun:
+    seconds: float
+    requests: int  # HTTP attempts, as ops.api_calls records them
+    rate_limited: int  # of which MX (the sandbox) answered 429
+    transactions: int
+
+    @property
+    def per_second(self) -> float:
+        return self.transactions / self.seconds
+
+
+def our_mx_resource(base_url: str) -> MxResource:
+    """The ``mx`` resource as shipped, pointed at the sandbox: its pacing untouched, members read at once as
+    ``MX_CONCURRENCY`` says."""
+    return MxResource(
+        base_url=base_url,
+        client_id=settings.SANDBOX_CLIENT_ID,
+        api_key=settings.SANDBOX_API_KEY,
+        concurrency=settings.MxSettings.from_env().concurrency,
+    )
+
+
+def run_our_ingest(
+    base_url: str, users_csv: Path, warehouse: Path, *, history_days: int = SyncPolicy.history_days
+) -> IngestRun:
+    """Our fetch steps on a fresh warehouse, in process as a run executes them; timed from launch to the end."""
+    location = definitions.defs()
+    resources = {
+        **location.resources,
+        "mx": our_mx_resource(base_url),
+        "warehouse": WarehouseResource(path=str(warehouse)),
+    }
+    run_config = {
+        "ops": {
+            "raw__mx_users": {"config": {"users_csv": str(users_csv)}},
+            "raw__mx_transactions": {"config": {"history_days": history_days}},
+        },
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
+    started = time.monotonic()
+    dg.materialize(
+        [*location.assets, *location.asset_checks], selection=FETCH_STEPS, resources=resources, run_config=run_config
+    )
+    seconds = time.monotonic() - started
+    with Warehouse(warehouse).connect() as con:
+        calls, limited = con.execute("select count(*), count(*) filter (status = 429) from ops.api_calls").fetchone()
+        (rows,) = con.execute(f"select count(*) from {tables.TRANSACTIONS.name}").fetchone()
+    return IngestRun(seconds, calls, limited, rows)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set (children, such as the sandbox, not included)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
