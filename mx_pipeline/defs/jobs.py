@@ -27,6 +27,7 @@ AFTER_REGISTRATION = (SYNCED - dg.AssetSelection.assets(tables.USERS.key_path)) 
     EVERY_MEMBER_READ
 )
 REFRESH_OP = "ops__refresh_attempts"
+GATE_GRAPH, GATE_OP = "member_lifecycle", "status_gate"  # the gate's op, inside the lifecycle's graph asset
 SCOPED_OPS = [REFRESH_OP, *("__".join(s.key_path) for s in (tables.MEMBERS, tables.MEMBER_STATUS, tables.ACCOUNTS,
                                                                 tables.TRANSACTIONS))]  # fmt: skip
 
@@ -44,9 +45,10 @@ sync_members_job = dg.define_asset_job(
 
 
 def scoped_run_config(user_guids: Iterable[str] = (), member_guids: Iterable[str] = ()) -> dict:
-    """Run config that limits ``sync_members`` to these users' members and these members."""
+    """Run config that limits ``sync_members`` to these users' members and these members (the gate too)."""
     config = {"user_guids": sorted(set(user_guids)), "member_guids": sorted(set(member_guids))}
-    return {"ops": {op: {"config": dict(config)} for op in SCOPED_OPS}}
+    ops = {op: {"config": dict(config)} for op in SCOPED_OPS}
+    return {"ops": {**ops, GATE_GRAPH: {"ops": {GATE_OP: {"config": dict(config)}}}}}
 
 
 def refresh_run_config(member_guids: Iterable[str], *, trigger: str, user_guids: Iterable[str] = (), **refresh) -> dict:

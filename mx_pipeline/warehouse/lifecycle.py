@@ -1,7 +1,8 @@
 """The lifecycle's tables: members' latest reads in, routes and notification episodes out.
 
-``ops.member_routes`` holds each member's current route, rewritten by every status gate; the fetching
-assets read their members from it, so nothing is fetched that the gate did not call ready.
+``ops.member_routes`` holds each member's current route, rewritten by every status gate for the members of its
+run's scope; the fetching assets read their members from it, so nothing is fetched that the gate did not call
+ready. Reads and writes are set-based over the scope: one query in, one insert per table out.
 """
 
 import datetime as dt
@@ -13,13 +14,21 @@ import pandas as pd
 from mx_pipeline.lifecycle.episodes import Episode
 from mx_pipeline.lifecycle.gate import MemberState, RoutedMember
 from mx_pipeline.lifecycle.routes import RETIRED, Route
+from mx_pipeline.warehouse.members import EVERYTHING, Scope
+
+# The members of a scope, from their status reads: these users' and these members; both empty, every member.
+_SCOPED_MEMBERS = """
+    select guid from raw.mx_member_status
+    where (len($users) = 0 and len($members) = 0)
+       or user_guid in (select unnest($users::varchar[])) or guid in (select unnest($members::varchar[]))
+"""
 
 
-def member_states(con: duckdb.DuckDBPyConnection) -> list[MemberState]:
-    """Every member's latest status read, with our user id and the institution when we know them, and why it
-    was retired when MX no longer has it."""
+def member_states(con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING) -> list[MemberState]:
+    """The scope's members' latest status reads, with our user id and the institution when we know them, and why
+    each was retired when MX no longer has it."""
     rows = con.execute(
-        """
+        f"""
         select s.guid, s.user_guid, s.connection_status, s.is_being_aggregated,
                coalesce(u.id, e.id) as user_id, m.institution_code,
                case when coalesce(s.removed_at, m.removed_at) is not null
@@ -29,9 +38,10 @@ def member_states(con: duckdb.DuckDBPyConnection) -> list[MemberState]:
         left join raw.mx_users as u on u.guid = s.user_guid
         left join ops.end_users as e on e.mx_user_guid = s.user_guid
         left join ops.retirements as rt on rt.kind = 'member' and rt.guid = s.guid
+        where s.guid in ({_SCOPED_MEMBERS})
         order by s.guid
         """,
-        {"retired": RETIRED.reason},
+        {"retired": RETIRED.reason, **scope.params},
     ).fetchall()
     return [MemberState(*row) for row in rows]
 
@@ -70,14 +80,16 @@ def save_routes(con: duckdb.DuckDBPyConnection, routed: Iterable[RoutedMember], 
         con.unregister("routed_members")
 
 
-def latest_episodes(con: duckdb.DuckDBPyConnection) -> dict[str, Episode]:
-    """Each member's most recent episode, open or closed."""
+def latest_episodes(con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING) -> dict[str, Episode]:
+    """Each of the scope's members' most recent episode, open or closed."""
     rows = con.execute(
-        """
+        f"""
         select member_guid, number, opened_at, route, notified_at, closed_at
         from ops.notification_episodes
+        where member_guid in ({_SCOPED_MEMBERS})
         qualify row_number() over (partition by member_guid order by number desc) = 1
-        """
+        """,
+        scope.params,
     ).fetchall()
     return {
         guid: Episode(guid, number, opened, Route(route), notified, closed)
@@ -86,17 +98,26 @@ def latest_episodes(con: duckdb.DuckDBPyConnection) -> dict[str, Episode]:
 
 
 def save_episodes(con: duckdb.DuckDBPyConnection, episodes: Iterable[Episode]) -> None:
-    episodes = list(episodes)
-    if not episodes:
-        return
-    con.executemany(
-        """
-        insert or replace into ops.notification_episodes
-            (member_guid, number, opened_at, route, notified_at, closed_at)
-        values (?, ?, ?, ?, ?, ?)
-        """,
+    """Insert or replace these episodes, in one statement (row by row, 2,000 changed episodes took 15 s)."""
+    frame = pd.DataFrame.from_records(
         [(e.member_guid, e.number, e.opened_at, str(e.route), e.notified_at, e.closed_at) for e in episodes],
-    )
+        columns=["member_guid", "number", "opened_at", "route", "notified_at", "closed_at"],
+    ).astype(object)
+    if frame.empty:
+        return
+    con.register("changed_episodes", frame)
+    try:
+        con.execute(
+            """
+            insert or replace into ops.notification_episodes
+                (member_guid, number, opened_at, route, notified_at, closed_at)
+            select member_guid, cast(number as integer), cast(opened_at as timestamptz), route,
+                   cast(notified_at as timestamptz), cast(closed_at as timestamptz)
+            from changed_episodes
+            """
+        )
+    finally:
+        con.unregister("changed_episodes")
 
 
 def closed_episodes(con: duckdb.DuckDBPyConnection, among: Iterable[tuple[str, int]]) -> dict[tuple[str, int], str]:

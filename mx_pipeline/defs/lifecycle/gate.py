@@ -1,15 +1,17 @@
 """``status_gate``: member status -> one route per member -> fetch, notify, or wait.
 
-The gate is an op with one optional output per route (``ready``, ``needs_mfa``, ``needs_reconnect``,
-``degraded``, ``in_progress``, ``institution_side``, ``terminal``): a route with no members emits nothing, so in
-the run view the steps behind it show as skipped. It writes ``ops.member_routes`` (which the fetching assets
-read), folds each read into the member's notification episode, and decides the episode's notification in the
-same transaction, so a notification is never lost between deciding it and storing it; then it leases this
-run's batch of the outbox: the pending notifications of members this read asks to act now (``asking_now``),
-at most ``batch_size``, oldest first. The others wait, pending, for a read that asks, or for the next run.
-``reconnect_notifications`` delivers the batch (pending -> delivered | logged | dead | cancelled; see
-``warehouse/outbox.py``) outside the writer pool, with no warehouse connection open while it POSTs, within
-a time budget: a slow or dead product backend never holds up ingestion. Both are assets, wrapped as one graph.
+The gate is an op with one optional output per route (``ready``, ``needs_mfa``, ``needs_reconnect``, ``degraded``,
+``in_progress``, ``institution_side``, ``terminal``): a route with no members emits nothing, so in the run view
+the steps behind it show as skipped. It routes the run's members only (its ``ScopeConfig``, the same as the ingest
+steps'; empty: every member): a sync run for one user re-routes that user's members, never the other 100,000. It
+writes ``ops.member_routes`` (which the fetching assets read), folds each read into the member's notification
+episode, and decides the episode's notification in the same transaction, so a notification is never lost between
+deciding it and storing it; then it leases this run's batch of the outbox: the pending notifications of members
+this read asks to act now (``asking_now``), at most ``batch_size``, oldest first. The others wait, pending, for a
+read that asks, or for the next run. ``reconnect_notifications`` delivers the batch (pending -> delivered | logged
+| dead | cancelled; see ``warehouse/outbox.py``) outside the writer pool, with no warehouse connection open while
+it POSTs, within a time budget: a slow or dead product backend never holds up ingestion. Both are assets, wrapped
+as one graph.
 
 Each episode's notification carries one reconnect link, issued in the link store the connect service shares
 (``connect/link_store.py``; the outbox keeps its id, never its URL); every gate closes the links of the
@@ -23,6 +25,7 @@ import dagster as dg
 from pydantic import Field
 
 from mx_pipeline.defs.ingest.assets import MEMBER_ROUTES, POOL
+from mx_pipeline.defs.ingest.config import ScopeConfig
 from mx_pipeline.defs.resources import ConnectLinksResource, NotifierResource, WarehouseResource
 from mx_pipeline.lifecycle.gate import gate
 from mx_pipeline.lifecycle.notifier import Notification, NotificationState, deliver_within
@@ -56,7 +59,9 @@ class NotificationBatch:
     cancelled: dict[str, str]  # their episode closed first: never sent
 
 
-class GateConfig(dg.Config):
+class GateConfig(ScopeConfig):
+    """The run's scope (a sync run routes only its members; both empty: every member) and the DEGRADED grace."""
+
     degraded_grace_hours: float = Field(
         default=DEGRADED_GRACE.total_seconds() / 3600,
         description="A DEGRADED member is backed off and re-read first (our own bursts can cause it, and it often "
@@ -67,7 +72,7 @@ class GateConfig(dg.Config):
 @dg.op(
     ins={"after_status_read": dg.In(dg.Nothing)},
     out={
-        "member_routes": dg.Out(dg.Nothing, description="ops.member_routes, rewritten for every member"),
+        "member_routes": dg.Out(dg.Nothing, description="ops.member_routes, rewritten for the run's members"),
         **ROUTE_OUTS,
         "to_notify": dg.Out(
             NotificationBatch, is_required=False, description="the notifications this run leased to send now"
@@ -82,12 +87,14 @@ def status_gate(
     connect_links: ConnectLinksResource,
     notifier: NotifierResource,
 ):
-    """Route every member from its latest status read; open, close and notify episodes; lease the batch to send."""
+    """Route the run's members from their latest status reads; open, close and notify their episodes; lease the
+    batch to send. The other members' routes and episodes are left as they are."""
     now = dt.datetime.now(dt.UTC)
     grace = dt.timedelta(hours=config.degraded_grace_hours)
     notifying = "to_notify" in context.selected_output_names  # an asset job prunes the outputs nothing consumes
     with warehouse.open().connect() as con:
-        result = gate(member_states(con), latest_episodes(con), now=now, degraded_grace=grace)
+        scope = config.scope
+        result = gate(member_states(con, scope), latest_episodes(con, scope), now=now, degraded_grace=grace)
         link_ids = connect_links.issue(result.asking_now)  # before storing: a link never stored is never sent
         notifications = [
             Notification.for_episode(routed, episode, link_ids[routed.member.member_guid], now)
