@@ -14,35 +14,38 @@ with changed as (
     -- Rows MX sent anew since the last run (new, updated, or stopped being listed).
     select transaction_guid, account_guid, transaction_date
     from staging.stg_transactions
-    where fetched_at > __since__
+    where fetched_at > __since__ and not __is_full__  -- a full build reaches every row without it
 ),
 affected as (
     -- A changed row reaches its pending twin (same account, a few days apart): those are recomputed too, and
     -- dropped when they no longer count. So are rows whose override changed, and pendings that aged out of
     -- MX's 14 days.
-    select transaction_guid from changed
-    union
-    select transaction_guid from ops.category_overrides where set_at > __since__
-    union
-    select s.transaction_guid from staging.stg_transactions as s
-    where s.merchant_guid in (select merchant_guid from ops.merchant_category_overrides where set_at > __since__)
-       or (s.status = 'PENDING' and s.is_live and s.transaction_date < current_date - interval 14 day
-           and s.transaction_date >= cast(__since__ as date) - interval 15 day)  -- crossed the line since
-    union
-    select s.transaction_guid
-    from staging.stg_transactions as s
-    join changed as c
-        on s.account_guid = c.account_guid
-        and s.transaction_date between c.transaction_date - interval 6 day and c.transaction_date + interval 6 day
-    union
-    -- A user whose user id mapping changed: its rows carry the new one.
-    select s.transaction_guid from staging.stg_transactions as s
-    where s.user_guid in (select user_guid from staging.stg_users where mapped_at > __since__)
+    -- A full build counts every row: it needs none of these keys (the range join alone is most of its cost).
+    select transaction_guid from (
+        select transaction_guid from changed
+        union
+        select transaction_guid from ops.category_overrides where set_at > __since__
+        union
+        select s.transaction_guid from staging.stg_transactions as s
+        where s.merchant_guid in (select merchant_guid from ops.merchant_category_overrides where set_at > __since__)
+           or (s.status = 'PENDING' and s.is_live and s.transaction_date < current_date - interval 14 day
+               and s.transaction_date >= cast(__since__ as date) - interval 15 day)  -- crossed the line since
+        union
+        select s.transaction_guid
+        from staging.stg_transactions as s
+        join changed as c
+            on s.account_guid = c.account_guid
+            and s.transaction_date between c.transaction_date - interval 6 day and c.transaction_date + interval 6 day
+        union
+        -- A user whose user id mapping changed: its rows carry the new one.
+        select s.transaction_guid from staging.stg_transactions as s
+        where s.user_guid in (select user_guid from staging.stg_users where mapped_at > __since__)
+    ) where not __is_full__
 ),
 live as (
     select s.*
     from staging.stg_transactions as s
-    where s.transaction_guid in (select transaction_guid from affected)
+    where (__is_full__ or s.transaction_guid in (select transaction_guid from affected))  -- a full build: all
       and s.is_live
       and not (s.status = 'PENDING' and s.transaction_guid in (
           select pending_guid from staging.stg_pending_matches where is_match))

@@ -12,7 +12,20 @@
 -- column fingerprint: md5 of account, date, signed amount and normalized description: the same purchase re-issued under a new guid has the same one.
 -- column mx_category: MX's own category (MX's taxonomy; audit only, never shown as ours).
 -- column is_live: False once MX stopped listing it (removed_at set).
-with typed as (
+with parsed as (
+    -- Each payload is parsed once, into the fields staging reads (a `->>` per field would parse it per field).
+    select
+        t.*,
+        json_transform(t.payload, '{
+            "currency_code": "VARCHAR", "transacted_at": "VARCHAR", "posted_at": "VARCHAR",
+            "description": "VARCHAR", "original_description": "VARCHAR", "merchant_guid": "VARCHAR",
+            "merchant_category_code": "VARCHAR", "category": "VARCHAR", "top_level_category": "VARCHAR",
+            "category_guid": "VARCHAR"
+        }') as p
+    from raw.mx_transactions as t
+    where t.fetched_at > __since__
+),
+typed as (
     select
         t.guid as transaction_guid,
         t.member_guid,
@@ -22,25 +35,24 @@ with typed as (
         t.type,
         t.amount as mx_amount,
         case when t.type = 'DEBIT' then -t.amount else t.amount end as amount,
-        t.payload ->> 'currency_code' as currency_code,
+        t.p.currency_code,
         t.date as transaction_date,
-        try_cast(t.payload ->> 'transacted_at' as timestamptz) as transacted_at,
-        try_cast(t.payload ->> 'posted_at' as timestamptz) as posted_at,
-        t.payload ->> 'description' as mx_description,
-        t.payload ->> 'original_description' as mx_original_description,
-        t.payload ->> 'merchant_guid' as merchant_guid,
-        try_cast(t.payload ->> 'merchant_category_code' as integer) as merchant_category_code,
-        t.payload ->> 'category' as mx_category,
-        t.payload ->> 'top_level_category' as mx_top_level_category,
-        t.payload ->> 'category_guid' as mx_category_guid,
+        try_cast(t.p.transacted_at as timestamptz) as transacted_at,
+        try_cast(t.p.posted_at as timestamptz) as posted_at,
+        t.p.description as mx_description,
+        t.p.original_description as mx_original_description,
+        t.p.merchant_guid,
+        try_cast(t.p.merchant_category_code as integer) as merchant_category_code,
+        t.p.category as mx_category,
+        t.p.top_level_category as mx_top_level_category,
+        t.p.category_guid as mx_category_guid,
         t.updated_at,
         t.removed_at,
         t.removed_at is null as is_live,
         t.fetched_at,
         t.first_fetched_at,
         t.run_id
-    from raw.mx_transactions as t
-    where t.fetched_at > __since__
+    from parsed as t
 ),
 normalized as (
     select

@@ -11,7 +11,8 @@ A model file is a header of ``-- key: value`` comment lines, then one SELECT:
 The schema is the file's folder (``staging/``, ``marts/``) and the table its name. What a model reads comes
 from parsing its SQL with sqlglot, never from a hand-kept list. An incremental model's SELECT filters its input
 with ``__since__``, which is the start of its last successful run (``-infinity`` on a first or full run): the
-rows it yields replace the rows with the same key, so a run costs what changed. A model that depends on the
+rows it yields replace the rows with the same key, so a run costs what changed. ``__is_full__`` is ``true`` on a full
+build, so a model can skip what only an increment needs (the keys a change reaches). A model that depends on the
 reference CSVs (directly or through other models) is built in full whenever the reference data differs from
 the version it was last built with (``ops.model_reference_hashes``), so an edited category map reaches every
 dependant, however many runs that takes. Other placeholders are the
@@ -277,7 +278,7 @@ def sql_literal(text: str) -> str:
 def _render(sql: str, *, since: dt.datetime | None, params: Mapping[str, str]) -> str:
     rendered = sql.replace(
         "__since__", "'-infinity'::timestamptz" if since is None else f"'{since.isoformat()}'::timestamptz"
-    )
+    ).replace("__is_full__", "true" if since is None else "false")
     for name, value in params.items():
         rendered = rendered.replace(f"__{name}__", value)
     return rendered
