@@ -1,7 +1,22 @@
--- materialized: table
+-- materialized: incremental
+-- unique_key: user_guid, month
 -- description: One row per user, month, currency and category of ours: money spent (refunds netted), from fct_transactions.
 -- column user_id: Our end user's id (the product's user id), beside MX's user_guid: join the product's data on it.
 -- column spend: Money out minus refunds in expense categories, as a positive number, in currency_code.
+with changed as (
+    -- The transactions fct_transactions replaced since the last run, with their rows as they were.
+    select key, old_row from ops.model_changes where model = 'marts.fct_transactions' and changed_at > __since__
+),
+affected as (
+    -- Each user and month a changed transaction is in now or was in before: those months are summed again.
+    select user_guid, cast(date_trunc('month', transaction_date) as date) as month
+    from marts.fct_transactions
+    where transaction_guid in (select key from changed)
+    union
+    select old_row ->> 'user_guid', cast(date_trunc('month', cast(old_row ->> 'transaction_date' as date)) as date)
+    from changed
+    where old_row is not null
+)
 select
     cast(date_trunc('month', transaction_date) as date) as month,
     user_guid,
@@ -15,4 +30,5 @@ select
     count(*) as transactions
 from marts.fct_transactions
 where category_kind = 'expense'
+  and (__is_full__ or (user_guid, cast(date_trunc('month', transaction_date) as date)) in (select * from affected))
 group by all

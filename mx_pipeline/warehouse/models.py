@@ -3,7 +3,7 @@
 A model file is a header of ``-- key: value`` comment lines, then one SELECT:
 
     -- materialized: incremental          (table | view | incremental; default table)
-    -- unique_key: transaction_guid       (incremental models: the rows a run replaces)
+    -- unique_key: transaction_guid       (incremental models: the rows a run replaces; may name several columns)
     -- description: One row per ...       (becomes the table's COMMENT)
     -- column amount: Signed: debits ...  (becomes the column's COMMENT)
     select ...
@@ -15,10 +15,12 @@ rows it yields replace the rows with the same key, so a run costs what changed. 
 build, so a model can skip what only an increment needs (the keys a change reaches). A model that depends on the
 reference CSVs (directly or through other models) is built in full whenever the reference data differs from
 the version it was last built with (``ops.model_reference_hashes``), so an edited category map reaches every
-dependant, however many runs that takes. Other placeholders are the
-refresh policy's numbers (``__default_sla_hours__``, ``__max_attempts__``, ``__attempt_window_hours__``), the
-routes it refreshes (``__refreshable_routes__``) and aggregates (``__aggregated_routes__``), and the outcomes of
-status re-reads (``__reread_outcomes__``), so the SQL never restates them.
+dependant, however many runs that takes. Each incremental run logs the keys it replaced (``ops.model_changes``,
+model_changes.py): a model reading that log learns what changed upstream, and the analysts' file applies it.
+Other placeholders are the refresh policy's numbers (``__default_sla_hours__``, ``__max_attempts__``,
+``__attempt_window_hours__``), the routes it refreshes (``__refreshable_routes__``) and aggregates
+(``__aggregated_routes__``), and the outcomes of status re-reads (``__reread_outcomes__``), so the SQL never
+restates them.
 """
 
 import datetime as dt
@@ -37,6 +39,7 @@ from sqlglot import exp
 from mx_pipeline.lifecycle.routes import AGGREGATED_ROUTES, REFRESH_ACTIONS
 from mx_pipeline.refresh.aggregate import REREADS
 from mx_pipeline.refresh.policy import RefreshPolicy
+from mx_pipeline.warehouse import model_changes
 
 PROJECT = Path(__file__).resolve().parents[2]
 MODELS_DIR = PROJECT / "dbt_like_sql"
@@ -64,6 +67,7 @@ class Model:
     column_comments: Mapping[str, str] = field(default_factory=dict)
     reads: frozenset[str] = frozenset()  # schema.table names the SQL reads
     references: frozenset[str] = frozenset()  # reference tables it depends on, itself or through other models
+    reads_changes: bool = False  # reads ops.model_changes: the changes of the models it reads (model_changes.py)
 
     @property
     def key_path(self) -> list[str]:
@@ -129,8 +133,9 @@ def parse_model(path: Path, root: Path = MODELS_DIR) -> Model:
         unique_key=header.get("unique_key"),
         description=header.get("description", ""),
         column_comments=columns,
-        reads=(reads := tables_read(body, path)),
+        reads=(reads := tables_read(body, path)) - {model_changes.CHANGES_TABLE},
         references=frozenset(_references(reads)),
+        reads_changes=model_changes.CHANGES_TABLE in reads,
     )
 
 
@@ -201,16 +206,20 @@ def run_model(
     reference_changed = reference_hash is not None and reference_hash != _built_with(con, model.name)
     rebuild = full_refresh or reference_changed or not _exists(con, model.name)
     since = None if rebuild else _last_start(con, model.name)
+    if since is not None and model.reads_changes and model_changes.rebuilt_since(con, model.reads, since):
+        since = None  # the changes it would read are not all logged
     incremental = model.materialized == "incremental" and since is not None
     body = _render(model.body, since=since, params=_policy_params(policy))
     con.execute("begin transaction")
     try:
         if incremental:
-            key = model.unique_key
+            key, columns = model_changes.key_sql(model.unique_key), model.unique_key
             _execute(con, model, "create or replace temp table model_incoming as\n", body)
-            affected = _affected_keys_sql(body, key) or f"select {key} from model_incoming"
+            affected = _affected_keys_sql(body, columns) or f"select {columns} from model_incoming"
             _execute(con, model, "create or replace temp table model_affected as\n", affected)
             (recomputed,) = con.execute("select count(*) from model_affected").fetchone()
+            con.execute(f"insert into model_affected by name select {columns} from model_incoming")
+            model_changes.record(con, model.name, model.unique_key, started, "model_affected")
             con.execute(f"delete from {model.name} where {key} in (select {key} from model_affected)")
             con.execute(f"insert into {model.name} by name select * from model_incoming")
             con.execute("drop table model_incoming; drop table model_affected")

@@ -3,7 +3,7 @@
 All models of a run are built by one step in the warehouse pool, in dependency order (only those selected,
 when a subset is materialized), after the reference CSVs are reloaded; each model that depends on them is
 rebuilt in full when they differ from the version it was last built with. When the run built any mart, the marts
-are republished to ``analytics.duckdb`` for analysts.
+are republished to ``analytics.duckdb`` for analysts: only the keys the run replaced (warehouse/publish.py).
 """
 
 from pathlib import Path
@@ -153,5 +153,5 @@ def sql_models(
             )
         if built_marts:
             target = analytics_path(wh)
-            published = publish(con, target)
+            published = publish(con, target, MODELS)
             context.log.info(f"published {len(published)} marts to {target}")
