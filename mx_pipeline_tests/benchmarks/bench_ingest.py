@@ -118,6 +118,7 @@ def _report(args: argparse.Namespace, ours: IngestRun, sdk: IngestRun, concurren
     print(f"requests: ours {ours.requests}, SDK {sdk.requests} ({ours.requests - sdk.requests:+d})")
     if ours.transactions != sdk.transactions:
         print(f"note: ours read {ours.transactions} transactions, the SDK {sdk.transactions}")
+    print("ours, step by step (s): " + ", ".join(f"{step} {seconds:.1f}" for step, seconds in ours.steps.items()))
     if ours.rate_limited:
         print(f"note: MX answered {ours.rate_limited} of our requests 429 (the goal is none)")
 

@@ -45,6 +45,7 @@ def main() -> None:
     print(
         f"wall time: {run.seconds:.1f} s = {run.per_second:,.0f} tx/s; {run.requests:,} requests, {run.rate_limited} 429s"
     )
+    print("step by step (s): " + ", ".join(f"{step} {seconds:.1f}" for step, seconds in run.steps.items()))
     peak_mb = peak * 2**20 / 1e6
     print(f"peak RSS: {peak:,.0f} MiB = {peak_mb:,.0f} MB (goal < {GOAL_MB} MB: {peak_mb / GOAL_MB:.2f}x the goal)")
     print(f"  before the ingest (imports, seeding): {before:,.0f} MiB; warehouse file: {size_mib:,.0f} MiB")

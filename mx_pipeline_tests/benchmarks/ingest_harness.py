@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -86,6 +86,7 @@ class IngestRun:
     requests: int  # HTTP attempts, as ops.api_calls records them
     rate_limited: int  # of which MX (the sandbox) answered 429
     transactions: int
+    steps: dict[str, float] = field(default_factory=dict)  # seconds each Dagster step took (ours only)
 
     @property
     def per_second(self) -> float:
@@ -120,15 +121,35 @@ def run_our_ingest(
         },
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
-    started = time.monotonic()
-    dg.materialize(
-        [*location.assets, *location.asset_checks], selection=FETCH_STEPS, resources=resources, run_config=run_config
-    )
-    seconds = time.monotonic() - started
+    with dg.DagsterInstance.ephemeral() as instance:
+        started = time.monotonic()
+        result = dg.materialize(
+            [*location.assets, *location.asset_checks],
+            selection=FETCH_STEPS,
+            resources=resources,
+            run_config=run_config,
+            instance=instance,
+        )
+        seconds = time.monotonic() - started
+        steps = _step_seconds(instance, result.run_id)
     with Warehouse(warehouse).connect() as con:
         calls, limited = con.execute("select count(*), count(*) filter (status = 429) from ops.api_calls").fetchone()
         (rows,) = con.execute(f"select count(*) from {tables.TRANSACTIONS.name}").fetchone()
-    return IngestRun(seconds, calls, limited, rows)
+    return IngestRun(seconds, calls, limited, rows, steps)
+
+
+def _step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    """Each step's duration, from its start to its end in the run's event log, in the order the steps started."""
+    started, ended = {}, {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or not entry.step_key:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            started[entry.step_key] = entry.timestamp
+        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            ended[entry.step_key] = entry.timestamp
+    return {step: ended[step] - at for step, at in started.items() if step in ended}
 
 
 def peak_rss_mib() -> float:
