@@ -231,13 +231,15 @@ def _refresh_data(world: World, member: Member, now: datetime, with_transactions
 
 
 def add_transactions(world: World, member: Member, count: int) -> list[str]:
-    """Admin: ``count`` new posted purchases today on the member's accounts (the member must have data)."""
+    """Admin: ``count`` new posted purchases today on the member's accounts (the member must have data), as an
+    aggregation brings them at MX: ``successfully_aggregated_at`` moves to now."""
     if member.data is None:
         raise MxError(409, "Member has no data yet: connect it first.")
     created = add_posted_purchases(member.data, world.now(), count)
     rows = world.transactions.setdefault(member.guid, {})
     for txn in created:
         rows[txn.guid] = txn
+    member.successfully_aggregated_at = world.now()
     return [t.guid for t in created]
 
 

@@ -1,6 +1,14 @@
 """Members as the fetching assets see them: who is listed, who the status gate made ready, status changes.
 
 A member or user MX no longer has (``removed_at``, see ``retire.py``) is none of these: never read again.
+
+A ready member MX has not aggregated since our last complete sync is skipped as unchanged: its accounts and
+transactions are not read again. MX changes a member's data when it aggregates it, and each successful
+aggregation moves ``successfully_aggregated_at``; the one change MX makes without one is deleting a pending
+transaction left unposted for 14 days, so a member holding a live pending row that old (dated at most
+``PENDING_AHEAD_DAYS`` ahead of its making) is read all the same: the reconcile window settles it. A member is read
+whatever MX says when its last complete sync is unknown (never synced, or a read of it failed since) and when the
+data team asks for it by name (``read_unchanged``).
 """
 
 import datetime as dt
@@ -8,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
+
+from mx_pipeline.warehouse.sync_state import PENDING_AHEAD_DAYS
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,19 @@ class Scope:
 
 
 EVERYTHING = Scope()
+UNCHANGED = "unchanged since the last sync: MX has not aggregated"
+MX_PENDING_FAILSAFE_DAYS = 14  # MX: "All PENDING transactions are deleted after 14 days as a failsafe"
+# A ready member whose last complete sync saw the aggregation MX reports now (``r`` routes, ``s`` status).
+_UNCHANGED = f"""coalesce(
+    r.route = 'ready'
+    and s.successfully_aggregated_at = (
+        select synced_aggregated_at from ops.member_sync
+        where member_guid = r.member_guid and last_outcome <> 'failed')
+    and not exists (
+        select 1 from raw.mx_transactions as t
+        where t.member_guid = r.member_guid and t.status = 'PENDING' and t.removed_at is null
+          and t.date <= cast(timezone('UTC', s.fetched_at) as date) - {MX_PENDING_FAILSAFE_DAYS - PENDING_AHEAD_DAYS}),
+    false)"""
 
 
 def _in_scope(user_column: str, member_column: str) -> str:
@@ -74,33 +97,52 @@ def listed_members(con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING) ->
     ).fetchall()
 
 
-def members_to_fetch(con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING) -> list[MemberToFetch]:
-    """Members the status gate last routed ready (connected, no job running), with their last aggregation."""
+def members_to_fetch(
+    con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING, *, read_unchanged: bool = False
+) -> list[MemberToFetch]:
+    """Members the status gate last routed ready (connected, no job running), with their last aggregation;
+    without those MX has not aggregated since our last complete sync, unless ``read_unchanged``."""
     rows = con.execute(
         f"""
         select r.member_guid, r.user_guid, s.successfully_aggregated_at
         from ops.member_routes as r join raw.mx_member_status as s on s.guid = r.member_guid
         where r.route = 'ready' and s.removed_at is null and {_in_scope("r.user_guid", "r.member_guid")}
+          and ($read_unchanged or not {_UNCHANGED})
         order by r.member_guid
         """,
-        scope.params,
+        scope.params | {"read_unchanged": read_unchanged},
     ).fetchall()
     return [MemberToFetch(*row) for row in rows]
 
 
-def members_not_fetched(con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING) -> list[MemberNotFetched]:
-    """Every other routed member still live, with its route and status as the reason."""
+def members_not_fetched(
+    con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING, *, read_unchanged: bool = False
+) -> list[MemberNotFetched]:
+    """Every other routed member still live, with its route and status as the reason, or ``UNCHANGED``."""
     rows = con.execute(
         f"""
-        select member_guid, user_guid, route || ' (' || coalesce(connection_status, 'no status') || ')'
-        from ops.member_routes
-        where route <> 'ready' and {_in_scope("user_guid", "member_guid")}
-          and member_guid not in (select guid from raw.mx_members where removed_at is not null)
-        order by member_guid
+        select r.member_guid, r.user_guid,
+               case when r.route = 'ready' then '{UNCHANGED}'
+                    else r.route || ' (' || coalesce(r.connection_status, 'no status') || ')' end
+        from ops.member_routes as r left join raw.mx_member_status as s on s.guid = r.member_guid
+        where {_in_scope("r.user_guid", "r.member_guid")}
+          and r.member_guid not in (select guid from raw.mx_members where removed_at is not null)
+          and (r.route <> 'ready' or (s.removed_at is null and not $read_unchanged and {_UNCHANGED}))
+        order by r.member_guid
         """,
-        scope.params,
+        scope.params | {"read_unchanged": read_unchanged},
     ).fetchall()
     return [MemberNotFetched(*row) for row in rows]
+
+
+def members_to_read(
+    con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING, *, read_unchanged: bool = False
+) -> tuple[list[MemberToFetch], list[MemberNotFetched]]:
+    """(members to read, the others in scope with the reason they are not)."""
+    return (
+        members_to_fetch(con, scope, read_unchanged=read_unchanged),
+        members_not_fetched(con, scope, read_unchanged=read_unchanged),
+    )
 
 
 def record_status_changes(con: duckdb.DuckDBPyConnection, *, run_id: str) -> int:

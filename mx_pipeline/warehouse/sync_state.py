@@ -1,9 +1,12 @@
 """Per-member sync: the window of transactions to read, the rows that vanished upstream, and the outcome.
 
-Incremental reads use ``from_updated_at`` (MX's change filter, date precision) from the watermark of the
-last *complete* sync minus an overlap, so a change made late on the watermark's day is read again. MX allows
-that filter a range of at most 6 months: a member away longer (waiting months for a reconnect) is read again
-in full by date, which also settles everything it covers.
+Incremental reads use ``from_updated_at`` (MX's change filter, date precision) from the day the watermark of
+the last *complete* sync falls on in any time zone MX may count days in (``MX_DAY_MARGIN``), so a change made
+late on the watermark's day is read again, but nothing a whole day older. MX allows that filter a range of at
+most 6 months: a member away longer (waiting months for a reconnect) is read again in full by date, which also
+settles everything it covers. When every row we hold dated in the recent window was updated on or after that
+day (the days after a member connected: its whole history carries that day's ``updated_at``), the changes read
+lists the window in full too, and is the only read.
 
 Deletions are different: MX deletes pending transactions (after posting, usually under a new guid, or after 14
 days), and may re-issue a posted one under a new guid, without any update a change filter could see. So every
@@ -30,6 +33,9 @@ import pandas as pd
 PENDING_AHEAD_DAYS = 5  # MX's own default to_date: pending rows can be dated a few days ahead
 # MX on from_updated_at/to_updated_at: "Maximum date range limit is 6 months"; six months are never under 181 days.
 MAX_UPDATED_AT_RANGE_DAYS = 180
+# MX does not say in which time zone its dates are days; UTC-12 is the furthest behind any is: an instant falls on
+# a day no earlier than its UTC date 12 hours before.
+MX_DAY_MARGIN = dt.timedelta(hours=12)
 # Late rows' days at most this many days apart are listed again in one read; at most this many reads a sync.
 LATE_DAYS_MERGE_GAP = 7
 MAX_LATE_RANGES = 4
@@ -51,6 +57,9 @@ class TransactionWindow:
     to_updated_at: dt.date  # sent with from_updated_at, so the range MX judges is the one checked here
     reconcile_from: dt.date  # pending rows dated from here to ``to_date`` are checked against MX's list
     last_synced_at: dt.datetime | None = None  # end of the last complete sync: rows first fetched since are new
+    # The changes read lists the recent window in full: every row we hold dated there (live or removed) was
+    # updated since ``from_updated_at``, and a row new to us was made after the last complete sync.
+    changes_cover_recent: bool = False
 
     @property
     def is_full_read(self) -> bool:
@@ -83,21 +92,43 @@ def plan_window(
         {"member": member_guid},
     ).fetchone()
     history_from = today - dt.timedelta(days=history_days)
-    reconcile_from = today - dt.timedelta(days=lookback_days)
+    look_back_from = reconcile_from = today - dt.timedelta(days=lookback_days)
     if oldest_pending is not None:
         # A pending row older than the look-back would otherwise never be checked again: widen to it.
         reconcile_from = max(history_from, min(reconcile_from, oldest_pending))
-    from_updated_at = None if watermark is None else watermark.date() - dt.timedelta(days=overlap_days)
+    from_updated_at = None
+    if watermark is not None:
+        from_updated_at = (watermark - MX_DAY_MARGIN).astimezone(dt.UTC).date() - dt.timedelta(days=overlap_days)
     if from_updated_at is not None and (today - from_updated_at).days > MAX_UPDATED_AT_RANGE_DAYS:
         from_updated_at = None  # further back than MX's change filter reaches: read everything by date
+    to_date = today + dt.timedelta(days=PENDING_AHEAD_DAYS)
+    covered = (
+        from_updated_at is not None
+        and reconcile_from == look_back_from  # no older pending row: the last complete sync listed these days
+        and _updated_since(con, member_guid, (reconcile_from, to_date), from_updated_at)
+    )
     return TransactionWindow(
         history_from=history_from,
-        to_date=today + dt.timedelta(days=PENDING_AHEAD_DAYS),
+        to_date=to_date,
         from_updated_at=from_updated_at,
         to_updated_at=today,
         reconcile_from=reconcile_from,
         last_synced_at=last_synced_at,
+        changes_cover_recent=covered,
     )
+
+
+def _updated_since(con: duckdb.DuckDBPyConnection, member_guid: str, days: DateRange, since: dt.date) -> bool:
+    """Whether every row of the member dated in ``days`` (a day more on either side), live or removed, carries
+    an ``updated_at`` MX counts on ``since`` or later."""
+    oldest, unknown = con.execute(
+        """
+        select min(updated_at), count(*) filter (where updated_at is null) from raw.mx_transactions
+        where member_guid = $member and date between $from and $to
+        """,
+        {"member": member_guid, "from": days[0] - dt.timedelta(days=1), "to": days[1] + dt.timedelta(days=1)},
+    ).fetchone()
+    return not unknown and (oldest is None or (oldest - MX_DAY_MARGIN).astimezone(dt.UTC).date() >= since)
 
 
 def late_arrival_ranges(con: duckdb.DuckDBPyConnection, member_guid: str, window: TransactionWindow) -> list[DateRange]:
@@ -186,22 +217,30 @@ def record_sync(
     now: dt.datetime,
     reason: str | None = None,
     watermark: dt.datetime | None = None,
+    aggregated_at: dt.datetime | None = None,
 ) -> None:
     """Record one member's outcome (synced | skipped | failed); only a sync may move the watermark forward.
 
     A failure recorded earlier in the same run stands (a later failure adds its reason): the member's status or
-    accounts could not be read even if its transactions then were.
+    accounts could not be read even if its transactions then were. ``aggregated_at``: MX's
+    successfully_aggregated_at the sync read under; kept only while no read of the member has failed since, so a
+    member is skipped as unchanged (``members.py``) only when its last complete sync saw that aggregation.
     """
     synced = outcome == "synced"
     con.execute(
         """
         insert into ops.member_sync as s (member_guid, user_guid, transactions_watermark, last_synced_at,
-                                          last_outcome, last_reason, last_attempt_at, last_run_id)
-        values ($member, $user, $watermark, $synced_at, $outcome, $reason, $now, $run)
+                                          last_outcome, last_reason, last_attempt_at, last_run_id,
+                                          synced_aggregated_at)
+        values ($member, $user, $watermark, $synced_at, $outcome, $reason, $now, $run, $aggregated_at)
         on conflict (member_guid) do update set
             user_guid = excluded.user_guid,
             transactions_watermark = greatest(s.transactions_watermark, excluded.transactions_watermark),
             last_synced_at = coalesce(excluded.last_synced_at, s.last_synced_at),
+            synced_aggregated_at = case
+                when excluded.last_outcome = 'skipped' then s.synced_aggregated_at
+                when s.last_outcome = 'failed' and s.last_run_id = excluded.last_run_id then null
+                else excluded.synced_aggregated_at end,
             last_outcome = case when s.last_outcome = 'failed' and s.last_run_id = excluded.last_run_id
                                 then 'failed' else excluded.last_outcome end,
             last_reason = case when s.last_outcome = 'failed' and s.last_run_id = excluded.last_run_id
@@ -220,6 +259,7 @@ def record_sync(
             "reason": reason,
             "now": now,
             "run": run_id,
+            "aggregated_at": aggregated_at if synced else None,
         },
     )
 

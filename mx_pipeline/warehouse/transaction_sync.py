@@ -40,7 +40,7 @@ class SyncPolicy:
 
     history_days: int = 730
     reconcile_lookback_days: int = 14  # MX deletes a pending transaction within 14 days
-    overlap_days: int = 1  # from_updated_at has date precision: re-read the watermark's whole day
+    overlap_days: int = 0  # whole days read again before the watermark's day (sync_state.MX_DAY_MARGIN)
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,9 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_s
             watermark = _later(member.successfully_aggregated_at, loader.latest_updated_at)
             removed = mark_vanished(con, member.guid, listed_in_full, listed_guids, now=now)
             record_sync(
-                con, member.guid, member.user_guid, outcome="synced", run_id=run_id, now=now, watermark=watermark
-            )
+                con, member.guid, member.user_guid, outcome="synced", run_id=run_id, now=now, watermark=watermark,
+                aggregated_at=member.successfully_aggregated_at,
+            )  # fmt: skip
         else:
             reason = failure_reason(TRANSACTIONS_READ, error)
             record_sync(con, member.guid, member.user_guid, outcome="failed", reason=reason, run_id=run_id, now=now)
@@ -148,6 +149,8 @@ def _passes(window: TransactionWindow) -> list[tuple[dict, DateRange | None]]:
         "from_updated_at": window.from_updated_at,
         "to_updated_at": window.to_updated_at,
     }
+    if window.changes_cover_recent:  # one read: the changes, which list the recent window in full as well
+        return [(changed | {"to_date": window.to_date + ONE_DAY}, window.listed_in_full)]
     return [(changed, None), _listing(window.listed_in_full)]
 
 

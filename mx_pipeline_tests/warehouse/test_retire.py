@@ -55,7 +55,8 @@ def member(con, guid, *, user="USR-1", accounts=("ACT-1",), transactions_per_acc
         [guid, user, BEFORE],
     )
     con.execute(
-        "insert into ops.member_sync values (?, ?, ?, ?, 'failed', 'NotFound: 404', ?, 'r')",
+        "insert into ops.member_sync (member_guid, user_guid, transactions_watermark, last_synced_at, last_outcome,"
+        " last_reason, last_attempt_at, last_run_id) values (?, ?, ?, ?, 'failed', 'NotFound: 404', ?, 'r')",
         [guid, user, BEFORE, BEFORE, BEFORE],
     )
     con.execute("insert into ops.notification_episodes values (?, 1, ?, 'needs_mfa', ?, null)", [guid, BEFORE, BEFORE])

@@ -57,14 +57,19 @@ def _at(day):
 
 
 def test_first_sync_reads_the_whole_history_then_only_changes_and_the_recent_window(warehouse):
-    mx = FakeMx([make_transaction(date=_days_ago(40), updated_at=_at(_days_ago(40)))])
+    mx = FakeMx(
+        [
+            make_transaction(date=_days_ago(40), updated_at=_at(_days_ago(2))),  # MX edited it two days ago
+            make_transaction(date=_days_ago(10), updated_at=_at(_days_ago(10))),  # unchanged since: in the window
+        ]
+    )
     _sync(warehouse, mx)
     _sync(warehouse, mx, "run-2")
     first, changed, recent = mx.queries
     # every by-date read asks a day more on either side than the days it settles
     assert first["from_updated_at"] is None and first["from_date"] == _days_ago(731)
-    # the watermark's day minus one day of overlap: from_updated_at has date precision
-    assert changed["from_updated_at"] == _days_ago(41)
+    # the watermark's day (noon UTC: that day in any time zone MX may count in); from_updated_at has date precision
+    assert changed["from_updated_at"] == _days_ago(2)
     assert changed["to_updated_at"] == TODAY  # sent, so the range MX judges is the one we checked
     assert recent == {
         "from_date": _days_ago(15),
@@ -175,7 +180,8 @@ def test_a_copy_re_issued_long_after_its_date_retires_the_old_guid_with_one_extr
         "from_updated_at": None,
         "to_updated_at": None,
     }
-    assert len(mx.queries) == 4  # first sync, then changed + recent + the one late day
+    # first sync, then the changes (which list the recent window in full: it holds nothing) + the one late day
+    assert len(mx.queries) == 3
 
 
 def test_a_day_listed_again_keeps_its_rows_whether_mx_reads_to_date_as_inclusive_or_not(warehouse):
@@ -200,7 +206,7 @@ def test_a_sync_where_nothing_late_arrived_makes_no_extra_read(warehouse):
     )
     _sync(warehouse, mx, "run-2")
     _sync(warehouse, mx, "run-3")
-    assert len(mx.queries) == 1 + 2 + 2
+    assert len(mx.queries) == 1 + 1 + 1  # each later sync: the changes alone, which list the recent window in full
 
 
 def test_an_identical_purchase_arriving_late_is_a_second_purchase(warehouse):
@@ -271,5 +277,5 @@ def test_the_change_filter_never_reaches_back_further_than_mx_allows(warehouse):
     _sync(warehouse, mx)
     _sync(warehouse, mx, "run-2")
     changed = mx.queries[1]
-    assert changed["from_updated_at"] == _days_ago(180)  # the watermark's day minus the overlap: still allowed
+    assert changed["from_updated_at"] == _days_ago(179)  # the watermark's day: still allowed
     assert (changed["to_updated_at"] - changed["from_updated_at"]).days <= MAX_UPDATED_AT_RANGE_DAYS

@@ -38,7 +38,7 @@ from mx_pipeline.defs.ingest.listing import (
     utc_now,
 )
 from mx_pipeline.defs.ingest.parallel import SharedLoader, read_all, read_each
-from mx_pipeline.defs.jobs import run_key_of
+from mx_pipeline.defs.jobs import refresh_members_job, run_key_of
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
 from mx_pipeline.mx import READ_FAILURES, MalformedResponse, NotFound
 from mx_pipeline.warehouse import ApiCallLog, RawLoader, UpsertCounts, Warehouse, retire, tables
@@ -52,8 +52,7 @@ from mx_pipeline.warehouse.members import (
     EVERYTHING,
     MemberToFetch,
     listed_members,
-    members_not_fetched,
-    members_to_fetch,
+    members_to_read,
     record_status_changes,
     status_counts,
     users_in_scope,
@@ -238,7 +237,8 @@ def mx_accounts(
 ) -> dg.MaterializeResult:
     run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
     with wh.connect() as con:
-        fetchable, not_fetched = members_to_fetch(con, config.scope), members_not_fetched(con, config.scope)
+        named = context.run.job_name == refresh_members_job.name  # the data team's: read even if unchanged
+        fetchable, not_fetched = members_to_read(con, config.scope, read_unchanged=named)
     with (
         mx.client([api_log]) as client,
         SharedLoader(wh, tables.ACCOUNTS, account_row, run_id=run_id, api_log=api_log) as load,
@@ -297,7 +297,8 @@ def mx_transactions(
     run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
     policy = SyncPolicy(config.history_days, config.reconcile_lookback_days, config.overlap_days)
     with wh.connect() as con:
-        fetchable, not_fetched = members_to_fetch(con, config.scope), members_not_fetched(con, config.scope)
+        named = context.run.job_name == refresh_members_job.name  # the data team's: read even if unchanged
+        fetchable, not_fetched = members_to_read(con, config.scope, read_unchanged=named)
         for member in not_fetched:
             record_sync(con, member.guid, member.user_guid, outcome="skipped", reason=member.reason, run_id=run_id,
                         now=pd.Timestamp.now(tz="UTC"))  # fmt: skip
