@@ -29,6 +29,7 @@ from mx_pipeline.warehouse.refresh_state import claim, due_members, expire_claim
 from mx_pipeline.warehouse.sync_state import RETRY_TAG, ReadsToRetry, reads_to_retry
 
 BUSY_WAIT_SECONDS = 5.0
+SENSOR_MEMORY, SENSOR_THREADS = "256MB", 1  # a tick at 100k members needs about 60 MB
 
 
 @dg.sensor(
@@ -47,6 +48,7 @@ def member_freshness(
         return dg.SkipReason(f"no refresh launched while MX refuses our credentials; {refused}")
     try:
         with warehouse.open().connect(wait_seconds=BUSY_WAIT_SECONDS) as con:
+            light(con)
             expired = expire_claims(con, policy, now=now)
             due = due_members(con, policy, now=now)
             batches = [due[i : i + policy.members_per_run] for i in range(0, len(due), policy.members_per_run)]
@@ -74,6 +76,12 @@ def member_freshness(
     if retry:
         runs.append(_retry_run(retry))
     return dg.SensorResult(run_requests=runs, cursor=str(launched + len(batches)))
+
+
+def light(con) -> None:
+    """A sensor's connection: the code server keeps running between ticks, so its DuckDB stays small."""
+    con.execute(f"set memory_limit = '{SENSOR_MEMORY}'")
+    con.execute(f"set threads = {SENSOR_THREADS}")
 
 
 def _retry_run(retry: ReadsToRetry) -> dg.RunRequest:
