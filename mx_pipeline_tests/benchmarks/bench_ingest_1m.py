@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mx_pipeline_tests.benchmarks.ingest_harness import connect_members, peak_rss_mib, run_our_ingest, sandbox_process
 
-TX_PER_MEMBER_DAY = 2.65  # measured: 13,242 rows for 10 members x 500 days (MX Bank and Sandbox CU logins)
+TX_PER_MEMBER_DAY = 2.8  # measured: 104,786 rows for 40 members x 944 days (MX Bank and Sandbox CU logins)
 GOAL_MB = 400
 
 

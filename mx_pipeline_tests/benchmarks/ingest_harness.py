@@ -8,6 +8,7 @@ of the history are chosen here.
 import contextlib
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ import requests
 from mx_pipeline import definitions, settings
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
 from mx_pipeline.mx import MxClient
+from mx_pipeline.mx.transport import MX_MEDIA_TYPE
 from mx_pipeline.warehouse import Warehouse, tables
 from mx_pipeline.warehouse.transaction_sync import SyncPolicy
 
@@ -78,6 +80,25 @@ def connect_members(base_url: str, users: int, members_per_user: int, tmp: Path)
                 client.create_member(user.guid, institution_code=code, credentials=credentials)
     requests.post(f"{base_url}/_sandbox/aggregations/finish", timeout=3600).raise_for_status()
     return users_csv
+
+
+def sandbox_seconds_per_page(base_url: str, latency_ms: int, probes: int = 5) -> float:
+    """The sandbox's own time to serve a page of 1,000 transactions, beyond its added latency (median of
+    ``probes`` requests, one at a time). Its handlers run one at a time on its event loop, so however many
+    clients read at once, all pages take at least pages x this."""
+    with requests.Session() as session:
+        session.auth = (settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY)
+        session.headers["Accept"] = MX_MEDIA_TYPE
+        user = session.get(f"{base_url}/users", timeout=60).json()["users"][0]["guid"]
+        member = session.get(f"{base_url}/users/{user}/members", timeout=60).json()["members"][0]["guid"]
+        page = f"{base_url}/users/{user}/members/{member}/transactions"
+        seconds = []
+        for _ in range(probes):
+            started = time.monotonic()
+            body = session.get(page, params={"records_per_page": 1000, "from_date": "1970-01-01"}, timeout=60).json()
+            seconds.append(time.monotonic() - started)
+    records = len(body["transactions"])
+    return (statistics.median(seconds) - latency_ms / 1000) * 1000 / max(records, 1)
 
 
 @dataclass(frozen=True)
