@@ -334,8 +334,8 @@ def report(rows: int, figures: dict[str, dict]) -> None:
             f"{'pandas, same logic (see docstring)':<44}{pandas['seconds']:>9.1f}"
             f"{pandas['seconds'] / full['seconds']:>19.1f}x models{pandas['rss']:>8,.0f} MiB"
         )
-    lines.append(f"fct_transactions: full {full['fct_rows']:,} rows; increment recomputed {inc['recomputed']:,}"
-                 f" ({inc['mode']}); pandas counted {pandas['fct_rows']:,}" if pandas else "")  # fmt: skip
+    lines.append(f"fct_transactions: full {full['fct_rows']:,} rows, increment recomputed {inc['recomputed']:,}"
+                 f" ({inc['mode']})" + (f"; pandas counted {pandas['fct_rows']:,}" if pandas else ""))  # fmt: skip
     lines.append(f"per model, full: {full['per_model']}")
     lines.append(f"per model, increment: {inc['per_model']}")
     print("\n".join(lines))
@@ -364,7 +364,7 @@ def main() -> None:
                 continue
             done = subprocess.run(
                 [sys.executable, __file__, "--phase", phase, "--path", str(path)],
-                check=True, capture_output=True, text=True,
+                check=True, stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
             figures[phase] = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"{phase}: {figures[phase]['seconds']:.1f} s", flush=True)
