@@ -3,19 +3,17 @@
 -- description: One row per user, month, currency and category of ours: money spent (refunds netted), from fct_transactions.
 -- column user_id: Our end user's id (the product's user id), beside MX's user_guid: join the product's data on it.
 -- column spend: Money out minus refunds in expense categories, as a positive number, in currency_code.
-with changed as (
-    -- The transactions fct_transactions replaced since the last run, with their rows as they were.
-    select key, old_row from ops.model_changes where model = 'marts.fct_transactions' and changed_at > __since__
-),
-affected as (
-    -- Each user and month a changed transaction is in now or was in before: those months are summed again.
+with affected as (
+    -- Each user and month a transaction fct_transactions replaced since the last run is in now, or was in before
+    -- (changes.marts__fct_transactions keeps the rows as they were): those months are summed again.
     select user_guid, cast(date_trunc('month', transaction_date) as date) as month
     from marts.fct_transactions
-    where transaction_guid in (select key from changed)
+    where transaction_guid in (
+        select key from ops.model_changes where model = 'marts.fct_transactions' and changed_at > __since__)
     union
-    select old_row ->> 'user_guid', cast(date_trunc('month', cast(old_row ->> 'transaction_date' as date)) as date)
-    from changed
-    where old_row is not null
+    select user_guid, cast(date_trunc('month', transaction_date) as date)
+    from changes.marts__fct_transactions
+    where changed_at > __since__
 )
 select
     cast(date_trunc('month', transaction_date) as date) as month,

@@ -1,45 +1,92 @@
-"""What each incremental model run replaced (``ops.model_changes``), so its readers apply only that.
+"""What each incremental model run replaced, so its readers apply only that.
 
-A run logs every key whose rows it deleted or recomputed, with those rows as they were (``old_row``). An
-incremental model downstream reads them to find what its own rows depend on (``monthly_spend_by_category``
-re-adds the months a transaction moved out of), and the analysts' file (publish.py) applies exactly those keys.
-A full build logs nothing: a reader whose upstream model was rebuilt in full since it last read rebuilds in full,
-and so does one that last read before the changes it needs were pruned (``ops.model_changes_kept``).
+A run logs every key whose rows it deleted or recomputed (``ops.model_changes``) and keeps those rows as they
+were in ``changes.<schema>__<table>`` (with ``changed_at``, the run's start). An incremental model downstream
+reads them to find what its own rows depend on (``monthly_spend_by_category`` re-sums the months a transaction
+left), and the analysts' file (publish.py) applies exactly those keys. A full build logs nothing and empties the
+kept rows: a reader whose upstream model was rebuilt in full since it last read rebuilds in full, and so does one
+that last read before the changes it needs were pruned (``ops.model_changes_kept``).
 """
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Mapping
 
 import duckdb
 
 CHANGES_TABLE = "ops.model_changes"
+REPLACED_SCHEMA = "changes"
+
+
+def models_read(tables: frozenset[str]) -> frozenset[str]:
+    """``tables`` with the change log read as the models it logs (``changes.marts__x`` is ``marts.x``)."""
+    return frozenset(
+        table.split(".", 1)[1].replace("__", ".", 1) if table.startswith(f"{REPLACED_SCHEMA}.") else table
+        for table in tables
+        if table != CHANGES_TABLE
+    )
+
+
+def replaced_table(model: str) -> str:
+    """Where the rows an incremental run of ``model`` replaced are kept."""
+    return f"{REPLACED_SCHEMA}.{model.replace('.', '__')}"
+
+
+def key_columns(unique_key: str) -> list[str]:
+    return [column.strip() for column in unique_key.split(",")]
 
 
 def key_sql(unique_key: str) -> str:
-    """The unique_key as one SQL expression: its column, or a struct of its columns when it names several."""
-    columns = [column.strip() for column in unique_key.split(",")]
-    return columns[0] if len(columns) == 1 else f"struct_pack({', '.join(columns)})"
+    """The unique_key as the left side of ``in (select <its columns> ...)``: a column, or a row of columns."""
+    columns = key_columns(unique_key)
+    return columns[0] if len(columns) == 1 else f"({', '.join(columns)})"
 
 
 def key_text_sql(unique_key: str) -> str:
-    """The unique_key as the text ``ops.model_changes.key`` holds."""
-    return f"cast({key_sql(unique_key)} as varchar)"
+    """The unique_key as the text ``ops.model_changes.key`` holds: the value, or JSON of several columns."""
+    columns = key_columns(unique_key)
+    return f"cast({columns[0]} as varchar)" if len(columns) == 1 else f"to_json(struct_pack({', '.join(columns)}))"
+
+
+def changed_keys_sql(unique_key: str, types: Mapping[str, str]) -> str:
+    """A query of the keys of model ``?`` changed after ``?``, as the unique_key's columns typed as ``types``."""
+    columns = key_columns(unique_key)
+    changed = "from ops.model_changes where model = ? and changed_at > ?"
+    if len(columns) == 1:
+        return f"select distinct cast(key as {types[columns[0]]}) as {columns[0]} {changed}"
+    structure = json.dumps({column: types[column] for column in columns}).replace("'", "''")
+    return f"select distinct k.* from (select json_transform(key, '{structure}') as k {changed})"
+
+
+def reset(con: duckdb.DuckDBPyConnection, model: str) -> None:
+    """After a full build: nothing replaced is kept (its readers rebuild in full); the kept rows take its columns."""
+    con.execute(
+        f"create or replace table {replaced_table(model)} as"
+        f" select *, cast(null as timestamptz) as changed_at from {model} limit 0"
+    )
 
 
 def record(con: duckdb.DuckDBPyConnection, model: str, unique_key: str, changed_at: dt.datetime, keys: str) -> None:
-    """Log the keys in table ``keys`` (the unique_key's columns) and the model's rows for them, before they go."""
-    key = key_sql(unique_key)
+    """Log the keys in table ``keys`` (the unique_key's columns) and keep the model's rows for them, before they go."""
+    columns, key = ", ".join(key_columns(unique_key)), key_sql(unique_key)
     con.execute(
-        f"""
-        insert into ops.model_changes
-        select $model, $at, cast(k as varchar), null from (select distinct {key} as k from {keys})
-        union all
-        select $model, $at, {key_text_sql(unique_key)}, to_json(old)
-        from {model} as old
-        where {key} in (select {key} from {keys})
-        """,
-        {"model": model, "at": changed_at},
+        f"insert into ops.model_changes (model, changed_at, key)"
+        f" select distinct ?, ?, {key_text_sql(unique_key)} from {keys}",
+        [model, changed_at],
     )
+    kept = replaced_table(model)
+    con.execute(f"create table if not exists {kept} as select *, null::timestamptz as changed_at from {model} limit 0")
+    # Their row ids first, from the key columns alone: then only those rows are read whole.
+    con.execute(
+        f"create or replace temp table model_replaced as"
+        f" select rowid as row_id from {model} where {key} in (select {columns} from {keys})"
+    )
+    con.execute(
+        f"insert into {kept} by name select *, ?::timestamptz as changed_at from {model}"
+        " where rowid in (select row_id from model_replaced)",
+        [changed_at],
+    )
+    con.execute("drop table model_replaced")
 
 
 def complete_since(con: duckdb.DuckDBPyConnection, model: str, since: dt.datetime) -> bool:
@@ -60,8 +107,13 @@ def rebuilt_since(con: duckdb.DuckDBPyConnection, models: Iterable[str], since: 
 
 def prune(con: duckdb.DuckDBPyConnection, horizons: Mapping[str, dt.datetime]) -> None:
     """Forget each model's changes from before its horizon: the oldest point any of its readers last read from."""
+    existing = {name for (name,) in con.execute(
+        "select schema_name || '.' || table_name from duckdb_tables() where schema_name = ?", [REPLACED_SCHEMA]
+    ).fetchall()}  # fmt: skip
     for model, horizon in horizons.items():
         con.execute("delete from ops.model_changes where model = ? and changed_at < ?", [model, horizon])
+        if replaced_table(model) in existing:
+            con.execute(f"delete from {replaced_table(model)} where changed_at < ?", [horizon])
         con.execute(
             """
             insert into ops.model_changes_kept values ($model, $at)

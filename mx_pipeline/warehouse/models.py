@@ -133,9 +133,9 @@ def parse_model(path: Path, root: Path = MODELS_DIR) -> Model:
         unique_key=header.get("unique_key"),
         description=header.get("description", ""),
         column_comments=columns,
-        reads=(reads := tables_read(body, path)) - {model_changes.CHANGES_TABLE},
+        reads=model_changes.models_read(reads := tables_read(body, path)),
         references=frozenset(_references(reads)),
-        reads_changes=model_changes.CHANGES_TABLE in reads,
+        reads_changes=model_changes.models_read(reads) != reads,
     )
 
 
@@ -220,12 +220,14 @@ def run_model(
             (recomputed,) = con.execute("select count(*) from model_affected").fetchone()
             con.execute(f"insert into model_affected by name select {columns} from model_incoming")
             model_changes.record(con, model.name, model.unique_key, started, "model_affected")
-            con.execute(f"delete from {model.name} where {key} in (select {key} from model_affected)")
+            con.execute(f"delete from {model.name} where {key} in (select {columns} from model_affected)")
             con.execute(f"insert into {model.name} by name select * from model_incoming")
             con.execute("drop table model_incoming; drop table model_affected")
         else:
             kind = "view" if model.materialized == "view" else "table"
             _execute(con, model, f"create or replace {kind} {model.name} as\n", body)
+            if model.materialized == "incremental":
+                model_changes.reset(con, model.name)
         _comment(con, model)
         (rows,) = con.execute(f"select count(*) from {model.name}").fetchone()
         recomputed = recomputed if incremental else rows

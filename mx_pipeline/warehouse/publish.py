@@ -131,16 +131,18 @@ def _bring_up_to_date(
         and _is_a_run_of(con, name, as_of)
         and not model_changes.rebuilt_since(con, [name], as_of)
     ):
-        key = model_changes.key_text_sql(model.unique_key)
-        con.execute(
-            "create or replace temp table publish_keys as"
-            " select distinct key from ops.model_changes where model = ? and changed_at > ?",
-            [name, as_of],
-        )
+        key, columns = model_changes.key_sql(model.unique_key), model.unique_key
+        changed = model_changes.changed_keys_sql(model.unique_key, dict(_columns(con, None, name)))
+        con.execute(f"create or replace temp table publish_keys as {changed}", [name, as_of])
         (keys,) = con.execute("select count(*) from publish_keys").fetchone()
-        con.execute(f"delete from {copy} where {key} in (select key from publish_keys)")
-        con.execute(f"insert into {copy} by name select * from {name} where {key} in (select key from publish_keys)")
-        con.execute("drop table publish_keys")
+        con.execute(f"delete from {copy} where {key} in (select {columns} from publish_keys)")
+        # Their row ids first, from the key columns alone: then only those rows are read whole.
+        con.execute(
+            f"create or replace temp table publish_rows as"
+            f" select rowid as row_id from {name} where {key} in (select {columns} from publish_keys)"
+        )
+        con.execute(f"insert into {copy} by name select * from {name} where rowid in (select row_id from publish_rows)")
+        con.execute("drop table publish_keys; drop table publish_rows")
         return "changes", int(keys)
     con.execute(f"create or replace table {copy} as select * from {name}")
     return "whole", 0
@@ -164,14 +166,26 @@ def _is_a_run_of(con: duckdb.DuckDBPyConnection, name: str, started: dt.datetime
 
 
 def _comment(con: duckdb.DuckDBPyConnection, name: str, comment: str | None) -> None:
+    """The table's and its columns' comments as in the warehouse (only those that differ are written)."""
     schema, table = name.split(".")
-    con.execute(f"comment on table published.{name} is {sql_literal(comment) if comment else 'null'}")
-    for column, text in con.execute(
-        "select column_name, comment from duckdb_columns() where database_name = current_database()"
-        " and schema_name = ? and table_name = ? and comment is not null",
+    differ = con.execute(
+        """
+        select w.column_name, w.comment
+        from (select * from duckdb_columns() where database_name = current_database()) as w
+        left join (select * from duckdb_columns() where database_name = 'published') as p
+            using (schema_name, table_name, column_name)
+        where w.schema_name = ? and w.table_name = ? and w.comment is distinct from p.comment
+        """,
         [schema, table],
-    ).fetchall():
-        con.execute(f"comment on column published.{name}.{column} is {sql_literal(text)}")
+    ).fetchall()
+    (published,) = con.execute(
+        "select comment from duckdb_tables() where database_name = 'published' and schema_name = ? and table_name = ?",
+        [schema, table],
+    ).fetchone()
+    if published != comment:
+        con.execute(f"comment on table published.{name} is {sql_literal(comment) if comment else 'null'}")
+    for column, text in differ:
+        con.execute(f"comment on column published.{name}.{column} is {sql_literal(text) if text else 'null'}")
 
 
 def _horizons(models: dict[str, Model], starts: dict[str, dt.datetime]) -> dict[str, dt.datetime]:

@@ -3,8 +3,7 @@
 create table if not exists ops.model_changes (
     model      varchar not null,      -- e.g. marts.fct_transactions
     changed_at timestamptz not null,  -- the start of the run that replaced them (ops.model_runs.started_at)
-    key        varchar not null,      -- the unique_key's value as text (a struct's text when it names several columns)
-    old_row    json                   -- the row as it was before the run (one line per row); null when the key was new
+    key        varchar not null       -- the unique_key's value as text (JSON of its columns when it names several)
 );
 
 create table if not exists ops.model_changes_kept (
@@ -12,5 +11,9 @@ create table if not exists ops.model_changes_kept (
     kept_since timestamptz not null   -- older changes were pruned: a reader last in step before this rebuilds in full
 );
 
-comment on table ops.model_changes is 'The keys each incremental model run deleted or recomputed, with the rows as they were: an incremental model downstream and the analysts'' file apply only these. Pruned once every reader has caught up (ops.model_changes_kept).';
+-- changes.<schema>__<table>: the rows an incremental run of that model replaced, as they were, with changed_at;
+-- created by the model's full build.
+create schema if not exists changes;
+
+comment on table ops.model_changes is 'The keys each incremental model run deleted or recomputed (their rows as they were: changes.<schema>__<table>): an incremental model downstream and the analysts'' file apply only these. Pruned once every reader has caught up (ops.model_changes_kept).';
 comment on table ops.model_changes_kept is 'Since when ops.model_changes is complete for a model; a reader last in step before it rebuilds in full.';
