@@ -1,8 +1,9 @@
 """The status gate: every member's fresh status read -> its route, its episode, and whether to notify now.
 
-Pure: the Dagster ``status_gate`` op reads the members from the warehouse, calls :func:`gate`, and writes
-back what it returns. Each call re-routes every member from scratch (statuses are not sequential), so a
-member that was CONNECTED yesterday and is CHALLENGED now is simply on the MFA route now. The one exception
+Pure: the Dagster ``status_gate`` op reads its run's members from the warehouse (every member when the run is
+not scoped), calls :func:`gate`, and writes back what it returns. Each call re-routes the members it is given
+from scratch (statuses are not sequential), so a member that was CONNECTED yesterday and is CHALLENGED now is
+simply on the MFA route now; members it is not given keep their routes and episodes. The one exception
 is a member MX no longer has: retired, it stays terminal with the reason it was retired for.
 """
 
