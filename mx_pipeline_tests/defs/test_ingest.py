@@ -89,6 +89,7 @@ def test_a_pending_transaction_that_vanishes_upstream_is_marked_removed(pipeline
     with world.lock:
         vanished = next(t.guid for t in world.transactions[member].values() if t.status == "PENDING")
         del world.transactions[member][vanished]  # MX deletes pending rows without any update to see
+        world.members[member].successfully_aggregated_at = world.now()  # in an aggregation, which it reports
     metadata = metadata_of(pipeline.materialize())["raw.mx_transactions"]
     assert metadata["vanished_marked_removed"] == 1
     assert pipeline.query("select guid from raw.mx_transactions where removed_at is not null") == [(vanished,)]

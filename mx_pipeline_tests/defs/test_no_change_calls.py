@@ -118,3 +118,11 @@ def test_a_refresh_the_data_team_asks_for_reads_the_member_even_when_mx_did_not_
 
     assert _calls_of(pipeline, result.run_id, member) == Counter({STATUS: 1, ACCOUNTS: 1, TRANSACTIONS: 1})
     assert _sync_outcome(pipeline, member) == ("synced", None)
+
+
+def test_end_users_mx_already_lists_are_registered_without_a_look_up_each(pipeline):
+    """The fixture's users exist at MX (made through the API) before our CSV names them: the list says so."""
+    result = pipeline.materialize()
+
+    assert Counter(path for _, path in _calls(pipeline, result.run_id))["/users"] == 1  # the list, no look-up
+    assert pipeline.query("select count(*) from ops.end_users where mx_user_guid is null") == [(0,)]

@@ -279,3 +279,39 @@ def test_the_change_filter_never_reaches_back_further_than_mx_allows(warehouse):
     changed = mx.queries[1]
     assert changed["from_updated_at"] == _days_ago(179)  # the watermark's day: still allowed
     assert (changed["to_updated_at"] - changed["from_updated_at"]).days <= MAX_UPDATED_AT_RANGE_DAYS
+
+
+def test_the_day_after_a_member_connected_one_read_brings_the_changes_and_settles_the_recent_window(warehouse):
+    """Its whole history carries the connect day's updated_at: the changes read lists the recent window in full
+    (every row we hold there was updated that day), so it settles vanished rows and no second read is needed."""
+    connected = _at(_days_ago(1))
+    mx = FakeMx(
+        [
+            make_transaction("TRN-OLD", date=_days_ago(100), updated_at=connected),
+            make_transaction("TRN-PENDING", status="PENDING", date=_days_ago(2), updated_at=connected),
+        ]
+    )
+    _sync(warehouse, mx)
+    del mx.transactions["TRN-PENDING"]  # posted under a new guid, as MX often does
+    mx.transactions["TRN-POSTED"] = make_transaction("TRN-POSTED", date=_days_ago(1), updated_at=_at(TODAY))
+    result = _sync(warehouse, mx, "run-2")
+    assert len(mx.queries) == 2
+    assert mx.queries[1]["from_updated_at"] == _days_ago(1)
+    assert mx.queries[1]["to_date"] == TODAY + dt.timedelta(days=6)  # a day past the window, as by-date reads ask
+    assert result.removed == 1
+    assert _rows(warehouse) == [("TRN-OLD", False), ("TRN-PENDING", True), ("TRN-POSTED", False)]
+
+
+def test_a_removed_row_mx_may_list_again_unchanged_keeps_the_recent_window_read(warehouse):
+    pending = make_transaction("TRN-P", status="PENDING", date=_days_ago(3), updated_at=_at(_days_ago(3)))
+    mx = FakeMx([pending])
+    _sync(warehouse, mx)
+    mx.transactions.clear()
+    _sync(warehouse, mx, "run-2")  # TRN-P vanished: marked removed
+    mx.transactions["TRN-NEW"] = make_transaction("TRN-NEW", date=_days_ago(40), updated_at=_at(TODAY))
+    _sync(warehouse, mx, "run-3")  # the watermark moves to today; TRN-P was last updated three days ago
+    mx.transactions["TRN-P"] = pending  # MX lists it again, unchanged: no change filter would see it
+    mx.queries.clear()
+    _sync(warehouse, mx, "run-4")
+    assert [q["from_updated_at"] for q in mx.queries][:2] == [TODAY, None]  # the changes, then the window by date
+    assert ("TRN-P", False) in _rows(warehouse)

@@ -101,20 +101,23 @@ def mx_users(
         added = add_end_users_from_csv(con, csv, source=csv.name) if csv.exists() else 0
     registered: dict[str, str] = {}
     with mx.client([api_log]) as client, RawLoader(wh, tables.USERS, user_row, run_id=run_id, api_log=api_log) as load:
-        listed_from, listed = utc_now(), set()
+        listed_from, listed, guid_of_id = utc_now(), set(), {}
         for user in client.list_users():  # a page that fails, fails the asset: only a complete list gets here
             load.add(user)
             listed.add(user.guid)
+            guid_of_id.setdefault(user.id, user.guid)
         with wh.connect() as con:
             with retire.atomically(con):  # a user a wrong list retired comes back; then, what MX no longer lists
                 reinstated = retire.reinstate_users(con, listed, now=utc_now())
                 gone = retire.users_absent(con, listed, listed_from=listed_from)
                 retired = retire.retire_users(con, gone, reason=retire.USER_REMOVED, run_id=run_id, now=utc_now())
             to_register = end_users_to_register(con)
-        for user_id in to_register:
-            user = client.ensure_user(id=user_id)  # idempotent: looks the id up before creating
-            load.add(user)
-            registered[user_id] = user.guid
+        for user_id in to_register:  # one MX has just listed is registered already: nothing to ask MX
+            if (user_guid := guid_of_id.get(user_id)) is None:
+                user = client.ensure_user(id=user_id)  # idempotent: looks the id up before creating
+                load.add(user)
+                user_guid = user.guid
+            registered[user_id] = user_guid
     with wh.connect() as con:
         record_registrations(con, registered, now=pd.Timestamp.now(tz="UTC"))
     return _result(
