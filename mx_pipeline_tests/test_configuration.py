@@ -13,7 +13,14 @@ import pytest
 from mx_pipeline import definitions, settings
 
 SECRET = "not-to-be-printed-0123456789"
-MX_VARIABLES = ("MX_CLIENT_ID", "MX_API_KEY", "MX_BASE_URL", "MX_SANDBOX_PORT", "MX_PIPELINE_CONNECT_PORT")
+MX_VARIABLES = (
+    "MX_CLIENT_ID",
+    "MX_API_KEY",
+    "MX_BASE_URL",
+    "MX_SANDBOX_PORT",
+    "MX_PIPELINE_CONNECT_PORT",
+    "MX_CONCURRENCY",
+)
 
 
 @pytest.fixture
@@ -46,6 +53,9 @@ def clean_env(monkeypatch, tmp_path):
         ),
         ({"MX_SANDBOX_PORT": "eighty"}, "MX_SANDBOX_PORT"),
         ({"MX_SANDBOX_PORT": "70000"}, "MX_SANDBOX_PORT"),
+        ({"MX_CONCURRENCY": "eight"}, "MX_CONCURRENCY"),
+        ({"MX_CONCURRENCY": "0"}, "MX_CONCURRENCY"),
+        ({"MX_CONCURRENCY": "65"}, "MX_CONCURRENCY"),
     ],
 )
 def test_mx_settings_name_the_variable_that_is_wrong(clean_env, env, named):

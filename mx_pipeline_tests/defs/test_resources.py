@@ -24,6 +24,17 @@ def test_with_credentials_only_their_variable_names_enter_the_config(monkeypatch
     assert "key-that-must-not-leak" not in repr(mx)
 
 
+def test_mx_concurrency_sets_the_members_read_at_once_and_the_connections_kept_for_them(monkeypatch):
+    monkeypatch.setenv("MX_CONCURRENCY", "3")
+    mx = mx_resource()
+    assert mx.concurrency == 3
+    with mx.client() as client:
+        adapter = client.transport._session.get_adapter(mx.base_url)
+        assert adapter.poolmanager.connection_pool_kw["maxsize"] == 3
+    monkeypatch.delenv("MX_CONCURRENCY")
+    assert mx_resource().concurrency == settings.DEFAULT_CONCURRENCY == 8
+
+
 def test_a_notification_lease_outlives_the_longest_wait_for_the_warehouse_a_run_is_configured_with():
     # Recording a delivery may wait that long for a busy file; a lease running out first lets another run resend.
     notifier = NotifierResource(url="http://127.0.0.1:9/notifications", time_budget_seconds=120)
