@@ -142,7 +142,9 @@ class Suspects:
     """Members whose own read (status, accounts, transactions) answered 404.
 
     Each is retired if a fresh complete list of its user lacks it too; otherwise the 404 is a failed read
-    (``unconfirmed``, for the caller to record) and is quarantined: one bad read retires nothing.
+    (``unconfirmed``, for the caller to record) and is quarantined: one bad read retires nothing. The threads
+    reading a step's members share one: each notes only its own member (one dict item, an atomic store);
+    :meth:`settle` runs once they are done.
     """
 
     def __init__(self) -> None:
