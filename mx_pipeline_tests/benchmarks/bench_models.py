@@ -46,22 +46,21 @@ ROWS_PER_ACCOUNT = 330
 def _rows_sql(start: int, count: int, accounts: int, *, days: int, fetched: str) -> str:
     """``count`` MX-shaped transactions numbered from ``start``; every 100 rows hold the shapes the models handle.
 
-    Position k = i % 100: 0 a pending, 1 its posted twin (a new guid, a day later), 2 an identical purchase of
-    that twin, 3 a guid MX re-issued (removed) and 4 its new guid, 5 a row MX stopped listing, 50 a pending
-    with no twin (it expires after 14 days); the rest are plain posted purchases.
+    Position k = i % 100: 0 a pending, 1 its posted twin (a new guid, a day later), 3 a guid MX re-issued
+    (removed) and 4 its new guid, 5 a row MX stopped listing, 7 an identical purchase of 6 (same account, day,
+    amount and merchant), 50 a pending with no twin (it expires after 14 days); the rest are plain purchases.
     """
     described = ", ".join(f"'{d}'" for d, _ in MERCHANTS)
     originals = ", ".join(f"'{o}'" for _, o in MERCHANTS)
     return f"""
     with numbered as (
-        select i, i % 100 as k, case when i % 100 in (1, 2) then i - i % 100 when i % 100 = 4 then i - 1 else i end
-            as src
+        select i, i % 100 as k, case when i % 100 in (1, 4, 7) then i - 1 else i end as src
         from range({start}, {start + count}) as t(i)
     ),
     shaped as (
         select n.*, cast(hash(n.src) % {accounts} as bigint) as account,
                cast(1 + hash(n.src * 7) % {len(MERCHANTS)} as bigint) as merchant,
-               current_date - cast(hash(n.src * 13) % {days} as integer) + case when n.k in (1, 2) then 1 else 0 end
+               current_date - cast(hash(n.src * 13) % {days} as integer) + case when n.k = 1 then 1 else 0 end
                    as day,
                cast((1 + hash(n.src * 31) % 20000) / 100 as decimal(18, 2)) as amount,
                case when n.k in (0, 50) then 'PENDING' else 'POSTED' end as status,
