@@ -4,10 +4,10 @@
 -- column similarity: Jaro-Winkler similarity of the two normalized descriptions (0..1); candidates need 0.8.
 -- column is_match: The pending row is hidden from the marts because its posted twin arrived.
 with changed as (
-    -- Rows MX sent anew since the last run (new, updated, or stopped being listed).
+    -- Rows MX sent anew since the last run (new, updated, or stopped being listed); none needed in a full build.
     select transaction_guid, account_guid, transaction_date
     from staging.stg_transactions
-    where fetched_at > __since__
+    where fetched_at > __since__ and not __is_full__
 ),
 affected as (
     -- A pending's candidates are posted rows 1 day before to 5 days after it, and whether it matches also counts
