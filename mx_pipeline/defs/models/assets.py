@@ -154,4 +154,7 @@ def sql_models(
         if built_marts:
             target = analytics_path(wh)
             published = publish(con, target, MODELS)
-            context.log.info(f"published {len(published)} marts to {target}")
+            how = ", ".join(
+                f"{name} {p.how}" + (f" ({p.keys:,} keys)" if p.keys else "") for name, p in published.items()
+            )
+            context.log.info(f"published {len(published)} marts to {target}: {how}")
