@@ -139,3 +139,21 @@ def test_a_sync_keeps_a_malformed_listed_record_from_looking_vanished_and_moves_
             "select transactions_watermark from ops.member_sync where member_guid = 'MBR-1'"
         ).fetchone()
     assert removed == [] and watermark == dt.datetime(2026, 11, 22, 8, tzinfo=dt.UTC)
+
+
+def test_a_member_synced_page_by_page_matches_the_sandbox_amount_by_amount(
+    warehouse, sandbox, sandbox_client, mx_bank_member
+):
+    user_guid, member_guid = mx_bank_member
+    with sandbox.world.lock:
+        aggregated_at = sandbox.world.members[member_guid].successfully_aggregated_at
+        truth = {
+            t.guid: (Decimal(str(t.amount)), t.type, t.date) for t in sandbox.world.transactions_of_member(member_guid)
+        }
+    pages = lambda **query: sandbox_client.list_member_transaction_pages(user_guid, member_guid, **query)  # noqa: E731
+    member = MemberToFetch(member_guid, user_guid, aggregated_at)
+    result = sync_member_transactions(warehouse, member, pages, policy=SyncPolicy(), run_id="run-1")
+    assert result.error is None and result.quarantined == 0
+    with warehouse.connect() as con:
+        rows = con.execute("select guid, amount, type, date from raw.mx_transactions").fetchall()
+    assert {guid: (amount, kind, day) for guid, amount, kind, day in rows} == truth
