@@ -44,7 +44,8 @@ def publish(
     models = {m.name: m for m in (load_models() if models is None else models)}
     target = Path(target)
     building = target.with_name(f".{target.name}.{os.getpid()}.building")
-    building.unlink(missing_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*.building"):  # a killed publish's (publishes never overlap)
+        stale.unlink(missing_ok=True)
     if target.exists():
         shutil.copyfile(target, building)
     tables = _published_tables(con)

@@ -159,7 +159,10 @@ def test_a_publish_that_crashes_leaves_the_old_file_whole_and_the_next_one_right
         assert table(old, "marts.fct_transactions") == before
     assert [p.name for p in tmp_path.iterdir() if "building" in p.name] == []
     monkeypatch.undo()
+    killed = tmp_path / ".analytics.duckdb.99999.building"  # a publish killed outright leaves its file
+    killed.write_bytes(b"half a file")
     assert publish(inc, analysts)["marts.fct_transactions"].how == "changes"
+    assert not killed.exists()
     assert_published(inc, analysts)
 
 
