@@ -15,7 +15,7 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from mx_pipeline.defs.jobs import AFTER_REGISTRATION
+from mx_pipeline.defs.jobs import AFTER_REGISTRATION, MODELS
 from mx_pipeline.defs.refresh import sensors
 from mx_pipeline.defs.resources import MxResource, RefreshPolicyResource
 from mx_pipeline.mx import MxClient, RetryPolicy
@@ -176,6 +176,7 @@ def test_a_member_mx_will_not_serve_fails_the_run_shows_in_member_health_and_is_
 
     assert retried.success
     assert_warehouse_is_the_truth(pipeline, broken)
+    assert run(pipeline, selection=MODELS, run_config={"ops": {}}).success  # the build models_after_sync asks for
     assert health(pipeline, broken)[:2] == ("synced", None)
     assert retry_runs(tick(pipeline, dt.datetime.now(dt.UTC) + dt.timedelta(days=1), monkeypatch)) == []
 
