@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from mx_pipeline import cli
-from mx_pipeline.defs.jobs import AFTER_REGISTRATION, scoped_run_config
+from mx_pipeline.defs.jobs import AFTER_REGISTRATION, MODELS, scoped_run_config
 from mx_pipeline.defs.resources import MxResource
 from mx_pipeline.mx import NotFound
 from mx_pipeline.refresh.policy import RefreshPolicy
@@ -378,6 +378,7 @@ def test_a_user_deleted_at_mx_is_retired_by_a_sync_of_its_members_alone(pipeline
     assert pipeline.query("select removed_at is not null from raw.mx_users where guid = ?", user_guid) == [(True,)]
     assert pipeline.query("select retired_at is not null from ops.end_users where id = 'user-ok-2'") == [(True,)]
     assert pipeline.query("select count(*) from ops.quarantine where run_id = ?", result.run_id) == [(0,)]
+    assert dg.materialize(INGEST, selection=MODELS, resources=pipeline.resources()).success  # models_after_sync's build
     assert_retired(pipeline, member_guid, retire.USER_REMOVED)
     assert pipeline.query("select count(*) from marts.fct_transactions where user_guid = ?", user_guid) == [(0,)]
     assert pipeline.query("select count(*) from marts.monthly_spend_by_category where user_guid = ?", user_guid) == [
