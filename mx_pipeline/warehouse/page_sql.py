@@ -8,7 +8,7 @@ call per row. A row breaking any rule gets a ``reason`` naming each broken rule 
 Money: DuckDB reads a JSON number as a double and gives it back as its shortest exact text, which is the number
 MX wrote whenever that has at most 15 significant digits (a double holds 15 exactly). The amount is cast from
 that text to ``DECIMAL(18, 4)``; one with more decimals (rounded by the cast) or more digits (not held exactly by
-a double) is refused, never rounded.
+a double, found by parsing the same JSON number into a wide DECIMAL and comparing) is refused, never rounded.
 """
 
 from dataclasses import dataclass
@@ -91,11 +91,17 @@ def _broken_rules(field: Field, i: int) -> list[str]:
     if field.kind == "number":
         digits = _digits(v)
         rule = f"{field.name}: more than {MONEY_DIGITS} significant digits, not kept exactly"
-        arms.append((f"{typed} and {digits} > {MONEY_DIGITS}", rule))
+        arms.append((f"{typed} and ({digits} > {MONEY_DIGITS} or not {_exact(field, v)})", rule))
     if field.one_of:
         allowed = ", ".join(_literal(x) for x in field.one_of)
         arms.append((f"{typed} and {v} not in ({allowed})", f"{field.name}: not one of {', '.join(field.one_of)}"))
     return [f"case when {cond} then {_literal(message)} || {got} end" for cond, message in arms]
+
+
+def _exact(field: Field, v: str) -> str:
+    """The double's text is the number MX wrote: ``exact`` holds the page's JSON numbers parsed from its text into a
+    wide DECIMAL, and a number with more digits than a double holds (``0.1000000000000000055``) differs from it."""
+    return f"coalesce(try_cast({v} as decimal(38, 18)) = exact.{field.name}, false)"
 
 
 def _digits(v: str) -> str:
@@ -114,7 +120,7 @@ def _all_rules_hold(fields: tuple[Field, ...]) -> str:
         if field.one_of:
             holds.append(f"coalesce({v} in ({', '.join(_literal(x) for x in field.one_of)}), true)")
         if field.kind == "number":
-            holds.append(f"coalesce({_digits(v)} <= {MONEY_DIGITS}, true)")
+            holds.append(f"({v} is null or ({_digits(v)} <= {MONEY_DIGITS} and {_exact(field, v)}))")
         if field.kind == "date":
             holds.append(f"({v} is null or try_cast(left({v}, 10) as date) is not null)")
         if field.kind == "timestamp":
@@ -152,18 +158,21 @@ def staging_sql(table: str) -> str:
     fields = TRANSACTION_FIELDS
     paths = ", ".join(_literal(f"$.{f.name}") for f in fields)
     index = {f.name: i for i, f in enumerate(fields, start=1)}
+    numbers = ", ".join(f'"{f.name}": "DECIMAL(38, 18)"' for f in fields if f.kind == "number")
+    exact = f"[{{{numbers}}}]"  # the numbers parsed from the page's text, not from DuckDB's doubles
     columns = ", ".join(_column(index, c) for c in TRANSACTIONS.columns)
     return f"""
         create temp table {table} as
         with pages as (
-            select page_no, json_extract(page::json, '$[*]') as items
+            select page_no, json_extract(page::json, '$[*]') as items, json_transform(page, {_literal(exact)}) as exact
             from unnest($pages::varchar[]) with ordinality as p(page, page_no)
         ),
         items as (
-            select page_no, unnest(items) as item, unnest(range(len(items))) as item_no from pages
+            select page_no, unnest(items) as item, unnest(exact) as exact, unnest(range(len(items))) as item_no
+            from pages
         ),
         fields as (
-            select page_no, item_no, item, json_type(item) as item_type,
+            select page_no, item_no, item, exact, json_type(item) as item_type,
                 json_extract_string(item, [{paths}]) as v, json_type(item, [{paths}]) as t
             from items
         )

@@ -64,17 +64,19 @@ def test_amounts_are_exact_and_one_the_column_would_round_is_quarantined_not_rou
         "TRN-WHOLE": "7",
         "TRN-TOO-PRECISE": "12.345678",  # DECIMAL(18, 4) would make it 12.3457
         "TRN-TOO-LONG": "1234567890123.4567",  # 17 digits: a double (DuckDB's JSON number) cannot hold them
+        "TRN-BEYOND-DOUBLE": "0.1000000000000000055",  # read as a double, it would look like a plain 0.1
     }
     loader = _loader(warehouse)
     loader.add(Page([_payload(guid, amount=Decimal(text)) for guid, text in amounts.items()]))
     loader.flush()
     assert _amounts(warehouse) == {
-        guid: Decimal(text) for guid, text in amounts.items() if guid not in ("TRN-TOO-PRECISE", "TRN-TOO-LONG")
+        guid: Decimal(text) for guid, text in amounts.items() if not guid.startswith(("TRN-TOO", "TRN-BEYOND"))
     }
     refused = _quarantine(warehouse)
-    assert set(refused) == {"TRN-TOO-PRECISE", "TRN-TOO-LONG"}
+    assert set(refused) == {"TRN-TOO-PRECISE", "TRN-TOO-LONG", "TRN-BEYOND-DOUBLE"}
     assert refused["TRN-TOO-PRECISE"][0].startswith("amount: more than 4 decimals or 14 integer digits")
     assert refused["TRN-TOO-LONG"][0].startswith("amount: more than 15 significant digits")
+    assert refused["TRN-BEYOND-DOUBLE"][0].startswith("amount: more than 15 significant digits")
 
 
 class _Counting:
