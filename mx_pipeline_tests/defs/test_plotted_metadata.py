@@ -68,6 +68,8 @@ def test_failures_quarantine_and_rows_loaded_per_run_equal_the_warehouse(pipelin
     (loaded_first,) = pipeline.query("select count(*) from raw.mx_transactions")[0]
     assert transactions["inserted"] == loaded_first
 
+    with world.lock:  # MX aggregates the member again: it is read again (unchanged, it would be skipped)
+        world.members[member].successfully_aggregated_at = world.now()
     second_md = metadata_of(pipeline.materialize())
     transactions = second_md["raw.mx_transactions"]
     assert (transactions["quarantined"], transactions["quarantined_total"]) == (2, 5)  # read again, kept again
