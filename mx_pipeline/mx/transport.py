@@ -96,6 +96,9 @@ class Transport:
         self._session = session or _pooled_session(pool_size)
         self._session.auth = (client_id, api_key)
         self._session.headers.update({"Accept": MX_MEDIA_TYPE, "User-Agent": "mx_pipeline"})
+        # Once MX refuses our credentials (401) they stay refused: the threads reading beside the one refused send
+        # nothing more, where each would otherwise have its own 401 for every member left.
+        self._refused_credentials = False
 
     def close(self) -> None:
         self._session.close()
@@ -119,6 +122,9 @@ class Transport:
         query = {k: _wire(v) for k, v in (params or {}).items() if v is not None}
         observe = partial(self._observe, method, path_template, user_guid, member_guid)
         for attempt in range(1, self.retry.max_attempts + 1):
+            if self._refused_credentials:
+                raise errors.AuthError("not sent: MX refused our credentials earlier", method=method, path=path,
+                                       status=401)  # fmt: skip
             self.limiter.acquire(user_guid=user_guid, member_guid=member_guid)
             started, clock = datetime.now(UTC), time.perf_counter()
             try:
@@ -167,6 +173,7 @@ class Transport:
             if retryable and not too_long and attempt < self.retry.max_attempts:
                 self.back_off(attempt, method, path_template, f"HTTP {response.status_code}", retry_after)
                 continue
+            self._refused_credentials = self._refused_credentials or response.status_code == 401
             raise _error_for(response, method, path, request_id, retry_after, attempt)
         raise AssertionError("unreachable: the retry loop always returns or raises")
 

@@ -156,6 +156,25 @@ def test_client_errors_raise_typed_at_once(mx_api, client, sleeps, status, error
     assert raised.value.mx_message == "nope"
 
 
+def test_once_mx_refuses_our_credentials_the_client_sends_nothing_more(mx_api, client, sleeps):
+    mx_api.add("GET", MEMBER_URL, status=401, json={"error": {"message": "nope"}})
+    mx_api.add("GET", MEMBERS_URL, json=p.listing("members", [p.member()]), content_type=MX_MEDIA_TYPE)
+    with pytest.raises(AuthError):
+        client.read_member(USER_GUID, MEMBER_GUID)
+    with pytest.raises(AuthError, match="not sent: MX refused our credentials earlier") as again:
+        list(client.list_members(USER_GUID))
+    assert len(mx_api.calls) == 1  # threads reading other members beside the refused one ask MX nothing more
+    assert again.value.status == 401 and "MX_CLIENT_ID" in str(again.value)
+
+
+def test_a_403_refuses_one_request_not_the_credentials(mx_api, client, sleeps):
+    mx_api.add("GET", MEMBER_URL, status=403, json={"error": {"message": "not enabled"}})
+    mx_api.add("GET", MEMBERS_URL, json=p.listing("members", [p.member()]), content_type=MX_MEDIA_TYPE)
+    with pytest.raises(AuthError):
+        client.read_member(USER_GUID, MEMBER_GUID)
+    assert [m.guid for m in client.list_members(USER_GUID)] == [MEMBER_GUID]
+
+
 GARBLED_BODIES = {
     "truncated": b'{"member": {"guid": "MBR-1"',
     "not JSON": b"<html>Bad gateway</html>",
