@@ -8,7 +8,7 @@
 -- column is_exhausted: Stale, with every refresh attempt of the window used since it was last fresh: it waits for the window to pass.
 -- column is_stale: Older than its SLA when the mart was built (built_at).
 -- column open_notification_at: When the user was told about the current episode of trouble; null when none is open.
--- column last_sync_outcome: The member's last sync: synced, skipped (its route says why), retired, or failed (a read failed after the transport's retries; read again automatically after a back-off); null before its first.
+-- column last_sync_outcome: The member's last sync: synced, skipped (its route says why, or unchanged since the last sync because MX has not aggregated it), retired, or failed (a read failed after the transport's retries; read again automatically after a back-off); null before its first.
 -- column last_sync_reason: Why the last sync was skipped or failed: which read (status, accounts, transactions) and MX's answer.
 -- column last_sync_at: When the last sync was attempted, UTC.
 -- column notification_state: The member's latest notification: pending, delivered (the backend answered 2xx), logged (no backend: nobody was told), dead (every attempt failed: act on it), cancelled (its episode closed first: recovered, connection ended at MX, or retired); held notifications stay pending; null when it never had one.

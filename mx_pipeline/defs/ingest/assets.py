@@ -14,7 +14,7 @@ again comes back. Each step retires and reinstates in one transaction.
 A read that fails after the transport's retries (a user's member list, a member's status, accounts or
 transactions) never stops the step: the others are read and everything that arrived is written, the failure is
 recorded with its reason (``warehouse/sync_state.py``, shown in ``member_health``), the check
-``every_member_read`` fails the run once the marts are built, and the freshness sensor reads it again after a
+``every_member_read`` fails the run after its last read, and the freshness sensor reads it again after a
 back-off. No warehouse connection is open while MX is asked: each step reads, then writes in short transactions.
 Status, accounts and transactions read ``mx.concurrency`` members at a time (``parallel.py``), every request under
 the one client's rate limiter, every write in turn.
