@@ -208,6 +208,12 @@ def retire_accounts(
     ).fetchall()
     _retire_transactions("account_guid", [guid for guid, _, _ in retired], now, con)
     _record(con, "account", retired, reason, run_id, now)
+    # A list that drops an account may be wrong (a page shifted): the member's next run reads its accounts again
+    # even if MX has not aggregated it since, so a wrongly retired account comes back without waiting for one.
+    con.execute(
+        "update ops.member_sync set synced_aggregated_at = null where member_guid in (select unnest($members))",
+        {"members": sorted({member for _, _, member in retired})},
+    )
     return [guid for guid, _, _ in retired]
 
 
