@@ -143,9 +143,12 @@ def _run_ingest(deployment: Deployment, tags: dict[str, str]) -> bool:
 
 
 def _change_mx(deployment: Deployment, trial: int, rng: random.Random) -> None:
-    """A new end user for the run to register, and new transactions on one member."""
+    """A new end user for the run to register, and new transactions on one member, which MX aggregated a minute
+    after the last trial (the sandbox's clock is frozen: an aggregation at the very same second would look like
+    none, and the member would rightly be skipped as unchanged)."""
     with deployment.users_csv.open("a") as csv:
         csv.write(f"crash-new-{trial}\n")
+    deployment.admin("clock/advance", seconds=60)
     member = rng.choice(sorted(deployment.sandbox.world.members))
     deployment.admin(f"members/{member}/transactions", count=rng.randint(1, 5))
 
