@@ -68,7 +68,9 @@ def connect_members(base_url: str, users: int, members_per_user: int, tmp: Path)
     ids = [f"bench-{i}" for i in range(users)]
     users_csv = tmp / "users.csv"
     users_csv.write_text("id\n" + "".join(f"{i}\n" for i in ids))
-    with MxClient(base_url, settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY) as client:
+    # The sandbox makes a member's whole history when it is created: decades of it (the 1M benchmark) take longer
+    # than a production read timeout.
+    with MxClient(base_url, settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY, timeout=(5.0, 900.0)) as client:
         fields = {
             code: {c.field_name: c.guid for c in client.list_institution_credentials(code)}
             for code in INSTITUTIONS[:members_per_user]
