@@ -166,8 +166,10 @@ def _kill_at_a_random_moment(deployment: Deployment, run_id: str, rng: random.Ra
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGSTOP)  # frozen where it is: what it was doing is what the kill interrupts
     ended = deployment.run(run_id).is_finished
-    step = None if ended else deployment.running_step(run_id) or ("startup" if k == 0 else "between steps")
+    # The step is read once the worker is dead: frozen, it may hold the event log's SQLite lock (a reader then fails
+    # with "locking protocol"); nothing happened between the freeze and the kill, so the answer is the same.
     deployment.kill_worker(run_id)
+    step = None if ended else deployment.running_step(run_id) or ("startup" if k == 0 else "between steps")
     return f"after step {k} of {steps} started, + {delay:.2f} s", step
 
 
