@@ -5,8 +5,9 @@ one member. Then it launches ``ingest`` and, at a moment drawn from the seed (th
 delay into it; k = 0 is the worker still loading the code), kills the run's worker and everything it started
 with SIGKILL. From then on nobody acts: the daemon's loops (``Deployment.tick``) notice the dead run, free
 its pool slot and retry it. The trial has converged when no run is in flight, none is waiting to be retried,
-the dead run's last retry succeeded and the warehouse equals the sandbox's truth. A trial that does not get
-there unattended gets the one manual step an operator would take, launching ``ingest`` again, counted in
+the dead run's last retry did all its steps (it succeeded, or was killed after its last step, which leaves
+Dagster nothing to retry) and the warehouse equals the sandbox's truth. A trial that does not get there
+unattended gets the one manual step an operator would take, launching ``ingest`` again, counted in
 ``manual_steps``.
 
 ``run_crash_trials`` is what the test and the benchmark call; the benchmark prints ``summary(results)``.
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.execution.stats import StepEventStatus
 
 from mx_pipeline_tests.resilience.deployment import Deployment, deployed
 from mx_pipeline_tests.resilience.truth import compare
@@ -125,12 +127,25 @@ def _trial(deployment: Deployment, trial: int, rng: random.Random) -> TrialResul
 
 
 def _recovers_unattended(deployment: Deployment, run_id: str) -> bool:
-    """The daemon alone settles everything, and the killed run's last retry succeeded."""
+    """The daemon alone settles everything, and the killed run's last retry did all its steps."""
     try:
         deployment.wait_for(lambda: _settled(deployment), "the daemon has nothing left to do", UNATTENDED_SECONDS)
     except AssertionError:
         return False
-    return _last_of_group(deployment, run_id).status == dg.DagsterRunStatus.SUCCESS
+    return _did_all_its_steps(deployment, _last_of_group(deployment, run_id))
+
+
+def _did_all_its_steps(deployment: Deployment, run: dg.DagsterRun) -> bool:
+    """The run succeeded, or it was killed after its last step succeeded and before it could say so: monitoring
+    then marks it failed, and Dagster rightly declines to retry it ("No steps needed to be retried")."""
+    if run.status == dg.DagsterRunStatus.SUCCESS:
+        return True
+    plan = deployment.instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    steps = run.step_keys_to_execute or [step.key for step in plan.steps]
+    succeeded = {
+        s.step_key for s in deployment.instance.get_run_step_stats(run.run_id) if s.status == StepEventStatus.SUCCESS
+    }
+    return succeeded >= set(steps)
 
 
 def _run_ingest(deployment: Deployment, tags: dict[str, str]) -> bool:
