@@ -85,6 +85,11 @@ def _writer_lock(path: Path) -> threading.RLock:
         return _writer_locks.setdefault(path, threading.RLock())
 
 
+def holds_writer(path: str | Path) -> bool:
+    """Whether the calling thread holds a writable connection to ``path`` (it must not while it asks MX)."""
+    return _writer_lock(Path(path).resolve())._is_owned()  # RLock's "held by the calling thread"
+
+
 def _open(
     path: Path,
     read_only: bool,

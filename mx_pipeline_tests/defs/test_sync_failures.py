@@ -19,6 +19,7 @@ from mx_pipeline.defs.jobs import AFTER_REGISTRATION, MODELS
 from mx_pipeline.defs.refresh import sensors
 from mx_pipeline.defs.resources import MxResource, RefreshPolicyResource
 from mx_pipeline.mx import MxClient, RetryPolicy
+from mx_pipeline.warehouse.connection import holds_writer
 from mx_pipeline.warehouse.sync_state import RETRY_TAG
 
 from .conftest import INGEST, metadata_of
@@ -52,7 +53,9 @@ class _Scripted(requests.adapters.HTTPAdapter):
 class ScriptedMx(MxResource):
     """The sandbox, but a request whose path matches a pattern of ``answers`` gets that status, every attempt.
 
-    Every request's path is recorded in ``requests`` with whether this process held the warehouse file open.
+    Every request's path is recorded in ``requests`` with whether the thread asking held a warehouse connection:
+    the write lock every writable connection takes, and, when members are read one at a time (no other thread
+    that could hold one), any file handle of the process on the warehouse.
     """
 
     answers: dict[str, int] = {}
@@ -68,7 +71,8 @@ class ScriptedMx(MxResource):
         )  # fmt: skip
 
     def _record(self, path: str) -> None:
-        ScriptedMx.requests.append((path, _held_open_here(self.warehouse_path)))
+        held = holds_writer(self.warehouse_path) or (self.concurrency == 1 and _held_open_here(self.warehouse_path))
+        ScriptedMx.requests.append((path, held))
 
 
 def _held_open_here(path: str) -> bool:
@@ -206,10 +210,12 @@ def test_a_user_whose_member_list_mx_will_not_serve_fails_the_run_and_is_listed_
     assert pipeline.query("select last_outcome from ops.user_sync where user_guid = ?", user_guid) == [("listed",)]
 
 
-def test_no_warehouse_connection_is_open_while_mx_is_asked(pipeline):
-    # One member's transactions answer 404: the confirming list call is made too.
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_no_warehouse_connection_is_open_while_mx_is_asked(pipeline, concurrency):
+    # One member's transactions answer 404: the confirming list call is made too. Read side by side, another
+    # thread may be writing its batch meanwhile: what must hold is that no thread asks MX holding a connection.
     missing = pipeline.member_of["user-ok-2"]
-    mx = scripted(pipeline, {READS["transactions"].format(member=missing): 404})
+    mx = scripted(pipeline, {READS["transactions"].format(member=missing): 404}, concurrency=concurrency)
 
     run(pipeline, mx=mx)
 
