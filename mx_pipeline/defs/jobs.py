@@ -101,3 +101,8 @@ refresh_members_job = dg.define_asset_job(
 def run_key_of(context: dg.AssetExecutionContext) -> str:
     """The key a run holds its claims under: the sensor's run key, or the run id for a run launched by hand."""
     return context.run.tags.get("dagster/run_key") or context.run.run_id
+
+
+def reads_unchanged_members(context: dg.AssetExecutionContext) -> bool:
+    """Whether the run reads its members even when MX aggregated nothing new: the data team's named refresh does."""
+    return context.run.job_name == refresh_members_job.name

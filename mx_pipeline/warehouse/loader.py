@@ -5,6 +5,7 @@ own short-lived connection, so a long fetch never holds the warehouse file betwe
 """
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,11 @@ BATCH_SIZE = 1000  # one MX page at records_per_page=1000
 
 
 class RawLoader:
-    """Collects records for ``spec`` and writes them every ``batch_size`` rows (and on :meth:`flush`)."""
+    """Collects records for ``spec`` and writes them every ``batch_size`` rows (and on :meth:`flush`).
+
+    Several reading threads may add to one loader: one at a time, so batches and counts stay whole. A full batch
+    is written by the thread that filled it, which has its record in hand: no lock is held while MX is asked.
+    """
 
     def __init__(
         self,
@@ -48,26 +53,34 @@ class RawLoader:
         self._rows: list[Row] = []
         self._rejects: list[QuarantinedRecord] = []
         self._load: Load | None = None
+        self._lock = threading.RLock()  # re-entrant: add() flushes a full batch
 
     def add(self, record: Any) -> None:
         """Queue one record; writes the batch when it is full."""
-        if self._load is None:
-            self._load = Load(self.run_id, dt.datetime.now(dt.UTC))
-        self._rows.append(self.to_row(record, self._load))
-        if len(self._rows) >= self.batch_size:
-            self.flush()
+        with self._lock:
+            if self._load is None:
+                self._load = Load(self.run_id, dt.datetime.now(dt.UTC))
+            self._rows.append(self.to_row(record, self._load))
+            if len(self._rows) >= self.batch_size:
+                self.flush()
 
     def reject(self, error: MalformedRecord, member_guid: str | None = None) -> None:
         """Quarantine a record the client could not parse (pass as the client's ``on_malformed``)."""
-        self._rejects.append(QuarantinedRecord.of_payload(self.spec.name, str(error), error.payload, member_guid))
+        with self._lock:
+            self._rejects.append(QuarantinedRecord.of_payload(self.spec.name, str(error), error.payload, member_guid))
 
     def reject_page(self, reason: str, member_guid: str | None = None) -> None:
         """Quarantine a whole response that could not be read (nothing of it can be kept but the reason)."""
-        self._rejects.append(QuarantinedRecord(self.spec.name, reason, member_guid=member_guid))
+        with self._lock:
+            self._rejects.append(QuarantinedRecord(self.spec.name, reason, member_guid=member_guid))
 
     def flush(self, con: duckdb.DuckDBPyConnection | None = None) -> UpsertCounts:
         """Validate and write what is queued, on ``con`` when given (a caller writing more in the same short
         transaction), else on a connection of its own; returns this batch's counts."""
+        with self._lock:
+            return self._flush(con)
+
+    def _flush(self, con: duckdb.DuckDBPyConnection | None) -> UpsertCounts:
         rows, rejects, self._rows, self._rejects, self._load = self._rows, self._rejects, [], [], None
         if not rows and not rejects and not (self.api_log and self.api_log.pending):
             return UpsertCounts()

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from mx_pipeline.defs.ingest.parallel import SharedLoader, read_all, read_each
+from mx_pipeline.defs.ingest.parallel import read_all, read_each
 from mx_pipeline.mx.records import MemberStatus
-from mx_pipeline.warehouse import Warehouse, tables
+from mx_pipeline.warehouse import RawLoader, Warehouse, tables
 from mx_pipeline.warehouse.rows import member_status_row
 
 DEADLINE = 30.0  # seconds a gate waits before it says the reads never overlapped (never reached when they do)
@@ -86,7 +86,7 @@ def test_threads_sharing_a_loader_lose_and_double_no_record(tmp_path):
         MemberStatus.from_payload({"guid": f"MBR-{i:03d}", "connection_status": "CONNECTED"}) for i in range(250)
     ]
     wh = Warehouse(tmp_path / "warehouse.duckdb")
-    with SharedLoader(wh, tables.MEMBER_STATUS, _status_row, run_id="run-1", batch_size=7) as load:
+    with RawLoader(wh, tables.MEMBER_STATUS, _status_row, run_id="run-1", batch_size=7) as load:
         read_all(lambda status: load.add((status, "USR-1")), statuses, concurrency=8)
     assert (load.counts.inserted, load.quarantined) == (250, 0)
     with wh.connect() as con:

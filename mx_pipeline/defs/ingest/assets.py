@@ -37,8 +37,8 @@ from mx_pipeline.defs.ingest.listing import (
     retire_deleted_users,
     utc_now,
 )
-from mx_pipeline.defs.ingest.parallel import SharedLoader, read_all, read_each
-from mx_pipeline.defs.jobs import refresh_members_job, run_key_of
+from mx_pipeline.defs.ingest.parallel import read_all, read_each
+from mx_pipeline.defs.jobs import reads_unchanged_members, run_key_of
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
 from mx_pipeline.mx import READ_FAILURES, MalformedResponse, NotFound
 from mx_pipeline.warehouse import ApiCallLog, RawLoader, UpsertCounts, Warehouse, retire, tables
@@ -190,7 +190,7 @@ def member_status(
         members = listed_members(con, config.scope)
     spec = tables.MEMBER_STATUS
     suspects, failed = Suspects(), {}
-    with mx.client([api_log]) as client, SharedLoader(wh, spec, _status_row, run_id=run_id, api_log=api_log) as load:
+    with mx.client([api_log]) as client, RawLoader(wh, spec, _status_row, run_id=run_id, api_log=api_log) as load:
 
         def read_status(member: tuple[str, str]) -> None:
             member_guid, user_guid = member
@@ -240,11 +240,10 @@ def mx_accounts(
 ) -> dg.MaterializeResult:
     run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
     with wh.connect() as con:
-        named = context.run.job_name == refresh_members_job.name  # the data team's: read even if unchanged
-        fetchable, not_fetched = members_to_read(con, config.scope, read_unchanged=named)
+        fetchable, not_fetched = members_to_read(con, config.scope, read_unchanged=reads_unchanged_members(context))
     with (
         mx.client([api_log]) as client,
-        SharedLoader(wh, tables.ACCOUNTS, account_row, run_id=run_id, api_log=api_log) as load,
+        RawLoader(wh, tables.ACCOUNTS, account_row, run_id=run_id, api_log=api_log) as load,
     ):
         suspects = Suspects()
         listings = {member.guid: Listing(load, member.guid) for member in fetchable}
@@ -300,8 +299,7 @@ def mx_transactions(
     run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
     policy = SyncPolicy(config.history_days, config.reconcile_lookback_days, config.overlap_days)
     with wh.connect() as con:
-        named = context.run.job_name == refresh_members_job.name  # the data team's: read even if unchanged
-        fetchable, not_fetched = members_to_read(con, config.scope, read_unchanged=named)
+        fetchable, not_fetched = members_to_read(con, config.scope, read_unchanged=reads_unchanged_members(context))
         for member in not_fetched:
             record_sync(con, member.guid, member.user_guid, outcome="skipped", reason=member.reason, run_id=run_id,
                         now=pd.Timestamp.now(tz="UTC"))  # fmt: skip

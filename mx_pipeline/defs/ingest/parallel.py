@@ -12,12 +12,9 @@ reads them, as when the step failed part-way reading them one at a time), those 
 what they read, and the first error fails the step.
 """
 
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
-
-from mx_pipeline.warehouse import RawLoader, UpsertCounts
 
 M = TypeVar("M")
 R = TypeVar("R")
@@ -50,34 +47,6 @@ def read_each(read: Callable[[M], R], members: Iterable[M], *, concurrency: int)
 
 
 def read_all(read: Callable[[M], Any], members: Iterable[M], *, concurrency: int) -> None:
-    """:func:`read_each` for reads that keep what they found themselves (in a :class:`SharedLoader`, say)."""
+    """:func:`read_each` for reads that keep what they found themselves (a RawLoader, say)."""
     for _ in read_each(read, members, concurrency=concurrency):
         pass
-
-
-class SharedLoader(RawLoader):
-    """A :class:`RawLoader` several reading threads add to: one at a time, so batches and counts stay whole.
-
-    A full batch is written by the thread that filled it, under the loader's lock; that thread has its record
-    in hand, so no lock is held while MX is asked.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._lock = threading.RLock()  # re-entrant: add() flushes a full batch
-
-    def add(self, record: Any) -> None:
-        with self._lock:
-            super().add(record)
-
-    def reject(self, *args: Any, **kwargs: Any) -> None:
-        with self._lock:
-            super().reject(*args, **kwargs)
-
-    def reject_page(self, *args: Any, **kwargs: Any) -> None:
-        with self._lock:
-            super().reject_page(*args, **kwargs)
-
-    def flush(self, *args: Any, **kwargs: Any) -> UpsertCounts:
-        with self._lock:
-            return super().flush(*args, **kwargs)
