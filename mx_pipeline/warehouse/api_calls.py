@@ -7,6 +7,7 @@ import duckdb
 import pandas as pd
 
 from mx_pipeline.mx.transport import ApiCall
+from mx_pipeline.warehouse.connection import registered
 
 _COLUMNS = (
     "started_at, run_id, method, path_template, status, latency_ms, attempt, request_id, user_guid, member_guid, error"
@@ -43,9 +44,6 @@ class ApiCallLog:
             calls, self._pending = self._pending, []
         if calls:
             frame = pd.DataFrame([asdict(c) for c in calls]).assign(run_id=self.run_id).astype(object)
-            con.register("api_calls_batch", frame)
-            try:
+            with registered(con, "api_calls_batch", frame):
                 con.execute(f"insert into ops.api_calls by name select {_COLUMNS} from api_calls_batch")
-            finally:
-                con.unregister("api_calls_batch")
         return len(calls)

@@ -70,6 +70,16 @@ def connect(
             con.close()
 
 
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, frame: object) -> Iterator[None]:
+    """``frame`` (a pandas or Arrow frame) readable as the table ``name`` by the statements inside, and only there."""
+    con.register(name, frame)
+    try:
+        yield
+    finally:
+        con.unregister(name)
+
+
 _writer_locks: dict[Path, threading.RLock] = {}
 _writer_locks_guard = threading.Lock()
 

@@ -14,6 +14,7 @@ import pandas as pd
 from mx_pipeline.lifecycle.episodes import Episode
 from mx_pipeline.lifecycle.gate import MemberState, RoutedMember
 from mx_pipeline.lifecycle.routes import RETIRED, Route
+from mx_pipeline.warehouse.connection import registered
 from mx_pipeline.warehouse.members import EVERYTHING, Scope
 
 # The members of a scope, from their status reads: these users' and these members; both empty, every member.
@@ -65,8 +66,7 @@ def save_routes(con: duckdb.DuckDBPyConnection, routed: Iterable[RoutedMember], 
     ).astype(object)
     if frame.empty:
         return
-    con.register("routed_members", frame)
-    try:
+    with registered(con, "routed_members", frame):
         con.execute(
             """
             insert or replace into ops.member_routes
@@ -76,8 +76,6 @@ def save_routes(con: duckdb.DuckDBPyConnection, routed: Iterable[RoutedMember], 
             """,
             {"now": now, "run": run_id},
         )
-    finally:
-        con.unregister("routed_members")
 
 
 def latest_episodes(con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING) -> dict[str, Episode]:
@@ -105,8 +103,7 @@ def save_episodes(con: duckdb.DuckDBPyConnection, episodes: Iterable[Episode]) -
     ).astype(object)
     if frame.empty:
         return
-    con.register("changed_episodes", frame)
-    try:
+    with registered(con, "changed_episodes", frame):
         con.execute(
             """
             insert or replace into ops.notification_episodes
@@ -116,8 +113,6 @@ def save_episodes(con: duckdb.DuckDBPyConnection, episodes: Iterable[Episode]) -
             from changed_episodes
             """
         )
-    finally:
-        con.unregister("changed_episodes")
 
 
 def closed_episodes(con: duckdb.DuckDBPyConnection, among: Iterable[tuple[str, int]]) -> dict[tuple[str, int], str]:
@@ -127,8 +122,7 @@ def closed_episodes(con: duckdb.DuckDBPyConnection, among: Iterable[tuple[str, i
     if not among:
         return {}
     frame = pd.DataFrame.from_records(among, columns=["member_guid", "number"])
-    con.register("asked_episodes", frame)
-    try:
+    with registered(con, "asked_episodes", frame):
         rows = con.execute(
             """
             select e.member_guid, e.number,
@@ -143,6 +137,4 @@ def closed_episodes(con: duckdb.DuckDBPyConnection, among: Iterable[tuple[str, i
             where e.closed_at is not null
             """
         ).fetchall()
-    finally:
-        con.unregister("asked_episodes")
     return {(guid, int(number)): why for guid, number, why in rows}

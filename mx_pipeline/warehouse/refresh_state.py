@@ -21,6 +21,7 @@ import pandas as pd
 from mx_pipeline.lifecycle.routes import AGGREGATED_ROUTES, REFRESH_ACTIONS, WAITING_ON_THE_USER
 from mx_pipeline.refresh.aggregate import AGGREGATE, FAILURES, REREADS, Attempt, RefreshTarget
 from mx_pipeline.refresh.policy import RefreshPolicy
+from mx_pipeline.warehouse.connection import registered
 
 ACTION_BY_ROUTE = {route.value: action for route, action in REFRESH_ACTIONS.items()}
 
@@ -192,8 +193,7 @@ def claim(
     frame = pd.DataFrame(list(dict(members).items()), columns=["member_guid", "user_guid"], dtype=object)
     if frame.empty:
         return
-    con.register("claimed_members", frame)
-    try:
+    with registered(con, "claimed_members", frame):
         con.execute(
             """
             insert into ops.refresh_claims
@@ -202,8 +202,6 @@ def claim(
             """,
             {"trigger": trigger, "run_key": run_key, "now": now},
         )
-    finally:
-        con.unregister("claimed_members")
 
 
 def claimed_by(con: duckdb.DuckDBPyConnection, run_key: str, triggers: Sequence[str] = ()) -> list[DueMember]:
@@ -250,11 +248,8 @@ def record_attempts(con: duckdb.DuckDBPyConnection, attempts: Sequence[Attempt],
     if not attempts:
         return
     frame = pd.DataFrame([asdict(a) | {"trigger": trigger, "run_id": run_id} for a in attempts])
-    con.register("new_attempts", frame)
-    try:
+    with registered(con, "new_attempts", frame):
         con.execute("insert into ops.refresh_attempts by name select * from new_attempts")
-    finally:
-        con.unregister("new_attempts")
 
 
 def _params(policy: RefreshPolicy, now: dt.datetime) -> dict:

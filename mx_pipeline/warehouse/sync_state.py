@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
+from mx_pipeline.warehouse.connection import registered
+
 PENDING_AHEAD_DAYS = 5  # MX's own default to_date: pending rows can be dated a few days ahead
 # MX on from_updated_at/to_updated_at: "Maximum date range limit is 6 months"; six months are never under 181 days.
 MAX_UPDATED_AT_RANGE_DAYS = 180
@@ -186,8 +188,7 @@ def mark_vanished(
     bounds = {f"from_{i}": start for i, (start, _) in enumerate(ranges)}
     bounds |= {f"to_{i}": end for i, (_, end) in enumerate(ranges)}
     listed = pd.DataFrame({"guid": pd.Series(list(listed_guids), dtype=object)})
-    con.register("listed_guids", listed)
-    try:
+    with registered(con, "listed_guids", listed):
         (marked,) = con.execute(
             f"""
             update raw.mx_transactions as t set removed_at = $now, fetched_at = $now
@@ -198,8 +199,6 @@ def mark_vanished(
             """,
             {"now": now, "member": member_guid, **bounds},
         ).fetchone()
-    finally:
-        con.unregister("listed_guids")
     return int(marked)
 
 
