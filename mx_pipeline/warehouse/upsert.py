@@ -1,13 +1,15 @@
 """Dedupe-then-upsert of a frame into a raw table, keyed by MX guid.
 
-DuckDB's ``INSERT ... ON CONFLICT`` does not raise on a key repeated inside one batch: it silently keeps
-the FIRST row. A page can repeat a guid (an overlap window, a record updated between two page reads), so
-each batch is reduced to its latest row per guid before it reaches the table. A re-read whose content is
-unchanged is not rewritten, so its ``run_id`` and ``fetched_at`` still say when that version first arrived.
-Newer always wins: a row never replaces a newer version of itself (a slow page, a replayed or resumed read),
-judged by MX's ``latest_by`` timestamp (a version without one is the older), then by ``fetched_at``.
-Counts come from ``RETURNING`` and the table's row count, never from a join against the whole table: the
-primary-key index makes the upsert itself cost the batch's size, and a join would cost the table's.
+A page can repeat a guid (an overlap window, a record updated between two page reads), so each batch is first
+reduced to its latest row per guid. A re-read whose content is unchanged is not rewritten, so its ``run_id`` and
+``fetched_at`` still say when that version first arrived. Newer always wins: a row never replaces a newer version
+of itself (a slow page, a replayed or resumed read), judged by MX's ``latest_by`` timestamp (a version without one
+is the older), then by ``fetched_at``. Columns the batch does not carry (``first_fetched_at``) are kept.
+
+The batch finds its rows by a semi-join on the key column alone; only the rows found are then read whole, by
+rowid. No index is needed: ``raw.mx_transactions`` has none, because DuckDB loads a VARCHAR primary key's whole
+ART into memory on every open and rewrites it at every checkpoint (about 250 MiB and a second per batch at 600k
+rows, growing with the table), while the key column's scan costs milliseconds.
 """
 
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
+from mx_pipeline.warehouse.connection import registered
 from mx_pipeline.warehouse.tables import TableSpec
 
 
@@ -41,11 +44,8 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: TableSpec, frame: pd.DataFrame)
     """Write ``frame`` (columns = ``spec.columns``) into ``spec.name``: insert new guids, update changed ones."""
     if frame.empty:
         return UpsertCounts()
-    con.register("upsert_batch", frame[list(spec.columns)].assign(_ordinal=range(len(frame))))
-    try:
+    with registered(con, "upsert_batch", frame[list(spec.columns)].assign(_ordinal=range(len(frame)))):
         return upsert_from(con, spec, "upsert_batch")
-    finally:
-        con.unregister("upsert_batch")
 
 
 def upsert_from(con: duckdb.DuckDBPyConnection, spec: TableSpec, source: str) -> UpsertCounts:
@@ -54,18 +54,22 @@ def upsert_from(con: duckdb.DuckDBPyConnection, spec: TableSpec, source: str) ->
     try:
         con.execute("begin transaction")
         con.execute(_dedupe_sql(spec, source))
-        (incoming,) = con.execute("select count(*) from upsert_incoming").fetchone()
-        (before,) = con.execute(f"select count(*) from {spec.name}").fetchone()
-        # RETURNING lists only the rows written: inserted, or updated because their content differed.
-        written = len(con.execute(_merge_sql(spec) + " returning 1").fetchall())
-        (after,) = con.execute(f"select count(*) from {spec.name}").fetchone()
-        con.execute("drop table upsert_incoming")
+        con.execute(_found_sql(spec))
+        con.execute(_stale_sql(spec))
+        ((incoming, found, stale),) = con.execute(
+            "select (select count(*) from upsert_incoming), (select count(*) from upsert_found),"
+            " (select count(*) from upsert_stale)"
+        ).fetchall()
+        if stale:
+            con.execute(_update_sql(spec))
+        if incoming > found:
+            con.execute(_insert_sql(spec))
+        con.execute("drop table upsert_incoming; drop table upsert_found; drop table upsert_stale")
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
-    inserted = after - before
-    return UpsertCounts(inserted=inserted, updated=written - inserted, unchanged=incoming - written)
+    return UpsertCounts(inserted=incoming - found, updated=stale, unchanged=found - stale)
 
 
 def _q(identifier: str) -> str:
@@ -103,12 +107,42 @@ def _not_older(new: str, old: str, spec: TableSpec) -> str:
         )"""
 
 
-def _merge_sql(spec: TableSpec) -> str:
-    columns = ", ".join(_q(c) for c in spec.columns)
-    updates = ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in spec.columns if c != spec.key)
+def _found_sql(spec: TableSpec) -> str:
+    """The table's rows the batch has a version of: their rowids, from a scan of the key column alone."""
+    key = _q(spec.key)
     return f"""
-        insert into {spec.name} as target ({columns})
-        select {columns} from upsert_incoming
-        on conflict ({_q(spec.key)}) do update set {updates}
-        where {_content_differs("target", "excluded", spec)} and {_not_older("excluded", "target", spec)}
+        create temp table upsert_found as
+        select target.rowid as row_id, target.{key} as key
+        from {spec.name} as target semi join upsert_incoming as incoming on target.{key} = incoming.{key}
+    """
+
+
+def _stale_sql(spec: TableSpec) -> str:
+    """Of those, the rows the batch's version replaces: its content differs and it is not older."""
+    key = _q(spec.key)
+    return f"""
+        create temp table upsert_stale as
+        select found.row_id
+        from upsert_found as found
+        join {spec.name} as target on target.rowid = found.row_id
+        join upsert_incoming as incoming on incoming.{key} = found.key
+        where {_content_differs("target", "incoming", spec)} and {_not_older("incoming", "target", spec)}
+    """
+
+
+def _update_sql(spec: TableSpec) -> str:
+    key = _q(spec.key)
+    updates = ", ".join(f"{_q(c)} = incoming.{_q(c)}" for c in spec.columns if c != spec.key)
+    return f"""
+        update {spec.name} as target set {updates}
+        from upsert_incoming as incoming
+        where target.{key} = incoming.{key} and target.rowid in (select row_id from upsert_stale)
+    """
+
+
+def _insert_sql(spec: TableSpec) -> str:
+    columns = ", ".join(_q(c) for c in spec.columns)
+    return f"""
+        insert into {spec.name} ({columns})
+        select {columns} from upsert_incoming where {_q(spec.key)} not in (select key from upsert_found)
     """

@@ -31,9 +31,10 @@ def txn(cons, guid, *, days_ago, amount="12.50", status="POSTED", account="ACT-1
                "merchant_guid": "MCH-1", "currency_code": "USD", "transacted_at": f"{date}T15:04:05Z"}  # fmt: skip
     fetched = dt.datetime.now(dt.UTC)
     for con in cons:
+        con.execute("delete from raw.mx_transactions where guid = ?", [guid])  # the table has no key to replace on
         con.execute(
             """
-            insert or replace into raw.mx_transactions (guid, member_guid, account_guid, user_guid, status, type,
+            insert into raw.mx_transactions (guid, member_guid, account_guid, user_guid, status, type,
                 amount, date, updated_at, removed_at, payload, run_id, fetched_at, first_fetched_at)
             values (?, 'MBR-1', ?, 'USR-1', ?, 'DEBIT', ?, ?, ?, ?, ?, 'run', ?, ?)
             """,

@@ -39,10 +39,11 @@ def txn(cons, guid, *, days_ago, amount="12.50", status="POSTED", account="ACT-1
     date = TODAY - dt.timedelta(days=days_ago)
     payload = {"guid": guid, "description": description, "category": category, "top_level_category": top,
                "merchant_guid": merchant, "currency_code": "USD", "transacted_at": f"{date}T15:04:05Z"}  # fmt: skip
+    sync(cons, "delete from raw.mx_transactions where guid = ?", [guid])  # the table has no key to replace on
     sync(
         cons,
         """
-        insert or replace into raw.mx_transactions (guid, member_guid, account_guid, user_guid, status, type, amount,
+        insert into raw.mx_transactions (guid, member_guid, account_guid, user_guid, status, type, amount,
             date, updated_at, removed_at, payload, run_id, fetched_at, first_fetched_at)
         values (?, ?, ?, ?, ?, 'DEBIT', ?, ?, now(), null, ?, 'run', now(), now())
         """,

@@ -19,7 +19,7 @@ def _rows(con):
 
 
 def test_a_batch_with_duplicate_guids_keeps_the_latest_version(warehouse):
-    # DuckDB's ON CONFLICT keeps the FIRST duplicate of a batch silently; the newer version must win.
+    # A page can repeat a guid; the newer version must win, whatever its place in the batch.
     newer = make_transaction("TRN-A", amount="2.00", updated_at=dt.datetime(2026, 11, 21, tzinfo=dt.UTC))
     older = make_transaction("TRN-A", amount="1.00", updated_at=dt.datetime(2026, 11, 20, tzinfo=dt.UTC))
     with warehouse.connect() as con:
@@ -51,6 +51,26 @@ def test_a_changed_row_is_updated_in_place(warehouse):
         posted = make_transaction("TRN-A", status="POSTED", updated_at=dt.datetime(2026, 11, 22, tzinfo=dt.UTC))
         assert upsert(con, TRANSACTIONS, _frame([posted], SECOND)) == UpsertCounts(updated=1)
         assert con.execute("select status, run_id from raw.mx_transactions").fetchall() == [("POSTED", "run-2")]
+
+
+def test_a_mixed_batch_inserts_updates_and_skips_exactly_leaving_one_row_per_guid(warehouse):
+    # raw.mx_transactions has no primary key to guard it (see warehouse/upsert.py): the upsert alone keeps guids
+    # unique, and columns the batch does not carry (first_fetched_at) stay as the first load set them.
+    later = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
+    with warehouse.connect() as con:
+        upsert(con, TRANSACTIONS, _frame([make_transaction(g) for g in ("TRN-A", "TRN-B", "TRN-C")], FIRST))
+        first_fetched = dict(con.execute("select guid, first_fetched_at from raw.mx_transactions").fetchall())
+        batch = [
+            make_transaction("TRN-A"),  # unchanged
+            make_transaction("TRN-B", amount="9.99", updated_at=later),  # changed
+            make_transaction("TRN-C", amount="1.11", updated_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)),  # older
+            make_transaction("TRN-D"),  # new
+        ]
+        assert upsert(con, TRANSACTIONS, _frame(batch, SECOND)) == UpsertCounts(inserted=1, updated=1, unchanged=2)
+        assert _rows(con) == [("TRN-A", "12.3400", "run-1"), ("TRN-B", "9.9900", "run-2"),
+                              ("TRN-C", "12.3400", "run-1"), ("TRN-D", "12.3400", "run-2")]  # fmt: skip
+        kept = dict(con.execute("select guid, first_fetched_at from raw.mx_transactions").fetchall())
+        assert {guid: kept[guid] for guid in first_fetched} == first_fetched
 
 
 def test_money_and_dates_land_exact(warehouse):
