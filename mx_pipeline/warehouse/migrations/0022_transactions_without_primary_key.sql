@@ -1,6 +1,6 @@
--- raw.mx_transactions loses its primary key. DuckDB loads a VARCHAR key's whole ART index into memory on every
--- open and rewrites it at every checkpoint: at 600k rows one 5,000-row batch cost about 250 MiB and a second for
--- the index alone, growing with the table, and every batch opens the file. The upsert (warehouse/upsert.py)
+-- raw.mx_transactions loses its primary key. With it, INSERT ... ON CONFLICT brought the VARCHAR key's ART index
+-- into memory for every batch, and every batch opens the file: at 600k rows one 5,000-row batch cost about 1 s
+-- and +250 MiB, growing with the table. The upsert (warehouse/upsert.py)
 -- finds a batch's rows by a semi-join on guid instead (milliseconds); one guid per row still holds, by the upsert
 -- and the one-writer rule, and the guids_are_unique check says so after every load. DuckDB cannot drop a
 -- constraint, so the table is copied into one without it (same columns, types, defaults and NOT NULLs).
