@@ -25,6 +25,7 @@ import duckdb
 from mx_pipeline.lifecycle.routes import RETIRED, Route
 from mx_pipeline.mx.errors import NotFound
 from mx_pipeline.warehouse.connection import Warehouse
+from mx_pipeline.warehouse.sync_state import read_again_next_run
 
 MEMBER_REMOVED = RETIRED.reason
 USER_REMOVED = "The user was deleted at MX; nothing of theirs is synced any more."
@@ -210,10 +211,7 @@ def retire_accounts(
     _record(con, "account", retired, reason, run_id, now)
     # A list that drops an account may be wrong (a page shifted): the member's next run reads its accounts again
     # even if MX has not aggregated it since, so a wrongly retired account comes back without waiting for one.
-    con.execute(
-        "update ops.member_sync set synced_aggregated_at = null where member_guid in (select unnest($members))",
-        {"members": sorted({member for _, _, member in retired})},
-    )
+    read_again_next_run(con, (member for _, _, member in retired))
     return [guid for guid, _, _ in retired]
 
 

@@ -206,6 +206,15 @@ def failure_reason(read: str, exc: Exception) -> str:
     return f"{read} read failed: {type(exc).__name__}: {exc}"
 
 
+def read_again_next_run(con: duckdb.DuckDBPyConnection, member_guids: Iterable[str]) -> None:
+    """These members are read on their next run even if MX has not aggregated them since (never skipped as
+    unchanged): what we hold of them may be wrong."""
+    con.execute(
+        "update ops.member_sync set synced_aggregated_at = null where member_guid in (select unnest($members))",
+        {"members": sorted(set(member_guids))},
+    )
+
+
 def record_sync(
     con: duckdb.DuckDBPyConnection,
     member_guid: str,
