@@ -18,6 +18,7 @@ from pydantic import Field
 from mx_pipeline import settings
 from mx_pipeline.connect.link_store import ClosedWhy, LinkRequest
 from mx_pipeline.connect.links import Links, reconnect_url
+from mx_pipeline.landing import LandingArea
 from mx_pipeline.lifecycle.episodes import Episode
 from mx_pipeline.lifecycle.gate import RoutedMember
 from mx_pipeline.lifecycle.notifier import HttpNotifier, LogNotifier, Notifier, longest_http_delivery
@@ -59,11 +60,17 @@ class WarehouseResource(dg.ConfigurableResource):
     # How long a step waits for the file while another process holds it (say, an analyst's read-write session)
     # before it fails saying what to close; the wait is logged in the run.
     wait_seconds: float = DEFAULT_WAIT_SECONDS
+    # Where sync runs land what they read before the loader merges it: a directory or an fsspec URL; by default
+    # ``landing/`` beside the warehouse file.
+    landing_url: str | None = None
 
     def open(self) -> Warehouse:
         path = Path(self.path) if self.path else settings.warehouse_path()
         log = dg.get_dagster_logger("warehouse")  # inside a step, its lines land in the run's log
         return Warehouse(path, memory_limit=self.memory_limit, wait_seconds=self.wait_seconds, log=log)
+
+    def landing(self) -> LandingArea:
+        return LandingArea(self.landing_url) if self.landing_url else LandingArea.beside(self.open().path)
 
 
 class NotifierResource(dg.ConfigurableResource):

@@ -133,26 +133,37 @@ def _updated_since(con: duckdb.DuckDBPyConnection, member_guid: str, days: DateR
     return not unknown and (oldest is None or (oldest - MX_DAY_MARGIN).astimezone(dt.UTC).date() >= since)
 
 
-def late_arrival_ranges(con: duckdb.DuckDBPyConnection, member_guid: str, window: TransactionWindow) -> list[DateRange]:
-    """Dates to list again: days before the window read in full holding a row first fetched since the last
-    complete sync (a copy MX re-issued under a new guid long after its date, or a late transaction).
+def late_arrival_ranges(
+    con: duckdb.DuckDBPyConnection,
+    member_guid: str,
+    window: TransactionWindow,
+    arrived: Iterable[tuple[str, dt.date]] = (),
+) -> list[DateRange]:
+    """Dates to list again: days before the window read in full holding a row new since the last complete sync
+    (a copy MX re-issued under a new guid long after its date, or a late transaction).
 
-    Empty when nothing late arrived, so the extra read costs nothing then. A sync that failed part-way stored
-    what arrived; those rows still count as new until a sync completes.
+    ``arrived``: (guid, date) of the rows this read landed dated before the window; those the table lacks are
+    new. Rows a sync that failed part-way stored still count as new until a sync completes. Empty when nothing
+    late arrived, so the extra read costs nothing then.
     """
     if window.is_full_read or window.last_synced_at is None:
         return []
-    days = [
-        day
-        for (day,) in con.execute(
-            """
-            select distinct date from raw.mx_transactions
-            where member_guid = $member and date < $from and first_fetched_at > $since
-            order by date
-            """,
-            {"member": member_guid, "from": window.reconcile_from, "since": window.last_synced_at},
-        ).fetchall()
-    ]
+    arrived_frame = pd.DataFrame(list(arrived), columns=["guid", "date"]).astype({"guid": object})
+    with registered(con, "arrived_early", arrived_frame):
+        days = [
+            day
+            for (day,) in con.execute(
+                """
+                select date from raw.mx_transactions
+                where member_guid = $member and date < $from and first_fetched_at > $since
+                union
+                select cast(date as date) from arrived_early
+                where guid not in (select guid from raw.mx_transactions where member_guid = $member)
+                order by 1
+                """,
+                {"member": member_guid, "from": window.reconcile_from, "since": window.last_synced_at},
+            ).fetchall()
+        ]
     return coalesce_days(days, merge_gap_days=LATE_DAYS_MERGE_GAP, max_ranges=MAX_LATE_RANGES)
 
 
@@ -176,29 +187,31 @@ def mark_vanished(
     con: duckdb.DuckDBPyConnection,
     member_guid: str,
     listed_in_full: Iterable[DateRange],
-    listed_guids: Iterable[str],
+    listed: str,
     *,
+    listed_at: dt.datetime,
     now: dt.datetime,
 ) -> int:
-    """Mark removed every live row of the member, dated in a range MX listed in full, that MX did not list."""
+    """Mark removed every live row of the member, dated in a range MX listed in full, that the listing ``listed``
+    (a relation with a ``guid`` column) lacks. Only rows fetched by ``listed_at``, when the listing ended, are
+    judged: a row fetched after it (a newer read loaded in the same batch) is not the listing's to judge."""
     ranges = list(listed_in_full)
     if not ranges:
         return 0
     dated_in = " or ".join(f"t.date between $from_{i} and $to_{i}" for i in range(len(ranges)))
     bounds = {f"from_{i}": start for i, (start, _) in enumerate(ranges)}
     bounds |= {f"to_{i}": end for i, (_, end) in enumerate(ranges)}
-    listed = pd.DataFrame({"guid": pd.Series(list(listed_guids), dtype=object)})
-    with registered(con, "listed_guids", listed):
-        (marked,) = con.execute(
-            f"""
-            update raw.mx_transactions as t set removed_at = $now, fetched_at = $now
-            where t.member_guid = $member
-              and t.removed_at is null
-              and ({dated_in})
-              and t.guid not in (select guid from listed_guids)
-            """,
-            {"now": now, "member": member_guid, **bounds},
-        ).fetchone()
+    (marked,) = con.execute(
+        f"""
+        update raw.mx_transactions as t set removed_at = $now, fetched_at = $now
+        where t.member_guid = $member
+          and t.removed_at is null
+          and t.fetched_at <= $listed_at
+          and ({dated_in})
+          and t.guid not in (select guid from {listed})
+        """,
+        {"now": now, "member": member_guid, "listed_at": listed_at, **bounds},
+    ).fetchone()
     return int(marked)
 
 

@@ -1,37 +1,37 @@
 """One member's transaction sync: read MX's list in one or two passes (and the days late rows are dated, when
-any arrived), stream it in, settle the rows MX stopped listing.
+any arrived), land it, and let the loader merge it and settle the rows MX stopped listing.
 
-The MX call itself is passed in (``list_transactions``), so this module stays free of HTTP and Dagster:
-it decides the window, consumes the pages lazily, and records the outcome.
+The MX call itself is passed in (``list_transactions``), so this module stays free of HTTP and Dagster: it
+decides the window, consumes the pages lazily into the landing area (``mx_pipeline/landing``), and says in the
+manifest how the read ended. :func:`extract_member_transactions` is a sync run's reading half (a step lands
+every member, then loads them all at once: ``warehouse/landed.py``); :func:`sync_member_transactions` does both
+halves for one member.
 """
 
 import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from mx_pipeline.landing.area import LandingArea
+from mx_pipeline.landing.transactions import BATCH_ROWS, TransactionLanding
 from mx_pipeline.mx.errors import READ_FAILURES, MxError
 from mx_pipeline.mx.pagination import Page
 from mx_pipeline.warehouse.api_calls import ApiCallLog
 from mx_pipeline.warehouse.connection import Warehouse
+from mx_pipeline.warehouse.landed import load_landed
 from mx_pipeline.warehouse.members import MemberToFetch
-from mx_pipeline.warehouse.page_loader import BATCH_ROWS, TransactionPageLoader
 from mx_pipeline.warehouse.sync_state import (
     TRANSACTIONS_READ,
     DateRange,
     TransactionWindow,
     failure_reason,
     late_arrival_ranges,
-    mark_vanished,
     plan_window,
-    record_sync,
 )
 from mx_pipeline.warehouse.upsert import UpsertCounts
 
 ListTransactions = Callable[..., Iterator[Page]]  # MX's pages, e.g. MxClient.list_member_transaction_pages
 ONE_DAY = dt.timedelta(days=1)
-# Rows written at once: five pages. Every write opens and closes the file (a checkpoint, which rewrites the
-# primary-key index: the cost grows with the table), so fewer, larger writes; memory stays bounded all the same.
-WRITE_BATCH = BATCH_ROWS
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,17 @@ class SyncPolicy:
     history_days: int = 730
     reconcile_lookback_days: int = 14  # MX deletes a pending transaction within 14 days
     overlap_days: int = 0  # whole days read again before the watermark's day (sync_state.MX_DAY_MARGIN)
+
+
+@dataclass(frozen=True)
+class MemberRead:
+    """One member's read, landed: where, how many records MX listed and how many were refused, and the error."""
+
+    member_guid: str
+    directory: str
+    listed: int
+    refused: int
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,18 +72,35 @@ def sync_member_transactions(
     policy: SyncPolicy,
     run_id: str,
     api_log: ApiCallLog | None = None,
-    batch_size: int = WRITE_BATCH,
+    batch_size: int = BATCH_ROWS,
+    area: LandingArea | None = None,
 ) -> MemberSyncResult:
-    """Bring one member's raw transactions up to date with MX; failures are recorded, never raised.
+    """Bring one member's raw transactions up to date with MX: read and land it, then load it.
 
-    No warehouse connection is open while MX is asked: the pages are consumed one at a time, each full batch is
-    written on its own short connection between two requests, and a sync opens the file three times besides:
-    to plan, to write what is left and look for late days, and to write the rest with the outcome.
+    ``area``: the landing area (by default ``landing/`` beside the warehouse file)."""
+    area = area or LandingArea.beside(warehouse.path)
+    read = extract_member_transactions(
+        warehouse, area, member, list_transactions, policy=policy, run_id=run_id, batch_size=batch_size
+    )
+    loaded = load_landed(warehouse, area, run_id=run_id, only=[read.directory], api_log=api_log)
+    return MemberSyncResult(member.guid, loaded.counts, read.listed, loaded.quarantined, loaded.removed, read.error)
+
+
+def extract_member_transactions(
+    warehouse: Warehouse,
+    area: LandingArea,
+    member: MemberToFetch,
+    list_transactions: ListTransactions,
+    *,
+    policy: SyncPolicy,
+    run_id: str,
+    batch_size: int = BATCH_ROWS,
+) -> MemberRead:
+    """Read one member's transactions from MX into the landing area; a failed read is landed as such, never raised.
+
+    The warehouse is only read, twice, on short connections and never while MX is asked: to plan the window,
+    and to tell which early-dated rows are new to it (late arrivals, listed again by date).
     """
-    return _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_size)
-
-
-def _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_size) -> MemberSyncResult:
     today = _mx_today(member)
     with warehouse.connect() as con:
         window = plan_window(
@@ -87,15 +115,20 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_s
     listed_in_full: list[DateRange] = []  # the dates those reads covered, once each read completed
     listed = 0
     error: MxError | None = None
-    loader = TransactionPageLoader(
-        warehouse, member_guid=member.guid, run_id=run_id, api_log=api_log, batch_size=batch_size
+    landing = TransactionLanding(
+        area,
+        run_id=run_id,
+        member_guid=member.guid,
+        user_guid=member.user_guid,
+        early_before=None if window.is_full_read else window.reconcile_from,
+        batch_size=batch_size,
     )
 
     def read(query: dict, lists_in_full: DateRange | None) -> None:
         nonlocal listed
         for page in list_transactions(**query):
             listed += len(page.items)
-            loader.add(page)  # validated in the warehouse a batch at a time; refused records are quarantined
+            landing.add(page)  # judged a batch at a time; refused records are quarantined by the loader
             if lists_in_full:
                 listed_guids.update(page.guids())  # a malformed record's too: MX still lists it, it has not vanished
         if lists_in_full:
@@ -104,35 +137,31 @@ def _sync(warehouse, member, list_transactions, policy, run_id, api_log, batch_s
     try:
         for query, lists_in_full in _passes(window):
             read(query, lists_in_full)
-        with warehouse.connect() as con:
-            loader.flush(con)  # late rows are looked for in the table
-            late = late_arrival_ranges(con, member.guid, window)
-        for start, end in late:
-            read(*_listing((start, end)))
+        landing.flush()
+        if window.last_synced_at is not None and not window.is_full_read:
+            with warehouse.connect() as con:
+                late = late_arrival_ranges(con, member.guid, window, landing.early)
+            for start, end in late:
+                read(*_listing((start, end)))
     except READ_FAILURES as exc:
         error = exc
-        loader.reject_page(f"{type(exc).__name__}: {exc}")
-    except BaseException:
-        loader.flush()  # what arrived is true: it is written before the error goes on
+        landing.reject_page(f"{type(exc).__name__}: {exc}")
+    except BaseException as exc:
+        # What arrived is true: landed (as a failed read) before the error goes on.
+        landing.finish(outcome="failed", reason=failure_reason(TRANSACTIONS_READ, exc))
         raise
-    removed = 0
-    now = dt.datetime.now(dt.UTC)
-    with warehouse.connect() as con:
-        # Written even when a read failed part-way: those rows are true, and the watermark (moved only by a
-        # complete sync) makes the next one read the rest again.
-        loader.flush(con)
-        if error is None:
-            watermark = _later(member.successfully_aggregated_at, loader.latest_updated_at)
-            removed = mark_vanished(con, member.guid, listed_in_full, listed_guids, now=now)
-            record_sync(
-                con, member.guid, member.user_guid, outcome="synced", run_id=run_id, now=now, watermark=watermark,
-                aggregated_at=member.successfully_aggregated_at,
-            )  # fmt: skip
-        else:
-            reason = failure_reason(TRANSACTIONS_READ, error)
-            record_sync(con, member.guid, member.user_guid, outcome="failed", reason=reason, run_id=run_id, now=now)
+    if error is None:
+        landing.finish(
+            outcome="synced",
+            watermark=_later(member.successfully_aggregated_at, landing.latest_updated_at),
+            aggregated_at=member.successfully_aggregated_at,
+            listed_in_full=listed_in_full,
+            listed_guids=listed_guids,
+        )
+    else:
+        landing.finish(outcome="failed", reason=failure_reason(TRANSACTIONS_READ, error))
     failed = None if error is None else f"{type(error).__name__}: {error}"
-    return MemberSyncResult(member.guid, loader.counts, listed, loader.quarantined, removed, failed)
+    return MemberRead(member.guid, landing.directory, listed, landing.refused, failed)
 
 
 def _later(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:

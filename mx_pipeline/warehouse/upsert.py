@@ -50,26 +50,32 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: TableSpec, frame: pd.DataFrame)
 
 
 def upsert_from(con: duckdb.DuckDBPyConnection, spec: TableSpec, source: str) -> UpsertCounts:
-    """Upsert the rows of ``source`` (a relation with ``spec.columns`` and an ``_ordinal``: among duplicates the
-    greater is the later) into ``spec.name``, in one transaction of a fixed number of statements."""
+    """Upsert the rows of ``source`` (a relation with ``spec.columns`` and an ``_ordinal``: among duplicates fetched
+    at the same time the greater is the later) into ``spec.name``, in one transaction."""
     try:
         con.execute("begin transaction")
-        con.execute(_dedupe_sql(spec, source))
-        con.execute(_found_sql(spec))
-        con.execute(_stale_sql(spec))
-        ((incoming, found, stale),) = con.execute(
-            "select (select count(*) from upsert_incoming), (select count(*) from upsert_found),"
-            " (select count(*) from upsert_stale)"
-        ).fetchall()
-        if stale:
-            con.execute(_update_sql(spec))
-        if incoming > found:
-            con.execute(_insert_sql(spec))
-        con.execute("drop table upsert_incoming; drop table upsert_found; drop table upsert_stale")
+        counts = merge(con, spec, source)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
+    return counts
+
+
+def merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, source: str) -> UpsertCounts:
+    """:func:`upsert_from` inside the caller's transaction, in a fixed number of statements."""
+    con.execute(_dedupe_sql(spec, source))
+    con.execute(_found_sql(spec))
+    con.execute(_stale_sql(spec))
+    ((incoming, found, stale),) = con.execute(
+        "select (select count(*) from upsert_incoming), (select count(*) from upsert_found),"
+        " (select count(*) from upsert_stale)"
+    ).fetchall()
+    if stale:
+        con.execute(_update_sql(spec))
+    if incoming > found:
+        con.execute(_insert_sql(spec))
+    con.execute("drop table upsert_incoming; drop table upsert_found; drop table upsert_stale")
     return UpsertCounts(inserted=incoming - found, updated=stale, unchanged=found - stale)
 
 
@@ -80,7 +86,8 @@ def _q(identifier: str) -> str:
 def _dedupe_sql(spec: TableSpec, source: str) -> str:
     casts = dict(spec.casts)
     select = ", ".join(f"cast({_q(c)} as {casts[c]}) as {_q(c)}" if c in casts else _q(c) for c in spec.columns)
-    order = f"{_q(spec.latest_by)} desc nulls last, _ordinal desc" if spec.latest_by else "_ordinal desc"
+    arrival = "fetched_at desc, _ordinal desc"  # the later fetch, then the later place in it
+    order = f"{_q(spec.latest_by)} desc nulls last, {arrival}" if spec.latest_by else arrival
     return f"""
         create temp table upsert_incoming as
         select {select} from {source}

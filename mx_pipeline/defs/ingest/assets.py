@@ -48,6 +48,7 @@ from mx_pipeline.warehouse.end_users import (
     mx_user_guids,
     record_registrations,
 )
+from mx_pipeline.warehouse.landed import load_landed
 from mx_pipeline.warehouse.members import (
     EVERYTHING,
     MemberToFetch,
@@ -69,7 +70,7 @@ from mx_pipeline.warehouse.sync_state import (
     record_sync,
 )
 from mx_pipeline.warehouse.tables import TableSpec
-from mx_pipeline.warehouse.transaction_sync import MemberSyncResult, SyncPolicy, sync_member_transactions
+from mx_pipeline.warehouse.transaction_sync import MemberRead, SyncPolicy, extract_member_transactions
 
 POOL = "duckdb_warehouse"
 GROUP = "ingest"
@@ -303,38 +304,34 @@ def mx_transactions(
         for member in not_fetched:
             record_sync(con, member.guid, member.user_guid, outcome="skipped", reason=member.reason, run_id=run_id,
                         now=pd.Timestamp.now(tz="UTC"))  # fmt: skip
-    results, suspects = [], Suspects()
+    reads, suspects, area = [], Suspects(), warehouse.landing()
     with mx.client([api_log]) as client:  # no warehouse connection stays open while MX is asked
 
-        def sync(member: MemberToFetch) -> MemberSyncResult:
-            return sync_member_transactions(
-                wh,
-                member,
-                suspects.watching(
-                    member, lambda **query: client.list_member_transaction_pages(member.user_guid, member.guid, **query)
-                ),
-                policy=policy,
-                run_id=run_id,
-                api_log=api_log,
+        def extract(member: MemberToFetch) -> MemberRead:
+            pages = suspects.watching(
+                member, lambda **query: client.list_member_transaction_pages(member.user_guid, member.guid, **query)
             )
+            return extract_member_transactions(wh, area, member, pages, policy=policy, run_id=run_id)
 
-        for i, (member, result) in enumerate(read_each(sync, fetchable, concurrency=mx.concurrency), 1):
-            results.append(result)
-            context.log.info(f"member {i}/{len(fetchable)} {member.guid}: {result.counts}")
-        # sync_member_transactions quarantined the 404 already (one bad read stays a failed, quarantined read).
+        for i, (member, read) in enumerate(read_each(extract, fetchable, concurrency=mx.concurrency), 1):
+            reads.append(read)
+            context.log.info(f"member {i}/{len(fetchable)} {member.guid}: {read.listed} listed, {read.refused} refused")
+        loaded = load_landed(wh, area, run_id=run_id, api_log=api_log)  # every member landed, in bulk
+        # The 404 was landed as a failed read and quarantined (one bad read stays a failed, quarantined read).
         retired = suspects.settle(client, wh, None, run_id)
-    counts = sum((r.counts for r in results), UpsertCounts())
-    failed = {r.member_guid: r.error for r in results if r.error and r.member_guid not in retired}
+    failed = {r.member_guid: r.error for r in reads if r.error and r.member_guid not in retired}
     return _result(
         wh,
         tables.TRANSACTIONS,
         api_log,
-        counts,
-        sum(r.quarantined for r in results),
+        loaded.counts,
+        loaded.quarantined,
         read_failures=len(failed),
-        listed=sum(r.listed for r in results),
-        vanished_marked_removed=sum(r.removed for r in results),
-        members_synced=sum(not r.error for r in results),
+        listed=sum(r.listed for r in reads),
+        vanished_marked_removed=loaded.removed,
+        members_synced=sum(not r.error for r in reads),
+        members_loaded=len(loaded.members),
+        landed_loaded_before=loaded.already_loaded,
         members_failed=dg.MetadataValue.json(_reasons(context, failed)),
         members_retired=dg.MetadataValue.json(retired),
         members_not_fetched=dg.MetadataValue.json({m.guid: m.reason for m in not_fetched}),

@@ -1,0 +1,187 @@
+"""The loader: merge landed members (``mx_pipeline/landing``) into ``raw.mx_transactions`` in bulk.
+
+Members are merged in groups of about ``GROUP_ROWS`` rows, each group in one transaction of a fixed number of
+statements over its Parquet parts: refused rows to ``ops.quarantine`` with their reasons, the rest upserted
+(newer wins, an unchanged re-read is not rewritten), then each member settled as its read ended (rows MX stopped
+listing marked removed, the outcome and watermark recorded) and the directory noted in ``ops.landed_loads``.
+Only then are its files deleted, so:
+
+- a loader killed before its commit leaves the files, and the next load does the work again;
+- a loader killed after its commit, before the delete, leaves files ``ops.landed_loads`` names: the next load
+  deletes them unread, so nothing is quarantined or settled twice;
+- every complete member is loaded, whichever run landed it: a run killed after its reads but before its load
+  is loaded by the next one, oldest read first.
+
+A listing judges only rows fetched before it ended: an older member directory loaded beside a newer one never
+marks the newer rows removed, and only the newest directory of a member in a group settles it.
+"""
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import duckdb
+
+from mx_pipeline.landing.area import LandedMember, LandingArea
+from mx_pipeline.landing.transactions import TABLE
+from mx_pipeline.warehouse.api_calls import ApiCallLog
+from mx_pipeline.warehouse.connection import Warehouse
+from mx_pipeline.warehouse.quarantine import QuarantinedRecord, write_quarantine
+from mx_pipeline.warehouse.sync_state import mark_vanished, record_sync
+from mx_pipeline.warehouse.tables import TRANSACTIONS
+from mx_pipeline.warehouse.upsert import UpsertCounts, merge
+
+GROUP_ROWS = 250_000  # rows merged in one transaction: whole row groups appended, memory bounded
+KEEP_LOADS = dt.timedelta(days=7)  # ops.landed_loads rows kept: longer than any leftover waits for a load
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What one load did."""
+
+    members: tuple[str, ...] = ()  # member guids merged (one per directory)
+    counts: UpsertCounts = field(default_factory=UpsertCounts)
+    quarantined: int = 0
+    removed: int = 0  # rows marked removed because a listing in full no longer had them
+    already_loaded: int = 0  # directories found again after their commit: deleted unread
+
+    def __add__(self, other: "LoadReport") -> "LoadReport":
+        return LoadReport(
+            self.members + other.members,
+            self.counts + other.counts,
+            self.quarantined + other.quarantined,
+            self.removed + other.removed,
+            self.already_loaded + other.already_loaded,
+        )
+
+
+def load_landed(
+    warehouse: Warehouse,
+    area: LandingArea,
+    *,
+    run_id: str,
+    only: Iterable[str] | None = None,
+    api_log: ApiCallLog | None = None,
+    group_rows: int = GROUP_ROWS,
+) -> LoadReport:
+    """Merge every complete member directory (or those in ``only``) on one connection; ``run_id``: the loading run."""
+    landed = area.landed(TABLE)
+    if only is not None:
+        wanted = set(only)
+        landed = [member for member in landed if member.directory in wanted]
+    report = LoadReport()
+    if not landed and not (api_log and api_log.pending):
+        return report
+    with warehouse.connect() as con:
+        area.attach(con)
+        for group in _groups(landed, group_rows):
+            report += _load_group(con, area, group, run_id)
+            for member in group:
+                area.remove(member)
+        con.execute("delete from ops.landed_loads where loaded_at < $before", {"before": _now(con) - KEEP_LOADS})
+        if api_log:
+            api_log.flush(con)
+    return report
+
+
+def _groups(landed: list[LandedMember], group_rows: int) -> Iterator[list[LandedMember]]:
+    group, rows = [], 0
+    for member in landed:
+        if group and rows + member.manifest.rows > group_rows:
+            yield group
+            group, rows = [], 0
+        group.append(member)
+        rows += member.manifest.rows
+    if group:
+        yield group
+
+
+def _load_group(con: duckdb.DuckDBPyConnection, area: LandingArea, group: list[LandedMember], run_id: str):
+    con.execute("begin transaction")
+    try:
+        now = _now(con)  # the transaction's own time: first_fetched_at of what it inserts, never after it
+        fresh = _not_loaded_yet(con, group)
+        parts = [area.duckdb_path(member.part(name)) for member in fresh for name in member.manifest.parts]
+        counts, quarantined = UpsertCounts(), 0
+        if parts:
+            con.execute(f"create temp view landed as select * from read_parquet({_list(parts)}, hive_partitioning = 0)")
+            quarantined += _quarantine_refused(con, now)
+            columns = ", ".join(TRANSACTIONS.columns)
+            counts = merge(con, TRANSACTIONS, f"(select {columns}, _ordinal from landed where reason is null)")
+            con.execute("drop view landed")
+        removed = 0
+        settling = {member.manifest.member_guid: member for member in fresh}  # the newest of each member
+        for member in fresh:
+            quarantined += _quarantine_unreadable(con, member, now)
+            if settling[member.manifest.member_guid] is member:
+                removed += _settle(con, area, member, now)
+        if fresh:
+            con.executemany(
+                "insert into ops.landed_loads values (?, ?, ?, ?, ?, ?)",
+                [(TABLE, m.manifest.run_id, m.manifest.member_guid, now, run_id, m.manifest.rows) for m in fresh],
+            )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    members = tuple(member.manifest.member_guid for member in fresh)
+    return LoadReport(members, counts, quarantined, removed, already_loaded=len(group) - len(fresh))
+
+
+def _not_loaded_yet(con: duckdb.DuckDBPyConnection, group: list[LandedMember]) -> list[LandedMember]:
+    loaded = set(
+        con.execute(
+            "select run_id, member_guid from ops.landed_loads where table_name = $table"
+            " and list_contains($runs, run_id)",
+            {"table": TABLE, "runs": sorted({m.manifest.run_id for m in group})},
+        ).fetchall()
+    )
+    return [m for m in group if (m.manifest.run_id, m.manifest.member_guid) not in loaded]
+
+
+def _quarantine_refused(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> int:
+    (refused,) = con.execute(
+        """
+        insert into ops.quarantine (quarantined_at, run_id, table_name, record_guid, member_guid, reason, payload)
+        select $now, run_id, $table, case when json_type(payload, '$.guid') = 'VARCHAR' then payload ->> 'guid' end,
+            _member, reason, payload
+        from landed where reason is not null
+        """,
+        {"now": now, "table": TRANSACTIONS.name},
+    ).fetchone()
+    return refused
+
+
+def _quarantine_unreadable(con: duckdb.DuckDBPyConnection, member: LandedMember, now: dt.datetime) -> int:
+    manifest = member.manifest
+    records = [
+        QuarantinedRecord(TRANSACTIONS.name, why, member_guid=manifest.member_guid) for why in manifest.page_rejects
+    ]
+    return write_quarantine(con, records, run_id=manifest.run_id, now=now)
+
+
+def _settle(con: duckdb.DuckDBPyConnection, area: LandingArea, member: LandedMember, now: dt.datetime) -> int:
+    """Mark what a complete read no longer listed, and record how the read ended; returns the rows marked."""
+    manifest = member.manifest
+    if manifest.outcome != "synced":
+        record_sync(con, manifest.member_guid, manifest.user_guid, outcome="failed", reason=manifest.reason,
+                    run_id=manifest.run_id, now=now)  # fmt: skip
+        return 0
+    listed = f"read_parquet({_list([area.duckdb_path(member.listed)])})"
+    removed = mark_vanished(
+        con, manifest.member_guid, manifest.listed_in_full, listed, listed_at=manifest.finished_at, now=now
+    )
+    record_sync(
+        con, manifest.member_guid, manifest.user_guid, outcome="synced", run_id=manifest.run_id, now=now,
+        watermark=manifest.watermark, aggregated_at=manifest.aggregated_at,
+    )  # fmt: skip
+    return removed
+
+
+def _now(con: duckdb.DuckDBPyConnection) -> dt.datetime:
+    ((now,),) = con.execute("select current_timestamp").fetchall()
+    return now
+
+
+def _list(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
