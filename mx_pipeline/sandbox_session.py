@@ -2,7 +2,8 @@
 
 The sandbox keeps its users and members in memory, so when it stops every guid the warehouse holds means
 nothing to the next one. A sandbox session therefore clears the data directory's run-time state first: the
-warehouse (and its WAL), the analysts' ``analytics.duckdb``, the connect service's spool and link store (events
+warehouse (its WAL, and the landing area its loads wait in: ``landing/``), the analysts' ``analytics.duckdb``, the
+connect service's spool and link store (events
 and reconnect links name sandbox members) and the Dagster instance's history (its sensor cursors and run keys
 count ``ops.member_events`` of the old warehouse: kept, they would hide the new session's events). The
 instance config, the link secret and the reference data stay.
@@ -20,6 +21,7 @@ import shutil
 from pathlib import Path
 
 from mx_pipeline import settings
+from mx_pipeline.landing import LandingArea
 
 MARKER = ".built_on_sandbox"
 INSTANCE_CONFIG = "dagster.yaml"
@@ -99,14 +101,15 @@ def refuse_on_mx() -> None:
 
 
 def _cleared(data: Path) -> list[Path]:
-    """What a session clears: the warehouse, the analysts' file, links, spool and the Dagster instance's history."""
+    """What a session clears: the warehouse and its landing area, the analysts' file, links, spool and the Dagster
+    instance's history."""
     warehouse, links, home = settings.warehouse_path(), settings.link_store_path(), settings.dagster_home()
     files = [
         data / name for name in (warehouse.name, f"{warehouse.name}.wal", "analytics.duckdb", "analytics.duckdb.wal")
     ]
     files += [links.with_name(links.name + suffix) for suffix in ("", "-wal", "-shm")]
     history = [entry for entry in home.iterdir() if entry.name != INSTANCE_CONFIG] if home.is_dir() else []
-    return [*files, settings.spool_dir(), *history]
+    return [*files, LandingArea.beside(warehouse).root_path, settings.spool_dir(), *history]
 
 
 def _holds_data(path: Path) -> bool:

@@ -14,6 +14,7 @@ SESSION_STATE = [
     "links.sqlite",
     "links.sqlite-wal",
     "spool/member/1.json",
+    "landing/transactions/run=1/member=MBR-1/manifest.json",  # landed, not loaded yet: it names sandbox guids
     "dagster_home/history/runs.db",
     "dagster_home/schedules/schedules.db",
 ]
