@@ -4,7 +4,9 @@ A batch of pages is parsed, typed and judged by DuckDB in one statement (``wareh
 connection of its own, in memory: the warehouse file is never opened. A refused record stays in the part with
 its ``reason`` (the loader quarantines it), so nothing MX sent is lost between here and the warehouse. Only the
 batch's page texts are held in memory, and at most ``STAGING_SLOTS`` batches are parsed at once whatever the
-number of reading threads: each parse takes about 100 MiB at 5,000 records.
+number of reading threads: a parse's memory grows with its batch, and DuckDB's allocator keeps what a thread used.
+Measured on 250,000 transactions read 8 members at once (peak RSS of the whole run, seconds): 2 parses of 5,000
+records 626 MiB, 25.5 s; 1 of 5,000 492 MiB, 26.3 s; 1 of 2,000 400 MiB, 30.1 s; 1 of 1,000 346 MiB, 38.6 s.
 """
 
 import datetime as dt
@@ -17,8 +19,8 @@ from mx_pipeline.mx.pagination import Page
 from mx_pipeline.warehouse.page_sql import staging_sql
 
 TABLE = "transactions"
-BATCH_ROWS = 5000  # five full MX pages a part
-STAGING_SLOTS = threading.BoundedSemaphore(2)  # the machine's cores: more parses at once only add memory
+BATCH_ROWS = 2000  # two full MX pages a part
+STAGING_SLOTS = threading.BoundedSemaphore(2)  # the cores: parses run beside each other, bounded
 _STAGED = "staged"
 _PART_ORDINAL = 10**10  # a part's rows come after every row of the parts before it
 

@@ -32,6 +32,9 @@ from mx_pipeline.warehouse.tables import TRANSACTIONS
 from mx_pipeline.warehouse.upsert import UpsertCounts, merge
 
 GROUP_ROWS = 250_000  # rows merged in one transaction: whole row groups appended, memory bounded
+# DuckDB's buffer pool while loading: the merge streams Parquet into the table, and a larger pool only holds more
+# of it (1,000,000 rows: 1 GB -> 1,142 MiB peak and 16.5 s; 256 MB -> 419 MiB and 22.4 s).
+MEMORY_LIMIT = "256MB"
 KEEP_LOADS = dt.timedelta(days=7)  # ops.landed_loads rows kept: longer than any leftover waits for a load
 
 
@@ -73,6 +76,7 @@ def load_landed(
     if not landed and not (api_log and api_log.pending):
         return report
     with warehouse.connect() as con:
+        con.execute("set memory_limit = ?", [MEMORY_LIMIT])
         area.attach(con)
         for group in _groups(landed, group_rows):
             report += _load_group(con, area, group, run_id)
