@@ -21,6 +21,7 @@ import duckdb
 import fsspec
 
 MANIFEST = "manifest.json"
+SET_ASIDE = "unloadable.json"  # a manifest whose files could not be loaded, renamed: never loaded again
 LISTED = "listed.parquet"
 _log = logging.getLogger(__name__)
 
@@ -150,6 +151,11 @@ class LandingArea:
         """Member directories without a manifest: a read still running, or one a killed process left."""
         directories = self.fs.glob(f"{self.root}/{table}/run=*/member=*")
         return sorted(d for d in directories if not self.fs.exists(f"{d}/{MANIFEST}"))
+
+    def set_aside(self, member: LandedMember, reason: str) -> None:
+        """Keep a member whose files could not be loaded for a person to look at, out of every later load."""
+        self.fs.pipe_file(f"{member.directory}/{SET_ASIDE}", json.dumps({"reason": reason}).encode())
+        self.fs.rm_file(f"{member.directory}/{MANIFEST}")
 
     def remove(self, member: LandedMember) -> None:
         """Delete a loaded member's files (the manifest first, so no one loads what is left of it)."""

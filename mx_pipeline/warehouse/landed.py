@@ -10,14 +10,18 @@ Only then are its files deleted, so:
 - a loader killed after its commit, before the delete, leaves files ``ops.landed_loads`` names: the next load
   deletes them unread, so nothing is quarantined or settled twice;
 - every complete member is loaded, whichever run landed it: a run killed after its reads but before its load
-  is loaded by the next one, oldest read first.
+  is loaded by the next one, oldest read first;
+- a member whose files cannot be read is set aside (``unloadable.json``, the reason beside its files), quarantined
+  and recorded as a failed read; it never stops the others, and the next sync reads it again.
 
 A listing judges only rows fetched before it ended: an older member directory loaded beside a newer one never
 marks the newer rows removed, and only the newest directory of a member in a group settles it.
 """
 
 import datetime as dt
+import logging
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import duckdb
@@ -35,6 +39,7 @@ GROUP_ROWS = 250_000  # rows merged in one transaction: whole row groups appende
 # DuckDB's buffer pool while loading: the merge streams Parquet into the table, and a larger pool only holds more
 # of it (1,000,000 rows: 1 GB -> 1,142 MiB peak and 16.5 s; 256 MB -> 419 MiB and 22.4 s).
 MEMORY_LIMIT = "256MB"
+_log = logging.getLogger(__name__)
 KEEP_LOADS = dt.timedelta(days=7)  # ops.landed_loads rows kept: longer than any leftover waits for a load
 
 
@@ -79,13 +84,40 @@ def load_landed(
         con.execute("set memory_limit = ?", [MEMORY_LIMIT])
         area.attach(con)
         for group in _groups(landed, group_rows):
-            report += _load_group(con, area, group, run_id)
-            for member in group:
-                area.remove(member)
+            report += _load_each_or_set_aside(con, area, group, run_id)
         con.execute("delete from ops.landed_loads where loaded_at < $before", {"before": _now(con) - KEEP_LOADS})
         if api_log:
             api_log.flush(con)
     return report
+
+
+def _load_each_or_set_aside(con, area: LandingArea, group: list[LandedMember], run_id: str) -> LoadReport:
+    """Load the group; when it fails, each member alone, so files that cannot be read (a truncated part) stop only
+    their member. Such a member is set aside with the reason, quarantined, and its read recorded as failed (the
+    watermark did not move: the next sync reads it again); the others load."""
+    try:
+        report = _load_group(con, area, group, run_id)
+    except duckdb.Error as exc:
+        if len(group) > 1:
+            return sum((_load_each_or_set_aside(con, area, [member], run_id) for member in group), LoadReport())
+        _set_aside(con, area, group[0], run_id, exc)
+        return LoadReport()
+    for member in group:
+        area.remove(member)
+    return report
+
+
+def _set_aside(con: duckdb.DuckDBPyConnection, area: LandingArea, member: LandedMember, run_id: str, exc: Exception):
+    reason = f"landed files could not be loaded ({member.directory}): {type(exc).__name__}: {exc}"
+    _log.error(f"{reason}; set aside for a person to look at, and the member is read again by its next sync")
+    manifest = member.manifest
+    with _transaction(con):
+        now = _now(con)
+        write_quarantine(con, [QuarantinedRecord(TRANSACTIONS.name, reason, member_guid=manifest.member_guid)],
+                         run_id=run_id, now=now)  # fmt: skip
+        record_sync(con, manifest.member_guid, manifest.user_guid, outcome="failed",
+                    reason=f"transactions load failed: {reason}", run_id=manifest.run_id, now=now)  # fmt: skip
+    area.set_aside(member, reason)
 
 
 def _groups(landed: list[LandedMember], group_rows: int) -> Iterator[list[LandedMember]]:
@@ -100,9 +132,19 @@ def _groups(landed: list[LandedMember], group_rows: int) -> Iterator[list[Landed
         yield group
 
 
-def _load_group(con: duckdb.DuckDBPyConnection, area: LandingArea, group: list[LandedMember], run_id: str):
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("begin transaction")
     try:
+        yield
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+
+
+def _load_group(con: duckdb.DuckDBPyConnection, area: LandingArea, group: list[LandedMember], run_id: str):
+    with _transaction(con):
         now = _now(con)  # the transaction's own time: first_fetched_at of what it inserts, never after it
         fresh = _not_loaded_yet(con, group)
         parts = [area.duckdb_path(member.part(name)) for member in fresh for name in member.manifest.parts]
@@ -124,10 +166,6 @@ def _load_group(con: duckdb.DuckDBPyConnection, area: LandingArea, group: list[L
                 "insert into ops.landed_loads values (?, ?, ?, ?, ?, ?)",
                 [(TABLE, m.manifest.run_id, m.manifest.member_guid, now, run_id, m.manifest.rows) for m in fresh],
             )
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
     members = tuple(member.manifest.member_guid for member in fresh)
     return LoadReport(members, counts, quarantined, removed, already_loaded=len(group) - len(fresh))
 

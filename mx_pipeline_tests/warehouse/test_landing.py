@@ -270,3 +270,25 @@ def test_a_member_synced_page_by_page_matches_the_sandbox_amount_by_amount(
     with warehouse.connect() as con:
         rows = con.execute("select guid, amount, type, date from raw.mx_transactions").fetchall()
     assert {guid: (amount, kind, day) for guid, amount, kind, day in rows} == truth
+
+
+def test_a_member_whose_files_cannot_be_read_is_set_aside_with_its_reason_and_the_others_load(warehouse, area):
+    _land(area, [Page([_payload("TRN-1")])], member_guid="MBR-1")
+    _land(area, [Page([_payload("TRN-2", member_guid="MBR-2")])], member_guid="MBR-2")
+    part = area.root_path / "transactions" / "run=run-1" / "member=MBR-1" / "part-00001.parquet"
+    part.write_bytes(part.read_bytes()[:100])  # truncated on disk
+    report = _load(warehouse, area)
+    assert report.members == ("MBR-2",) and set(_amounts(warehouse)) == {"TRN-2"}
+    (reason, member, _), *_ = _quarantine_rows(warehouse)
+    assert member == "MBR-1" and reason.startswith("landed files could not be loaded") and "member=MBR-1" in reason
+    with warehouse.connect() as con:
+        outcome = con.execute("select last_outcome, last_reason from ops.member_sync where member_guid = 'MBR-1'")
+        (last_outcome, last_reason) = outcome.fetchone()
+    assert last_outcome == "failed" and last_reason.startswith("transactions load failed")
+    assert part.exists() and (part.parent / "unloadable.json").exists()  # kept for a person to look at
+    assert _load(warehouse, area) == landed.LoadReport()  # and never in the way again
+
+
+def _quarantine_rows(warehouse) -> list[tuple[str, str, str | None]]:
+    with warehouse.connect() as con:
+        return con.execute("select reason, member_guid, payload from ops.quarantine").fetchall()
