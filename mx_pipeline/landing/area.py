@@ -147,11 +147,6 @@ class LandingArea:
             members.append(LandedMember(path.rsplit("/", 1)[0], manifest))
         return sorted(members, key=lambda m: (m.manifest.finished_at, m.directory))
 
-    def unfinished(self, table: str) -> list[str]:
-        """Member directories without a manifest: a read still running, or one a killed process left."""
-        directories = self.fs.glob(f"{self.root}/{table}/run=*/member=*")
-        return sorted(d for d in directories if not self.fs.exists(f"{d}/{MANIFEST}"))
-
     def set_aside(self, member: LandedMember, reason: str) -> None:
         """Keep a member whose files could not be loaded for a person to look at, out of every later load."""
         self.fs.pipe_file(f"{member.directory}/{SET_ASIDE}", json.dumps({"reason": reason}).encode())
