@@ -106,15 +106,20 @@ class LandingArea:
         return Path(self.root)
 
     @property
+    def protocols(self) -> tuple[str, ...]:
+        protocol = self.fs.protocol
+        return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+    @property
     def is_local(self) -> bool:
-        return "file" in self.fs.protocol or "local" in self.fs.protocol
+        return "file" in self.protocols or "local" in self.protocols
 
     def member_directory(self, table: str, run_id: str, member_guid: str) -> str:
         return f"{self.root}/{table}/run={run_id}/member={member_guid}"
 
     def attach(self, con: duckdb.DuckDBPyConnection) -> None:
         """Let ``con`` read and write this area's paths (a local directory needs nothing)."""
-        if not self.is_local and not con.filesystem_is_registered(self.fs.protocol[0]):
+        if not self.is_local and not con.filesystem_is_registered(self.protocols[0]):
             con.register_filesystem(self.fs)
 
     def duckdb_path(self, path: str) -> str:
