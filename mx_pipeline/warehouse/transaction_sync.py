@@ -12,6 +12,8 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import duckdb
+
 from mx_pipeline.landing.area import LandingArea
 from mx_pipeline.landing.transactions import BATCH_ROWS, TransactionLanding
 from mx_pipeline.mx.errors import READ_FAILURES, MxError
@@ -95,22 +97,17 @@ def extract_member_transactions(
     policy: SyncPolicy,
     run_id: str,
     batch_size: int = BATCH_ROWS,
+    window: TransactionWindow | None = None,
 ) -> MemberRead:
     """Read one member's transactions from MX into the landing area; a failed read is landed as such, never raised.
 
-    The warehouse is only read, twice, on short connections and never while MX is asked: to plan the window,
-    and to tell which early-dated rows are new to it (late arrivals, listed again by date).
+    The warehouse is only read, on short connections and never while MX is asked: to plan the window (unless
+    ``window`` was planned with others': :func:`plan_windows`), and to tell which early-dated rows are new to it
+    (late arrivals, listed again by date).
     """
-    today = _mx_today(member)
-    with warehouse.connect() as con:
-        window = plan_window(
-            con,
-            member.guid,
-            today=today,
-            history_days=policy.history_days,
-            lookback_days=policy.reconcile_lookback_days,
-            overlap_days=policy.overlap_days,
-        )
+    if window is None:
+        with warehouse.connect() as con:
+            window = plan_windows(con, [member], policy)[member.guid]
     listed_guids: set[str] = set()  # every guid a read that lists whole dates listed
     listed_in_full: list[DateRange] = []  # the dates those reads covered, once each read completed
     listed = 0
@@ -162,6 +159,23 @@ def extract_member_transactions(
         landing.finish(outcome="failed", reason=failure_reason(TRANSACTIONS_READ, error))
     failed = None if error is None else f"{type(error).__name__}: {error}"
     return MemberRead(member.guid, landing.directory, listed, landing.refused, failed)
+
+
+def plan_windows(
+    con: duckdb.DuckDBPyConnection, members: list[MemberToFetch], policy: SyncPolicy
+) -> dict[str, TransactionWindow]:
+    """Each member's read plan, on one connection: a step plans all its members before it reads any."""
+    return {
+        member.guid: plan_window(
+            con,
+            member.guid,
+            today=_mx_today(member),
+            history_days=policy.history_days,
+            lookback_days=policy.reconcile_lookback_days,
+            overlap_days=policy.overlap_days,
+        )
+        for member in members
+    }
 
 
 def _later(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:

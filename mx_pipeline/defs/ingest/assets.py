@@ -70,7 +70,7 @@ from mx_pipeline.warehouse.sync_state import (
     record_sync,
 )
 from mx_pipeline.warehouse.tables import TableSpec
-from mx_pipeline.warehouse.transaction_sync import MemberRead, SyncPolicy, extract_member_transactions
+from mx_pipeline.warehouse.transaction_sync import MemberRead, SyncPolicy, extract_member_transactions, plan_windows
 
 POOL = "duckdb_warehouse"
 GROUP = "ingest"
@@ -301,6 +301,7 @@ def mx_transactions(
     policy = SyncPolicy(config.history_days, config.reconcile_lookback_days, config.overlap_days)
     with wh.connect() as con:
         fetchable, not_fetched = members_to_read(con, config.scope, read_unchanged=reads_unchanged_members(context))
+        windows = plan_windows(con, fetchable, policy)
         for member in not_fetched:
             record_sync(con, member.guid, member.user_guid, outcome="skipped", reason=member.reason, run_id=run_id,
                         now=pd.Timestamp.now(tz="UTC"))  # fmt: skip
@@ -311,7 +312,8 @@ def mx_transactions(
             pages = suspects.watching(
                 member, lambda **query: client.list_member_transaction_pages(member.user_guid, member.guid, **query)
             )
-            return extract_member_transactions(wh, area, member, pages, policy=policy, run_id=run_id)
+            window = windows[member.guid]
+            return extract_member_transactions(wh, area, member, pages, policy=policy, run_id=run_id, window=window)
 
         for i, (member, read) in enumerate(read_each(extract, fetchable, concurrency=mx.concurrency), 1):
             reads.append(read)
