@@ -137,8 +137,18 @@ class TransactionLanding:
             self.latest_updated_at = latest
 
 
+_parser: duckdb.DuckDBPyConnection | None = None
+_parser_guard = threading.Lock()
+
+
 def _memory_connection(area: LandingArea) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(":memory:", config={"threads": 1, "memory_limit": "256MB"})
+    """A cursor on the process's one in-memory DuckDB: cheap to open (a new database costs tens of milliseconds),
+    its temp tables its own, and one buffer pool bounding every parse at once."""
+    global _parser
+    with _parser_guard:
+        if _parser is None:
+            _parser = duckdb.connect(":memory:", config={"threads": 1, "memory_limit": "256MB"})
+        con = _parser.cursor()
     con.execute("set TimeZone = 'UTC'")
     area.attach(con)
     return con
