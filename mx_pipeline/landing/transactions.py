@@ -17,6 +17,7 @@ import duckdb
 from mx_pipeline.landing.area import LISTED, DateRange, LandingArea, Manifest
 from mx_pipeline.mx.pagination import Page
 from mx_pipeline.warehouse.page_sql import staging_sql
+from mx_pipeline.warehouse.sql_literals import sql_literal
 
 TABLE = "transactions"
 BATCH_ROWS = 2000  # two full MX pages a part
@@ -91,7 +92,7 @@ class TransactionLanding:
         with _memory_connection(self.area) as con:
             path = self.area.duckdb_path(f"{self.directory}/{LISTED}")
             con.execute(
-                f"copy (select unnest($guids::varchar[]) as guid) to '{_quoted(path)}' (format parquet)",
+                f"copy (select unnest($guids::varchar[]) as guid) to {sql_literal(path)} (format parquet)",
                 {"guids": sorted(listed_guids or ())},
             )
         manifest = Manifest(
@@ -119,7 +120,7 @@ class TransactionLanding:
             con.execute(staging_sql(_STAGED), params)
             con.execute(
                 f"""copy (select * replace (_ordinal + $offset as _ordinal), $member as _member from {_STAGED})
-                    to '{_quoted(path)}' (format parquet, compression zstd)""",
+                    to {sql_literal(path)} (format parquet, compression zstd)""",
                 {"offset": len(self._parts) * _PART_ORDINAL, "member": self.member_guid},
             )
             rows, refused, latest = con.execute(
@@ -152,7 +153,3 @@ def _memory_connection(area: LandingArea) -> duckdb.DuckDBPyConnection:
     con.execute("set TimeZone = 'UTC'")
     area.attach(con)
     return con
-
-
-def _quoted(path: str) -> str:
-    return path.replace("'", "''")

@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 
 from mx_pipeline.warehouse.migrate import ensure_migrated
+from mx_pipeline.warehouse.sql_literals import sql_literal
 
 LOCK_MESSAGE = "Could not set lock on file"
 WAL_REPLAY_FAILURE = "Failure while replaying WAL file"
@@ -147,9 +148,8 @@ def _replay_wal_through_an_attach(path: Path) -> None:
     2.0.1): a warehouse killed between a migration and the next checkpoint would never open again offline.
     Attached to a running instance, the same log replays; a checkpoint then writes it into the file.
     """
-    quoted = str(path).replace("'", "''")
     with duckdb.connect(":memory:") as con:
-        con.execute(f"attach '{quoted}' as killed")
+        con.execute(f"attach {sql_literal(str(path))} as killed")
         con.execute("checkpoint killed")
 
 

@@ -31,6 +31,7 @@ from mx_pipeline.landing.transactions import TABLE
 from mx_pipeline.warehouse.api_calls import ApiCallLog
 from mx_pipeline.warehouse.connection import Warehouse
 from mx_pipeline.warehouse.quarantine import QuarantinedRecord, write_quarantine
+from mx_pipeline.warehouse.sql_literals import sql_list, sql_literal
 from mx_pipeline.warehouse.sync_state import mark_vanished, record_sync
 from mx_pipeline.warehouse.tables import TRANSACTIONS
 from mx_pipeline.warehouse.upsert import UpsertCounts, merge
@@ -150,7 +151,9 @@ def _load_group(con: duckdb.DuckDBPyConnection, area: LandingArea, group: list[L
         parts = [area.duckdb_path(member.part(name)) for member in fresh for name in member.manifest.parts]
         counts, quarantined = UpsertCounts(), 0
         if parts:
-            con.execute(f"create temp view landed as select * from read_parquet({_list(parts)}, hive_partitioning = 0)")
+            con.execute(
+                f"create temp view landed as select * from read_parquet({sql_list(parts)}, hive_partitioning = 0)"
+            )
             quarantined += _quarantine_refused(con, now)
             columns = ", ".join(TRANSACTIONS.columns)
             counts = merge(con, TRANSACTIONS, f"(select {columns}, _ordinal from landed where reason is null)")
@@ -209,7 +212,7 @@ def _settle(con: duckdb.DuckDBPyConnection, area: LandingArea, member: LandedMem
         record_sync(con, manifest.member_guid, manifest.user_guid, outcome="failed", reason=manifest.reason,
                     run_id=manifest.run_id, now=now)  # fmt: skip
         return 0
-    listed = f"read_parquet({_list([area.duckdb_path(member.listed)])})"
+    listed = f"read_parquet({sql_literal(area.duckdb_path(member.listed))})"
     removed = mark_vanished(
         con, manifest.member_guid, manifest.listed_in_full, listed, listed_at=manifest.finished_at, now=now
     )
@@ -223,7 +226,3 @@ def _settle(con: duckdb.DuckDBPyConnection, area: LandingArea, member: LandedMem
 def _now(con: duckdb.DuckDBPyConnection) -> dt.datetime:
     ((now,),) = con.execute("select current_timestamp").fetchall()
     return now
-
-
-def _list(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"

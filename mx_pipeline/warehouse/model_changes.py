@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 
 import duckdb
 
+from mx_pipeline.warehouse.sql_literals import sql_literal
+
 CHANGES_TABLE = "ops.model_changes"
 REPLACED_SCHEMA = "changes"
 
@@ -54,8 +56,8 @@ def changed_keys_sql(unique_key: str, types: Mapping[str, str]) -> str:
     changed = "from ops.model_changes where model = ? and changed_at > ?"
     if len(columns) == 1:
         return f"select distinct cast(key as {types[columns[0]]}) as {columns[0]} {changed}"
-    structure = json.dumps({column: types[column] for column in columns}).replace("'", "''")
-    return f"select distinct k.* from (select json_transform(key, '{structure}') as k {changed})"
+    structure = sql_literal(json.dumps({column: types[column] for column in columns}))
+    return f"select distinct k.* from (select json_transform(key, {structure}) as k {changed})"
 
 
 def reset(con: duckdb.DuckDBPyConnection, model: str) -> None:

@@ -40,6 +40,7 @@ from mx_pipeline.lifecycle.routes import AGGREGATED_ROUTES, REFRESH_ACTIONS
 from mx_pipeline.refresh.aggregate import REREADS
 from mx_pipeline.refresh.policy import RefreshPolicy
 from mx_pipeline.warehouse import model_changes
+from mx_pipeline.warehouse.sql_literals import sql_literal
 
 PROJECT = Path(__file__).resolve().parents[2]
 MODELS_DIR = PROJECT / "dbt_like_sql"
@@ -280,10 +281,6 @@ def _comment(con: duckdb.DuckDBPyConnection, model: Model) -> None:
 
 def _kind(model: Model) -> str:
     return "view" if model.materialized == "view" else "table"
-
-
-def sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _render(sql: str, *, since: dt.datetime | None, params: Mapping[str, str]) -> str:

@@ -13,6 +13,7 @@ a double, found by parsing the same JSON number into a wide DECIMAL and comparin
 
 from dataclasses import dataclass
 
+from mx_pipeline.warehouse.sql_literals import sql_literal
 from mx_pipeline.warehouse.tables import TRANSACTIONS
 
 MONEY = r"^-?\d{1,14}(\.\d{1,4})?$"
@@ -64,10 +65,6 @@ TRANSACTION_FIELDS = (
 )
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _broken_rules(field: Field, i: int) -> list[str]:
     """(condition, message) pairs as SQL ``case`` arms over ``t[i]`` (JSON type) and ``v[i]`` (text)."""
     t, v = f"t[{i}]", f"v[{i}]"
@@ -77,7 +74,7 @@ def _broken_rules(field: Field, i: int) -> list[str]:
         arms.append((f"coalesce({t}, 'NULL') = 'NULL'", f"{field.name} is missing or null"))
     present = f"coalesce({t}, 'NULL') <> 'NULL'"
     json_types = JSON_TYPES[field.kind]
-    wanted = ", ".join(_literal(x) for x in json_types)
+    wanted = ", ".join(sql_literal(x) for x in json_types)
     arms.append((f"{present} and {t} not in ({wanted})", f"{field.name}: expected a {field.kind}"))
     typed = f"{present} and {t} in ({wanted})"
     if field.kind == "timestamp":
@@ -86,16 +83,16 @@ def _broken_rules(field: Field, i: int) -> list[str]:
         arms.append((f"{typed} and try_cast(left({v}, 10) as date) is null", f"{field.name}: not a date"))
     if field.matches:
         arms.append(
-            (f"{typed} and not regexp_matches({v}, {_literal(field.matches)})", f"{field.name}: {field.mismatch}")
+            (f"{typed} and not regexp_matches({v}, {sql_literal(field.matches)})", f"{field.name}: {field.mismatch}")
         )
     if field.kind == "number":
         digits = _digits(v)
         rule = f"{field.name}: more than {MONEY_DIGITS} significant digits, not kept exactly"
         arms.append((f"{typed} and ({digits} > {MONEY_DIGITS} or not {_exact(field, v)})", rule))
     if field.one_of:
-        allowed = ", ".join(_literal(x) for x in field.one_of)
+        allowed = ", ".join(sql_literal(x) for x in field.one_of)
         arms.append((f"{typed} and {v} not in ({allowed})", f"{field.name}: not one of {', '.join(field.one_of)}"))
-    return [f"case when {cond} then {_literal(message)} || {got} end" for cond, message in arms]
+    return [f"case when {cond} then {sql_literal(message)} || {got} end" for cond, message in arms]
 
 
 def _exact(field: Field, v: str) -> str:
@@ -116,9 +113,9 @@ def _all_rules_hold(fields: tuple[Field, ...]) -> str:
     for i, field in enumerate(fields, start=1):
         v = f"v[{i}]"
         if field.matches:
-            holds.append(f"coalesce(regexp_matches({v}, {_literal(field.matches)}), true)")
+            holds.append(f"coalesce(regexp_matches({v}, {sql_literal(field.matches)}), true)")
         if field.one_of:
-            holds.append(f"coalesce({v} in ({', '.join(_literal(x) for x in field.one_of)}), true)")
+            holds.append(f"coalesce({v} in ({', '.join(sql_literal(x) for x in field.one_of)}), true)")
         if field.kind == "number":
             holds.append(f"({v} is null or ({_digits(v)} <= {MONEY_DIGITS} and {_exact(field, v)}))")
         if field.kind == "date":
@@ -156,7 +153,7 @@ def staging_sql(table: str) -> str:
     """``create temp table {table}`` from pages (parameters: ``pages``, their JSON texts; ``run_id``; ``fetched_at``):
     one row per object, the raw table's columns, ``_ordinal`` (later in the batch: greater) and ``reason``."""
     fields = TRANSACTION_FIELDS
-    paths = ", ".join(_literal(f"$.{f.name}") for f in fields)
+    paths = ", ".join(sql_literal(f"$.{f.name}") for f in fields)
     index = {f.name: i for i, f in enumerate(fields, start=1)}
     numbers = ", ".join(f'"{f.name}": "DECIMAL(38, 18)"' for f in fields if f.kind == "number")
     exact = f"[{{{numbers}}}]"  # the numbers parsed from the page's text, not from DuckDB's doubles
@@ -164,7 +161,8 @@ def staging_sql(table: str) -> str:
     return f"""
         create temp table {table} as
         with pages as (
-            select page_no, json_extract(page::json, '$[*]') as items, json_transform(page, {_literal(exact)}) as exact
+            select page_no, json_extract(page::json, '$[*]') as items,
+                json_transform(page, {sql_literal(exact)}) as exact
             from unnest($pages::varchar[]) with ordinality as p(page, page_no)
         ),
         items as (

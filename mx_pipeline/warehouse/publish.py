@@ -21,7 +21,8 @@ from pathlib import Path
 import duckdb
 
 from mx_pipeline.warehouse import model_changes
-from mx_pipeline.warehouse.models import Model, load_models, sql_literal
+from mx_pipeline.warehouse.models import Model, load_models
+from mx_pipeline.warehouse.sql_literals import sql_literal
 
 PUBLISHED_SCHEMAS = ("marts",)
 PUBLICATION = "published.main.publication"
