@@ -53,13 +53,8 @@ class Manifest:
         raw = json.loads(text)
         times = {k: dt.datetime.fromisoformat(raw[k]) if raw.get(k) else None for k in _TIMES}
         ranges = tuple((dt.date.fromisoformat(a), dt.date.fromisoformat(b)) for a, b in raw["listed_in_full"])
-        return cls(
-            **{k: v for k, v in raw.items() if k not in (*_TIMES, "listed_in_full", "parts", "page_rejects")},
-            **times,
-            parts=tuple(raw["parts"]),
-            listed_in_full=ranges,
-            page_rejects=tuple(raw["page_rejects"]),
-        )
+        tuples = {k: tuple(raw[k]) for k in ("parts", "page_rejects")}
+        return cls(**{**raw, **times, **tuples, "listed_in_full": ranges})
 
 
 _TIMES = ("finished_at", "watermark", "aggregated_at")
