@@ -8,11 +8,13 @@ mx-pipeline dev
 mx-pipeline demo
 mx-pipeline offboard-user USER_ID
 mx-pipeline report [--analytics FILE] [--output FILE]
+mx-pipeline instance {local,production} [--home DIR]
 """
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from mx_pipeline import settings
 
@@ -92,6 +94,24 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _instance(args: argparse.Namespace) -> int:
+    from dagster import DagsterInvalidConfigError
+
+    from mx_pipeline import instance
+
+    home = args.home or settings.dagster_home()
+    if args.profile == "production":
+        config = instance.production_config(settings.ProductionInstanceSettings.from_env())
+    else:
+        config = instance.local_config()
+    try:
+        written = instance.write_instance(home, config)
+    except DagsterInvalidConfigError as exc:
+        raise settings.ConfigError(f"Dagster refuses the {args.profile} instance: {exc}") from exc
+    print(f"instance: wrote the {args.profile} instance to {written} (DAGSTER_HOME={home})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mx-pipeline", description="MX Platform API -> Dagster -> DuckDB.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--analytics", default=None, help="default: analytics.duckdb under MX_PIPELINE_DATA_DIR")
     report.add_argument("--output", default=None, help="default: report.html under MX_PIPELINE_DATA_DIR")
     report.set_defaults(run=_report)
+
+    instance = commands.add_parser("instance", help="write a Dagster instance (dagster.yaml) into a Dagster home")
+    instance.add_argument("profile", choices=("local", "production"), help="production: Postgres, run limits")
+    instance.add_argument("--home", type=Path, default=None, help="default: dagster_home under MX_PIPELINE_DATA_DIR")
+    instance.set_defaults(run=_instance)
 
     dev = commands.add_parser("dev", help="sandbox (unless MX is configured) + connect service + dg dev, on data")
     dev.set_defaults(run=_dev)

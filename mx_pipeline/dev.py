@@ -27,11 +27,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mx_pipeline import sandbox_session, settings
+from mx_pipeline.instance import LOCAL_CONFIG
 from mx_pipeline.mx import MxClient
 from mx_pipeline.mx.credentials import check_credentials
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-INSTANCE_CONFIG = PROJECT_ROOT / "data" / "dagster_home" / "dagster.yaml"
 STOP_GRACE_SECONDS = 20
 SANDBOX_START_SECONDS = 120  # generous: a loaded 2-core machine imports the sandbox in a few seconds
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -76,10 +76,10 @@ def _install_instance_config(home: Path) -> None:
     already has is kept (it may be edited on purpose), but one that differs is pointed out."""
     target = home / "dagster.yaml"
     if not target.exists():
-        shutil.copyfile(INSTANCE_CONFIG, target)  # not copy(): the checked-in file's 0644 would come along
-    elif target.resolve() != INSTANCE_CONFIG and target.read_text() != INSTANCE_CONFIG.read_text():
+        shutil.copyfile(LOCAL_CONFIG, target)  # not copy(): the checked-in file's 0644 would come along
+    elif target.resolve() != LOCAL_CONFIG and target.read_text() != LOCAL_CONFIG.read_text():
         print(
-            f"note: {target} differs from {INSTANCE_CONFIG}; without its run_monitoring, run_launcher and"
+            f"note: {target} differs from {LOCAL_CONFIG}; without its run_monitoring, run_launcher and"
             " run_retries a killed run keeps its pool slot and later runs wait for it",
             flush=True,
         )

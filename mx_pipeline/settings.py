@@ -23,6 +23,10 @@ Variables (all optional):
   created once under the data directory (git-ignored, mode 0600) so links survive restarts.
 - ``MX_PIPELINE_MODELS_DELAY_SECONDS``: how long the ``models_after_sync`` sensor lets synced data settle before it
   builds the SQL models (60): every sync within it is in one build.
+- The production Dagster instance (``mx-pipeline instance --production``; the local one needs none of these):
+  ``DAGSTER_PG_HOST``, ``DAGSTER_PG_USERNAME``, ``DAGSTER_PG_DB`` (required), ``DAGSTER_PG_PORT`` (5432),
+  ``DAGSTER_PG_PASSWORD``, ``DAGSTER_PG_SSLMODE``: its Postgres, read by Dagster when the instance loads (the
+  instance file names the variables, never their values); ``MX_PIPELINE_MAX_CONCURRENT_RUNS``: runs at once (8).
 
 A variable set wrongly raises :class:`ConfigError`, whose message names the variable and what to set it to
 (``mx-pipeline`` prints it as one line and exits 2).
@@ -278,6 +282,50 @@ def models_delay_seconds() -> float:
     if not 0 <= seconds <= 86400:
         raise ConfigError(f"MX_PIPELINE_MODELS_DELAY_SECONDS={value!r}: set it to seconds, from 0 to 86400")
     return seconds
+
+
+POSTGRES_REQUIRED = ("DAGSTER_PG_HOST", "DAGSTER_PG_USERNAME", "DAGSTER_PG_DB")
+POSTGRES_OPTIONAL = ("DAGSTER_PG_PORT", "DAGSTER_PG_PASSWORD")
+DEFAULT_MAX_CONCURRENT_RUNS = 8
+MAX_CONCURRENT_RUNS = 1000
+
+
+@dataclass(frozen=True)
+class ProductionInstanceSettings:
+    """What the production Dagster instance is rendered from: which Postgres variables are set (their names only:
+    Dagster reads the values when the instance loads, so no value is ever written) and how many runs run at once."""
+
+    postgres_variables: tuple[str, ...]
+    sslmode: str | None
+    max_concurrent_runs: int
+
+    @classmethod
+    def from_env(cls) -> "ProductionInstanceSettings":
+        missing = [name for name in POSTGRES_REQUIRED if not os.environ.get(name)]
+        if missing:
+            raise ConfigError(
+                "the production instance keeps Dagster's runs, events and schedules in Postgres: set "
+                f"{', '.join(missing)} (and DAGSTER_PG_PORT, DAGSTER_PG_PASSWORD, DAGSTER_PG_SSLMODE where needed)"
+            )
+        _port("DAGSTER_PG_PORT", 5432)
+        present = tuple(name for name in POSTGRES_OPTIONAL if os.environ.get(name) is not None)
+        return cls(POSTGRES_REQUIRED + present, os.environ.get("DAGSTER_PG_SSLMODE") or None, _max_concurrent_runs())
+
+
+def _max_concurrent_runs() -> int:
+    value = os.environ.get("MX_PIPELINE_MAX_CONCURRENT_RUNS")
+    if value is None:
+        return DEFAULT_MAX_CONCURRENT_RUNS
+    try:
+        runs = int(value)
+    except ValueError:
+        runs = 0
+    if not 1 <= runs <= MAX_CONCURRENT_RUNS:
+        raise ConfigError(
+            f"MX_PIPELINE_MAX_CONCURRENT_RUNS={value!r} is not a number of runs: set it to a number from 1 to "
+            f"{MAX_CONCURRENT_RUNS}, or unset it for {DEFAULT_MAX_CONCURRENT_RUNS}"
+        )
+    return runs
 
 
 def warehouse_path() -> Path:

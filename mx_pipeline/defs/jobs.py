@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import dagster as dg
 from pydantic import Field
 
+from mx_pipeline.instance import JOB_TAG
 from mx_pipeline.refresh.run import MANUAL
 from mx_pipeline.warehouse import tables
 
@@ -31,13 +32,19 @@ GATE_GRAPH, GATE_OP = "member_lifecycle", "status_gate"  # the gate's op, inside
 SCOPED_OPS = [REFRESH_OP, *("__".join(s.key_path) for s in (tables.MEMBERS, tables.MEMBER_STATUS, tables.ACCOUNTS,
                                                                 tables.TRANSACTIONS))]  # fmt: skip
 
-ingest_job = dg.define_asset_job(
+
+def _job(name: str, **kwargs):
+    """An asset job whose runs carry its name as a tag: the production run queue limits runs by it."""
+    return dg.define_asset_job(name, tags={JOB_TAG: name}, **kwargs)
+
+
+ingest_job = _job(
     "ingest", selection=INGEST, description="Register users, read members and status, route, notify, fetch."
 )
-build_models_job = dg.define_asset_job(
+build_models_job = _job(
     "build_models", selection=MODELS, description="Build the SQL models from what the syncs wrote; publish the marts."
 )
-sync_members_job = dg.define_asset_job(
+sync_members_job = _job(
     "sync_members",
     selection=AFTER_REGISTRATION,
     description="Re-read (and refresh, when claimed) the members in the run config: status, route, notify, fetch.",
@@ -90,7 +97,7 @@ def _manual_refresh(config: ManualRefresh) -> dict:
     )
 
 
-refresh_members_job = dg.define_asset_job(
+refresh_members_job = _job(
     "refresh_members",
     selection=AFTER_REGISTRATION,
     config=_manual_refresh,
