@@ -36,3 +36,12 @@ def on_the_sandbox(tmp_path, monkeypatch):
         monkeypatch.setenv(name, str(free_port()))
     monkeypatch.setenv("MX_PIPELINE_DATA_DIR", str(tmp_path))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of this test process's own (one per xdist worker); each test creates its database."""
+    from mx_pipeline_tests.postgres import running_postgres
+
+    with running_postgres() as server:
+        yield server

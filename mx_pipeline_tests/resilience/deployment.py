@@ -1,6 +1,7 @@
 """The pipeline deployed as ``make dev`` deploys it, on a temporary home, against the built-in sandbox.
 
-A real Dagster instance from the project's ``data/dagster_home/dagster.yaml`` (copied), the code location from
+A real Dagster instance from the project's ``data/dagster_home/dagster.yaml`` (or the production instance on a
+real Postgres, as ``mx-pipeline instance production`` renders it), the code location from
 ``workspace.yaml`` served by its own code server process (as ``dg dev`` and the daemon start it), runs
 launched through the instance's run coordinator and launcher into run worker processes, and the daemon's own
 recovery loops: the run queue, run monitoring (with its freeing of pool slots) and run retries. Those loops
@@ -10,7 +11,6 @@ sensors and schedules, whose ticks would change the sandbox's truth while a test
 
 import contextlib
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -28,13 +28,14 @@ from dagster._daemon.daemon import MonitoringDaemon
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
 from mx_pipeline import settings
+from mx_pipeline.instance import local_config, production_config, write_instance
 from mx_pipeline.mx import MxClient
 from mx_pipeline.run_launcher import run_worker_pid
 from mx_pipeline.sandbox.server import running_sandbox
 from mx_pipeline_tests.conftest import FAST_SANDBOX
+from mx_pipeline_tests.postgres import Postgres
 
 ROOT = Path(__file__).resolve().parents[2]
-INSTANCE_CONFIG = ROOT / "data" / "dagster_home" / "dagster.yaml"
 WORKSPACE = ROOT / "workspace.yaml"
 LOCATION = "mx_pipeline"
 POOL = "duckdb_warehouse"
@@ -174,11 +175,19 @@ def _descendants(pid: int) -> list[int]:
 
 @contextlib.contextmanager
 def deployed(
-    tmp_path: Path, users: dict[str, str], *, seed: int = 0, workspace: Path = WORKSPACE, **instance_overrides
+    tmp_path: Path,
+    users: dict[str, str],
+    *,
+    seed: int = 0,
+    workspace: Path = WORKSPACE,
+    postgres: Postgres | None = None,
+    **instance_overrides,
 ) -> Iterator[Deployment]:
     """The deployment on ``tmp_path``; ``users``: our user id -> MX Bank password (each connects one bank).
 
     ``workspace``: the code location to serve (a benchmark may compare another executor); the project's by default.
+
+    ``postgres``: deploy on the production instance, its storage in a new database of this server.
 
     ``instance_overrides``: ``run_monitoring`` settings to change in the copied ``dagster.yaml`` (a benchmark
     may shorten ``free_slots_after_run_end_seconds``); none by default: the project's own.
@@ -186,38 +195,65 @@ def deployed(
     home, data = tmp_path / "dagster_home", tmp_path / "data"
     home.mkdir(parents=True)
     data.mkdir()
-    _install_instance_config(home, instance_overrides)
     users_csv = tmp_path / "users.csv"
     users_csv.write_text("id\n" + "\n".join(users) + "\n")
-    with running_sandbox(seed=seed, **FAST_SANDBOX) as sandbox:
+    with _code_servers_stopped(), running_sandbox(seed=seed, **FAST_SANDBOX) as sandbox:
         _connect_banks(sandbox.base_url, users)
         environment = {"DAGSTER_HOME": str(home), "MX_PIPELINE_DATA_DIR": str(data), "MX_BASE_URL": sandbox.base_url}
-        with (
-            _environment(environment),
-            dg.DagsterInstance.from_config(str(home)) as instance,
-            WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(workspace)])) as context,
-            QueuedRunCoordinatorDaemon(interval_seconds=1) as queue,
-        ):
-            daemons = [queue, MonitoringDaemon(interval_seconds=1), EventLogConsumerDaemon()]
-            deployment = Deployment(instance, context, sandbox, users_csv, data / "warehouse.duckdb", daemons)
-            deployment.tick()  # as a daemon started before any run: the retry loop starts its cursor here
-            try:
-                yield deployment
-            finally:
-                for run in deployment.runs():  # a failed test leaves no worker behind
-                    if not run.is_finished and deployment.worker_pid(run.run_id):
-                        deployment.kill_worker(run.run_id)
+        if postgres:
+            environment |= postgres.environment(postgres.create_database())
+        with _environment(environment):
+            _install_instance(home, production=postgres is not None, run_monitoring=instance_overrides)
+            with (
+                dg.DagsterInstance.from_config(str(home)) as instance,
+                WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(workspace)])) as context,
+                QueuedRunCoordinatorDaemon(interval_seconds=1) as queue,
+            ):
+                daemons = [queue, MonitoringDaemon(interval_seconds=1), EventLogConsumerDaemon()]
+                deployment = Deployment(instance, context, sandbox, users_csv, data / "warehouse.duckdb", daemons)
+                deployment.tick()  # as a daemon started before any run: the retry loop starts its cursor here
+                try:
+                    yield deployment
+                finally:
+                    for run in deployment.runs():  # a failed test leaves no worker behind
+                        if not run.is_finished and deployment.worker_pid(run.run_id):
+                            deployment.kill_worker(run.run_id)
 
 
-def _install_instance_config(home: Path, run_monitoring: dict) -> None:
-    target = home / "dagster.yaml"
-    shutil.copy(INSTANCE_CONFIG, target)
-    if run_monitoring:
-        import yaml
+@contextlib.contextmanager
+def _code_servers_stopped() -> Iterator[None]:
+    """Code servers the deployment started are stopped when it ends: left alone they outlive it by their heartbeat
+    timeout (45 s), loading on the machine and calling the deployment's instance (its Postgres) after it is gone."""
+    before = set(_descendants(os.getpid()))
+    try:
+        yield
+    finally:
+        servers = [pid for pid in set(_descendants(os.getpid())) - before if _is_code_server(pid)]
+        for pid in servers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_is_code_server(pid) for pid in servers):
+            time.sleep(0.1)
+        for pid in filter(_is_code_server, servers):  # one stuck in a call ignores SIGTERM
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
-        config = yaml.safe_load(target.read_text())
-        config["run_monitoring"] |= run_monitoring
-        target.write_text(yaml.safe_dump(config))
+
+def _is_code_server(pid: int) -> bool:
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z" and b"grpc" in arguments and b"api" in arguments
+
+
+def _install_instance(home: Path, *, production: bool, run_monitoring: dict) -> None:
+    """The instance written into ``home`` as ``mx-pipeline instance`` writes it, from the environment set."""
+    config = production_config(settings.ProductionInstanceSettings.from_env()) if production else local_config()
+    config["run_monitoring"] |= run_monitoring
+    write_instance(home, config)
 
 
 def _connect_banks(base_url: str, users: dict[str, str]) -> None:

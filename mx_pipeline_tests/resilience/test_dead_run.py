@@ -18,16 +18,23 @@ from dagster._core.test_utils import create_run_for_test
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
 
+from mx_pipeline.instance import LOCAL_CONFIG
 from mx_pipeline.run_launcher import LocalRunLauncher, process_is_alive
-from mx_pipeline_tests.resilience.deployment import INSTANCE_CONFIG, deployed
+from mx_pipeline_tests.resilience.deployment import deployed
 from mx_pipeline_tests.resilience.truth import compare
 
 USERS = {"dead-run-1": "password", "dead-run-2": "password"}
 FIRST_STEP = "raw__mx_users"
 
 
-def test_a_run_killed_inside_a_warehouse_step_frees_its_slot_and_its_retry_completes(tmp_path):
-    with deployed(tmp_path, USERS) as deployment:
+@pytest.fixture(params=["local", "production"])
+def profile(request):
+    """The instance to deploy on: the local one, or the production one on a real Postgres (its slots there)."""
+    return {"postgres": request.getfixturevalue("postgres")} if request.param == "production" else {}
+
+
+def test_a_run_killed_inside_a_warehouse_step_frees_its_slot_and_its_retry_completes(tmp_path, profile):
+    with deployed(tmp_path, USERS, **profile) as deployment:
         with deployment.sandbox.world.lock:  # MX stops answering: the run stays inside its first warehouse step
             dead = deployment.submit_ingest()
             deployment.wait_for(
@@ -49,7 +56,7 @@ def test_a_run_killed_inside_a_warehouse_step_frees_its_slot_and_its_retry_compl
 
 @pytest.fixture
 def instance(tmp_path):
-    (tmp_path / "dagster.yaml").write_text(INSTANCE_CONFIG.read_text())
+    (tmp_path / "dagster.yaml").write_text(LOCAL_CONFIG.read_text())
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         yield instance
 

@@ -1,0 +1,56 @@
+"""The production instance, deployed on a real PostgreSQL (Debian's, started by the fixture): Dagster's runs, event
+logs and pool slots live in Postgres, where every machine of a deployment reaches them; its run queue holds a
+second run of a one-at-a-time job until the first has finished; the data that arrives is right.
+
+A worker killed while it holds the warehouse slot is freed and retried on this instance too:
+``test_dead_run.py``'s ``[production]`` case.
+"""
+
+import os
+
+import dagster as dg
+
+from mx_pipeline.instance import JOB_TAG
+from mx_pipeline_tests.resilience.deployment import POOL, deployed
+from mx_pipeline_tests.resilience.truth import compare
+
+USERS = {"production-1": "password", "production-2": "password"}
+
+
+def test_runs_their_events_and_the_warehouse_slot_are_kept_in_postgres_and_the_data_is_right(tmp_path, postgres):
+    with deployed(tmp_path, USERS, postgres=postgres) as deployment:
+        run_id = deployment.submit_ingest()
+        deployment.wait_for(lambda: deployment.run(run_id).is_finished, "the ingest run finishes")
+        database = os.environ["DAGSTER_PG_DB"]  # the deployment's own
+
+        assert deployment.run(run_id).status == dg.DagsterRunStatus.SUCCESS
+        assert postgres.query(database, "select status from runs where run_id = %s", run_id) == [("SUCCESS",)]
+        [(events,)] = postgres.query(database, "select count(*) from event_logs where run_id = %s", run_id)
+        assert events > 50  # every step's start, output, materializations and success
+        assert postgres.query(database, 'select concurrency_key, "limit" from concurrency_limits') == [(POOL, 1)]
+        assert postgres.query(database, "select run_id from concurrency_slots") == [(None,)]  # given back
+        assert not list((tmp_path / "dagster_home").rglob("*.db"))  # nothing of Dagster's in SQLite
+        differences = compare(deployment.warehouse_path, deployment.sandbox.world)
+        assert differences.none, str(differences)
+
+
+def test_a_second_ingest_waits_in_the_queue_until_the_first_has_finished(tmp_path, postgres):
+    with deployed(tmp_path, USERS, postgres=postgres) as deployment:
+        with deployment.sandbox.world.lock:  # MX stops answering: the first run stays inside its first step
+            first = deployment.submit_ingest()
+            deployment.wait_for(lambda: first in deployment.pool_holders(), "the first holds the warehouse slot")
+            second = deployment.submit_ingest()
+            for _ in range(3):
+                deployment.tick()  # the queue looks at it: at most one ingest run at a time
+            assert deployment.run(second).status == dg.DagsterRunStatus.QUEUED
+            assert deployment.run(second).tags[JOB_TAG] == "ingest"
+            held = postgres.query(os.environ["DAGSTER_PG_DB"], "select run_id from concurrency_slots")
+            assert held == [(first,)]  # the warehouse slot, held in Postgres: any machine's run waits for it
+
+        deployment.wait_for(deployment.all_runs_finished, "both runs finish")
+        runs = {run_id: deployment.instance.get_run_record_by_id(run_id) for run_id in (first, second)}
+
+        assert [deployment.run(r).status for r in (first, second)] == [dg.DagsterRunStatus.SUCCESS] * 2
+        assert runs[second].start_time >= runs[first].end_time
+        differences = compare(deployment.warehouse_path, deployment.sandbox.world)
+        assert differences.none, str(differences)
