@@ -74,19 +74,24 @@ def _port(name: str, default: int) -> int:
 
 
 def _concurrency() -> int:
-    value = os.environ.get("MX_CONCURRENCY")
+    return _count("MX_CONCURRENCY", DEFAULT_CONCURRENCY, MAX_CONCURRENCY, "members to read at once")
+
+
+def _count(name: str, default: int, maximum: int, what: str) -> int:
+    """A whole number from 1 to ``maximum`` in ``name``; unset: ``default``."""
+    value = os.environ.get(name)
     if value is None:
-        return DEFAULT_CONCURRENCY
+        return default
     try:
-        concurrency = int(value)
+        count = int(value)
     except ValueError:
-        concurrency = 0
-    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        count = 0
+    if not 1 <= count <= maximum:
         raise ConfigError(
-            f"MX_CONCURRENCY={value!r} is not a number of members to read at once: set it to a number from 1 to "
-            f"{MAX_CONCURRENCY}, or unset it for {DEFAULT_CONCURRENCY}"
+            f"{name}={value!r} is not a number of {what}: set it to a number from 1 to {maximum}, or unset it for "
+            f"{default}"
         )
-    return concurrency
+    return count
 
 
 def _url(name: str, default: str, what: str) -> str:
@@ -309,23 +314,11 @@ class ProductionInstanceSettings:
             )
         _port("DAGSTER_PG_PORT", 5432)
         present = tuple(name for name in POSTGRES_OPTIONAL if os.environ.get(name) is not None)
-        return cls(POSTGRES_REQUIRED + present, os.environ.get("DAGSTER_PG_SSLMODE") or None, _max_concurrent_runs())
-
-
-def _max_concurrent_runs() -> int:
-    value = os.environ.get("MX_PIPELINE_MAX_CONCURRENT_RUNS")
-    if value is None:
-        return DEFAULT_MAX_CONCURRENT_RUNS
-    try:
-        runs = int(value)
-    except ValueError:
-        runs = 0
-    if not 1 <= runs <= MAX_CONCURRENT_RUNS:
-        raise ConfigError(
-            f"MX_PIPELINE_MAX_CONCURRENT_RUNS={value!r} is not a number of runs: set it to a number from 1 to "
-            f"{MAX_CONCURRENT_RUNS}, or unset it for {DEFAULT_MAX_CONCURRENT_RUNS}"
+        return cls(
+            POSTGRES_REQUIRED + present,
+            os.environ.get("DAGSTER_PG_SSLMODE") or None,
+            _count("MX_PIPELINE_MAX_CONCURRENT_RUNS", DEFAULT_MAX_CONCURRENT_RUNS, MAX_CONCURRENT_RUNS, "runs"),
         )
-    return runs
 
 
 def warehouse_path() -> Path:
