@@ -101,11 +101,11 @@ def _instance(args: argparse.Namespace) -> int:
 
     home = args.home or settings.dagster_home()
     if args.profile == "production":
-        config = instance.production_config(settings.ProductionInstanceSettings.from_env())
+        text = instance.rendered(instance.production_config(settings.ProductionInstanceSettings.from_env()))
     else:
-        config = instance.local_config()
+        text = instance.LOCAL_CONFIG.read_text()  # as checked in, its comments with it
     try:
-        written = instance.write_instance(home, config)
+        written = instance.write_instance(home, text)
     except DagsterInvalidConfigError as exc:
         raise settings.ConfigError(f"Dagster refuses the {args.profile} instance: {exc}") from exc
     print(f"instance: wrote the {args.profile} instance to {written} (DAGSTER_HOME={home})")

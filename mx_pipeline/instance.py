@@ -9,7 +9,6 @@
   reads them when the instance loads.
 """
 
-import copy
 import os
 from pathlib import Path
 
@@ -42,7 +41,7 @@ def local_config() -> dict:
 
 def production_config(settings: ProductionInstanceSettings) -> dict:
     """The local instance with Postgres storage and the run queue's limits (pools, monitoring, retries kept)."""
-    config = copy.deepcopy(local_config())
+    config = local_config()
     postgres_db: dict = {_POSTGRES_KEYS[name]: {"env": name} for name in settings.postgres_variables}
     postgres_db["scheme"] = POSTGRES_SCHEME
     if settings.sslmode:
@@ -55,14 +54,19 @@ def production_config(settings: ProductionInstanceSettings) -> dict:
     return config
 
 
-def write_instance(home: Path, config: dict) -> Path:
+def rendered(config: dict) -> str:
+    """A config as the text of a ``dagster.yaml``, saying where it came from."""
+    return _HEADER + yaml.safe_dump(config, sort_keys=False)
+
+
+def write_instance(home: Path, text: str) -> Path:
     """``home/dagster.yaml``, checked by Dagster's own schema (with the environment it names) before it replaces
     the file there: a config Dagster would refuse at start is refused here, and an old file stays whole."""
     from dagster._core.instance.config import dagster_instance_config
 
     home.mkdir(parents=True, exist_ok=True)
     partial = home / f"{CONFIG_FILE}.partial"
-    partial.write_text(_HEADER + yaml.safe_dump(config, sort_keys=False))
+    partial.write_text(text)
     try:
         dagster_instance_config(str(home), config_filename=partial.name)
     except BaseException:

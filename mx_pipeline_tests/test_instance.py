@@ -103,12 +103,12 @@ def test_a_number_of_runs_that_is_not_one_is_refused(production_env, tmp_path, c
 
 
 def test_an_instance_dagster_refuses_leaves_the_file_there_whole(production_env, tmp_path):
-    good = instance.write_instance(tmp_path, instance.local_config()).read_text()
+    good = instance.write_instance(tmp_path, instance.LOCAL_CONFIG.read_text()).read_text()
     refused = instance.production_config(settings.ProductionInstanceSettings.from_env())
     refused["run_retries"]["max_retries"] = "twice"
 
     with pytest.raises(Exception, match="max_retries"):
-        instance.write_instance(tmp_path, refused)
+        instance.write_instance(tmp_path, instance.rendered(refused))
 
     assert (tmp_path / "dagster.yaml").read_text() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dagster.yaml"]
@@ -117,4 +117,4 @@ def test_an_instance_dagster_refuses_leaves_the_file_there_whole(production_env,
 def test_the_local_instance_the_command_writes_is_the_projects(env, tmp_path):
     assert cli.main(["instance", "local"]) == 0  # into the data directory's Dagster home by default
 
-    assert _written(settings.dagster_home()) == instance.local_config()
+    assert (settings.dagster_home() / "dagster.yaml").read_text() == instance.LOCAL_CONFIG.read_text()

@@ -28,7 +28,7 @@ from dagster._daemon.daemon import MonitoringDaemon
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
 from mx_pipeline import settings
-from mx_pipeline.instance import local_config, production_config, write_instance
+from mx_pipeline.instance import local_config, production_config, rendered, write_instance
 from mx_pipeline.mx import MxClient
 from mx_pipeline.run_launcher import run_worker_pid
 from mx_pipeline.sandbox.server import running_sandbox
@@ -253,7 +253,7 @@ def _install_instance(home: Path, *, production: bool, run_monitoring: dict) -> 
     """The instance written into ``home`` as ``mx-pipeline instance`` writes it, from the environment set."""
     config = production_config(settings.ProductionInstanceSettings.from_env()) if production else local_config()
     config["run_monitoring"] |= run_monitoring
-    write_instance(home, config)
+    write_instance(home, rendered(config))
 
 
 def _connect_banks(base_url: str, users: dict[str, str]) -> None:
