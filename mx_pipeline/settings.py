@@ -4,6 +4,8 @@ Variables (all optional):
 - ``MX_BASE_URL``, ``MX_CLIENT_ID``, ``MX_API_KEY``: the MX Platform API. With no client id and key set,
   everything points at the built-in sandbox (``mx-pipeline sandbox``) and its default credentials.
 - ``MX_CONCURRENCY``: how many members the ingest steps read from MX at once (8), all under the one rate limiter.
+- ``MX_PIPELINE_RATE_BUDGET_URL``: a Postgres URL (``postgresql://user:password@host/db``) where every process that
+  reads MX spends one global budget (``mx.rate_limit.SharedBudget``). Unset: each process paces MX by itself.
 - ``MX_SANDBOX_HOST``, ``MX_SANDBOX_PORT``: where the built-in sandbox listens (127.0.0.1:8765);
   ``MX_SANDBOX_WEBHOOK_URL``: where it POSTs MX-style webhooks (with the ``MX_WEBHOOK_*`` credentials).
 - ``MX_PIPELINE_DATA_DIR``: run-time state (warehouse, spool, Dagster home); defaults to ``./data``.
@@ -145,6 +147,20 @@ class MxSettings:
                 " Client Dashboard shows them), or unset MX_BASE_URL to use the built-in sandbox"
             )
         return cls(base_url, SANDBOX_CLIENT_ID, SANDBOX_API_KEY, is_sandbox=True, concurrency=concurrency)
+
+
+def rate_budget_configured() -> bool:
+    """Whether ``MX_PIPELINE_RATE_BUDGET_URL`` names a Postgres database (its value, which holds a password, is read
+    where the budget is opened and never shown)."""
+    value = os.environ.get("MX_PIPELINE_RATE_BUDGET_URL")
+    if not value:
+        return False
+    if urlsplit(value).scheme not in ("postgresql", "postgres"):
+        raise ConfigError(
+            "MX_PIPELINE_RATE_BUDGET_URL is not a Postgres URL: set it to postgresql://user:password@host:5432/db"
+            " (the budget every worker shares), or unset it"
+        )
+    return True
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,16 @@ class Postgres:
 
     def query(self, database: str, sql: str, *params) -> list[tuple]:
         with contextlib.closing(self.connect(database)) as con, con.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql, params or None)  # no parameters: a literal % stays one
             return cursor.fetchall()
+
+    def execute(self, database: str, sql: str) -> None:
+        with contextlib.closing(self.connect(database)) as con:
+            con.autocommit = True
+            con.cursor().execute(sql)
+
+    def url(self, database: str) -> str:
+        return f"postgresql://{USER}@{self.host}:{self.port}/{database}"
 
     def environment(self, database: str) -> dict[str, str]:
         """The variables the production instance reads its Postgres from."""

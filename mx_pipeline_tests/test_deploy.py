@@ -14,7 +14,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-SECRET_VARIABLES = ("MX_API_KEY", "MX_CLIENT_ID", "DAGSTER_PG_PASSWORD", "MX_WEBHOOK_PASSWORD", "MX_PIPELINE_API_TOKEN")
+SECRET_VARIABLES = (
+    "MX_API_KEY",
+    "MX_CLIENT_ID",
+    "DAGSTER_PG_PASSWORD",
+    "MX_WEBHOOK_PASSWORD",
+    "MX_PIPELINE_API_TOKEN",
+    "MX_PIPELINE_RATE_BUDGET_URL",
+)
 
 
 def _instructions() -> list[tuple[str, str]]:

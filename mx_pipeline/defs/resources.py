@@ -23,6 +23,7 @@ from mx_pipeline.lifecycle.episodes import Episode
 from mx_pipeline.lifecycle.gate import RoutedMember
 from mx_pipeline.lifecycle.notifier import HttpNotifier, LogNotifier, Notifier, longest_http_delivery
 from mx_pipeline.mx import ApiCall, MxClient, RateLimiter, RateLimits
+from mx_pipeline.mx.rate_limit import SharedBudget
 from mx_pipeline.refresh.policy import RefreshPolicy
 from mx_pipeline.warehouse import Warehouse
 from mx_pipeline.warehouse.connection import DEFAULT_WAIT_SECONDS
@@ -38,6 +39,8 @@ class MxResource(dg.ConfigurableResource):
     requests_per_second: float = RateLimits.requests_per_second
     per_member_interval: float = RateLimits.per_member_interval
     concurrency: int = Field(default=settings.DEFAULT_CONCURRENCY, ge=1, le=settings.MAX_CONCURRENCY)
+    # Where every process spends one global budget (MX_PIPELINE_RATE_BUDGET_URL); None: this process's own.
+    rate_budget_url: str | None = None
 
     def client(self, observers: Iterable[Callable[[ApiCall], None]] = ()) -> MxClient:
         """A fresh client (close it, or use it as a context manager) reporting each HTTP attempt to ``observers``."""
@@ -46,10 +49,13 @@ class MxResource(dg.ConfigurableResource):
             self.base_url,
             self.client_id,
             self.api_key,
-            limiter=RateLimiter(limits),
+            limiter=RateLimiter(limits, shared=self._shared_budget(limits)),
             observers=list(observers),
             pool_size=self.concurrency,
         )
+
+    def _shared_budget(self, limits: RateLimits) -> SharedBudget | None:
+        return SharedBudget.of_process(self.rate_budget_url, limits) if self.rate_budget_url else None
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -177,18 +183,21 @@ def notifier_resource() -> NotifierResource:
 def mx_resource() -> MxResource:
     """MX from ``MX_*`` environment variables, or the built-in sandbox when no credentials are set."""
     configured = settings.MxSettings.from_env()  # a presence check: values stay in the environment
+    budget = dg.EnvVar("MX_PIPELINE_RATE_BUDGET_URL") if settings.rate_budget_configured() else None
     if configured.is_sandbox:
         return MxResource(
             base_url=configured.base_url,
             client_id=configured.client_id,
             api_key=configured.api_key,
             concurrency=configured.concurrency,
+            rate_budget_url=budget,
         )
     return MxResource(
         base_url=configured.base_url,
         client_id=dg.EnvVar("MX_CLIENT_ID"),
         api_key=dg.EnvVar("MX_API_KEY"),
         concurrency=configured.concurrency,
+        rate_budget_url=budget,
     )
 
 

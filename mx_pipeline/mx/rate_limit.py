@@ -8,12 +8,16 @@ one member can degrade its connection; so every request reserves a slot that sat
 
 Slots are reserved under a lock and waited for outside it, so threads sharing one limiter never hold the
 lock while sleeping; the global budget is the generic cell rate algorithm, reservation style.
+
+Processes (run workers on any machine) spend one global budget through a :class:`SharedBudget` in Postgres; the
+spacing per user and per member stays in each process, where a member's reads happen one after another.
 """
 
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,35 @@ class RateLimits:
     burst: int = 10
     per_user_interval: float = 0.0
     per_member_interval: float = 0.5
+
+
+class SharedBudget:
+    """The global budget every process talking to MX spends together: pyrate-limiter's sliding-window log in
+    Postgres (``PostgresBucket``, stamped by Postgres's clock, checked and written under a table lock), so run
+    workers on any machine never send more than the budget between them. Its rule is the local one's: at most
+    ``burst`` requests in any window of ``burst / requests_per_second`` seconds.
+    """
+
+    TABLE = "mx_requests"  # pyrate-limiter names it ratelimit___mx_requests
+
+    def __init__(self, conninfo: str, limits: RateLimits, *, table: str = TABLE) -> None:
+        from psycopg_pool import ConnectionPool
+        from pyrate_limiter import Limiter, PostgresBucket, Rate
+
+        self._pool = ConnectionPool(conninfo, min_size=1, max_size=4, open=True, name="mx-rate-budget")
+        self._pool.wait(timeout=30)  # an unreachable database fails here, not at the first request
+        window_ms = round(1000 * limits.burst / limits.requests_per_second)
+        self._limiter = Limiter(PostgresBucket(self._pool, table, [Rate(limits.burst, window_ms)]))
+
+    @staticmethod
+    @cache
+    def of_process(conninfo: str, limits: RateLimits) -> "SharedBudget":
+        """One per process and database: its connections and its leak thread live as long as the process."""
+        return SharedBudget(conninfo, limits)
+
+    def acquire(self) -> None:
+        """Block until one more request fits the budget."""
+        self._limiter.try_acquire("mx", blocking=True)
 
 
 class RateLimiter:
@@ -33,6 +66,7 @@ class RateLimiter:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        shared: SharedBudget | None = None,
     ) -> None:
         if limits.requests_per_second <= 0 or limits.burst < 1:
             raise ValueError("requests_per_second must be > 0 and burst >= 1")
@@ -44,6 +78,7 @@ class RateLimiter:
         self._theoretical_arrival = 0.0
         self._next_for_user: dict[str, float] = {}
         self._next_for_member: dict[str, float] = {}
+        self._shared = shared
 
     def acquire(self, *, user_guid: str | None = None, member_guid: str | None = None) -> float:
         """Block until this request may go; returns the seconds waited.
@@ -51,14 +86,20 @@ class RateLimiter:
         First the user's and member's spacing is waited out, then a global slot is reserved. The spacing is
         measured from the committed send time, so a request held back by the global budget still keeps
         its member's next request at least ``per_member_interval`` away.
+
+        With a :class:`SharedBudget`, the user's and member's spacing is waited out first, then the shared budget
+        is spent, and the request goes at once: the budget is spent at the send, never ahead of a wait.
         """
         waited = 0.0
+        if self._shared is not None:
+            waited += self._wait_for_spacing(user_guid, member_guid)
+            started = self._clock()
+            self._shared.acquire()
+            waited += self._clock() - started
         while True:
             with self._lock:
                 now = self._clock()
-                ready = max(
-                    self._next_for_user.get(user_guid or "", 0.0), self._next_for_member.get(member_guid or "", 0.0)
-                )
+                ready = self._spacing_ends(user_guid, member_guid)
                 if ready <= now:
                     send_at = self._reserve_global_slot(now)
                     if user_guid and self.limits.per_user_interval:
@@ -74,7 +115,23 @@ class RateLimiter:
             self._sleep(send_at - now)
         return waited + (send_at - now)
 
+    def _spacing_ends(self, user_guid: str | None, member_guid: str | None) -> float:
+        return max(self._next_for_user.get(user_guid or "", 0.0), self._next_for_member.get(member_guid or "", 0.0))
+
+    def _wait_for_spacing(self, user_guid: str | None, member_guid: str | None) -> float:
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                ready = self._spacing_ends(user_guid, member_guid)
+            if ready <= now:
+                return waited
+            self._sleep(ready - now)
+            waited += ready - now
+
     def _reserve_global_slot(self, now: float) -> float:
+        if self._shared is not None:
+            return now  # the shared budget was spent just before
         tolerance = (self.limits.burst - 1) * self._interval
         send_at = max(now, self._theoretical_arrival - tolerance)
         self._theoretical_arrival = max(self._theoretical_arrival, send_at) + self._interval

@@ -3,9 +3,11 @@
 import datetime as dt
 
 import dagster as dg
+import pytest
 
 from mx_pipeline import settings
 from mx_pipeline.defs.resources import NotifierResource, WarehouseResource, mx_resource
+from mx_pipeline.mx.rate_limit import SharedBudget
 
 
 def test_without_credentials_mx_points_at_the_built_in_sandbox(monkeypatch):
@@ -42,3 +44,31 @@ def test_a_notification_lease_outlives_the_longest_wait_for_the_warehouse_a_run_
     lease = notifier.lease(patient.wait_seconds)
     assert lease > dt.timedelta(seconds=120 + 3600)
     assert lease - notifier.lease(WarehouseResource().wait_seconds) == dt.timedelta(seconds=3600 - 600)
+
+
+def test_with_a_rate_budget_url_every_client_of_a_process_spends_the_one_budget_all_processes_share(
+    monkeypatch, postgres
+):
+    url = postgres.url(postgres.create_database())
+    monkeypatch.setenv("MX_PIPELINE_RATE_BUDGET_URL", url)
+
+    mx = mx_resource()
+    assert mx.rate_budget_url == dg.EnvVar("MX_PIPELINE_RATE_BUDGET_URL")  # the URL holds a password
+    with dg.build_resources({"mx": mx}) as resources, resources.mx.client() as first, resources.mx.client() as second:
+        budgets = {first.transport.limiter._shared, second.transport.limiter._shared}
+    assert len(budgets) == 1 and isinstance(budgets.pop(), SharedBudget)
+    tables = postgres.query(url.rsplit("/", 1)[1], "select tablename from pg_tables where tablename like 'ratelimit%'")
+    assert tables == [(f"ratelimit___{SharedBudget.TABLE}",)]
+
+
+def test_a_rate_budget_url_that_is_not_postgres_is_refused_without_being_shown(monkeypatch):
+    monkeypatch.setenv("MX_PIPELINE_RATE_BUDGET_URL", "redis://:hunter2-secret@cache:6379/0")
+    with pytest.raises(settings.ConfigError, match="MX_PIPELINE_RATE_BUDGET_URL is not a Postgres URL") as refused:
+        mx_resource()
+    assert "hunter2" not in str(refused.value)
+
+
+def test_without_a_rate_budget_url_each_process_paces_mx_by_itself(monkeypatch):
+    monkeypatch.delenv("MX_PIPELINE_RATE_BUDGET_URL", raising=False)
+    with mx_resource().client() as client:
+        assert client.transport.limiter._shared is None

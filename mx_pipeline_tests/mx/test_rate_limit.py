@@ -101,6 +101,35 @@ def test_threads_sharing_a_limiter_never_exceed_the_global_rate():
     assert sent[-1] - sent[0] >= 39 * 0.005 * 0.95
 
 
+class RecordingBudget:
+    """A shared budget that lets every request go, noting when it was asked."""
+
+    def __init__(self, time: FakeTime, waits: float = 0.0) -> None:
+        self.time, self.waits, self.asked = time, waits, []
+
+    def acquire(self) -> None:
+        self.asked.append(round(self.time.now - 1000.0, 6))
+        self.time.sleep(self.waits)
+
+
+def test_with_a_shared_budget_the_spacing_is_waited_out_before_the_budget_is_spent_and_the_request_goes_at_once():
+    time = FakeTime()
+    budget = RecordingBudget(time, waits=0.3)  # other processes spent it: 0.3 s to wait each time
+    lim = RateLimiter(
+        RateLimits(requests_per_second=1, burst=1, per_member_interval=1.0),
+        clock=time.clock,
+        sleep=time.sleep,
+        shared=budget,
+    )
+
+    sent = send_times(time, lim, [(None, "MBR-a"), (None, "MBR-a"), (None, "MBR-b")])
+
+    assert budget.asked == pytest.approx([0, 1.3, 1.6])  # never spent while the member's spacing still ran
+    # Sent as soon as the budget allows: the local budget (1/s) is the shared one's to keep, not a second wait;
+    # and a's spacing counts from its send (0.3), so its second request is asked for at 1.3, sent at 1.6.
+    assert sent == pytest.approx([0.3, 1.6, 1.9])
+
+
 def test_nonsense_limits_are_rejected():
     with pytest.raises(ValueError):
         RateLimiter(RateLimits(requests_per_second=0))

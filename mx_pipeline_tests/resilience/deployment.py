@@ -187,7 +187,8 @@ def deployed(
 
     ``workspace``: the code location to serve (a benchmark may compare another executor); the project's by default.
 
-    ``postgres``: deploy on the production instance, its storage in a new database of this server.
+    ``postgres``: deploy on the production instance, its storage and the shared MX budget in a new database of
+    this server.
 
     ``instance_overrides``: ``run_monitoring`` settings to change in the copied ``dagster.yaml`` (a benchmark
     may shorten ``free_slots_after_run_end_seconds``); none by default: the project's own.
@@ -200,8 +201,9 @@ def deployed(
     with _code_servers_stopped(), running_sandbox(seed=seed, **FAST_SANDBOX) as sandbox:
         _connect_banks(sandbox.base_url, users)
         environment = {"DAGSTER_HOME": str(home), "MX_PIPELINE_DATA_DIR": str(data), "MX_BASE_URL": sandbox.base_url}
-        if postgres:
-            environment |= postgres.environment(postgres.create_database())
+        if postgres:  # Dagster's storage and the MX budget every worker shares, in one database of its own
+            database = postgres.create_database()
+            environment |= postgres.environment(database) | {"MX_PIPELINE_RATE_BUDGET_URL": postgres.url(database)}
         with _environment(environment):
             _install_instance(home, production=postgres is not None, run_monitoring=instance_overrides)
             with (

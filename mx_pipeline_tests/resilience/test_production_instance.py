@@ -1,6 +1,7 @@
 """The production instance, deployed on a real PostgreSQL (Debian's, started by the fixture): Dagster's runs, event
-logs and pool slots live in Postgres, where every machine of a deployment reaches them; its run queue holds a
-second run of a one-at-a-time job until the first has finished; the data that arrives is right.
+logs and pool slots live in Postgres, where every machine of a deployment reaches them, and so does the MX budget
+the run workers share; its run queue holds a second run of a one-at-a-time job until the first has finished; the
+data that arrives is right.
 
 A worker killed while it holds the warehouse slot is freed and retried on this instance too:
 ``test_dead_run.py``'s ``[production]`` case.
@@ -30,6 +31,8 @@ def test_runs_their_events_and_the_warehouse_slot_are_kept_in_postgres_and_the_d
         assert postgres.query(database, 'select concurrency_key, "limit" from concurrency_limits') == [(POOL, 1)]
         assert postgres.query(database, "select run_id from concurrency_slots") == [(None,)]  # given back
         assert not list((tmp_path / "dagster_home").rglob("*.db"))  # nothing of Dagster's in SQLite
+        budget = postgres.query(database, "select count(*) from pg_tables where tablename = 'ratelimit___mx_requests'")
+        assert budget == [(1,)]  # the run worker spent the budget every worker shares
         differences = compare(deployment.warehouse_path, deployment.sandbox.world)
         assert differences.none, str(differences)
 
