@@ -149,18 +149,17 @@ class MxSettings:
         return cls(base_url, SANDBOX_CLIENT_ID, SANDBOX_API_KEY, is_sandbox=True, concurrency=concurrency)
 
 
-def rate_budget_configured() -> bool:
-    """Whether ``MX_PIPELINE_RATE_BUDGET_URL`` names a Postgres database (its value, which holds a password, is read
-    where the budget is opened and never shown)."""
+def rate_budget_url() -> str | None:
+    """``MX_PIPELINE_RATE_BUDGET_URL``, checked to name a Postgres database; it holds a password: never show it."""
     value = os.environ.get("MX_PIPELINE_RATE_BUDGET_URL")
     if not value:
-        return False
+        return None
     if urlsplit(value).scheme not in ("postgresql", "postgres"):
         raise ConfigError(
             "MX_PIPELINE_RATE_BUDGET_URL is not a Postgres URL: set it to postgresql://user:password@host:5432/db"
             " (the budget every worker shares), or unset it"
         )
-    return True
+    return value
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,21 @@ from mx_pipeline.connect.app import MAX_REQUEST_HEAD_BYTES, ConnectService, crea
 from mx_pipeline.connect.links import Links
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.connect.webhooks import WebhookReceiver
-from mx_pipeline.mx import MxClient
+from mx_pipeline.mx import MxClient, RateLimiter, RateLimits
+from mx_pipeline.mx.rate_limit import SharedBudget
+
+
+def _limiter() -> RateLimiter:
+    """The service's pacing: it spends the MX budget every worker shares, when one is configured."""
+    url = settings.rate_budget_url()
+    limits = RateLimits()
+    return RateLimiter(limits, shared=SharedBudget.of_process(url, limits) if url else None)
 
 
 def build_app(mx: MxClient | None = None, connect: settings.ConnectSettings | None = None):
     """The ASGI app wired to MX (or the sandbox) and to the spool under the data directory."""
     connect = connect or settings.ConnectSettings.from_env()
-    mx = mx or MxClient.from_settings(settings.MxSettings.from_env())
+    mx = mx or MxClient.from_settings(settings.MxSettings.from_env(), limiter=_limiter())
     spool = Spool(settings.spool_dir())
     links = Links.at(connect.link_secret, settings.link_store_path())
     service = ConnectService(mx, spool, links, connect.public_url, connect.api_token)

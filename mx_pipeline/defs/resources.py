@@ -183,7 +183,7 @@ def notifier_resource() -> NotifierResource:
 def mx_resource() -> MxResource:
     """MX from ``MX_*`` environment variables, or the built-in sandbox when no credentials are set."""
     configured = settings.MxSettings.from_env()  # a presence check: values stay in the environment
-    budget = dg.EnvVar("MX_PIPELINE_RATE_BUDGET_URL") if settings.rate_budget_configured() else None
+    budget = dg.EnvVar("MX_PIPELINE_RATE_BUDGET_URL") if settings.rate_budget_url() else None  # the name, not the URL
     if configured.is_sandbox:
         return MxResource(
             base_url=configured.base_url,

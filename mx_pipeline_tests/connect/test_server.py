@@ -10,7 +10,9 @@ from pathlib import Path
 
 import requests
 
+from mx_pipeline.connect import server
 from mx_pipeline.connect.spool import Spool
+from mx_pipeline.mx.rate_limit import SharedBudget
 from mx_pipeline_tests.local_http import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,3 +54,19 @@ def test_a_webhook_acknowledged_with_204_survives_the_service_being_killed_at_on
     assert answer.status_code == 204
     [event] = Spool(tmp_path / "spool").pending()
     assert event.kind == "mx_webhook" and json.loads(event.body) == body
+
+
+def test_the_connect_service_spends_the_mx_budget_every_worker_shares_when_one_is_configured(
+    tmp_path, monkeypatch, postgres
+):
+    monkeypatch.setenv("MX_PIPELINE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MX_PIPELINE_RATE_BUDGET_URL", postgres.url(postgres.create_database()))
+    clients = []
+    monkeypatch.setattr(server.MxClient, "from_settings", lambda configured, **options: clients.append(options))
+
+    server.build_app()
+
+    [options] = clients
+    assert isinstance(options["limiter"]._shared, SharedBudget)
+    monkeypatch.delenv("MX_PIPELINE_RATE_BUDGET_URL")
+    assert server._limiter()._shared is None  # unset: the service paces MX by itself
