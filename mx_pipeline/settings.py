@@ -5,7 +5,7 @@ Variables (all optional):
   everything points at the built-in sandbox (``mx-pipeline sandbox``) and its default credentials.
 - ``MX_CONCURRENCY``: how many members the ingest steps read from MX at once (8), all under the one rate limiter.
 - ``MX_PIPELINE_RATE_BUDGET_URL``: a Postgres URL (``postgresql://user:password@host/db``) where every process that
-  reads MX spends one global budget (``mx.rate_limit.SharedBudget``). Unset: each process paces MX by itself.
+  talks to MX spends one global budget (``mx.rate_limit.SharedBudget``). Unset: each process paces MX by itself.
 - ``MX_SANDBOX_HOST``, ``MX_SANDBOX_PORT``: where the built-in sandbox listens (127.0.0.1:8765);
   ``MX_SANDBOX_WEBHOOK_URL``: where it POSTs MX-style webhooks (with the ``MX_WEBHOOK_*`` credentials).
 - ``MX_PIPELINE_DATA_DIR``: run-time state (warehouse, spool, Dagster home); defaults to ``./data``.
@@ -25,7 +25,7 @@ Variables (all optional):
   created once under the data directory (git-ignored, mode 0600) so links survive restarts.
 - ``MX_PIPELINE_MODELS_DELAY_SECONDS``: how long the ``models_after_sync`` sensor lets synced data settle before it
   builds the SQL models (60): every sync within it is in one build.
-- The production Dagster instance (``mx-pipeline instance --production``; the local one needs none of these):
+- The production Dagster instance (``mx-pipeline instance production``; the local one needs none of these):
   ``DAGSTER_PG_HOST``, ``DAGSTER_PG_USERNAME``, ``DAGSTER_PG_DB`` (required), ``DAGSTER_PG_PORT`` (5432),
   ``DAGSTER_PG_PASSWORD``, ``DAGSTER_PG_SSLMODE``: its Postgres, read by Dagster when the instance loads (the
   instance file names the variables, never their values); ``MX_PIPELINE_MAX_CONCURRENT_RUNS``: runs at once (8).
