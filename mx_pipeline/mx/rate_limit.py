@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 
 
 @dataclass(frozen=True)
@@ -37,24 +36,44 @@ class SharedBudget:
 
     TABLE = "mx_requests"  # pyrate-limiter names it ratelimit___mx_requests
 
-    def __init__(self, conninfo: str, limits: RateLimits, *, table: str = TABLE) -> None:
+    def __init__(self, conninfo: str, limits: RateLimits) -> None:
         from psycopg_pool import ConnectionPool
         from pyrate_limiter import Limiter, PostgresBucket, Rate
 
         self._pool = ConnectionPool(conninfo, min_size=1, max_size=4, open=True, name="mx-rate-budget")
         self._pool.wait(timeout=30)  # an unreachable database fails here, not at the first request
         window_ms = round(1000 * limits.burst / limits.requests_per_second)
-        self._limiter = Limiter(PostgresBucket(self._pool, table, [Rate(limits.burst, window_ms)]))
+        self._limiter = Limiter(PostgresBucket(self._pool, self.TABLE, [Rate(limits.burst, window_ms)]))
+
+    @classmethod
+    def of_process(cls, conninfo: str, limits: RateLimits) -> "SharedBudget":
+        """One per process and database: its connections and its leak thread live as long as the process."""
+        with _OPENED_LOCK:
+            key = (conninfo, limits)
+            if key not in _OPENED:
+                _OPENED[key] = cls(conninfo, limits)
+            return _OPENED[key]
 
     @staticmethod
-    @cache
-    def of_process(conninfo: str, limits: RateLimits) -> "SharedBudget":
-        """One per process and database: its connections and its leak thread live as long as the process."""
-        return SharedBudget(conninfo, limits)
+    def close_all() -> None:
+        """Close every budget :meth:`of_process` opened (before their database goes away)."""
+        with _OPENED_LOCK:
+            budgets = list(_OPENED.values())
+            _OPENED.clear()
+        for budget in budgets:
+            budget.close()
 
     def acquire(self) -> None:
         """Block until one more request fits the budget."""
         self._limiter.try_acquire("mx", blocking=True)
+
+    def close(self) -> None:
+        self._limiter.close()  # its leak thread first: it asks the database
+        self._pool.close()
+
+
+_OPENED: dict[tuple[str, RateLimits], SharedBudget] = {}
+_OPENED_LOCK = threading.Lock()
 
 
 class RateLimiter:

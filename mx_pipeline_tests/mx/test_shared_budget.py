@@ -25,12 +25,13 @@ def _spend(url: str, requests: int) -> None:
     budget = SharedBudget(url, LIMITS)
     for _ in range(requests):
         budget.acquire()
+    budget.close()
 
 
 def test_processes_spend_one_global_budget_between_them(postgres):
     database = postgres.create_database()
     url = postgres.url(database)
-    SharedBudget(url, LIMITS)  # the bucket's table, for the trigger to watch
+    SharedBudget(url, LIMITS).close()  # it made the bucket's table, for the trigger to watch
     postgres.execute(database, NOTE_EACH_REQUEST)
 
     spawn = multiprocessing.get_context("spawn")
