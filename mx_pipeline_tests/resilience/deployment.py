@@ -190,7 +190,7 @@ def deployed(
     ``postgres``: deploy on the production instance, its storage and the shared MX budget in a new database of
     this server.
 
-    ``instance_overrides``: ``run_monitoring`` settings to change in the copied ``dagster.yaml`` (a benchmark
+    ``instance_overrides``: ``run_monitoring`` settings to change in the written ``dagster.yaml`` (a benchmark
     may shorten ``free_slots_after_run_end_seconds``); none by default: the project's own.
     """
     home, data = tmp_path / "dagster_home", tmp_path / "data"
