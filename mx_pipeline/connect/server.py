@@ -11,14 +11,11 @@ from mx_pipeline.connect.links import Links
 from mx_pipeline.connect.spool import Spool
 from mx_pipeline.connect.webhooks import WebhookReceiver
 from mx_pipeline.mx import MxClient, RateLimiter, RateLimits
-from mx_pipeline.mx.rate_limit import SharedBudget
 
 
 def _limiter() -> RateLimiter:
     """The service's pacing: it spends the MX budget every worker shares, when one is configured."""
-    url = settings.rate_budget_url()
-    limits = RateLimits()
-    return RateLimiter(limits, shared=SharedBudget.of_process(url, limits) if url else None)
+    return RateLimiter.spending(RateLimits(), settings.rate_budget_url())
 
 
 def build_app(mx: MxClient | None = None, connect: settings.ConnectSettings | None = None):

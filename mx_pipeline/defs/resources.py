@@ -23,7 +23,6 @@ from mx_pipeline.lifecycle.episodes import Episode
 from mx_pipeline.lifecycle.gate import RoutedMember
 from mx_pipeline.lifecycle.notifier import HttpNotifier, LogNotifier, Notifier, longest_http_delivery
 from mx_pipeline.mx import ApiCall, MxClient, RateLimiter, RateLimits
-from mx_pipeline.mx.rate_limit import SharedBudget
 from mx_pipeline.refresh.policy import RefreshPolicy
 from mx_pipeline.warehouse import Warehouse
 from mx_pipeline.warehouse.connection import DEFAULT_WAIT_SECONDS
@@ -49,13 +48,10 @@ class MxResource(dg.ConfigurableResource):
             self.base_url,
             self.client_id,
             self.api_key,
-            limiter=RateLimiter(limits, shared=self._shared_budget(limits)),
+            limiter=RateLimiter.spending(limits, self.rate_budget_url),
             observers=list(observers),
             pool_size=self.concurrency,
         )
-
-    def _shared_budget(self, limits: RateLimits) -> SharedBudget | None:
-        return SharedBudget.of_process(self.rate_budget_url, limits) if self.rate_budget_url else None
 
 
 class WarehouseResource(dg.ConfigurableResource):

@@ -99,6 +99,11 @@ class RateLimiter:
         self._next_for_member: dict[str, float] = {}
         self._shared = shared
 
+    @classmethod
+    def spending(cls, limits: RateLimits, budget_url: str | None) -> "RateLimiter":
+        """A limiter spending the budget every process shares at ``budget_url``; None: this process's own."""
+        return cls(limits, shared=SharedBudget.of_process(budget_url, limits) if budget_url else None)
+
     def acquire(self, *, user_guid: str | None = None, member_guid: str | None = None) -> float:
         """Block until this request may go; returns the seconds waited.
 
