@@ -94,7 +94,7 @@ class TransactionLanding:
         self.flush()
         path = self.area.duckdb_path(f"{self.directory}/{LISTED}")
         guids = sorted(listed_guids or ())
-        _on_parser(
+        on_parser(
             self.area,
             lambda con: con.execute(
                 f"copy (select unnest($guids::varchar[]) as guid) to {sql_literal(path)} (format parquet)",
@@ -144,7 +144,7 @@ class TransactionLanding:
             con.execute(f"drop table {_STAGED}")
             return (*counts, early)
 
-        rows, refused, latest, early = _on_parser(self.area, parse)
+        rows, refused, latest, early = on_parser(self.area, parse)
         self.early += early
         self._parts.append(name)
         self.rows += rows
@@ -158,7 +158,7 @@ _PARSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing-parser")
 _parser_connection: duckdb.DuckDBPyConnection | None = None  # used on the parser's thread only
 
 
-def _on_parser(area: LandingArea, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+def on_parser(area: LandingArea, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
     """Run ``work`` on the process's one parsing thread, with its in-memory DuckDB, and wait for it.
 
     One thread, not a slot per reading thread: DuckDB's allocator keeps per thread what a parse used, so parses

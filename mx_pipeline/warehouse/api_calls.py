@@ -33,6 +33,14 @@ class ApiCallLog:
             self.total += 1
             self.rate_limited += call.status == 429
 
+    def __getstate__(self) -> dict:
+        """What travels to another step (the calls a reading step made, for its writing step to record)."""
+        with self._lock:
+            return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
     @property
     def pending(self) -> int:
         """Calls collected but not yet written."""

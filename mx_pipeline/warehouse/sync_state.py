@@ -28,9 +28,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import duckdb
-import pandas as pd
-
-from mx_pipeline.warehouse.connection import registered
 
 PENDING_AHEAD_DAYS = 5  # MX's own default to_date: pending rows can be dated a few days ahead
 # MX on from_updated_at/to_updated_at: "Maximum date range limit is 6 months"; six months are never under 181 days.
@@ -83,7 +80,7 @@ def plan_window(
     overlap_days: int,
 ) -> TransactionWindow:
     """The read plan for a member, from its watermark and its oldest pending row still live."""
-    watermark, last_synced_at, oldest_pending = con.execute(
+    ((watermark, last_synced_at, oldest_pending),) = con.execute(
         """
         select
             (select transactions_watermark from ops.member_sync where member_guid = $member),
@@ -92,7 +89,7 @@ def plan_window(
              where member_guid = $member and status = 'PENDING' and removed_at is null)
         """,
         {"member": member_guid},
-    ).fetchone()
+    ).fetchall()
     history_from = today - dt.timedelta(days=history_days)
     look_back_from = reconcile_from = today - dt.timedelta(days=lookback_days)
     if oldest_pending is not None:
@@ -123,48 +120,14 @@ def plan_window(
 def _updated_since(con: duckdb.DuckDBPyConnection, member_guid: str, days: DateRange, since: dt.date) -> bool:
     """Whether every row of the member dated in ``days`` (a day more on either side), live or removed, carries
     an ``updated_at`` MX counts on ``since`` or later."""
-    oldest, unknown = con.execute(
+    ((oldest, unknown),) = con.execute(
         """
         select min(updated_at), count(*) filter (where updated_at is null) from raw.mx_transactions
         where member_guid = $member and date between $from and $to
         """,
         {"member": member_guid, "from": days[0] - dt.timedelta(days=1), "to": days[1] + dt.timedelta(days=1)},
-    ).fetchone()
+    ).fetchall()
     return not unknown and (oldest is None or (oldest - MX_DAY_MARGIN).astimezone(dt.UTC).date() >= since)
-
-
-def late_arrival_ranges(
-    con: duckdb.DuckDBPyConnection,
-    member_guid: str,
-    window: TransactionWindow,
-    arrived: Iterable[tuple[str, dt.date]] = (),
-) -> list[DateRange]:
-    """Dates to list again: days before the window read in full holding a row new since the last complete sync
-    (a copy MX re-issued under a new guid long after its date, or a late transaction).
-
-    ``arrived``: (guid, date) of the rows this read landed dated before the window; those the table lacks are
-    new. Rows a sync that failed part-way stored still count as new until a sync completes. Empty when nothing
-    late arrived, so the extra read costs nothing then.
-    """
-    if window.is_full_read or window.last_synced_at is None:
-        return []
-    arrived_frame = pd.DataFrame(list(arrived), columns=["guid", "date"]).astype({"guid": object})
-    with registered(con, "arrived_early", arrived_frame):
-        days = [
-            day
-            for (day,) in con.execute(
-                """
-                select date from raw.mx_transactions
-                where member_guid = $member and date < $from and first_fetched_at > $since
-                union
-                select cast(date as date) from arrived_early
-                where guid not in (select guid from raw.mx_transactions where member_guid = $member)
-                order by 1
-                """,
-                {"member": member_guid, "from": window.reconcile_from, "since": window.last_synced_at},
-            ).fetchall()
-        ]
-    return coalesce_days(days, merge_gap_days=LATE_DAYS_MERGE_GAP, max_ranges=MAX_LATE_RANGES)
 
 
 def coalesce_days(days: Iterable[dt.date], *, merge_gap_days: int, max_ranges: int) -> list[DateRange]:

@@ -2,17 +2,15 @@
 any arrived), land it, and let the loader merge it and settle the rows MX stopped listing.
 
 The MX call itself is passed in (``list_transactions``), so this module stays free of HTTP and Dagster: it
-decides the window, consumes the pages lazily into the landing area (``mx_pipeline/landing``), and says in the
-manifest how the read ended. :func:`extract_member_transactions` is a sync run's reading half (a step lands
-every member, then loads them all at once: ``warehouse/landed.py``); :func:`sync_member_transactions` does both
-halves for one member.
+reads as its plan says (``warehouse/read_plan.py``), consumes the pages lazily into the landing area
+(``mx_pipeline/landing``), and says in the manifest how the read ended. :func:`extract_member_transactions` is a
+sync run's reading half and never opens the warehouse (a step plans every member, reads and lands them all, then
+loads them at once: ``warehouse/landed.py``); :func:`sync_member_transactions` does all three for one member.
 """
 
 import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-
-import duckdb
 
 from mx_pipeline.landing.area import LandingArea
 from mx_pipeline.landing.transactions import BATCH_ROWS, TransactionLanding
@@ -22,27 +20,14 @@ from mx_pipeline.warehouse.api_calls import ApiCallLog
 from mx_pipeline.warehouse.connection import Warehouse
 from mx_pipeline.warehouse.landed import load_landed
 from mx_pipeline.warehouse.members import MemberToFetch
-from mx_pipeline.warehouse.sync_state import (
-    TRANSACTIONS_READ,
-    DateRange,
-    TransactionWindow,
-    failure_reason,
-    late_arrival_ranges,
-    plan_window,
-)
+from mx_pipeline.warehouse.read_plan import ReadPlan, SyncPolicy, plan_transaction_reads
+from mx_pipeline.warehouse.sync_state import TRANSACTIONS_READ, DateRange, TransactionWindow, failure_reason
 from mx_pipeline.warehouse.upsert import UpsertCounts
+
+__all__ = ["MemberRead", "MemberSyncResult", "SyncPolicy", "extract_member_transactions", "sync_member_transactions"]
 
 ListTransactions = Callable[..., Iterator[Page]]  # MX's pages, e.g. MxClient.list_member_transaction_pages
 ONE_DAY = dt.timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class SyncPolicy:
-    """How far back to read: the first sync, the pending reconciliation window, and the change overlap."""
-
-    history_days: int = 730
-    reconcile_lookback_days: int = 14  # MX deletes a pending transaction within 14 days
-    overlap_days: int = 0  # whole days read again before the watermark's day (sync_state.MX_DAY_MARGIN)
 
 
 @dataclass(frozen=True)
@@ -77,44 +62,37 @@ def sync_member_transactions(
     batch_size: int = BATCH_ROWS,
     area: LandingArea | None = None,
 ) -> MemberSyncResult:
-    """Bring one member's raw transactions up to date with MX: read and land it, then load it.
+    """Bring one member's raw transactions up to date with MX: plan its read, read and land it, then load it.
 
     ``area``: the landing area (by default ``landing/`` beside the warehouse file)."""
     area = area or LandingArea.beside(warehouse.path)
-    read = extract_member_transactions(
-        warehouse, area, member, list_transactions, policy=policy, run_id=run_id, batch_size=batch_size
-    )
+    with warehouse.connect() as con:
+        plan = plan_transaction_reads(con, area, [member], policy, run_id=run_id)
+    read = extract_member_transactions(area, plan, member, list_transactions, batch_size=batch_size)
     loaded = load_landed(warehouse, area, run_id=run_id, only=[read.directory], api_log=api_log)
+    plan.discard()
     return MemberSyncResult(member.guid, loaded.counts, read.listed, loaded.quarantined, loaded.removed, read.error)
 
 
 def extract_member_transactions(
-    warehouse: Warehouse,
     area: LandingArea,
+    plan: ReadPlan,
     member: MemberToFetch,
     list_transactions: ListTransactions,
     *,
-    policy: SyncPolicy,
-    run_id: str,
     batch_size: int = BATCH_ROWS,
-    window: TransactionWindow | None = None,
 ) -> MemberRead:
-    """Read one member's transactions from MX into the landing area; a failed read is landed as such, never raised.
-
-    The warehouse is only read, on short connections and never while MX is asked: to plan the window (unless
-    ``window`` was planned with others': :func:`plan_windows`), and to tell which early-dated rows are new to it
-    (late arrivals, listed again by date).
-    """
-    if window is None:
-        with warehouse.connect() as con:
-            window = plan_windows(con, [member], policy)[member.guid]
+    """Read one member's transactions from MX into the landing area, as ``plan`` says; a failed read is landed as
+    such, never raised. Only MX and the landing area are used: the plan answers what the warehouse held (which
+    early-dated rows are new to it: late arrivals, listed again by date)."""
+    window = plan.windows[member.guid]
     listed_guids: set[str] = set()  # every guid a read that lists whole dates listed
     listed_in_full: list[DateRange] = []  # the dates those reads covered, once each read completed
     listed = 0
     error: MxError | None = None
     landing = TransactionLanding(
         area,
-        run_id=run_id,
+        run_id=plan.run_id,
         member_guid=member.guid,
         user_guid=member.user_guid,
         early_before=None if window.is_full_read else window.reconcile_from,
@@ -135,11 +113,8 @@ def extract_member_transactions(
         for query, lists_in_full in _passes(window):
             read(query, lists_in_full)
         landing.flush()
-        if window.last_synced_at is not None and not window.is_full_read:
-            with warehouse.connect() as con:
-                late = late_arrival_ranges(con, member.guid, window, landing.early)
-            for start, end in late:
-                read(*_listing((start, end)))
+        for start, end in plan.late_arrival_ranges(member.guid, landing.early):
+            read(*_listing((start, end)))
     except READ_FAILURES as exc:
         error = exc
         landing.reject_page(f"{type(exc).__name__}: {exc}")
@@ -159,23 +134,6 @@ def extract_member_transactions(
         landing.finish(outcome="failed", reason=failure_reason(TRANSACTIONS_READ, error))
     failed = None if error is None else f"{type(error).__name__}: {error}"
     return MemberRead(member.guid, landing.directory, listed, landing.refused, failed)
-
-
-def plan_windows(
-    con: duckdb.DuckDBPyConnection, members: list[MemberToFetch], policy: SyncPolicy
-) -> dict[str, TransactionWindow]:
-    """Each member's read plan, on one connection: a step plans all its members before it reads any."""
-    return {
-        member.guid: plan_window(
-            con,
-            member.guid,
-            today=_mx_today(member),
-            history_days=policy.history_days,
-            lookback_days=policy.reconcile_lookback_days,
-            overlap_days=policy.overlap_days,
-        )
-        for member in members
-    }
 
 
 def _later(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
@@ -202,10 +160,3 @@ def _listing(days: DateRange) -> tuple[dict, DateRange]:
     this date (at midnight)", which may leave the day itself out, and a day's rows must never look vanished."""
     start, end = days
     return {"from_date": start - ONE_DAY, "to_date": end + ONE_DAY}, days
-
-
-def _mx_today(member: MemberToFetch) -> dt.date:
-    """Today by MX's clock where we can tell: a member aggregated "tomorrow" by our clock means MX is ahead."""
-    ours = dt.datetime.now(dt.UTC).date()
-    theirs = member.successfully_aggregated_at
-    return max(ours, theirs.astimezone(dt.UTC).date()) if theirs else ours

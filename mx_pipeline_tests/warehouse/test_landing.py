@@ -14,6 +14,7 @@ from mx_pipeline.mx.pagination import Page
 from mx_pipeline.warehouse import landed
 from mx_pipeline.warehouse.landed import load_landed
 from mx_pipeline.warehouse.members import MemberToFetch
+from mx_pipeline.warehouse.read_plan import plan_transaction_reads
 from mx_pipeline.warehouse.transaction_sync import SyncPolicy, extract_member_transactions, sync_member_transactions
 
 from .conftest import make_transaction
@@ -222,12 +223,14 @@ def test_a_landing_area_at_an_fsspec_url_lands_and_loads_the_same(warehouse):
         area.fs.rm("/landing-test", recursive=True)
 
 
-def test_extraction_only_reads_the_warehouse_and_lands_what_mx_listed(warehouse, area):
+def test_extraction_lands_what_mx_listed_and_leaves_the_warehouse_to_the_loader(warehouse, area):
     def pages(**query):
         yield Page([_payload("TRN-1"), _payload("TRN-2")])
 
     member = MemberToFetch("MBR-1", "USR-1", dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
-    read = extract_member_transactions(warehouse, area, member, pages, policy=SyncPolicy(), run_id="run-1")
+    with warehouse.connect() as con:
+        plan = plan_transaction_reads(con, area, [member], SyncPolicy(), run_id="run-1")
+    read = extract_member_transactions(area, plan, member, pages)
     assert read.error is None and read.listed == 2
     assert _amounts(warehouse) == {} and "manifest.json" in _landed_files(area)
     assert _load(warehouse, area).counts.inserted == 2

@@ -1,10 +1,14 @@
 import datetime as dt
 
+from mx_pipeline.landing import LandingArea
 from mx_pipeline.mx.errors import MalformedResponse
 from mx_pipeline.mx.pagination import Page
+from mx_pipeline.warehouse.landed import load_landed
 from mx_pipeline.warehouse.members import MemberToFetch
+from mx_pipeline.warehouse.read_plan import plan_transaction_reads
 from mx_pipeline.warehouse.sync_state import MAX_UPDATED_AT_RANGE_DAYS, coalesce_days
-from mx_pipeline.warehouse.transaction_sync import SyncPolicy, sync_member_transactions
+from mx_pipeline.warehouse.transaction_sync import SyncPolicy, extract_member_transactions, sync_member_transactions
+from mx_pipeline_tests.holding import held_by_another_process
 
 from .conftest import make_transaction
 
@@ -182,6 +186,23 @@ def test_a_copy_re_issued_long_after_its_date_retires_the_old_guid_with_one_extr
     }
     # first sync, then the changes (which list the recent window in full: it holds nothing) + the one late day
     assert len(mx.queries) == 3
+
+
+def test_a_read_needs_only_its_plan_while_another_process_holds_the_warehouse(warehouse):
+    """Reading (the late-arrival check included) never opens the warehouse: only planning and loading do."""
+    mx = FakeMx([make_transaction("TRN-OLD", date=_days_ago(40), updated_at=_at(_days_ago(40)))])
+    _sync(warehouse, mx)
+    mx.transactions = {"TRN-NEW": make_transaction("TRN-NEW", date=_days_ago(40), updated_at=_at(TODAY))}
+    area = LandingArea.beside(warehouse.path)
+    with warehouse.connect() as con:
+        plan = plan_transaction_reads(con, area, [MEMBER], SyncPolicy(), run_id="run-2")
+    with held_by_another_process(warehouse.path):
+        read = extract_member_transactions(area, plan, MEMBER, mx)
+    assert read.error is None and mx.queries[-1]["from_date"] == _days_ago(41)  # the late day, listed again
+    assert load_landed(warehouse, area, run_id="run-2").removed == 1
+    assert _rows(warehouse) == [("TRN-NEW", False), ("TRN-OLD", True)]
+    plan.discard()
+    assert not area.fs.exists(f"{area.root}/plans") or not area.fs.ls(f"{area.root}/plans")
 
 
 def test_a_day_listed_again_keeps_its_rows_whether_mx_reads_to_date_as_inclusive_or_not(warehouse):

@@ -1,8 +1,9 @@
-"""Ingest assets: MX users -> members -> member status -> accounts -> transactions, into ``raw``.
+"""Ingest assets: MX users -> members -> member status -> accounts, into ``raw``; transactions: ``transactions.py``.
 
 Each asset fetches through the ``mx`` resource, writes through ``mx_pipeline.warehouse`` (validated, upserted
-by guid, rejects quarantined) and reports what it did. Every asset writes the one DuckDB file, so all share
-the ``duckdb_warehouse`` pool (limit 1 in the instance config): DuckDB allows a single writing process.
+by guid, rejects quarantined) and reports what it did (``report.py``). Every asset here writes the one DuckDB
+file, so all share the ``duckdb_warehouse`` pool (limit 1 in the instance config): DuckDB allows a single
+writing process. The transactions asset takes the pool only to plan and to load; its reading step does not.
 
 What MX no longer has is retired (``warehouse/retire.py``): a user a complete ``list_users`` lacks, a member
 a complete list of its user lacks, an account a complete list of its member lacks. A 404 on a member's own
@@ -27,7 +28,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from mx_pipeline.defs.ingest.config import ScopeConfig, TransactionsConfig, UsersConfig
+from mx_pipeline.defs.ingest.config import ScopeConfig, UsersConfig
 from mx_pipeline.defs.ingest.listing import (
     Listing,
     Suspects,
@@ -37,18 +38,18 @@ from mx_pipeline.defs.ingest.listing import (
     retire_deleted_users,
     utc_now,
 )
-from mx_pipeline.defs.ingest.parallel import read_all, read_each
+from mx_pipeline.defs.ingest.parallel import read_all
+from mx_pipeline.defs.ingest.report import failure_reasons, step_result
 from mx_pipeline.defs.jobs import reads_unchanged_members, run_key_of
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
 from mx_pipeline.mx import READ_FAILURES, MalformedResponse, NotFound
-from mx_pipeline.warehouse import ApiCallLog, RawLoader, UpsertCounts, Warehouse, retire, tables
+from mx_pipeline.warehouse import ApiCallLog, RawLoader, retire, tables
 from mx_pipeline.warehouse.end_users import (
     add_end_users_from_csv,
     end_users_to_register,
     mx_user_guids,
     record_registrations,
 )
-from mx_pipeline.warehouse.landed import load_landed
 from mx_pipeline.warehouse.members import (
     EVERYTHING,
     MemberToFetch,
@@ -67,10 +68,7 @@ from mx_pipeline.warehouse.sync_state import (
     failure_reason,
     record_failed_reads,
     record_member_lists,
-    record_sync,
 )
-from mx_pipeline.warehouse.tables import TableSpec
-from mx_pipeline.warehouse.transaction_sync import MemberRead, SyncPolicy, extract_member_transactions, plan_windows
 
 POOL = "duckdb_warehouse"
 GROUP = "ingest"
@@ -121,7 +119,7 @@ def mx_users(
             registered[user_id] = user_guid
     with wh.connect() as con:
         record_registrations(con, registered, now=pd.Timestamp.now(tz="UTC"))
-    return _result(
+    return step_result(
         wh,
         tables.USERS,
         api_log,
@@ -158,7 +156,7 @@ def mx_members(
     with wh.connect() as con:
         retired = retire_absent_members(con, listings, run_id)
         record_member_lists(con, {u: failed.get(u) for u in listings}, run_id=run_id, now=utc_now())
-    return _result(
+    return step_result(
         wh,
         tables.MEMBERS,
         api_log,
@@ -166,7 +164,7 @@ def mx_members(
         load.quarantined,
         read_failures=len(failed),
         users_read=len(user_guids),
-        users_failed=dg.MetadataValue.json(_reasons(context, failed)),
+        users_failed=dg.MetadataValue.json(failure_reasons(context, failed)),
         members_retired=dg.MetadataValue.json(retired),
         users_retired=dg.MetadataValue.json(users_retired),
     )
@@ -213,14 +211,14 @@ def member_status(
         by_status = status_counts(con)
         # Whatever this run held (a webhook's members, a refresh batch) is fresh now: others may claim it.
         release_claims(con, run_key=run_key_of(context))
-    return _result(
+    return step_result(
         wh,
         spec,
         api_log,
         load.counts,
         load.quarantined,
         read_failures=len(failed),
-        members_failed=dg.MetadataValue.json(_reasons(context, failed)),
+        members_failed=dg.MetadataValue.json(failure_reasons(context, failed)),
         status_changes=changes,
         members_by_status=dg.MetadataValue.json(by_status),
         members_retired=dg.MetadataValue.json(retired),
@@ -266,7 +264,7 @@ def mx_accounts(
     with wh.connect() as con:
         accounts_retired, accounts_reinstated = retire_absent_accounts(con, listings, run_id)
         record_failed_reads(con, failed, run_id=run_id, now=utc_now())
-    return _result(
+    return step_result(
         wh,
         tables.ACCOUNTS,
         api_log,
@@ -274,7 +272,7 @@ def mx_accounts(
         load.quarantined,
         read_failures=len(failed),
         members_read=len(fetchable),
-        members_failed=dg.MetadataValue.json(_reasons(context, failed)),
+        members_failed=dg.MetadataValue.json(failure_reasons(context, failed)),
         members_not_fetched=dg.MetadataValue.json({m.guid: m.reason for m in not_fetched}),
         accounts_retired=dg.MetadataValue.json(accounts_retired),
         accounts_reinstated=dg.MetadataValue.json(accounts_reinstated),
@@ -282,112 +280,6 @@ def mx_accounts(
     )
 
 
-@dg.asset(
-    key=tables.TRANSACTIONS.key_path,
-    deps=[mx_accounts],
-    group_name=GROUP,
-    kinds=KINDS,
-    pool=POOL,
-    freshness_policy=ANALYSTS_FRESHNESS,
-    description=(
-        "One row per MX transaction (pending or posted) of a fetchable member, read incrementally by "
-        "from_updated_at; a transaction MX stops listing gets removed_at, it is never deleted."
-    ),
-)
-def mx_transactions(
-    context: dg.AssetExecutionContext, config: TransactionsConfig, mx: MxResource, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
-    policy = SyncPolicy(config.history_days, config.reconcile_lookback_days, config.overlap_days)
-    with wh.connect() as con:
-        fetchable, not_fetched = members_to_read(con, config.scope, read_unchanged=reads_unchanged_members(context))
-        windows = plan_windows(con, fetchable, policy)
-        for member in not_fetched:
-            record_sync(con, member.guid, member.user_guid, outcome="skipped", reason=member.reason, run_id=run_id,
-                        now=pd.Timestamp.now(tz="UTC"))  # fmt: skip
-    reads, suspects, area = [], Suspects(), warehouse.landing()
-    with mx.client([api_log]) as client:  # no warehouse connection stays open while MX is asked
-
-        def extract(member: MemberToFetch) -> MemberRead:
-            pages = suspects.watching(
-                member, lambda **query: client.list_member_transaction_pages(member.user_guid, member.guid, **query)
-            )
-            window = windows[member.guid]
-            return extract_member_transactions(wh, area, member, pages, policy=policy, run_id=run_id, window=window)
-
-        for i, (member, read) in enumerate(read_each(extract, fetchable, concurrency=mx.concurrency), 1):
-            reads.append(read)
-            context.log.info(f"member {i}/{len(fetchable)} {member.guid}: {read.listed} listed, {read.refused} refused")
-        loaded = load_landed(wh, area, run_id=run_id, api_log=api_log)  # every member landed, in bulk
-        # The 404 was landed as a failed read and quarantined (one bad read stays a failed, quarantined read).
-        retired = suspects.settle(client, wh, None, run_id)
-    failed = {r.member_guid: r.error for r in reads if r.error and r.member_guid not in retired}
-    return _result(
-        wh,
-        tables.TRANSACTIONS,
-        api_log,
-        loaded.counts,
-        loaded.quarantined,
-        read_failures=len(failed),
-        listed=sum(r.listed for r in reads),
-        vanished_marked_removed=loaded.removed,
-        members_synced=sum(not r.error for r in reads),
-        members_loaded=len(loaded.members),
-        landed_loaded_before=loaded.already_loaded,
-        members_failed=dg.MetadataValue.json(_reasons(context, failed)),
-        members_retired=dg.MetadataValue.json(retired),
-        members_not_fetched=dg.MetadataValue.json({m.guid: m.reason for m in not_fetched}),
-    )
-
-
 def _status_row(pair, load):
     status, user_guid = pair
     return member_status_row(status, user_guid, load)
-
-
-def _reasons(context: dg.AssetExecutionContext, failed: dict[str, str] | dict[str, tuple[str, str]]) -> dict:
-    """Log each failed read; returns guid -> reason for the metadata."""
-    reasons = {guid: failure[1] if isinstance(failure, tuple) else failure for guid, failure in failed.items()}
-    for guid, reason in reasons.items():
-        context.log.error(f"{guid} could not be read; the run will fail, and it is read again later: {reason}")
-    return reasons
-
-
-def _result(
-    wh: Warehouse,
-    spec: TableSpec,
-    api_log: ApiCallLog,
-    counts: UpsertCounts,
-    quarantined: int,
-    read_failures: int = 0,
-    **extra,
-) -> dg.MaterializeResult:
-    """The step's metadata; the plain numbers (README: "What Dagster plots") are what Dagster plots per run."""
-    with wh.connect() as con:
-        api_log.flush(con)
-        (rows,) = con.execute(f"select count(*) from {spec.name}").fetchone()
-        (quarantined_total,) = con.execute(
-            "select count(*) from ops.quarantine where table_name = ?", [spec.name]
-        ).fetchone()
-        preview = con.execute(f"select * exclude (payload) from {spec.name} order by fetched_at desc limit 5").df()
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": int(rows),
-            "inserted": counts.inserted,
-            "updated": counts.updated,
-            "unchanged": counts.unchanged,
-            "quarantined": quarantined,
-            "quarantined_total": int(quarantined_total),
-            "read_failures": read_failures,
-            "api_calls": api_log.total,
-            "api_429s": api_log.rate_limited,
-            "preview": dg.MetadataValue.md(_markdown(preview)),
-            **extra,
-        }
-    )
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(frame.columns) + " |\n|" + " --- |" * len(frame.columns)
-    lines = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, *lines])

@@ -10,6 +10,7 @@ Each step retires and reinstates in one transaction (``retire.atomically``).
 
 import datetime as dt
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from mx_pipeline.mx import READ_FAILURES, MalformedRecord, MalformedResponse, MxClient, MxError, NotFound
 from mx_pipeline.warehouse import RawLoader, Warehouse, retire
@@ -117,25 +118,37 @@ def retire_deleted_users(
     """Settle the users whose member list answered 404: retire each that a complete ``list_users`` filtered by
     our id for it no longer shows (deleted at MX). The 404 of the others (a bad read, or a user whose id we do
     not know) is their list's ``failure`` and is quarantined in ``load``. Returns the users retired."""
-    missing = {user_guid: listing for user_guid, listing in listings.items() if listing.not_found is not None}
+    missing = [user_guid for user_guid, listing in listings.items() if listing.not_found is not None]
     if not missing:
         return []
     with wh.connect() as con:
         ids = end_user_ids(con, missing)
+    gone = users_gone(client, listings, ids, load)
+    with wh.connect() as con, retire.atomically(con):
+        return retire.retire_users(con, gone, reason=retire.USER_REMOVED, run_id=run_id, now=utc_now())
+
+
+def users_gone(
+    client: MxClient, listings: dict[str, Listing], ids: dict[str, str], load: RawLoader | None = None
+) -> list[str]:
+    """The users whose member list answered 404 and whom a complete ``list_users`` by our id (``ids``: user guid
+    -> our id) no longer shows: deleted at MX. The others' 404 becomes their list's ``failure``, quarantined in
+    ``load``. Asks MX only."""
+    missing = {user_guid: listing for user_guid, listing in listings.items() if listing.not_found is not None}
     gone = []
-    for user_guid, user_id in ids.items():
+    for user_guid in missing:
+        if (user_id := ids.get(user_guid)) is None:
+            continue
         check = Listing()
         check.read(lambda i=user_id, c=check: client.list_users(id=i, on_malformed=c.on_malformed))
         if check.complete and user_guid not in check.guids:
             gone.append(user_guid)
-    with wh.connect() as con, retire.atomically(con):
-        retired = retire.retire_users(con, gone, reason=retire.USER_REMOVED, run_id=run_id, now=utc_now())
     for user_guid, listing in missing.items():
         if user_guid not in gone:
             listing.failure = listing.not_found
             if load is not None:
                 load.reject_page(f"{type(listing.not_found).__name__}: {listing.not_found}")
-    return retired
+    return gone
 
 
 class Suspects:
@@ -173,16 +186,42 @@ class Suspects:
         """
         if not self.not_found:
             return []
-        users = sorted({user_guid for user_guid, _ in self.not_found.values()})
-        listings = {user_guid: list_members(client, user_guid) for user_guid in users}
-        users_gone = retire_deleted_users(client, wh, listings, None, run_id)
         with wh.connect() as con:
-            retired = retire_absent_members(con, listings, run_id)
-        retired += [member for member, (user, _) in self.not_found.items() if user in users_gone]
+            ids = end_user_ids(con, {user_guid for user_guid, _ in self.not_found.values()})
+        retired = self.confirm(client, ids).retire(wh, run_id)
         self.unconfirmed = {m: found for m, found in self.not_found.items() if m not in retired}
         for member_guid, (_, exc) in self.unconfirmed.items():
             if load is not None:
                 load.reject_page(f"{type(exc).__name__}: {exc}", member_guid)
+        return retired
+
+    def confirm(self, client: MxClient, ids: dict[str, str]) -> "Confirmation":
+        """Read the fresh lists that settle the suspects (``ids``: user guid -> our id); asks MX only."""
+        users = sorted({user_guid for user_guid, _ in self.not_found.values()})
+        listings = {user_guid: list_members(client, user_guid) for user_guid in users}
+        gone = users_gone(client, listings, ids) if listings else []
+        for listing in listings.values():  # what the retiring needs travels to the writing step; errors stay here
+            listing.not_found = listing.failure = None
+        return Confirmation({m: user for m, (user, _) in self.not_found.items()}, listings, gone)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What MX's fresh lists said of a step's suspects; :meth:`retire` writes it, on the warehouse alone."""
+
+    suspects: dict[str, str]  # member guid -> user guid: the members whose own read answered 404
+    listings: dict[str, Listing]  # user guid -> its member list, read after the 404s
+    users_gone: list[str]  # users deleted at MX: their members are gone too
+
+    def retire(self, wh: Warehouse, run_id: str) -> list[str]:
+        """Retire the members (and users) confirmed gone; returns the members retired."""
+        if not self.suspects:
+            return []
+        with wh.connect() as con, retire.atomically(con):
+            retire.retire_users(con, self.users_gone, reason=retire.USER_REMOVED, run_id=run_id, now=utc_now())
+        with wh.connect() as con:
+            retired = retire_absent_members(con, self.listings, run_id)
+        retired += [member for member, user in self.suspects.items() if user in self.users_gone]
         return sorted(retired)
 
 

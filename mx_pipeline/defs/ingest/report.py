@@ -1,0 +1,59 @@
+"""What an ingest step reports: the metadata Dagster shows and plots per run, and the reads that failed."""
+
+import dagster as dg
+import pandas as pd
+
+from mx_pipeline.warehouse import ApiCallLog, UpsertCounts, Warehouse
+from mx_pipeline.warehouse.tables import TableSpec
+
+
+def failure_reasons(context: dg.OpExecutionContext, failed: dict[str, str] | dict[str, tuple[str, str]]) -> dict:
+    """Log each failed read; returns guid -> reason for the metadata."""
+    reasons = {guid: failure[1] if isinstance(failure, tuple) else failure for guid, failure in failed.items()}
+    for guid, reason in reasons.items():
+        context.log.error(f"{guid} could not be read; the run will fail, and it is read again later: {reason}")
+    return reasons
+
+
+def step_metadata(
+    wh: Warehouse,
+    spec: TableSpec,
+    api_log: ApiCallLog,
+    counts: UpsertCounts,
+    quarantined: int,
+    read_failures: int = 0,
+    **extra,
+) -> dict:
+    """The step's metadata, its API calls recorded; the plain numbers (README: "What Dagster plots") are what
+    Dagster plots per run."""
+    with wh.connect() as con:
+        api_log.flush(con)
+        (rows,) = con.execute(f"select count(*) from {spec.name}").fetchone()
+        (quarantined_total,) = con.execute(
+            "select count(*) from ops.quarantine where table_name = ?", [spec.name]
+        ).fetchone()
+        preview = con.execute(f"select * exclude (payload) from {spec.name} order by fetched_at desc limit 5").df()
+    return {
+        "dagster/row_count": int(rows),
+        "inserted": counts.inserted,
+        "updated": counts.updated,
+        "unchanged": counts.unchanged,
+        "quarantined": quarantined,
+        "quarantined_total": int(quarantined_total),
+        "read_failures": read_failures,
+        "api_calls": api_log.total,
+        "api_429s": api_log.rate_limited,
+        "preview": dg.MetadataValue.md(_markdown(preview)),
+        **extra,
+    }
+
+
+def step_result(*args, **kwargs) -> dg.MaterializeResult:
+    """:func:`step_metadata` as an asset's result."""
+    return dg.MaterializeResult(metadata=step_metadata(*args, **kwargs))
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(frame.columns) + " |\n|" + " --- |" * len(frame.columns)
+    lines = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, *lines])
