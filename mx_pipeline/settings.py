@@ -4,6 +4,9 @@ Variables (all optional):
 - ``MX_BASE_URL``, ``MX_CLIENT_ID``, ``MX_API_KEY``: the MX Platform API. With no client id and key set,
   everything points at the built-in sandbox (``mx-pipeline sandbox``) and its default credentials.
 - ``MX_CONCURRENCY``: how many members the ingest steps read from MX at once (8), all under the one rate limiter.
+- ``MX_REQUESTS_PER_SECOND``: the rate budget for MX, per process or, with ``MX_PIPELINE_RATE_BUDGET_URL``, for
+  every process together (20). MX documents per-product limits without their values: raise it only as far as your
+  MX agreement allows.
 - ``MX_PIPELINE_RATE_BUDGET_URL``: a Postgres URL (``postgresql://user:password@host/db``) where every process that
   talks to MX spends one global budget (``mx.rate_limit.SharedBudget``). Unset: each process paces MX by itself.
 - ``MX_SANDBOX_HOST``, ``MX_SANDBOX_PORT``: where the built-in sandbox listens (127.0.0.1:8765);
@@ -55,6 +58,8 @@ PRIVATE_UMASK = 0o077  # no access for group and others
 MX_ENVIRONMENTS = "https://int-api.mx.com for development keys, https://api.mx.com for production"
 MX_DOMAIN = ".mx.com"
 DEFAULT_CONCURRENCY = 8
+DEFAULT_REQUESTS_PER_SECOND = 20
+MAX_REQUESTS_PER_SECOND = 1000
 MAX_CONCURRENCY = 64  # MX allows 2,000 concurrent connections per IP; the rate limiter paces them all anyway
 
 
@@ -123,6 +128,7 @@ class MxSettings:
     api_key: str = field(repr=False)
     is_sandbox: bool
     concurrency: int = DEFAULT_CONCURRENCY  # members read at once (``MX_CONCURRENCY``)
+    requests_per_second: int = DEFAULT_REQUESTS_PER_SECOND  # the budget (``MX_REQUESTS_PER_SECOND``)
 
     @classmethod
     def from_env(cls) -> "MxSettings":
@@ -130,7 +136,12 @@ class MxSettings:
         api_key = os.environ.get("MX_API_KEY", "")
         host = os.environ.get("MX_SANDBOX_HOST", SANDBOX_HOST)
         port = _port("MX_SANDBOX_PORT", SANDBOX_PORT)
-        concurrency = _concurrency()
+        pace = {
+            "concurrency": _concurrency(),
+            "requests_per_second": _count(
+                "MX_REQUESTS_PER_SECOND", DEFAULT_REQUESTS_PER_SECOND, MAX_REQUESTS_PER_SECOND, "requests a second"
+            ),
+        }
         if bool(client_id) != bool(api_key):
             missing, given = ("MX_API_KEY", "MX_CLIENT_ID") if client_id else ("MX_CLIENT_ID", "MX_API_KEY")
             raise ConfigError(
@@ -139,14 +150,14 @@ class MxSettings:
             )
         if client_id:
             base_url = _url("MX_BASE_URL", "https://int-api.mx.com", MX_ENVIRONMENTS)
-            return cls(base_url, client_id, api_key, is_sandbox=False, concurrency=concurrency)
+            return cls(base_url, client_id, api_key, is_sandbox=False, **pace)
         base_url = _url("MX_BASE_URL", f"http://{host}:{port}", "the built-in sandbox's address, or unset it")
         if (urlsplit(base_url).hostname or "").endswith(MX_DOMAIN):
             raise ConfigError(
                 f"MX_BASE_URL points at MX ({base_url}) but MX_CLIENT_ID and MX_API_KEY are not set: set both (MX's"
                 " Client Dashboard shows them), or unset MX_BASE_URL to use the built-in sandbox"
             )
-        return cls(base_url, SANDBOX_CLIENT_ID, SANDBOX_API_KEY, is_sandbox=True, concurrency=concurrency)
+        return cls(base_url, SANDBOX_CLIENT_ID, SANDBOX_API_KEY, is_sandbox=True, **pace)
 
 
 def rate_budget_url() -> str | None:

@@ -20,6 +20,7 @@ MX_VARIABLES = (
     "MX_SANDBOX_PORT",
     "MX_PIPELINE_CONNECT_PORT",
     "MX_CONCURRENCY",
+    "MX_REQUESTS_PER_SECOND",
 )
 
 
@@ -56,6 +57,8 @@ def clean_env(monkeypatch, tmp_path):
         ({"MX_CONCURRENCY": "eight"}, "MX_CONCURRENCY"),
         ({"MX_CONCURRENCY": "0"}, "MX_CONCURRENCY"),
         ({"MX_CONCURRENCY": "65"}, "MX_CONCURRENCY"),
+        ({"MX_REQUESTS_PER_SECOND": "fast"}, "MX_REQUESTS_PER_SECOND"),
+        ({"MX_REQUESTS_PER_SECOND": "1001"}, "MX_REQUESTS_PER_SECOND"),
     ],
 )
 def test_mx_settings_name_the_variable_that_is_wrong(clean_env, env, named):

@@ -186,6 +186,7 @@ def mx_resource() -> MxResource:
             client_id=configured.client_id,
             api_key=configured.api_key,
             concurrency=configured.concurrency,
+            requests_per_second=configured.requests_per_second,
             rate_budget_url=budget,
         )
     return MxResource(
@@ -193,6 +194,7 @@ def mx_resource() -> MxResource:
         client_id=dg.EnvVar("MX_CLIENT_ID"),
         api_key=dg.EnvVar("MX_API_KEY"),
         concurrency=configured.concurrency,
+        requests_per_second=configured.requests_per_second,
         rate_budget_url=budget,
     )
 

@@ -37,6 +37,16 @@ def test_mx_concurrency_sets_the_members_read_at_once_and_the_connections_kept_f
     assert mx_resource().concurrency == settings.DEFAULT_CONCURRENCY == 8
 
 
+def test_mx_requests_per_second_sets_the_budget_every_request_spends(monkeypatch):
+    monkeypatch.setenv("MX_REQUESTS_PER_SECOND", "50")
+    mx = mx_resource()
+    assert mx.requests_per_second == 50
+    with mx.client() as client:
+        assert client.transport.limiter.limits.requests_per_second == 50
+    monkeypatch.delenv("MX_REQUESTS_PER_SECOND")
+    assert mx_resource().requests_per_second == settings.DEFAULT_REQUESTS_PER_SECOND == 20
+
+
 def test_a_notification_lease_outlives_the_longest_wait_for_the_warehouse_a_run_is_configured_with():
     # Recording a delivery may wait that long for a busy file; a lease running out first lets another run resend.
     notifier = NotifierResource(url="http://127.0.0.1:9/notifications", time_budget_seconds=120)
