@@ -9,9 +9,10 @@ from mx_pipeline import sandbox_session, settings
 settings.keep_files_private()  # the code server and every run worker load this module first
 
 # Every run executes its steps in its run worker's process, one after another: "Materialize all", the
-# ``ingest`` job and the sensors' jobs alike. Most steps hold the one ``duckdb_warehouse`` slot, so a process
-# per step bought no parallelism, only a code load per step: 26 steps took minutes, in process they take
-# seconds (mx_pipeline_tests/benchmarks/bench_materialize_all.py). A killed worker is the whole run.
+# ``ingest`` job and the sensors' jobs alike. Most steps take the one DuckDB file in turn, so a process per step
+# bought no parallelism, only a code load per step: 26 steps took minutes, in process they take seconds
+# (mx_pipeline_tests/benchmarks/bench_materialize_all.py); runs, not steps, read side by side. A killed worker is
+# the whole run.
 EXECUTOR = dg.in_process_executor
 
 

@@ -26,6 +26,7 @@ from mx_pipeline.warehouse.sql_literals import sql_literal
 LOCK_MESSAGE = "Could not set lock on file"
 WAL_REPLAY_FAILURE = "Failure while replaying WAL file"
 DEFAULT_WAIT_SECONDS = 600.0
+FREE_AFTER = "was free after"  # the line that ends a wait says how long it was: "<path> was free after 1.25 s"
 _HOLDER = re.compile(r"Conflicting lock is held in (.+?)(?:\. See also|$)")
 _WHAT_TO_CLOSE = (
     "close the read-write session on it (a DuckDB CLI, a notebook, another pipeline process), or open it"
@@ -112,7 +113,10 @@ def _open(
     started, delay, said, replayed = clock(), 0.05, False, False
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only)
+            if said:
+                log.info(f"{path} {FREE_AFTER} {clock() - started:.2f} s")
+            return con
         except duckdb.IOException as exc:
             if LOCK_MESSAGE not in str(exc):
                 raise

@@ -49,6 +49,8 @@ def test_a_held_file_is_waited_for_said_once_with_who_holds_it_and_opened_once_r
     assert str(path) in message and f"PID {hold.pid}" in message
     assert "up to 600 s" in message  # the default bound for a run's step
     assert len(clock.slept) >= 5
+    [freed] = [r.getMessage() for r in caplog.records if "was free after" in r.getMessage()]
+    assert freed == f"{path.resolve()} was free after {clock.now:.2f} s"  # how long the wait was, for the run's log
 
 
 def test_a_file_held_past_the_bound_fails_saying_which_file_how_long_and_what_to_close(tmp_path, caplog):

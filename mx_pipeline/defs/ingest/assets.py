@@ -1,9 +1,10 @@
 """Ingest assets: MX users -> members -> member status -> accounts, into ``raw``; transactions: ``transactions.py``.
 
 Each asset fetches through the ``mx`` resource, writes through ``mx_pipeline.warehouse`` (validated, upserted
-by guid, rejects quarantined) and reports what it did (``report.py``). Every asset here writes the one DuckDB
-file, so all share the ``duckdb_warehouse`` pool (limit 1 in the instance config): DuckDB allows a single
-writing process. The transactions asset takes the pool only to plan and to load; its reading step does not.
+by guid, rejects quarantined) and reports what it did (``report.py``). DuckDB allows one process in the file at a
+time: ``mx_users``, which registers everyone, holds the ``duckdb_warehouse`` pool (limit 1 in the instance
+config); the others open the file only for short units of work and wait on it when another process holds it
+(``warehouse/connection.py``), so runs of different members read MX side by side.
 
 What MX no longer has is retired (``warehouse/retire.py``): a user a complete ``list_users`` lacks, a member
 a complete list of its user lacks, an account a complete list of its member lacks. A 404 on a member's own
@@ -137,7 +138,6 @@ def mx_users(
     deps=[mx_users],
     group_name=GROUP,
     kinds=KINDS,
-    pool=POOL,
     description="One row per MX member (a user's connection to one institution), payload as MX listed it.",
 )
 def mx_members(
@@ -175,7 +175,6 @@ def mx_members(
     deps=[mx_members, REFRESH_ATTEMPTS],
     group_name=GROUP,
     kinds=KINDS,
-    pool=POOL,
     description=(
         "One row per member: its latest status read (connection_status, is_being_aggregated, ...). "
         "Status changes are appended to ops.member_status_history."
@@ -230,7 +229,6 @@ def member_status(
     deps=[MEMBER_ROUTES],
     group_name=GROUP,
     kinds=KINDS,
-    pool=POOL,
     description="One row per MX account of a member the status gate routed ready (connected, no job running).",
     freshness_policy=ANALYSTS_FRESHNESS,
 )

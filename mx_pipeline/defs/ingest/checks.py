@@ -12,7 +12,6 @@ mart: there it runs alone, after ``raw.mx_transactions`` (its other dependency),
 
 import dagster as dg
 
-from mx_pipeline.defs.ingest.assets import POOL
 from mx_pipeline.defs.nothing_checked import unless_nothing_checked
 from mx_pipeline.defs.resources import WarehouseResource
 from mx_pipeline.warehouse import tables
@@ -33,7 +32,6 @@ def _guids_are_unique(spec: TableSpec) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=dg.AssetKey(spec.key_path),
         name="guids_are_unique",
-        pool=POOL,
         description=f"Every {spec.name} row has its own {spec.key}; reports the row count.",
     )
     def check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -55,7 +53,6 @@ def _nothing_quarantined(spec: TableSpec) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=dg.AssetKey(spec.key_path),
         name="nothing_quarantined",
-        pool=POOL,
         description=f"The last load of {spec.name} put no record in ops.quarantine.",
     )
     def check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -85,7 +82,6 @@ def _nothing_quarantined(spec: TableSpec) -> dg.AssetChecksDefinition:
 @dg.asset_check(
     asset=MEMBER_HEALTH,
     additional_deps=[dg.AssetKey(tables.TRANSACTIONS.key_path)],  # a sync run (no marts) runs it after its reads
-    pool=POOL,
     blocking=True,
     description=(
         "Every member and user this run read was read in full: none failed (after the transport's retries). "
@@ -108,7 +104,6 @@ def every_member_read(context: dg.AssetCheckExecutionContext, warehouse: Warehou
 
 @dg.asset_check(
     asset=dg.AssetKey(tables.TRANSACTIONS.key_path),
-    pool=POOL,
     description="Every transaction belongs to an account in raw.mx_accounts.",
 )
 def transactions_belong_to_known_accounts(warehouse: WarehouseResource) -> dg.AssetCheckResult:

@@ -3,13 +3,13 @@
 The heaviest read of a sync (a member's transactions run to many pages) is the one step that must scale past the
 one DuckDB writer, so it is three steps, one asset:
 
-- ``plan_transaction_reads`` (the warehouse pool, for a moment): which members to read, each one's window, and
-  what the late-arrival check needs of the warehouse (``warehouse/read_plan.py``).
+- ``plan_transaction_reads`` (one short connection): which members to read, each one's window, and what the
+  late-arrival check needs of the warehouse (``warehouse/read_plan.py``).
 - ``read_transactions`` (no pool, no warehouse): reads MX and lands every member's pages in the landing area
   (``mx_pipeline/landing``), and asks MX's fresh lists about any member whose read answered 404. It takes no
   warehouse resource at all, so any number of runs read at once, wherever they run, while another step, run or
   analyst holds the DuckDB file.
-- ``load_transactions`` (the warehouse pool, for the length of a load): merges every landed member in bulk,
+- ``load_transactions`` (the warehouse pool, for the seconds of a load): merges every landed member in bulk,
   whichever run landed it, retires what MX confirmed gone, and records the API calls (``warehouse/landed.py``).
 
 A run killed between reading and loading leaves complete members landed: the next load, of any run, takes them.
@@ -56,7 +56,7 @@ class TransactionsRead:
     api_log: ApiCallLog = field(repr=False)
 
 
-@dg.op(name=PLAN, ins={"after_accounts": dg.In(dg.Nothing)}, pool=POOL)
+@dg.op(name=PLAN, ins={"after_accounts": dg.In(dg.Nothing)})
 def plan_reads(
     context: dg.OpExecutionContext, config: TransactionsConfig, warehouse: WarehouseResource
 ) -> TransactionsToRead:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import dagster as dg
 from pydantic import Field
 
-from mx_pipeline.defs.ingest.assets import MEMBER_ROUTES, POOL
+from mx_pipeline.defs.ingest.assets import MEMBER_ROUTES
 from mx_pipeline.defs.ingest.config import ScopeConfig
 from mx_pipeline.defs.resources import ConnectLinksResource, NotifierResource, WarehouseResource
 from mx_pipeline.lifecycle.gate import gate
@@ -78,7 +78,6 @@ class GateConfig(ScopeConfig):
             NotificationBatch, is_required=False, description="the notifications this run leased to send now"
         ),
     },
-    pool=POOL,
 )
 def status_gate(
     context: dg.OpExecutionContext,

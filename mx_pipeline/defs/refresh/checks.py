@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from mx_pipeline.defs.ingest.assets import POOL, REFRESH_ATTEMPTS
+from mx_pipeline.defs.ingest.assets import REFRESH_ATTEMPTS
 from mx_pipeline.defs.nothing_checked import unless_nothing_checked
 from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline.warehouse.refresh_state import exhausted_members
@@ -14,7 +14,6 @@ SHOWN = 50
 
 @dg.asset_check(
     asset=REFRESH_ATTEMPTS,
-    pool=POOL,
     description="No stale member has used up its refresh attempts for the window (those wait, and need a look).",
 )
 def no_member_exhausted_its_attempts(
