@@ -152,13 +152,15 @@ class LandingArea:
         self.fs.pipe_file(f"{member.directory}/{SET_ASIDE}", json.dumps({"reason": reason}).encode())
         self.fs.rm_file(f"{member.directory}/{MANIFEST}")
 
-    def remove(self, member: LandedMember) -> None:
-        """Delete a loaded member's files (the manifest first, so no one loads what is left of it)."""
-        self.fs.rm_file(f"{member.directory}/{MANIFEST}")
-        self.fs.rm(member.directory, recursive=True)
-        run_directory = member.directory.rsplit("/", 1)[0]
-        try:
-            if not self.fs.ls(run_directory, detail=False):
-                self.fs.rmdir(run_directory)
-        except OSError:  # another member of the run landed meanwhile, or another loader removed it
-            pass
+    def remove(self, members: list[LandedMember]) -> None:
+        """Delete loaded members' files (each manifest first, so no one loads what is left of it), then the run
+        directories they leave empty."""
+        for member in members:
+            self.fs.rm_file(f"{member.directory}/{MANIFEST}")
+            self.fs.rm(member.directory, recursive=True)
+        for run_directory in sorted({member.directory.rsplit("/", 1)[0] for member in members}):
+            try:
+                if not self.fs.ls(run_directory, detail=False):
+                    self.fs.rmdir(run_directory)
+            except OSError:  # another member of the run landed meanwhile, or another loader removed it
+                pass

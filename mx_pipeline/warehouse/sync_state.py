@@ -28,6 +28,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import duckdb
+import pandas as pd
+
+from mx_pipeline.warehouse.connection import registered
+from mx_pipeline.warehouse.sql_literals import sql_list
 
 PENDING_AHEAD_DAYS = 5  # MX's own default to_date: pending rows can be dated a few days ahead
 # MX on from_updated_at/to_updated_at: "Maximum date range limit is 6 months"; six months are never under 181 days.
@@ -146,35 +150,51 @@ def coalesce_days(days: Iterable[dt.date], *, merge_gap_days: int, max_ranges: i
     return [(start, end) for start, end in ranges]
 
 
-def mark_vanished(
-    con: duckdb.DuckDBPyConnection,
-    member_guid: str,
-    listed_in_full: Iterable[DateRange],
-    listed: str,
-    *,
-    listed_at: dt.datetime,
-    now: dt.datetime,
-) -> int:
-    """Mark removed every live row of the member, dated in a range MX listed in full, that the listing ``listed``
-    (a relation with a ``guid`` column) lacks. Only rows fetched by ``listed_at``, when the listing ended, are
-    judged: a row fetched after it (a newer read loaded in the same batch) is not the listing's to judge."""
-    ranges = list(listed_in_full)
-    if not ranges:
+@dataclass(frozen=True)
+class VanishedListing:
+    """One read that listed whole dates: what :func:`mark_vanished_in_bulk` judges the member's rows by."""
+
+    member_guid: str
+    listed_in_full: tuple[DateRange, ...]  # the dates it listed in full
+    listed: str  # a Parquet file of the guids it listed (DuckDB's path)
+    listed_at: dt.datetime  # when it ended: only rows fetched by then are its to judge
+
+
+def mark_vanished_in_bulk(con: duckdb.DuckDBPyConnection, listings: list[VanishedListing], *, now: dt.datetime) -> int:
+    """Mark removed every live row of each listing's member, dated in a range MX listed in full, that the listing
+    lacks, in one statement. Only rows fetched by the listing's end are judged: a row fetched after it (a newer read
+    loaded in the same batch) is not the listing's to judge. One listing a member."""
+    ranges = pd.DataFrame(
+        [(x.member_guid, start, end, x.listed_at) for x in listings for start, end in x.listed_in_full],
+        columns=["member_guid", "from_date", "to_date", "listed_at"],
+    ).astype({"member_guid": object})
+    if ranges.empty:
         return 0
-    dated_in = " or ".join(f"t.date between $from_{i} and $to_{i}" for i in range(len(ranges)))
-    bounds = {f"from_{i}": start for i, (start, _) in enumerate(ranges)}
-    bounds |= {f"to_{i}": end for i, (_, end) in enumerate(ranges)}
-    (marked,) = con.execute(
-        f"""
-        update raw.mx_transactions as t set removed_at = $now, fetched_at = $now
-        where t.member_guid = $member
-          and t.removed_at is null
-          and t.fetched_at <= $listed_at
-          and ({dated_in})
-          and t.guid not in (select guid from {listed})
-        """,
-        {"now": now, "member": member_guid, "listed_at": listed_at, **bounds},
-    ).fetchone()
+    ranges["listed_at"] = pd.to_datetime(ranges["listed_at"], utc=True)
+    files = pd.DataFrame([(x.listed, x.member_guid) for x in listings], columns=["filename", "member_guid"])
+    with registered(con, "vanish_ranges", ranges), registered(con, "vanish_files", files):
+        con.execute(
+            f"""
+            create or replace temp table vanish_listed as
+            select f.member_guid, l.guid
+            from read_parquet({sql_list(list(files["filename"]))}, filename = true, hive_partitioning = 0) as l
+            join vanish_files as f using (filename)
+            """
+        )
+        try:
+            ((marked,),) = con.execute(
+                """
+                update raw.mx_transactions as t set removed_at = $now, fetched_at = $now
+                where t.removed_at is null
+                  and exists (select 1 from vanish_ranges as r where r.member_guid = t.member_guid
+                              and t.date between r.from_date and r.to_date and t.fetched_at <= r.listed_at)
+                  and not exists (select 1 from vanish_listed as l where l.member_guid = t.member_guid
+                                  and l.guid = t.guid)
+                """,
+                {"now": now},
+            ).fetchall()
+        finally:
+            con.execute("drop table vanish_listed")
     return int(marked)
 
 
@@ -191,6 +211,19 @@ def read_again_next_run(con: duckdb.DuckDBPyConnection, member_guids: Iterable[s
     )
 
 
+@dataclass(frozen=True)
+class SyncOutcome:
+    """How one member's read ended (synced | skipped | failed), as :func:`record_syncs` records it."""
+
+    member_guid: str
+    user_guid: str
+    outcome: str
+    run_id: str
+    reason: str | None = None
+    watermark: dt.datetime | None = None  # a sync's new transactions watermark
+    aggregated_at: dt.datetime | None = None  # MX's successfully_aggregated_at the sync read under
+
+
 def record_sync(
     con: duckdb.DuckDBPyConnection,
     member_guid: str,
@@ -203,49 +236,64 @@ def record_sync(
     watermark: dt.datetime | None = None,
     aggregated_at: dt.datetime | None = None,
 ) -> None:
-    """Record one member's outcome (synced | skipped | failed); only a sync may move the watermark forward.
+    """Record one member's outcome: :func:`record_syncs` of one."""
+    record_syncs(con, [SyncOutcome(member_guid, user_guid, outcome, run_id, reason, watermark, aggregated_at)], now=now)
+
+
+def record_syncs(con: duckdb.DuckDBPyConnection, outcomes: list[SyncOutcome], *, now: dt.datetime) -> None:
+    """Record each member's outcome, in one statement (one outcome per member); only a sync may move the watermark
+    forward.
 
     A failure recorded earlier in the same run stands (a later failure adds its reason): the member's status or
     accounts could not be read even if its transactions then were. ``aggregated_at``: MX's
     successfully_aggregated_at the sync read under; kept only while no read of the member has failed since, so a
     member is skipped as unchanged (``members.py``) only when its last complete sync saw that aggregation.
     """
-    synced = outcome == "synced"
+    if not outcomes:
+        return
+    rows = [_sync_row(o, now) for o in outcomes]
+    columns = {name: [row[i] for row in rows] for i, name in enumerate(_SYNC_COLUMNS)}
+    unnested = ", ".join(f"unnest(${name}::{_SYNC_TYPES.get(name, 'varchar')}[]) as {name}" for name in _SYNC_COLUMNS)
+    # Lists bound as parameters rather than a registered frame: a caller may still hold a result on ``con``.
     con.execute(
-        """
-        insert into ops.member_sync as s (member_guid, user_guid, transactions_watermark, last_synced_at,
-                                          last_outcome, last_reason, last_attempt_at, last_run_id,
-                                          synced_aggregated_at)
-        values ($member, $user, $watermark, $synced_at, $outcome, $reason, $now, $run, $aggregated_at)
-        on conflict (member_guid) do update set
-            user_guid = excluded.user_guid,
-            transactions_watermark = greatest(s.transactions_watermark, excluded.transactions_watermark),
-            last_synced_at = coalesce(excluded.last_synced_at, s.last_synced_at),
-            synced_aggregated_at = case
-                when excluded.last_outcome = 'skipped' then s.synced_aggregated_at
-                when s.last_outcome = 'failed' and s.last_run_id = excluded.last_run_id then null
-                else excluded.synced_aggregated_at end,
-            last_outcome = case when s.last_outcome = 'failed' and s.last_run_id = excluded.last_run_id
-                                then 'failed' else excluded.last_outcome end,
-            last_reason = case when s.last_outcome = 'failed' and s.last_run_id = excluded.last_run_id
-                               then s.last_reason || coalesce('; ' || case when excluded.last_outcome = 'failed'
-                                                                           then excluded.last_reason end, '')
-                               else excluded.last_reason end,
-            last_attempt_at = excluded.last_attempt_at,
-            last_run_id = excluded.last_run_id
-        """,
-        {
-            "member": member_guid,
-            "user": user_guid,
-            "watermark": watermark if synced else None,
-            "synced_at": now if synced else None,
-            "outcome": outcome,
-            "reason": reason,
-            "now": now,
-            "run": run_id,
-            "aggregated_at": aggregated_at if synced else None,
-        },
+        f"""
+            insert into ops.member_sync as s ({", ".join(_SYNC_COLUMNS)})
+            select {unnested}
+            on conflict (member_guid) do update set
+                user_guid = excluded.user_guid,
+                transactions_watermark = greatest(s.transactions_watermark, excluded.transactions_watermark),
+                last_synced_at = coalesce(excluded.last_synced_at, s.last_synced_at),
+                synced_aggregated_at = case
+                    when excluded.last_outcome = 'skipped' then s.synced_aggregated_at
+                    when s.last_outcome = 'failed' and s.last_run_id = excluded.last_run_id then null
+                    else excluded.synced_aggregated_at end,
+                last_outcome = case when s.last_outcome = 'failed' and s.last_run_id = excluded.last_run_id
+                                    then 'failed' else excluded.last_outcome end,
+                last_reason = case when s.last_outcome = 'failed' and s.last_run_id = excluded.last_run_id
+                                   then s.last_reason || coalesce('; ' || case when excluded.last_outcome = 'failed'
+                                                                               then excluded.last_reason end, '')
+                                   else excluded.last_reason end,
+                last_attempt_at = excluded.last_attempt_at,
+                last_run_id = excluded.last_run_id
+            """,
+        columns,
     )
+
+
+def _sync_row(o: SyncOutcome, now: dt.datetime) -> tuple:
+    synced = o.outcome == "synced"
+    return (
+        o.member_guid, o.user_guid, o.watermark if synced else None, now if synced else None, o.outcome, o.reason,
+        now, o.run_id, o.aggregated_at if synced else None,
+    )  # fmt: skip
+
+
+_SYNC_TYPES = {c: "timestamptz" for c in ("transactions_watermark", "last_synced_at", "last_attempt_at",
+                                          "synced_aggregated_at")}  # fmt: skip
+_SYNC_COLUMNS = (
+    "member_guid", "user_guid", "transactions_watermark", "last_synced_at", "last_outcome", "last_reason",
+    "last_attempt_at", "last_run_id", "synced_aggregated_at",
+)  # fmt: skip
 
 
 def record_failed_reads(

@@ -175,7 +175,7 @@ def test_a_load_that_fails_commits_nothing_keeps_the_files_and_the_next_load_doe
     def killed(*args, **kwargs):
         raise RuntimeError("killed while settling")
 
-    monkeypatch.setattr(landed, "record_sync", killed)
+    monkeypatch.setattr(landed, "record_syncs", killed)
     with pytest.raises(RuntimeError, match="killed while settling"):
         _load(warehouse, area)
     assert _amounts(warehouse) == {} and _quarantine(warehouse) == {}
