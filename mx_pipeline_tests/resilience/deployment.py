@@ -30,6 +30,7 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import Queued
 from mx_pipeline import settings
 from mx_pipeline.instance import local_config, production_config, rendered, write_instance
 from mx_pipeline.mx import MxClient
+from mx_pipeline.mx.rate_limit import RateLimiter, RateLimits
 from mx_pipeline.run_launcher import run_worker_pid
 from mx_pipeline.sandbox.server import running_sandbox
 from mx_pipeline_tests.conftest import FAST_SANDBOX
@@ -181,6 +182,7 @@ def deployed(
     seed: int = 0,
     workspace: Path = WORKSPACE,
     postgres: Postgres | None = None,
+    sandbox: dict | None = None,
     **instance_overrides,
 ) -> Iterator[Deployment]:
     """The deployment on ``tmp_path``; ``users``: our user id -> MX Bank password (each connects one bank).
@@ -190,6 +192,8 @@ def deployed(
     ``postgres``: deploy on the production instance, its storage and the shared MX budget in a new database of
     this server.
 
+    ``sandbox``: ``SandboxConfig`` fields beside the fast clock (a shorter history for many members).
+
     ``instance_overrides``: ``run_monitoring`` settings to change in the written ``dagster.yaml`` (a benchmark
     may shorten ``free_slots_after_run_end_seconds``); none by default: the project's own.
     """
@@ -198,9 +202,9 @@ def deployed(
     data.mkdir()
     users_csv = tmp_path / "users.csv"
     users_csv.write_text("id\n" + "\n".join(users) + "\n")
-    with _code_servers_stopped(), running_sandbox(seed=seed, **FAST_SANDBOX) as sandbox:
-        _connect_banks(sandbox.base_url, users)
-        environment = {"DAGSTER_HOME": str(home), "MX_PIPELINE_DATA_DIR": str(data), "MX_BASE_URL": sandbox.base_url}
+    with _code_servers_stopped(), running_sandbox(seed=seed, **FAST_SANDBOX | (sandbox or {})) as mx:
+        _connect_banks(mx.base_url, users)
+        environment = {"DAGSTER_HOME": str(home), "MX_PIPELINE_DATA_DIR": str(data), "MX_BASE_URL": mx.base_url}
         if postgres:  # Dagster's storage and the MX budget every worker shares, in one database of its own
             database = postgres.create_database()
             environment |= postgres.environment(database) | {"MX_PIPELINE_RATE_BUDGET_URL": postgres.url(database)}
@@ -212,7 +216,7 @@ def deployed(
                 QueuedRunCoordinatorDaemon(interval_seconds=1) as queue,
             ):
                 daemons = [queue, MonitoringDaemon(interval_seconds=1), EventLogConsumerDaemon()]
-                deployment = Deployment(instance, context, sandbox, users_csv, data / "warehouse.duckdb", daemons)
+                deployment = Deployment(instance, context, mx, users_csv, data / "warehouse.duckdb", daemons)
                 deployment.tick()  # as a daemon started before any run: the retry loop starts its cursor here
                 try:
                     yield deployment
@@ -259,13 +263,14 @@ def _install_instance(home: Path, *, production: bool, run_monitoring: dict) -> 
 
 
 def _connect_banks(base_url: str, users: dict[str, str]) -> None:
-    with MxClient(base_url, settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY) as client:
+    unpaced = RateLimiter(RateLimits(requests_per_second=1000, per_member_interval=0))  # set-up: each user once
+    with MxClient(base_url, settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY, limiter=unpaced) as client:
         fields = {c.field_name: c.guid for c in client.list_institution_credentials("mxbank")}
         for user_id, password in users.items():
             user = client.ensure_user(id=user_id)
             credentials = {fields["LOGIN"]: "mxuser", fields["PASSWORD"]: password}
             client.create_member(user.guid, institution_code="mxbank", credentials=credentials)
-    requests.post(f"{base_url}/_sandbox/aggregations/finish", timeout=10).raise_for_status()
+    requests.post(f"{base_url}/_sandbox/aggregations/finish", timeout=300).raise_for_status()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,117 @@
+"""Many members synced by concurrent run workers on one deployment, and what the runs' event logs say of it.
+
+The members' users are split into batches, one ``sync_members`` run each, launched through the run queue as the
+refresh sensor launches them; the queue runs ``MX_PIPELINE_MAX_CONCURRENT_RUNS`` at once. Everything measured
+comes from Dagster's own event log: each step's start and end, how long it waited for the warehouse pool (from
+its first "blocked by limit for pool" event to its start), and how long each of its connections waited for the
+warehouse file while another process held it (the line ``warehouse.connection`` logs when the wait ends).
+"""
+
+import re
+import time
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from mx_pipeline.defs.jobs import scoped_run_config, sync_members_job
+from mx_pipeline.warehouse.connection import FREE_AFTER
+from mx_pipeline_tests.resilience.deployment import POOL, Deployment
+
+LOAD_STEP = "raw__mx_transactions.load_transactions"
+_BLOCKED = f"blocked by limit for pool {POOL}"
+_FREED = re.compile(rf"{FREE_AFTER} ([0-9.]+) s")
+
+
+@dataclass(frozen=True)
+class Step:
+    run_id: str
+    key: str
+    started: float
+    ended: float
+    pool_wait: float  # seconds between its first wait for the warehouse pool and its start (0: never waited)
+    file_waits: list[float] = field(default_factory=list)  # each wait of a connection for the warehouse file
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+
+@dataclass(frozen=True)
+class SyncedAtScale:
+    run_ids: list[str]
+    statuses: list[dg.DagsterRunStatus]
+    wall_seconds: float  # from the first launch to the last run's end
+    steps: list[Step]
+
+    @property
+    def loads(self) -> list[Step]:
+        return [s for s in self.steps if s.key == LOAD_STEP]
+
+    @property
+    def loader_seconds(self) -> float:
+        """Wall time during which some run was loading (overlaps counted once)."""
+        return _covered([(s.started, s.ended) for s in self.loads])
+
+    @property
+    def longest_pool_wait(self) -> Step:
+        return max(self.steps, key=lambda s: s.pool_wait)
+
+    @property
+    def longest_file_wait(self) -> tuple[float, Step | None]:
+        """The longest any connection waited for the warehouse file, and the step it was in."""
+        waits = [(wait, step) for step in self.steps for wait in step.file_waits]
+        return max(waits, key=lambda w: w[0], default=(0.0, None))
+
+    def most_concurrent(self, key: str) -> int:
+        """The most runs inside step ``key`` at one time."""
+        edges = sorted([(s.started, 1) for s in self.steps if s.key == key] + [(s.ended, -1) for s in self.steps
+                                                                               if s.key == key])  # fmt: skip
+        inside = most = 0
+        for _, change in edges:
+            inside += change
+            most = max(most, inside)
+        return most
+
+
+def sync_in_batches(deployment: Deployment, user_guids: list[str], runs: int, timeout: float) -> SyncedAtScale:
+    """Sync every member of ``user_guids`` in ``runs`` ``sync_members`` runs, through the queue; wait for them."""
+    batches = [user_guids[i::runs] for i in range(runs)]
+    started = time.monotonic()
+    run_ids = [
+        deployment.submit(sync_members_job.name, scoped_run_config(batch), {"mx_pipeline/batch": str(i)})
+        for i, batch in enumerate(batches)
+    ]
+    deployment.wait_for(lambda: all(deployment.run(r).is_finished for r in run_ids), "every batch run ends", timeout)
+    wall = time.monotonic() - started
+    steps = [step for run_id in run_ids for step in _steps(deployment.instance, run_id)]
+    return SyncedAtScale(run_ids, [deployment.run(r).status for r in run_ids], wall, steps)
+
+
+def _steps(instance: dg.DagsterInstance, run_id: str) -> list[Step]:
+    blocked, started, ended, file_waits = {}, {}, {}, {}
+    for entry in instance.all_logs(run_id):
+        event, key = entry.dagster_event, entry.step_key
+        if event is None and key and (freed := _FREED.search(entry.user_message)):
+            file_waits.setdefault(key, []).append(float(freed.group(1)))
+        if event is None or not key:
+            continue
+        if event.event_type == dg.DagsterEventType.ENGINE_EVENT and _BLOCKED in (event.message or ""):
+            blocked.setdefault(key, entry.timestamp)
+        elif event.event_type == dg.DagsterEventType.STEP_START:
+            started[key] = entry.timestamp
+        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            ended[key] = entry.timestamp
+    return [
+        Step(run_id, key, at, ended[key], at - blocked.get(key, at), file_waits.get(key, []))
+        for key, at in started.items()
+        if key in ended
+    ]
+
+
+def _covered(intervals: list[tuple[float, float]]) -> float:
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
