@@ -199,7 +199,7 @@ class Suspects:
         """Read the fresh lists that settle the suspects (``ids``: user guid -> our id); asks MX only."""
         users = sorted({user_guid for user_guid, _ in self.not_found.values()})
         listings = {user_guid: list_members(client, user_guid) for user_guid in users}
-        gone = users_gone(client, listings, ids) if listings else []
+        gone = users_gone(client, listings, ids)
         for listing in listings.values():  # what the retiring needs travels to the writing step; errors stay here
             listing.not_found = listing.failure = None
         return Confirmation({m: user for m, (user, _) in self.not_found.items()}, listings, gone)

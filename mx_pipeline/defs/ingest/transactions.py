@@ -31,7 +31,7 @@ from mx_pipeline.warehouse import ApiCallLog, tables
 from mx_pipeline.warehouse.landed import load_landed
 from mx_pipeline.warehouse.members import MemberNotFetched, MemberToFetch, members_to_read
 from mx_pipeline.warehouse.read_plan import ReadPlan, SyncPolicy, plan_transaction_reads
-from mx_pipeline.warehouse.sync_state import record_sync
+from mx_pipeline.warehouse.sync_state import SyncOutcome, record_syncs
 from mx_pipeline.warehouse.transaction_sync import MemberRead, extract_member_transactions
 
 PLAN, READ, LOAD = "plan_transaction_reads", "read_transactions", "load_transactions"
@@ -65,9 +65,8 @@ def plan_reads(
     policy = SyncPolicy(config.history_days, config.reconcile_lookback_days, config.overlap_days)
     with wh.connect() as con:
         members, not_fetched = members_to_read(con, config.scope, read_unchanged=reads_unchanged_members(context))
-        for member in not_fetched:
-            record_sync(con, member.guid, member.user_guid, outcome="skipped", reason=member.reason, run_id=run_id,
-                        now=utc_now())  # fmt: skip
+        skipped = [SyncOutcome(m.guid, m.user_guid, "skipped", run_id, m.reason) for m in not_fetched]
+        record_syncs(con, skipped, now=utc_now())
         plan = plan_transaction_reads(con, warehouse.landing(), members, policy, run_id=run_id)
     return TransactionsToRead(plan, members, not_fetched)
 
