@@ -4,7 +4,8 @@ import pytest
 
 from mx_pipeline import settings
 from mx_pipeline.mx import MxClient, RateLimits
-from mx_pipeline.mx.rate_limit import RateLimiter, SharedBudget
+from mx_pipeline.mx.rate_limit import RateLimiter
+from mx_pipeline.mx.shared_budget import SharedBudget
 from mx_pipeline.sandbox.server import running_sandbox
 from mx_pipeline_tests.local_http import free_port
 

@@ -9,14 +9,18 @@ one member can degrade its connection; so every request reserves a slot that sat
 Slots are reserved under a lock and waited for outside it, so threads sharing one limiter never hold the
 lock while sleeping; the global budget is the generic cell rate algorithm, reservation style.
 
-Processes (run workers on any machine) spend one global budget through a :class:`SharedBudget` in Postgres; the
-spacing per user and per member stays in each process, where a member's reads happen one after another.
+Processes (run workers on any machine) keep all three rules together through a ``SharedBudget`` in Postgres
+(``mx/shared_budget.py``); the limiter then keeps no state of its own.
 """
 
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mx_pipeline.mx.shared_budget import SharedBudget, Spacing
 
 
 @dataclass(frozen=True)
@@ -25,55 +29,6 @@ class RateLimits:
     burst: int = 10
     per_user_interval: float = 0.0
     per_member_interval: float = 0.5
-
-
-class SharedBudget:
-    """The global budget every process talking to MX spends together: pyrate-limiter's sliding-window log in
-    Postgres (``PostgresBucket``, stamped by Postgres's clock, checked and written under a table lock), so run
-    workers on any machine never send more than the budget between them. Its rule is the local one's: at most
-    ``burst`` requests in any window of ``burst / requests_per_second`` seconds.
-    """
-
-    TABLE = "mx_requests"  # pyrate-limiter names it ratelimit___mx_requests
-
-    def __init__(self, conninfo: str, limits: RateLimits) -> None:
-        from psycopg_pool import ConnectionPool
-        from pyrate_limiter import Limiter, PostgresBucket, Rate
-
-        self._pool = ConnectionPool(conninfo, min_size=1, max_size=4, open=True, name="mx-rate-budget")
-        self._pool.wait(timeout=30)  # an unreachable database fails here, not at the first request
-        window_ms = round(1000 * limits.burst / limits.requests_per_second)
-        self._limiter = Limiter(PostgresBucket(self._pool, self.TABLE, [Rate(limits.burst, window_ms)]))
-
-    @classmethod
-    def of_process(cls, conninfo: str, limits: RateLimits) -> "SharedBudget":
-        """One per process and database: its connections and its leak thread live as long as the process."""
-        with _OPENED_LOCK:
-            key = (conninfo, limits)
-            if key not in _OPENED:
-                _OPENED[key] = cls(conninfo, limits)
-            return _OPENED[key]
-
-    @staticmethod
-    def close_all() -> None:
-        """Close every budget :meth:`of_process` opened (before their database goes away)."""
-        with _OPENED_LOCK:
-            budgets = list(_OPENED.values())
-            _OPENED.clear()
-        for budget in budgets:
-            budget.close()
-
-    def acquire(self) -> None:
-        """Block until one more request fits the budget."""
-        self._limiter.try_acquire("mx", blocking=True)
-
-    def close(self) -> None:
-        self._limiter.close()  # its leak thread first: it asks the database
-        self._pool.close()
-
-
-_OPENED: dict[tuple[str, RateLimits], SharedBudget] = {}
-_OPENED_LOCK = threading.Lock()
 
 
 class RateLimiter:
@@ -85,7 +40,7 @@ class RateLimiter:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        shared: SharedBudget | None = None,
+        shared: "SharedBudget | None" = None,
     ) -> None:
         if limits.requests_per_second <= 0 or limits.burst < 1:
             raise ValueError("requests_per_second must be > 0 and burst >= 1")
@@ -101,8 +56,12 @@ class RateLimiter:
 
     @classmethod
     def spending(cls, limits: RateLimits, budget_url: str | None) -> "RateLimiter":
-        """A limiter spending the budget every process shares at ``budget_url``; None: this process's own."""
-        return cls(limits, shared=SharedBudget.of_process(budget_url, limits) if budget_url else None)
+        """A limiter keeping the limits every process shares at ``budget_url``; None: this process's own."""
+        if not budget_url:
+            return cls(limits)
+        from mx_pipeline.mx.shared_budget import SharedBudget
+
+        return cls(limits, shared=SharedBudget.of_process(budget_url, limits))
 
     def acquire(self, *, user_guid: str | None = None, member_guid: str | None = None) -> float:
         """Block until this request may go; returns the seconds waited.
@@ -111,15 +70,11 @@ class RateLimiter:
         measured from the committed send time, so a request held back by the global budget still keeps
         its member's next request at least ``per_member_interval`` away.
 
-        With a :class:`SharedBudget`, the user's and member's spacing is waited out first, then the shared budget
-        is spent, and the request goes at once: the budget is spent at the send, never ahead of a wait.
+        With a ``SharedBudget``, the same three rules hold across processes: see :meth:`_acquire_shared`.
         """
-        waited = 0.0
         if self._shared is not None:
-            waited += self._wait_for_spacing(user_guid, member_guid)
-            started = self._clock()
-            self._shared.acquire()
-            waited += self._clock() - started
+            return self._acquire_shared(user_guid, member_guid)
+        waited = 0.0
         while True:
             with self._lock:
                 now = self._clock()
@@ -142,20 +97,34 @@ class RateLimiter:
     def _spacing_ends(self, user_guid: str | None, member_guid: str | None) -> float:
         return max(self._next_for_user.get(user_guid or "", 0.0), self._next_for_member.get(member_guid or "", 0.0))
 
-    def _wait_for_spacing(self, user_guid: str | None, member_guid: str | None) -> float:
+    def _acquire_shared(self, user_guid: str | None, member_guid: str | None) -> float:
+        """Wait out the user's and member's spacing, spend the global budget, then take the spacing's slots.
+
+        The slots are taken last, so the spacing runs from the send, as the local path's does. Another process
+        may take a slot in between (a member two runs read at once); then this request waits again and spends
+        again: a wasted unit of budget slows us, it never lets a burst through.
+        """
+        spacings = self._spacings(user_guid, member_guid)
         waited = 0.0
         while True:
-            with self._lock:
-                now = self._clock()
-                ready = self._spacing_ends(user_guid, member_guid)
-            if ready <= now:
+            if ready_in := self._shared.spacing.ready_in(spacings):
+                self._sleep(ready_in)
+                waited += ready_in
+            started = self._clock()
+            self._shared.acquire()
+            waited += self._clock() - started
+            if not self._shared.spacing.reserve(spacings):
                 return waited
-            self._sleep(ready - now)
-            waited += ready - now
+
+    def _spacings(self, user_guid: str | None, member_guid: str | None) -> "list[Spacing]":
+        spacings = []
+        if user_guid and self.limits.per_user_interval:
+            spacings.append((f"user:{user_guid}", self.limits.per_user_interval))
+        if member_guid and self.limits.per_member_interval:
+            spacings.append((f"member:{member_guid}", self.limits.per_member_interval))
+        return spacings
 
     def _reserve_global_slot(self, now: float) -> float:
-        if self._shared is not None:
-            return now  # the shared budget was spent just before
         tolerance = (self.limits.burst - 1) * self._interval
         send_at = max(now, self._theoretical_arrival - tolerance)
         self._theoretical_arrival = max(self._theoretical_arrival, send_at) + self._interval

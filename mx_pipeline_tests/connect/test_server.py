@@ -12,7 +12,7 @@ import requests
 
 from mx_pipeline.connect import server
 from mx_pipeline.connect.spool import Spool
-from mx_pipeline.mx.rate_limit import SharedBudget
+from mx_pipeline.mx.shared_budget import SharedBudget
 from mx_pipeline_tests.local_http import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import pytest
 
 from mx_pipeline import settings
 from mx_pipeline.defs.resources import NotifierResource, WarehouseResource, mx_resource
-from mx_pipeline.mx.rate_limit import SharedBudget
+from mx_pipeline.mx.shared_budget import SharedBudget
 
 
 def test_without_credentials_mx_points_at_the_built_in_sandbox(monkeypatch):

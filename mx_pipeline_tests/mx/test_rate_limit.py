@@ -101,11 +101,28 @@ def test_threads_sharing_a_limiter_never_exceed_the_global_rate():
     assert sent[-1] - sent[0] >= 39 * 0.005 * 0.95
 
 
+class SpacingInMemory:
+    """The shared spacing's contract (``SharedSpacing``) on the fake clock: a key's next slot, per key."""
+
+    def __init__(self, time: FakeTime) -> None:
+        self.time, self.next_slot = time, {}
+
+    def ready_in(self, spacings) -> float:
+        return max([self.next_slot.get(key, 0.0) - self.time.now for key, _ in spacings] + [0.0])
+
+    def reserve(self, spacings) -> float:
+        if wait := self.ready_in(spacings):
+            return wait
+        self.next_slot |= {key: self.time.now + seconds for key, seconds in spacings}
+        return 0.0
+
+
 class RecordingBudget:
     """A shared budget that lets every request go, noting when it was asked."""
 
     def __init__(self, time: FakeTime, waits: float = 0.0) -> None:
         self.time, self.waits, self.asked = time, waits, []
+        self.spacing = SpacingInMemory(time)
 
     def acquire(self) -> None:
         self.asked.append(round(self.time.now - 1000.0, 6))

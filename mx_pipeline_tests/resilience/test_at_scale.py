@@ -3,13 +3,17 @@
 The members' users are split over 4 ``sync_members`` runs, launched through the run queue, which runs all 4 at once
 (``MX_PIPELINE_MAX_CONCURRENT_RUNS``); the MX budget they share lives in Postgres. The transactions of all 4 are read
 side by side, outside the warehouse pool, and loaded by the one loader step at a time. What must hold: every member
-synced once, the warehouse equal to the sandbox's truth, MX never answering 429, and no run stalled behind the
+synced once, the warehouse equal to the sandbox's truth, MX never answering 429 (the budget and every member's
+spacing kept in Postgres), and no run stalled behind the
 warehouse (the longest wait is printed with the longest load, for the record).
 """
+
+import os
 
 import dagster as dg
 import duckdb
 
+from mx_pipeline.mx.shared_budget import SharedSpacing
 from mx_pipeline_tests.resilience.deployment import deployed
 from mx_pipeline_tests.resilience.scale import sync_in_batches
 from mx_pipeline_tests.resilience.truth import compare
@@ -42,6 +46,9 @@ def test_four_workers_sync_a_thousand_members_once_each_and_the_warehouse_equals
         assert len(loads) == MEMBERS and {n for _, n in loads} == {1}  # every member read and loaded once
         assert outcomes == [("synced", MEMBERS)]
         assert throttled == 0
+        budget = os.environ["MX_PIPELINE_RATE_BUDGET_URL"].rsplit("/", 1)[1]
+        [(spaced,)] = postgres.query(budget, f"select count(*) from {SharedSpacing.TABLE} where key like 'member:%'")
+        assert spaced == MEMBERS  # every member's requests were spaced where all 4 workers see them
         differences = compare(deployment.warehouse_path, deployment.sandbox.world, RAW_TABLES)
         assert differences.none, str(differences)
 
