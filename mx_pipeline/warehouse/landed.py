@@ -59,6 +59,7 @@ class LoadReport:
     quarantined: int = 0
     removed: int = 0  # rows marked removed because a listing in full no longer had them
     already_loaded: int = 0  # directories found again after their commit: deleted unread
+    committed: tuple[LandedMember, ...] = ()  # the directories whose load committed: their files may go
 
     def __add__(self, other: "LoadReport") -> "LoadReport":
         return LoadReport(
@@ -67,6 +68,7 @@ class LoadReport:
             self.quarantined + other.quarantined,
             self.removed + other.removed,
             self.already_loaded + other.already_loaded,
+            self.committed + other.committed,
         )
 
 
@@ -84,40 +86,32 @@ def load_landed(
     if only is not None:
         wanted = set(only)
         landed = [member for member in landed if member.directory in wanted]
-    report, loaded = LoadReport(), []
+    report = LoadReport()
     if not landed and not (api_log and api_log.pending):
         return report
     with warehouse.connect() as con:
         con.execute("set memory_limit = ?", [MEMORY_LIMIT])
         area.attach(con)
         for group in _groups(landed, group_rows):
-            group_report, group_loaded = _load_each_or_set_aside(con, area, group, run_id)
-            report, loaded = report + group_report, loaded + group_loaded
+            report += _load_each_or_set_aside(con, area, group, run_id)
         con.execute("delete from ops.landed_loads where loaded_at < $before", {"before": _now(con) - KEEP_LOADS})
         if api_log:
             api_log.flush(con)
-    area.remove(loaded)  # committed: their files go, with the warehouse already free for others
+    area.remove(list(report.committed))  # committed: their files go, with the warehouse already free for others
     return report
 
 
-def _load_each_or_set_aside(
-    con, area: LandingArea, group: list[LandedMember], run_id: str
-) -> tuple[LoadReport, list[LandedMember]]:
+def _load_each_or_set_aside(con, area: LandingArea, group: list[LandedMember], run_id: str) -> LoadReport:
     """Load the group; when it fails, each member alone, so files that cannot be read (a truncated part) stop only
     their member. Such a member is set aside with the reason, quarantined, and its read recorded as failed (the
-    watermark did not move: the next sync reads it again); the others load. Returns the report and the members
-    committed (whose files may go)."""
+    watermark did not move: the next sync reads it again); the others load."""
     try:
-        return _load_group(con, area, group, run_id), group
+        return _load_group(con, area, group, run_id)
     except duckdb.Error as exc:
         if len(group) > 1:
-            report, loaded = LoadReport(), []
-            for member in group:
-                member_report, member_loaded = _load_each_or_set_aside(con, area, [member], run_id)
-                report, loaded = report + member_report, loaded + member_loaded
-            return report, loaded
+            return sum((_load_each_or_set_aside(con, area, [member], run_id) for member in group), start=LoadReport())
         _set_aside(con, area, group[0], run_id, exc)
-        return LoadReport(), []
+        return LoadReport()
 
 
 def _set_aside(con: duckdb.DuckDBPyConnection, area: LandingArea, member: LandedMember, run_id: str, exc: Exception):
@@ -180,7 +174,7 @@ def _load_group(con: duckdb.DuckDBPyConnection, area: LandingArea, group: list[L
                 [(TABLE, m.manifest.run_id, m.manifest.member_guid, now, run_id, m.manifest.rows) for m in fresh],
             )
     members = tuple(member.manifest.member_guid for member in fresh)
-    return LoadReport(members, counts, quarantined, removed, already_loaded=len(group) - len(fresh))
+    return LoadReport(members, counts, quarantined, removed, len(group) - len(fresh), committed=tuple(group))
 
 
 def _not_loaded_yet(con: duckdb.DuckDBPyConnection, group: list[LandedMember]) -> list[LandedMember]:

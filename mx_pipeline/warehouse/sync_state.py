@@ -299,23 +299,26 @@ _SYNC_COLUMNS = (
 def record_failed_reads(
     con: duckdb.DuckDBPyConnection, failures: dict[str, tuple[str, str]], *, run_id: str, now: dt.datetime
 ) -> None:
-    """Record each member whose read failed: member guid -> (user guid, reason)."""
-    for member_guid, (user_guid, reason) in failures.items():
-        record_sync(con, member_guid, user_guid, outcome="failed", reason=reason, run_id=run_id, now=now)
+    """Record each member whose read failed, in one statement: member guid -> (user guid, reason)."""
+    outcomes = [SyncOutcome(member, user, "failed", run_id, reason) for member, (user, reason) in failures.items()]
+    record_syncs(con, outcomes, now=now)
 
 
 def record_member_lists(
     con: duckdb.DuckDBPyConnection, outcomes: dict[str, str | None], *, run_id: str, now: dt.datetime
 ) -> None:
-    """Record each user's member-list read: user guid -> the reason it failed, or None when it was listed."""
-    for user_guid, reason in outcomes.items():
-        con.execute(
-            """
-            insert or replace into ops.user_sync (user_guid, last_outcome, last_reason, last_attempt_at, last_run_id)
-            values (?, ?, ?, ?, ?)
-            """,
-            [user_guid, "listed" if reason is None else "failed", reason, now, run_id],
-        )
+    """Record each user's member-list read, in one statement: user guid -> the reason it failed, or None when it
+    was listed."""
+    if not outcomes:
+        return
+    con.execute(
+        """
+        insert or replace into ops.user_sync (user_guid, last_outcome, last_reason, last_attempt_at, last_run_id)
+        select user_guid, case when reason is null then 'listed' else 'failed' end, reason, $now, $run_id
+        from (select unnest($users::varchar[]) as user_guid, unnest($reasons::varchar[]) as reason)
+        """,
+        {"users": list(outcomes), "reasons": list(outcomes.values()), "now": now, "run_id": run_id},
+    )
 
 
 def failed_reads(con: duckdb.DuckDBPyConnection, run_ids: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
