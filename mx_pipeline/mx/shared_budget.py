@@ -10,6 +10,9 @@ so :class:`SharedSpacing` is that store for Postgres: the library's algorithm, o
 import threading
 from collections.abc import Sequence
 
+from psycopg_pool import ConnectionPool, PoolClosed
+from pyrate_limiter import GCRA, Limiter, PostgresBucket, Rate
+
 from mx_pipeline.mx.rate_limit import RateLimits
 
 Spacing = tuple[str, float]  # (key, at least this many seconds between two requests for it)
@@ -27,7 +30,7 @@ class SharedSpacing:
     FORGET_AFTER_US = 3_600 * 1_000_000  # rows idle for an hour hold nothing: any spacing is long past
     FORGET_EVERY = 1_000  # reservations between two clean-ups
 
-    def __init__(self, pool) -> None:
+    def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
         self._reservations = 0
         with pool.connection() as conn:
@@ -47,8 +50,6 @@ class SharedSpacing:
 
     def reserve(self, spacings: Sequence[Spacing]) -> float:
         """Take every key's next slot now and return 0, or take none and return the seconds to wait."""
-        from pyrate_limiter import GCRA, Rate
-
         if not spacings:
             return 0.0
         keys = sorted({key for key, _ in spacings})
@@ -90,6 +91,16 @@ class SharedSpacing:
 _NOW_US = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
 
 
+class _RequestLog(PostgresBucket):
+    """pyrate-limiter's ``PostgresBucket``, whose leak thread may still be mid-round when the budget closes."""
+
+    def leak(self, current_timestamp: int | None = None) -> int:
+        try:
+            return super().leak(current_timestamp)
+        except PoolClosed:
+            return 0  # closed with the budget: nothing left to trim
+
+
 class SharedBudget:
     """What every process talking to MX spends together.
 
@@ -104,13 +115,10 @@ class SharedBudget:
     TABLE = "mx_requests"  # pyrate-limiter names it ratelimit___mx_requests
 
     def __init__(self, conninfo: str, limits: RateLimits) -> None:
-        from psycopg_pool import ConnectionPool
-        from pyrate_limiter import Limiter, PostgresBucket, Rate
-
         self._pool = ConnectionPool(conninfo, min_size=1, max_size=4, open=True, name="mx-rate-budget")
         self._pool.wait(timeout=30)  # an unreachable database fails here, not at the first request
         window_ms = round(1000 * limits.burst / limits.requests_per_second)
-        self._limiter = Limiter(PostgresBucket(self._pool, self.TABLE, [Rate(limits.burst, window_ms)]))
+        self._limiter = Limiter(_RequestLog(self._pool, self.TABLE, [Rate(limits.burst, window_ms)]))
         self.spacing = SharedSpacing(self._pool)
 
     @classmethod

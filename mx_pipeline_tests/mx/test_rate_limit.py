@@ -147,6 +147,32 @@ def test_with_a_shared_budget_the_spacing_is_waited_out_before_the_budget_is_spe
     assert sent == pytest.approx([0.3, 1.6, 1.9])
 
 
+class SlotTakenMeanwhile(SpacingInMemory):
+    """Another process sends a request for ``key`` at ``at``, while ours waits for the budget."""
+
+    def __init__(self, time: FakeTime, key: str, at: float, seconds: float) -> None:
+        super().__init__(time)
+        self.taken = {key: 1000.0 + at + seconds}
+
+    def reserve(self, spacings) -> float:
+        self.next_slot |= self.taken
+        self.taken = {}
+        return super().reserve(spacings)
+
+
+def test_a_slot_another_process_took_meanwhile_is_waited_for_and_the_budget_spent_again():
+    time = FakeTime()
+    budget = RecordingBudget(time, waits=0.3)
+    budget.spacing = SlotTakenMeanwhile(time, "member:MBR-a", at=0.1, seconds=1.0)
+    lim = RateLimiter(RateLimits(per_member_interval=1.0), clock=time.clock, sleep=time.sleep, shared=budget)
+
+    waited = lim.acquire(member_guid="MBR-a")
+
+    assert budget.asked == pytest.approx([0, 1.1])  # spent again once the other request's spacing ran out
+    assert waited == pytest.approx(1.4)
+    assert budget.spacing.next_slot["member:MBR-a"] - 1000.0 == pytest.approx(2.4)  # a full second from our send
+
+
 def test_nonsense_limits_are_rejected():
     with pytest.raises(ValueError):
         RateLimiter(RateLimits(requests_per_second=0))
