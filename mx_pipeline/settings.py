@@ -8,8 +8,8 @@ Variables (all optional):
   every process together (20). MX documents per-product limits without their values: raise it only as far as your
   MX agreement allows.
 - ``MX_PIPELINE_RATE_BUDGET_URL``: a Postgres URL (``postgresql://user:password@host/db``) where every process that
-  talks to MX spends one global budget and keeps each user's and member's spacing (``mx.shared_budget.SharedBudget``).
-  Unset: each process paces MX by itself.
+  talks to MX spends one global budget and keeps each user's and member's spacing and MX's aggregation throttle
+  (``mx.shared_budget.SharedBudget``). Unset: each process paces MX by itself.
 - ``MX_SANDBOX_HOST``, ``MX_SANDBOX_PORT``: where the built-in sandbox listens (127.0.0.1:8765);
   ``MX_SANDBOX_WEBHOOK_URL``: where it POSTs MX-style webhooks (with the ``MX_WEBHOOK_*`` credentials).
 - ``MX_PIPELINE_DATA_DIR``: run-time state (warehouse, spool, Dagster home); defaults to ``./data``.

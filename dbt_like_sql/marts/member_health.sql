@@ -18,7 +18,7 @@ with attempts as (
         count(*) filter (
             where a.requested_at > now() - to_seconds(cast(__attempt_window_hours__ * 3600 as bigint))
               and a.requested_at > coalesce(s.successfully_aggregated_at, '-infinity')
-              and a.outcome not in (__reread_outcomes__)
+              and a.outcome not in (__not_aggregations__)
         ) as attempts_since_success,
         max(a.requested_at) as last_attempt_at,
         max_by(a.outcome, a.requested_at) as last_attempt_outcome

@@ -13,6 +13,7 @@ from mx_pipeline.mx.errors import (
     NotFound,
     RateLimited,
     ServerError,
+    Throttled,
 )
 from mx_pipeline.mx.rate_limit import RateLimiter, RateLimits
 from mx_pipeline.mx.statuses import ConnectionStatus
@@ -36,4 +37,5 @@ __all__ = [
     "RateLimits",
     "RetryPolicy",
     "ServerError",
+    "Throttled",
 ]

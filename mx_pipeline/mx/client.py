@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from mx_pipeline.mx.errors import OUTCOME_UNKNOWN, Conflict, MalformedRecord, MalformedResponse
+from mx_pipeline.mx.errors import OUTCOME_UNKNOWN, Conflict, MalformedRecord, MalformedResponse, Throttled
 from mx_pipeline.mx.pagination import MAX_PER_PAGE, MAX_PER_PAGE_SMALL, Page, iter_pages, iter_records
 from mx_pipeline.mx.records import (
     Account,
@@ -250,12 +250,17 @@ class MxClient:
         """Connection status, aggregation progress and any MFA challenges: what to do next for a member."""
         return self._member_call("GET", MEMBER + "/status", user_guid, member_guid, MemberStatus)
 
-    def aggregate_member(self, user_guid: str, member_guid: str, *, include_transactions: bool | None = None) -> Member:
+    def aggregate_member(
+        self, user_guid: str, member_guid: str, *, include_transactions: bool | None = None, at_most_every: float = 0
+    ) -> Member:
         """Ask for a standard aggregation (202).
 
-        MX may decline to start one when the data is recent (a ~3 h throttle) or when one is already
-        running; either way it answers 202 with the member. A different job type running -> :class:`Conflict`.
-        """
+        MX may decline to start one when the data is recent (a ~3 h throttle) or when one is already running;
+        either way it answers 202 with the member. A different job type running -> :class:`Conflict`. That throttle
+        on our side: one request in ``at_most_every`` seconds across the processes sharing the rate budget (none
+        without one); a request inside it is never sent: :class:`Throttled`."""
+        if wait := self.transport.limiter.take_once(f"aggregation:{member_guid}", at_most_every):
+            raise Throttled(member_guid, retry_after=wait)
         return self._member_call(
             "POST", MEMBER + "/aggregate", user_guid, member_guid, Member,
             params={"include_transactions": include_transactions},

@@ -76,6 +76,15 @@ class RateLimited(MxError):
         super().__init__(message, **kwargs)
 
 
+class Throttled(MxError):
+    """Not sent: MX was asked to aggregate the member less than the throttle's interval ago, by this process or
+    another sharing the rate budget; ``retry_after``: the seconds until it may be asked again."""
+
+    def __init__(self, member_guid: str, *, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"aggregation of {member_guid} held back unasked, next in {retry_after:.0f} s")
+
+
 class ServerError(MxError):
     """5xx after the retry budget was spent."""
 

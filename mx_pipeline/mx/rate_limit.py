@@ -116,6 +116,14 @@ class RateLimiter:
             if not self._shared.spacing.reserve(spacings):
                 return waited
 
+    def take_once(self, key: str, seconds: float) -> float:
+        """A slot for ``key`` once in ``seconds``, kept where every process sees it: 0 when this caller took it,
+        else the seconds until one may. Never waits. A process of its own keeps no such slots (returns 0): what it
+        asks once per interval, its scheduler's own records already space."""
+        if self._shared is None or seconds <= 0:
+            return 0.0
+        return self._shared.spacing.reserve([(key, seconds)])
+
     def _spacings(self, user_guid: str | None, member_guid: str | None) -> "list[Spacing]":
         spacings = []
         if user_guid and self.limits.per_user_interval:

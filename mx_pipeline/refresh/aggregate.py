@@ -13,11 +13,14 @@ Every member ends with an :class:`Attempt` that says what happened in words the 
 - ``held``: a terminal or unknown status; nothing to retry;
 - ``reread``: a member whose status was only re-read: DEGRADED (no aggregation is asked of a degraded one) or
   waiting on its user (watched on a slow cadence, so it recovers even if the event that would tell us is lost);
-- ``reread_failed``: such a re-read that MX answered with an error; tried again at the next interval or cadence.
+- ``reread_failed``: such a re-read that MX answered with an error; tried again at the next interval or cadence;
+- ``throttled``: held back here, MX never asked: another worker asked MX to aggregate the member less than the
+  policy's minimum interval ago (MX's ~3 h throttle, kept across workers through the shared rate budget).
 
 MX refusing our credentials (:class:`AuthError`) is no member's outcome: it stops the batch at once.
 
-A re-read is a status read, never an aggregation: it counts toward no aggregation budget, cap or back-off.
+A re-read is a status read, never an aggregation, and a throttled member was not asked at all: neither counts
+toward the aggregation budget, the cap or the back-off.
 """
 
 import time
@@ -27,13 +30,14 @@ from datetime import UTC, datetime
 
 from mx_pipeline.lifecycle.episodes import ASKS_THE_USER
 from mx_pipeline.lifecycle.routes import RefreshAction, Route, route_for
-from mx_pipeline.mx import AuthError, Conflict, MxClient, MxError
+from mx_pipeline.mx import AuthError, Conflict, MxClient, MxError, Throttled
 from mx_pipeline.mx.records import MemberStatus
 from mx_pipeline.refresh.policy import RefreshPolicy
 
 AGGREGATE, REREAD = RefreshAction.AGGREGATE, RefreshAction.REREAD
 FAILURES = frozenset({"failed", "timed_out"})  # the outcomes that back a member off
-REREADS = frozenset({"reread", "reread_failed"})  # status reads: never counted as aggregations
+REREADS = frozenset({"reread", "reread_failed"})  # status reads
+NOT_AGGREGATIONS = REREADS | {"throttled"}  # never counted as aggregations: status reads, and those never sent
 
 
 @dataclass(frozen=True)
@@ -78,10 +82,16 @@ def refresh_batch(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    throttle: bool = True,
 ) -> list[Attempt]:
-    """Aggregate (or re-read) every target and wait for the aggregations; one :class:`Attempt` each."""
+    """Aggregate (or re-read) every target and wait for the aggregations; one :class:`Attempt` each.
+
+    ``throttle``: ask MX to aggregate a member at most once per the policy's minimum interval across every worker
+    (off only for the data team's explicit override).
+    """
     attempts: list[Attempt] = []
     waiting: dict[str, _Pending] = {}
+    every = policy.min_interval.total_seconds() if throttle else 0.0
     for target in targets:
         pending = _Pending(target, _now())
         if target.action == REREAD:
@@ -89,7 +99,10 @@ def refresh_batch(
             continue
         try:
             pending.calls += 1
-            member = client.aggregate_member(target.user_guid, target.member_guid)
+            member = client.aggregate_member(target.user_guid, target.member_guid, at_most_every=every)
+        except Throttled as exc:
+            attempts.append(pending.held_back(exc))
+            continue
         except Conflict as exc:
             attempts.append(pending.fail("conflict", exc))
             continue
@@ -137,6 +150,13 @@ class _Pending:
 
     def fail(self, outcome: str, error: MxError) -> Attempt:
         return self._attempt(outcome, None, f"{type(error).__name__}: {error}")
+
+    def held_back(self, throttled: Throttled) -> Attempt:
+        self.calls -= 1  # never sent
+        detail = (
+            f"another run asked MX to aggregate it within the minimum interval; next in {throttled.retry_after:.0f} s"
+        )
+        return self._attempt("throttled", None, detail)
 
     def _attempt(self, outcome: str, status: str | None, detail: str | None = None) -> Attempt:
         t = self.target

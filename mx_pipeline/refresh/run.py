@@ -97,7 +97,7 @@ def refresh_step(
             targets = [m.target for m in claimed_by(con, run_key, triggers=AGGREGATING_TRIGGERS)]
             # The claims' TTL counts from now, not from when the run was queued: it outlives this step.
             renew_claims(con, run_key=run_key, now=dt.datetime.now(dt.UTC))
-        attempts = refresh_batch(client, targets, policy)
+        attempts = refresh_batch(client, targets, policy, throttle=not override_safety)
         # These rows are what the interval, cap and budget count: wait as long as it takes to store them.
         with warehouse.connect(wait_seconds=RECORD_WAIT_SECONDS) as con:
             record_attempts(con, attempts, trigger=trigger, run_id=run_id)

@@ -19,8 +19,8 @@ dependant, however many runs that takes. Each incremental run logs the keys it r
 model_changes.py): a model reading that log learns what changed upstream, and the analysts' file applies it.
 Other placeholders are the refresh policy's numbers (``__default_sla_hours__``, ``__max_attempts__``,
 ``__attempt_window_hours__``), the routes it refreshes (``__refreshable_routes__``) and aggregates
-(``__aggregated_routes__``), and the outcomes of status re-reads (``__reread_outcomes__``), so the SQL never
-restates them.
+(``__aggregated_routes__``), and the outcomes that are no aggregation (``__not_aggregations__``: status re-reads,
+and requests held back by the throttle), so the SQL never restates them.
 """
 
 import datetime as dt
@@ -37,7 +37,7 @@ import sqlglot
 from sqlglot import exp
 
 from mx_pipeline.lifecycle.routes import AGGREGATED_ROUTES, REFRESH_ACTIONS
-from mx_pipeline.refresh.aggregate import REREADS
+from mx_pipeline.refresh.aggregate import NOT_AGGREGATIONS
 from mx_pipeline.refresh.policy import RefreshPolicy
 from mx_pipeline.warehouse import model_changes
 from mx_pipeline.warehouse.sql_literals import sql_literal
@@ -296,7 +296,7 @@ def _policy_params(policy: RefreshPolicy) -> dict[str, str]:
     return {
         "refreshable_routes": ", ".join(f"'{route.value}'" for route in REFRESH_ACTIONS),
         "aggregated_routes": ", ".join(f"'{route.value}'" for route in sorted(AGGREGATED_ROUTES)),
-        "reread_outcomes": ", ".join(f"'{outcome}'" for outcome in sorted(REREADS)),
+        "not_aggregations": ", ".join(f"'{outcome}'" for outcome in sorted(NOT_AGGREGATIONS)),
         "default_sla_hours": repr(float(policy.sla_hours)),
         "max_attempts": str(int(policy.max_attempts)),
         "attempt_window_hours": repr(float(policy.attempt_window_hours)),

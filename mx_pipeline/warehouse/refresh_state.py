@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 
 from mx_pipeline.lifecycle.routes import AGGREGATED_ROUTES, REFRESH_ACTIONS, WAITING_ON_THE_USER
-from mx_pipeline.refresh.aggregate import AGGREGATE, FAILURES, REREADS, Attempt, RefreshTarget
+from mx_pipeline.refresh.aggregate import AGGREGATE, FAILURES, NOT_AGGREGATIONS, Attempt, RefreshTarget
 from mx_pipeline.refresh.policy import RefreshPolicy
 from mx_pipeline.warehouse.connection import registered
 
@@ -34,7 +34,7 @@ _REFRESHABLE = _sql_list(ACTION_BY_ROUTE)
 _AGGREGATED = _sql_list(route.value for route in AGGREGATED_ROUTES)
 _WATCHED = _sql_list(route.value for route in WAITING_ON_THE_USER)
 _FAILURES = _sql_list(FAILURES)
-_REREADS = _sql_list(REREADS)
+_NOT_AGGREGATIONS = _sql_list(NOT_AGGREGATIONS)
 _REREAD_ROUTES = _sql_list(route.value for route in REFRESH_ACTIONS.keys() - AGGREGATED_ROUTES)
 
 _MEMBERS = f"""
@@ -59,7 +59,7 @@ _MEMBERS = f"""
         -- The interval and the re-read cadence count every request.
         select a.member_guid, max(a.requested_at) as last_request,
                count(*) filter (where a.requested_at > greatest(m.last_success, $now - to_seconds($window_seconds))
-                                  and a.outcome not in ({_REREADS})) as attempts,
+                                  and a.outcome not in ({_NOT_AGGREGATIONS})) as attempts,
                count(*) filter (where a.requested_at > greatest(m.last_success, $now - to_seconds($window_seconds))
                                   and a.outcome in ({_FAILURES})) as failures
         from ops.refresh_attempts as a
@@ -116,7 +116,7 @@ def due_members(
     (spent,) = con.execute(
         f"""
         select (select count(*) from ops.refresh_attempts
-                where requested_at > $now - interval 1 hour and outcome not in ({_REREADS}))
+                where requested_at > $now - interval 1 hour and outcome not in ({_NOT_AGGREGATIONS}))
              + (select count(*) from ops.refresh_claims as c left join ops.member_routes as r using (member_guid)
                 where c.trigger <> 'webhook' and coalesce(r.route, 'ready') not in ({_REREAD_ROUTES}))
         """,

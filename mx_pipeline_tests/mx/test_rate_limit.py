@@ -173,6 +173,11 @@ def test_a_slot_another_process_took_meanwhile_is_waited_for_and_the_budget_spen
     assert budget.spacing.next_slot["member:MBR-a"] - 1000.0 == pytest.approx(2.4)  # a full second from our send
 
 
+def test_a_process_pacing_mx_by_itself_keeps_no_once_per_interval_slots():
+    lim = RateLimiter(RateLimits())  # its scheduler's records space what it asks once per interval
+    assert [lim.take_once("aggregation:MBR-1", 3 * 3600.0) for _ in range(2)] == [0, 0]
+
+
 def test_nonsense_limits_are_rejected():
     with pytest.raises(ValueError):
         RateLimiter(RateLimits(requests_per_second=0))

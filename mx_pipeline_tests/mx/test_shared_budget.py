@@ -109,3 +109,18 @@ def test_a_request_held_back_by_one_key_takes_no_slot_of_the_others(postgres):
         assert budget.spacing.ready_in([("member:B", 5.0)]) > 4.0
     finally:
         budget.close()
+
+
+def test_an_aggregation_slot_is_taken_once_per_interval_whichever_worker_asks(postgres):
+    url = postgres.url(postgres.create_database())
+    budgets = [SharedBudget(url, SPACED), SharedBudget(url, SPACED)]  # two workers' own connections
+    first, second = (RateLimiter(SPACED, shared=budget) for budget in budgets)
+    three_hours = 3 * 3600.0
+    try:
+        assert first.take_once("aggregation:MBR-1", three_hours) == 0
+        assert three_hours - 60 < second.take_once("aggregation:MBR-1", three_hours) <= three_hours
+        assert first.take_once("aggregation:MBR-1", three_hours) > three_hours - 60  # nor the first again
+        assert second.take_once("aggregation:MBR-2", three_hours) == 0  # each member's slot is its own
+    finally:
+        for budget in budgets:
+            budget.close()

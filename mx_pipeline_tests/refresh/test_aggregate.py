@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from mx_pipeline import settings
-from mx_pipeline.mx import MxClient
+from mx_pipeline.mx import MxClient, RateLimiter, RateLimits
 from mx_pipeline.mx.records import MemberStatus
 from mx_pipeline.refresh.aggregate import REREAD, RefreshTarget, classify, refresh_batch
 from mx_pipeline.refresh.policy import RefreshPolicy
@@ -99,6 +99,30 @@ def test_a_degraded_member_is_only_re_read(sandbox):
     sandbox.admin(f"members/{target.member_guid}/connection_status", connection_status="DEGRADED")
     [attempt] = sandbox.refresh(RefreshTarget(target.member_guid, target.user_guid, REREAD))
     assert (attempt.outcome, attempt.connection_status, attempt.api_calls) == ("reread", "DEGRADED", 1)
+
+
+def test_a_member_another_worker_asked_to_aggregate_within_the_interval_is_held_back_unasked(sandbox, postgres):
+    budget_url = postgres.url(postgres.create_database())
+    workers = [
+        MxClient(sandbox.handle.base_url, settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY,
+                 limiter=RateLimiter.spending(RateLimits(), budget_url))
+        for _ in range(2)
+    ]  # fmt: skip
+    target = sandbox.connected_member()
+    sandbox.sleep(3600)
+
+    def refresh(worker, **options):
+        return refresh_batch(worker, [target], POLICY, clock=sandbox.clock, sleep=sandbox.sleep, **options)
+
+    [first] = refresh(workers[0])
+    [second] = refresh(workers[1])  # a minute later, on another worker
+    [forced] = refresh(workers[1], throttle=False)  # the data team's override
+
+    assert first.outcome == "refreshed"
+    assert (second.outcome, second.api_calls) == ("throttled", 0) and "minimum interval" in second.detail
+    assert forced.outcome != "throttled" and forced.api_calls >= 1
+    for worker in workers:
+        worker.close()
 
 
 @pytest.mark.parametrize(

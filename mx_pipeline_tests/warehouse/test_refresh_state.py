@@ -105,12 +105,14 @@ def test_a_member_waiting_on_the_user_is_re_read_whatever_its_freshness_sla(con)
     assert due(con) == ["MBR-1"]
 
 
-def test_re_reads_never_count_against_the_cap_the_back_off_or_the_budget(con):
+def test_re_reads_and_throttled_requests_never_count_against_the_cap_the_back_off_or_the_budget(con):
     policy = RefreshPolicy(min_interval_hours=0, requests_per_hour=3)
     member(con, "MBR-ready")
     for hours_ago in (0.2, 0.4, 0.6, 0.8):  # re-read while it was degraded, or waiting on its user
         attempt(con, "MBR-ready", hours_ago=hours_ago, outcome="reread")
     attempt(con, "MBR-ready", hours_ago=0.9, outcome="reread_failed")
+    for hours_ago in (0.3, 0.5):  # held back unasked: another worker had asked MX to aggregate it
+        attempt(con, "MBR-ready", hours_ago=hours_ago, outcome="throttled")
     assert due(con, policy) == ["MBR-ready"] and exhausted_members(con, policy, now=NOW) == []
 
 
