@@ -1,10 +1,12 @@
-"""The limits every process talking to MX keeps together, in Postgres: the global budget and the spacing per user
-and per member. Run workers on any machine reach the same rows, and Postgres's clock stamps them all.
+"""The limits every process talking to MX keeps together, in Postgres: the global budget, the spacing per user and
+per member, and MX's per-member aggregation throttle. Run workers on any machine reach the same rows, and
+Postgres's clock stamps them all.
 
-Both sit on pyrate-limiter: the global budget is its ``PostgresBucket`` (a sliding-window log), and the spacing
-is its GCRA, stepped on one row per user or member key. pyrate-limiter keeps a constant-state key in Redis
-(``RedisStateStore``) but has no Postgres store, and a ``PostgresBucket`` per key would be a table per member;
-so :class:`SharedSpacing` is that store for Postgres: the library's algorithm, our rows and their locks.
+All sit on pyrate-limiter: the global budget is its ``PostgresBucket`` (a sliding-window log); the spacing and the
+throttle are its GCRA, stepped on one row per key (``member:<guid>``, ``user:<guid>``, ``aggregation:<guid>``).
+pyrate-limiter keeps such a key in Redis (``RedisStateStore``) but has no Postgres store, and a ``PostgresBucket``
+per key would be a table per member; so :class:`SharedSpacing` is that store for Postgres: the library's
+algorithm, our rows and their locks.
 """
 
 import threading
@@ -109,7 +111,8 @@ class SharedBudget:
       than the budget between them. Its rule is the local one's: at most ``burst`` requests in any window of
       ``burst / requests_per_second`` seconds.
     - The spacing per user and per member (:class:`SharedSpacing`), so a member two runs read at once, or a
-      user whose members several workers read, is paced as if one process read it.
+      user whose members several workers read, is paced as if one process read it; and on the same rows, one
+      aggregation request per member per throttle interval, whichever worker asks.
     """
 
     TABLE = "mx_requests"  # pyrate-limiter names it ratelimit___mx_requests
