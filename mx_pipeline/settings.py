@@ -9,7 +9,9 @@ Variables (all optional):
   MX agreement allows.
 - ``MX_PIPELINE_RATE_BUDGET_URL``: a Postgres URL (``postgresql://user:password@host/db``) where every process that
   talks to MX spends one global budget and keeps each user's and member's spacing and MX's aggregation throttle
-  (``mx.shared_budget.SharedBudget``). Unset: each process paces MX by itself.
+  (``mx.shared_budget.SharedBudget``), and where the refresh scheduler keeps its claims and attempts
+  (``refresh.shared_ledger.SharedLedger``). Unset: each process paces MX by itself, and the scheduler's state is in
+  the warehouse.
 - ``MX_SANDBOX_HOST``, ``MX_SANDBOX_PORT``: where the built-in sandbox listens (127.0.0.1:8765);
   ``MX_SANDBOX_WEBHOOK_URL``: where it POSTs MX-style webhooks (with the ``MX_WEBHOOK_*`` credentials).
 - ``MX_PIPELINE_DATA_DIR``: run-time state (warehouse, spool, Dagster home); defaults to ``./data``.

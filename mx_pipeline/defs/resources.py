@@ -65,6 +65,9 @@ class WarehouseResource(dg.ConfigurableResource):
     # Where sync runs land what they read before the loader merges it: a directory or an fsspec URL; by default
     # ``landing/`` beside the warehouse file.
     landing_url: str | None = None
+    # Where the refresh scheduler keeps its claims and attempts when workers run anywhere: the shared Postgres
+    # (MX_PIPELINE_RATE_BUDGET_URL, beside MX's shared limits); None: the warehouse's ``ops`` tables.
+    shared_state_url: str | None = None
 
     def open(self) -> Warehouse:
         path = Path(self.path) if self.path else settings.warehouse_path()
@@ -176,10 +179,19 @@ def notifier_resource() -> NotifierResource:
     return NotifierResource(url=configured.url, token=token)
 
 
+def _shared_state() -> dg.EnvVar | None:
+    """The shared Postgres, as the variable's name: its URL holds a password and never appears in run config."""
+    return dg.EnvVar("MX_PIPELINE_RATE_BUDGET_URL") if settings.rate_budget_url() else None
+
+
+def warehouse_resource() -> WarehouseResource:
+    return WarehouseResource(shared_state_url=_shared_state())
+
+
 def mx_resource() -> MxResource:
     """MX from ``MX_*`` environment variables, or the built-in sandbox when no credentials are set."""
     configured = settings.MxSettings.from_env()  # a presence check: values stay in the environment
-    budget = dg.EnvVar("MX_PIPELINE_RATE_BUDGET_URL") if settings.rate_budget_url() else None  # the name, not the URL
+    budget = _shared_state()
     if configured.is_sandbox:
         return MxResource(
             base_url=configured.base_url,
@@ -204,7 +216,7 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "mx": mx_resource(),
-            "warehouse": WarehouseResource(),
+            "warehouse": warehouse_resource(),
             "notifier": notifier_resource(),
             "connect_links": ConnectLinksResource(),
             "refresh_policy": RefreshPolicyResource(),

@@ -1,4 +1,8 @@
-"""The scheduler's state in ``ops``: which members are due, claims on them, and every attempt made.
+"""The scheduler's state: which members are due, claims on them, and every attempt made.
+
+The claims and attempts live in a :class:`Ledger`: the warehouse's ``ops`` tables (:class:`WarehouseLedger`, one
+machine), or the shared Postgres every worker reaches (``refresh/shared_ledger.py``). The judging queries below
+read them as ``refresh_claims`` and ``refresh_attempts``, whichever ledger shows them (``Ledger.visible``).
 
 One SQL query decides a whole tick, so a tick costs the same few scans at 100 members or 100,000. A member is
 due when its route allows a refresh, its last successful aggregation is older than its SLA (member, then
@@ -12,8 +16,10 @@ aggregation budget and count toward no cap or back-off, and a tick fills its bat
 """
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import duckdb
 import pandas as pd
@@ -62,7 +68,7 @@ _MEMBERS = f"""
                                   and a.outcome not in ({_NOT_AGGREGATIONS})) as attempts,
                count(*) filter (where a.requested_at > greatest(m.last_success, $now - to_seconds($window_seconds))
                                   and a.outcome in ({_FAILURES})) as failures
-        from ops.refresh_attempts as a
+        from refresh_attempts as a
         join members as m using (member_guid)
         where a.requested_at > $now - to_seconds(greatest($window_seconds, $reread_seconds))
         group by a.member_guid
@@ -76,7 +82,7 @@ _MEMBERS = f"""
                end as stale
         from members as m
         left join recent as a using (member_guid)
-        left join ops.refresh_claims as c using (member_guid)
+        left join refresh_claims as c using (member_guid)
     )
 """
 
@@ -103,21 +109,28 @@ def due_members(
     only: Sequence[str] | None = None,
     ignore_sla: bool = False,
     ignore_pacing: bool = False,
+    ledger: "Ledger | None" = None,
 ) -> list[DueMember]:
     """The members to refresh now, stalest first, within this tick's budget.
 
     ``only``: judge just these members (a manual refresh); ``ignore_sla``: refresh them even if still fresh;
     ``ignore_pacing``: also skip the minimum interval, the attempt cap and the back-off (the data team's
-    explicit override). Routes, claims and the budget always hold.
+    explicit override). Routes, claims and the budget always hold. ``ledger``: where the claims and attempts
+    live (the warehouse's, on ``con``, by default).
     """
     if only is not None and not only:
         return []
+    with (ledger or WarehouseLedger(con)).visible(con, attempts_since=now - _looked_back(policy)):
+        return _due(con, policy, now, only, ignore_sla, ignore_pacing)
+
+
+def _due(con, policy: RefreshPolicy, now: dt.datetime, only, ignore_sla: bool, ignore_pacing: bool) -> list[DueMember]:
     # The hour's aggregation budget counts aggregations asked for and those claimed by runs still under way.
     (spent,) = con.execute(
         f"""
-        select (select count(*) from ops.refresh_attempts
+        select (select count(*) from refresh_attempts
                 where requested_at > $now - interval 1 hour and outcome not in ({_NOT_AGGREGATIONS}))
-             + (select count(*) from ops.refresh_claims as c left join ops.member_routes as r using (member_guid)
+             + (select count(*) from refresh_claims as c left join ops.member_routes as r using (member_guid)
                 where c.trigger <> 'webhook' and coalesce(r.route, 'ready') not in ({_REREAD_ROUTES}))
         """,
         {"now": now},
@@ -169,87 +182,148 @@ def due_members(
     return [DueMember(*row) for row in rows]
 
 
-def exhausted_members(con: duckdb.DuckDBPyConnection, policy: RefreshPolicy, *, now: dt.datetime) -> list[str]:
+def exhausted_members(
+    con: duckdb.DuckDBPyConnection, policy: RefreshPolicy, *, now: dt.datetime, ledger: "Ledger | None" = None
+) -> list[str]:
     """Stale members with no attempts left in the window: they surface in member health, not in a refresh."""
-    rows = con.execute(
-        _MEMBERS + "select member_guid from judged where aggregated and stale and attempts >= $max_attempts order by 1",
-        _params(policy, now) | {"max_attempts": policy.max_attempts},
-    ).fetchall()
+    with (ledger or WarehouseLedger(con)).visible(con, attempts_since=now - _looked_back(policy)):
+        rows = con.execute(
+            _MEMBERS
+            + "select member_guid from judged where aggregated and stale and attempts >= $max_attempts order by 1",
+            _params(policy, now) | {"max_attempts": policy.max_attempts},
+        ).fetchall()
     return [guid for (guid,) in rows]
 
 
-def claim(
-    con: duckdb.DuckDBPyConnection,
-    members: Iterable[tuple[str, str]],
-    *,
-    trigger: str,
-    run_key: str,
-    now: dt.datetime,
-) -> None:
-    """Claim (member guid, user guid)s for one run: until released, no other trigger launches a refresh for them.
-
-    A member another run already holds stays with that run.
-    """
-    frame = pd.DataFrame(list(dict(members).items()), columns=["member_guid", "user_guid"], dtype=object)
-    if frame.empty:
-        return
-    with registered(con, "claimed_members", frame):
-        con.execute(
-            """
-            insert into ops.refresh_claims
-            select member_guid, user_guid, $trigger, $run_key, $now from claimed_members
-            on conflict do nothing
-            """,
-            {"trigger": trigger, "run_key": run_key, "now": now},
-        )
-
-
-def claimed_by(con: duckdb.DuckDBPyConnection, run_key: str, triggers: Sequence[str] = ()) -> list[DueMember]:
+def claimed_by(
+    con: duckdb.DuckDBPyConnection, run_key: str, triggers: Sequence[str] = (), *, ledger: "Ledger | None" = None
+) -> list[DueMember]:
     """The members a run holds (those claimed for ``triggers`` only, when given), as refresh targets."""
-    rows = con.execute(
-        """
-        select c.member_guid, c.user_guid, coalesce(r.route, 'ready'), s.successfully_aggregated_at
-        from ops.refresh_claims as c
-        left join ops.member_routes as r using (member_guid)
-        left join raw.mx_member_status as s on s.guid = c.member_guid
-        where c.run_key = $run_key and (len($triggers) = 0 or c.trigger in (select unnest($triggers::varchar[])))
-        order by c.member_guid
-        """,
-        {"run_key": run_key, "triggers": list(triggers)},
-    ).fetchall()
+    with (ledger or WarehouseLedger(con)).visible(con, attempts_since=None):
+        rows = con.execute(
+            """
+            select c.member_guid, c.user_guid, coalesce(r.route, 'ready'), s.successfully_aggregated_at
+            from refresh_claims as c
+            left join ops.member_routes as r using (member_guid)
+            left join raw.mx_member_status as s on s.guid = c.member_guid
+            where c.run_key = $run_key
+              and (len($triggers) = 0 or c.trigger in (select unnest($triggers::varchar[])))
+            order by c.member_guid
+            """,
+            {"run_key": run_key, "triggers": list(triggers)},
+        ).fetchall()
     return [DueMember(*row) for row in rows]
 
 
-def release_claims(con: duckdb.DuckDBPyConnection, *, run_key: str, triggers: Sequence[str] = ()) -> None:
-    """Let go of what a run holds (only the claims made for ``triggers``, when given)."""
-    con.execute(
-        """
-        delete from ops.refresh_claims
-        where run_key = $run_key and (len($triggers) = 0 or trigger in (select unnest($triggers::varchar[])))
-        """,
-        {"run_key": run_key, "triggers": list(triggers)},
-    )
+class Ledger(Protocol):
+    """Where the scheduler's claims and attempts live: the warehouse (:class:`WarehouseLedger`, one machine) or a
+    Postgres every worker reaches (``refresh/shared_ledger.py``)."""
+
+    def claim(self, members: Iterable[tuple[str, str]], *, trigger: str, run_key: str, now: dt.datetime) -> None:
+        """Claim (member guid, user guid)s for one run: until released, no other trigger launches a refresh for
+        them. A member another run already holds stays with that run."""
+
+    def release(self, *, run_key: str, triggers: Sequence[str] = ()) -> None:
+        """Let go of what a run holds (only the claims made for ``triggers``, when given)."""
+
+    def renew(self, *, run_key: str, now: dt.datetime) -> None:
+        """The run's claims count their TTL from ``now`` (its refresh step started; it may have queued a while)."""
+
+    def expire(self, ttl: dt.timedelta, *, now: dt.datetime) -> int:
+        """Release claims older than ``ttl`` (their run died before releasing them); returns how many."""
+
+    def forget(self, member_guids: Sequence[str]) -> None:
+        """Drop the claims of members MX no longer has."""
+
+    def record(self, attempts: Sequence[Attempt], *, trigger: str, run_id: str) -> None:
+        """Store the attempts a run made: what the interval, the cap, the back-off and the budget count."""
+
+    def visible(self, con: duckdb.DuckDBPyConnection, *, attempts_since: dt.datetime | None) -> AbstractContextManager:
+        """Inside the block, ``con`` reads the claims as ``refresh_claims`` and the attempts requested after
+        ``attempts_since`` (none when None) as ``refresh_attempts``."""
+
+    def mirror(self, con: duckdb.DuckDBPyConnection) -> int:
+        """Copy into the warehouse's ``ops.refresh_attempts`` what it lacks; returns the rows copied."""
 
 
-def renew_claims(con: duckdb.DuckDBPyConnection, *, run_key: str, now: dt.datetime) -> None:
-    """The run's claims count their TTL from ``now`` (its refresh step started; it may have queued for a while)."""
-    con.execute("update ops.refresh_claims set claimed_at = ? where run_key = ?", [now, run_key])
+class WarehouseLedger:
+    """The claims and attempts in the warehouse's ``ops`` tables, on the open connection ``con``."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def claim(self, members: Iterable[tuple[str, str]], *, trigger: str, run_key: str, now: dt.datetime) -> None:
+        frame = pd.DataFrame(list(dict(members).items()), columns=["member_guid", "user_guid"], dtype=object)
+        if frame.empty:
+            return
+        with registered(self.con, "claimed_members", frame):
+            self.con.execute(
+                """
+                insert into ops.refresh_claims
+                select member_guid, user_guid, $trigger, $run_key, $now from claimed_members
+                on conflict do nothing
+                """,
+                {"trigger": trigger, "run_key": run_key, "now": now},
+            )
+
+    def release(self, *, run_key: str, triggers: Sequence[str] = ()) -> None:
+        self.con.execute(
+            """
+            delete from ops.refresh_claims
+            where run_key = $run_key and (len($triggers) = 0 or trigger in (select unnest($triggers::varchar[])))
+            """,
+            {"run_key": run_key, "triggers": list(triggers)},
+        )
+
+    def renew(self, *, run_key: str, now: dt.datetime) -> None:
+        self.con.execute("update ops.refresh_claims set claimed_at = ? where run_key = ?", [now, run_key])
+
+    def expire(self, ttl: dt.timedelta, *, now: dt.datetime) -> int:
+        expired = self.con.execute(
+            "delete from ops.refresh_claims where claimed_at < ? returning member_guid", [now - ttl]
+        ).fetchall()
+        return len(expired)
+
+    def forget(self, member_guids: Sequence[str]) -> None:
+        self.con.execute(
+            "delete from ops.refresh_claims where member_guid in (select unnest($guids::varchar[]))",
+            {"guids": list(member_guids)},
+        )
+
+    def record(self, attempts: Sequence[Attempt], *, trigger: str, run_id: str) -> None:
+        if not attempts:
+            return
+        frame = pd.DataFrame([asdict(a) | {"trigger": trigger, "run_id": run_id} for a in attempts])
+        with registered(self.con, "new_attempts", frame):
+            self.con.execute("insert into ops.refresh_attempts by name select * from new_attempts")
+
+    @contextmanager
+    def visible(self, con: duckdb.DuckDBPyConnection, *, attempts_since: dt.datetime | None) -> Iterator[None]:
+        """The ``ops`` tables themselves (``attempts_since`` is the queries' own business here)."""
+        con.execute("create or replace temp view refresh_claims as select * from ops.refresh_claims")
+        con.execute("create or replace temp view refresh_attempts as select * from ops.refresh_attempts")
+        try:
+            yield
+        finally:
+            con.execute("drop view if exists refresh_claims")
+            con.execute("drop view if exists refresh_attempts")
+
+    def mirror(self, con: duckdb.DuckDBPyConnection) -> int:
+        return 0  # they are the warehouse's own rows
 
 
-def expire_claims(con: duckdb.DuckDBPyConnection, policy: RefreshPolicy, *, now: dt.datetime) -> int:
-    """Release claims older than the TTL: their run died before releasing them."""
-    expired = con.execute(
-        "delete from ops.refresh_claims where claimed_at < ? returning member_guid", [now - policy.claim_ttl]
-    ).fetchall()
-    return len(expired)
+def ledger_for(con: duckdb.DuckDBPyConnection, shared_url: str | None) -> Ledger:
+    """The shared Postgres ledger when ``shared_url`` is set, the warehouse's (on ``con``) otherwise."""
+    if shared_url is None:
+        return WarehouseLedger(con)
+    from mx_pipeline.refresh.shared_ledger import SharedLedger  # psycopg only where a shared ledger is used
+
+    return SharedLedger(shared_url)
 
 
-def record_attempts(con: duckdb.DuckDBPyConnection, attempts: Sequence[Attempt], *, trigger: str, run_id: str) -> None:
-    if not attempts:
-        return
-    frame = pd.DataFrame([asdict(a) | {"trigger": trigger, "run_id": run_id} for a in attempts])
-    with registered(con, "new_attempts", frame):
-        con.execute("insert into ops.refresh_attempts by name select * from new_attempts")
+def _looked_back(policy: RefreshPolicy) -> dt.timedelta:
+    """How far back the rules read attempts: the cap's window, the re-read cadence, the hour's budget."""
+    return max(policy.attempt_window, policy.needs_user_reread, dt.timedelta(hours=1))
 
 
 def _params(policy: RefreshPolicy, now: dt.datetime) -> dict:

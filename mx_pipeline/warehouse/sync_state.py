@@ -31,6 +31,7 @@ import duckdb
 import pandas as pd
 
 from mx_pipeline.warehouse.connection import registered
+from mx_pipeline.warehouse.refresh_state import Ledger, WarehouseLedger
 from mx_pipeline.warehouse.sql_literals import sql_list
 
 PENDING_AHEAD_DAYS = 5  # MX's own default to_date: pending rows can be dated a few days ahead
@@ -349,23 +350,30 @@ class ReadsToRetry:
 
 
 def reads_to_retry(
-    con: duckdb.DuckDBPyConnection, *, now: dt.datetime, backoff: dt.timedelta, limit: int
+    con: duckdb.DuckDBPyConnection,
+    *,
+    now: dt.datetime,
+    backoff: dt.timedelta,
+    limit: int,
+    ledger: Ledger | None = None,
 ) -> ReadsToRetry:
     """At most ``limit`` members and ``limit`` users, oldest failure first, whose last read failed at least
-    ``backoff`` ago; never one MX no longer has, nor a member a refresh run holds (it reads the member anyway)."""
+    ``backoff`` ago; never one MX no longer has, nor a member a refresh run holds (it reads the member anyway).
+    ``ledger``: where the claims are (the warehouse's by default)."""
     params = {"before": now - backoff, "limit": limit}
-    members = con.execute(
-        """
-        select s.member_guid, s.last_attempt_at from ops.member_sync as s
-        join raw.mx_members as m on m.guid = s.member_guid
-        where s.last_outcome = 'failed' and s.last_attempt_at <= $before and m.removed_at is null
-          and s.user_guid not in (select guid from raw.mx_users where removed_at is not null)
-          and s.member_guid not in (select member_guid from ops.refresh_claims)
-        order by s.last_attempt_at, s.member_guid
-        limit $limit
-        """,
-        params,
-    ).fetchall()
+    with (ledger or WarehouseLedger(con)).visible(con, attempts_since=None):
+        members = con.execute(
+            """
+            select s.member_guid, s.last_attempt_at from ops.member_sync as s
+            join raw.mx_members as m on m.guid = s.member_guid
+            where s.last_outcome = 'failed' and s.last_attempt_at <= $before and m.removed_at is null
+              and s.user_guid not in (select guid from raw.mx_users where removed_at is not null)
+              and s.member_guid not in (select member_guid from refresh_claims)
+            order by s.last_attempt_at, s.member_guid
+            limit $limit
+            """,
+            params,
+        ).fetchall()
     users = con.execute(
         """
         select u.user_guid, u.last_attempt_at from ops.user_sync as u

@@ -9,10 +9,13 @@ attempts, claims and SLA overrides), then a fresh process loads the whole code l
 every module under ``defs/``, as Dagster's code server does) and runs the sensor it defines, so the peak RSS printed
 is what the code server holds for the tick (Python, Dagster, every module the location imports, and DuckDB),
 measured against the target of 2 s and 300 MiB (issue 14, item 7). ``--sensor-only`` imports just the sensor's
-module instead, to show what the rest of the location costs.
+module instead, to show what the rest of the location costs. ``--shared`` starts a Postgres of its own (Debian's
+package, as the tests do), moves the claims and attempts there and ticks on the shared ledger, as workers on many
+machines would (``MX_PIPELINE_RATE_BUDGET_URL``).
 """
 
 import argparse
+import contextlib
 import datetime as dt
 import resource
 import subprocess
@@ -62,7 +65,24 @@ def _rss_mib() -> float:
     return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
 
 
-def tick(path: Path, ticks: int, *, whole_location: bool) -> None:
+def share(path: Path, url: str) -> None:
+    """Move the filled claims and attempts to the shared ledger at ``url``, as a worker's run would have put them."""
+    import psycopg
+
+    from mx_pipeline.refresh.shared_ledger import ATTEMPT_TYPES, ATTEMPTS, CLAIM_TYPES, CLAIMS, SharedLedger
+    from mx_pipeline.warehouse import Warehouse
+
+    SharedLedger(url)  # its tables
+    with Warehouse(path).connect() as con, psycopg.connect(url) as conn:
+        for table, columns in [(CLAIMS, CLAIM_TYPES), (ATTEMPTS, ATTEMPT_TYPES)]:
+            rows = con.execute(f"select {', '.join(columns)} from ops.{table}").fetchall()
+            with conn.cursor().copy(f"copy {table} ({', '.join(columns)}) from stdin") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            con.execute(f"delete from ops.{table}")
+
+
+def tick(path: Path, ticks: int, *, whole_location: bool, shared_url: str | None = None) -> None:
     import dagster as dg
 
     from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
@@ -75,7 +95,8 @@ def tick(path: Path, ticks: int, *, whole_location: bool) -> None:
     else:
         from mx_pipeline.defs.refresh.sensors import member_freshness
     loaded = time.perf_counter() - started
-    resources = {"warehouse": WarehouseResource(path=str(path)), "refresh_policy": RefreshPolicyResource()}
+    warehouse = WarehouseResource(path=str(path), shared_state_url=shared_url)
+    resources = {"warehouse": warehouse, "refresh_policy": RefreshPolicyResource()}
     timings, cursor, launched = [], None, 0
     with dg.instance_for_test() as instance:
         baseline = _rss_mib()  # Dagster and the project, imported
@@ -91,6 +112,7 @@ def tick(path: Path, ticks: int, *, whole_location: bool) -> None:
         after = _rss_mib()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     what = "the whole code location (mx_pipeline.definitions)" if whole_location else "the sensor's module alone"
+    print(f"claims and attempts: {'in the shared Postgres' if shared_url else 'in the warehouse'}")
     print(f"loaded {what} in {loaded:.1f} s: RSS {baseline:.0f} MiB before the first tick")
     first, rest = timings[0], sorted(timings[1:]) or [timings[0]]
     print(f"tick: first {first:.2f} s, then median {rest[len(rest) // 2]:.2f} s over {len(rest)} more "
@@ -105,11 +127,24 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--ticks", type=int, default=5)
     parser.add_argument("--sensor-only", action="store_true", help="import the sensor's module, not the location")
+    parser.add_argument("--shared", action="store_true", help="claims and attempts in a Postgres of its own")
     parser.add_argument("--tick-only", type=Path, help=argparse.SUPPRESS)  # the child process
+    parser.add_argument("--shared-url", help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
     if args.tick_only:
-        tick(args.tick_only, args.ticks, whole_location=not args.sensor_only)
+        tick(args.tick_only, args.ticks, whole_location=not args.sensor_only, shared_url=args.shared_url)
         return
+    with contextlib.ExitStack() as stack:
+        shared_url = None
+        if args.shared:
+            from mx_pipeline_tests.postgres import running_postgres
+
+            postgres = stack.enter_context(running_postgres())
+            shared_url = postgres.url(postgres.create_database())
+        _fill_and_tick(args, shared_url)
+
+
+def _fill_and_tick(args: argparse.Namespace, shared_url: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "warehouse.duckdb"
         started = time.perf_counter()
@@ -117,8 +152,11 @@ def main() -> None:
         print(
             f"filled {args.members:,} members at {dt.datetime.now(dt.UTC):%H:%M:%S} in {time.perf_counter() - started:.1f} s"
         )
+        if shared_url:
+            share(path, shared_url)
         child = [sys.executable, __file__, "--ticks", str(args.ticks), "--tick-only", str(path)]
-        subprocess.run(child + (["--sensor-only"] if args.sensor_only else []), check=True)
+        child += ["--sensor-only"] if args.sensor_only else []
+        subprocess.run(child + (["--shared-url", shared_url] if shared_url else []), check=True)
 
 
 if __name__ == "__main__":

@@ -21,12 +21,12 @@ from .conftest import LOCATION, metadata_of
 EAGER = RefreshPolicyResource(sla_hours=1e-6, min_interval_hours=0, poll_first_seconds=0.2, poll_max_seconds=0.5)
 
 
-def tick(pipeline, policy: RefreshPolicyResource = EAGER, cursor: str | None = None):
+def tick(pipeline, policy: RefreshPolicyResource = EAGER, cursor: str | None = None, warehouse=None):
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(
             instance=instance,
             cursor=cursor,
-            resources={"warehouse": pipeline.warehouse_resource, "refresh_policy": policy},
+            resources={"warehouse": warehouse or pipeline.warehouse_resource, "refresh_policy": policy},
         )
         return sensors.member_freshness(context)
 

@@ -1,4 +1,5 @@
-"""A refresh run's claims are let go on every path, and no warehouse connection is open while MX is called."""
+"""A refresh run's claims are let go on every path, and no warehouse connection is open while MX is called; on the
+shared ledger, recording and releasing need no warehouse at all."""
 
 import contextlib
 import datetime as dt
@@ -10,9 +11,10 @@ from mx_pipeline.mx import MxClient
 from mx_pipeline.mx.errors import ConnectionFailed
 from mx_pipeline.refresh.policy import RefreshPolicy
 from mx_pipeline.refresh.run import RECORD_WAIT_SECONDS, SLA, WEBHOOK, refresh_step
+from mx_pipeline.refresh.shared_ledger import SharedLedger
 from mx_pipeline.sandbox.server import running_sandbox
 from mx_pipeline.warehouse import Warehouse, WarehouseBusy
-from mx_pipeline.warehouse.refresh_state import claim
+from mx_pipeline.warehouse.refresh_state import WarehouseLedger
 from mx_pipeline_tests.conftest import FAST_SANDBOX
 
 RUN_KEY = "refresh-20261125T120000-1"
@@ -60,7 +62,15 @@ def claims(warehouse: Warehouse) -> list[tuple]:
 
 def claimed(warehouse: Warehouse, *members: tuple[str, str], trigger: str = SLA) -> None:
     with Warehouse(warehouse.path).connect() as con:
-        claim(con, members, trigger=trigger, run_key=RUN_KEY, now=dt.datetime.now(dt.UTC))
+        WarehouseLedger(con).claim(members, trigger=trigger, run_key=RUN_KEY, now=dt.datetime.now(dt.UTC))
+
+
+def connect_member(mx: MxClient):
+    """A user and a member connected at MX Bank, as an end user would connect it; returns (user, member)."""
+    user = mx.ensure_user(id="user-1")
+    fields = {c.field_name: c.guid for c in mx.list_institution_credentials("mxbank")}
+    credentials = {fields["LOGIN"]: "mxuser", fields["PASSWORD"]: "password"}
+    return user, mx.create_member(user.guid, institution_code="mxbank", credentials=credentials)
 
 
 def refresh(warehouse: Warehouse, client) -> list:
@@ -107,10 +117,7 @@ def test_no_warehouse_connection_is_open_while_mx_is_called(tmp_path):
     with running_sandbox(**FAST_SANDBOX) as sandbox:
         observe = [lambda call: open_during_calls.append(warehouse.open_connections)]
         with MxClient(sandbox.base_url, settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY, observers=observe) as mx:
-            user = mx.ensure_user(id="user-1")
-            fields = {c.field_name: c.guid for c in mx.list_institution_credentials("mxbank")}
-            credentials = {fields["LOGIN"]: "mxuser", fields["PASSWORD"]: "password"}
-            member = mx.create_member(user.guid, institution_code="mxbank", credentials=credentials)
+            user, member = connect_member(mx)
             claimed(warehouse, (member.guid, user.guid))
             open_during_calls.clear()
             [attempt] = refresh(warehouse, mx)
@@ -123,7 +130,7 @@ def test_a_claim_counts_its_ttl_from_the_steps_start_and_the_ttl_outlives_a_live
     warehouse = SpiedWarehouse(tmp_path / "warehouse.duckdb")
     queued_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=55)  # the run queued behind others for a while
     with warehouse.connect() as con:
-        claim(con, [("MBR-1", "USR-1")], trigger=SLA, run_key=RUN_KEY, now=queued_at)
+        WarehouseLedger(con).claim([("MBR-1", "USR-1")], trigger=SLA, run_key=RUN_KEY, now=queued_at)
     seen: list[dt.datetime] = []
 
     class ReadsItsClaim(FailingMx):
@@ -138,3 +145,32 @@ def test_a_claim_counts_its_ttl_from_the_steps_start_and_the_ttl_outlives_a_live
     policy = RefreshPolicy()
     step_at_most = dt.timedelta(seconds=policy.poll_timeout_seconds + RECORD_WAIT_SECONDS)
     assert step_at_most < policy.claim_ttl <= dt.timedelta(hours=1)  # a killed run's members wait an hour at most
+
+
+class HeldAfterItsFirstConnection(SpiedWarehouse):
+    """A warehouse another process takes, for longer than any wait, once the step has read its claims."""
+
+    @contextlib.contextmanager
+    def connect(self, **options):
+        with super().connect(**options) as con:
+            self.busy_for = 10**6  # every later open finds it held
+            yield con
+
+
+def test_on_the_shared_ledger_a_step_records_and_releases_while_the_warehouse_is_held(tmp_path, postgres):
+    database = postgres.create_database()
+    ledger = SharedLedger(postgres.url(database))
+    warehouse = HeldAfterItsFirstConnection(tmp_path / "warehouse.duckdb")
+    with (
+        running_sandbox(**FAST_SANDBOX) as sandbox,
+        MxClient(sandbox.base_url, settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY) as mx,
+    ):
+        user, member = connect_member(mx)
+        ledger.claim([(member.guid, user.guid)], trigger=SLA, run_key=RUN_KEY, now=dt.datetime.now(dt.UTC))
+        [attempt], _ = refresh_step(
+            warehouse, mx, POLICY, run_key=RUN_KEY, trigger=SLA, run_id="run-1", shared_url=postgres.url(database)
+        )
+    assert postgres.query(database, "select member_guid, outcome from refresh_attempts") == [
+        (member.guid, attempt.outcome)
+    ]
+    assert postgres.query(database, "select count(*) from refresh_claims") == [(0,)]

@@ -1,7 +1,7 @@
 """1,000 members synced by 4 run workers at once, on the production instance and a real PostgreSQL.
 
 The members' users are split over 4 ``sync_members`` runs, launched through the run queue, which runs all 4 at once
-(``MX_PIPELINE_MAX_CONCURRENT_RUNS``); the MX budget they share lives in Postgres. The transactions of all 4 are read
+(``MX_PIPELINE_MAX_CONCURRENT_RUNS``); the MX budget and the scheduler's claims they share live in Postgres. The transactions of all 4 are read
 side by side, outside the warehouse pool, and loaded by the one loader step at a time. What must hold: every member
 synced once, the warehouse equal to the sandbox's truth, MX never answering 429 (the budget and every member's
 spacing kept in Postgres), and no run stalled behind the
@@ -14,6 +14,7 @@ import dagster as dg
 import duckdb
 
 from mx_pipeline.mx.shared_budget import SharedSpacing
+from mx_pipeline.refresh.shared_ledger import CLAIMS
 from mx_pipeline_tests.resilience.deployment import deployed
 from mx_pipeline_tests.resilience.scale import sync_in_batches
 from mx_pipeline_tests.resilience.truth import compare
@@ -49,6 +50,8 @@ def test_four_workers_sync_a_thousand_members_once_each_and_the_warehouse_equals
         budget = os.environ["MX_PIPELINE_RATE_BUDGET_URL"].rsplit("/", 1)[1]
         [(spaced,)] = postgres.query(budget, f"select count(*) from {SharedSpacing.TABLE} where key like 'member:%'")
         assert spaced == MEMBERS  # every member's requests were spaced where all 4 workers see them
+        # The scheduler's ledger lives there too: the runs' status reads released their claims in it.
+        assert postgres.query(budget, f"select count(*) from {CLAIMS}") == [(0,)]
         differences = compare(deployment.warehouse_path, deployment.sandbox.world, RAW_TABLES)
         assert differences.none, str(differences)
 

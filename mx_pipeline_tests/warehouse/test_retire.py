@@ -10,7 +10,7 @@ from mx_pipeline.refresh.policy import RefreshPolicy
 from mx_pipeline.warehouse import retire
 from mx_pipeline.warehouse.lifecycle import member_states
 from mx_pipeline.warehouse.members import listed_members, members_not_fetched, members_to_fetch
-from mx_pipeline.warehouse.refresh_state import claim, due_members
+from mx_pipeline.warehouse.refresh_state import WarehouseLedger, due_members
 from mx_pipeline.warehouse.retire import (
     ACCOUNT_REMOVED,
     MEMBER_REMOVED,
@@ -82,7 +82,7 @@ def live(con, table, column, value):
 def test_a_retired_member_keeps_every_row_and_leaves_reads_routes_claims_and_episodes(con):
     member(con, "MBR-gone")
     member(con, "MBR-kept", accounts=("ACT-2",))
-    claim(con, [("MBR-gone", "USR-1")], trigger="sla", run_key="run-a", now=BEFORE)
+    WarehouseLedger(con).claim([("MBR-gone", "USR-1")], trigger="sla", run_key="run-a", now=BEFORE)
 
     assert retire_members(con, ["MBR-gone"], reason=MEMBER_REMOVED, run_id="run-1", now=NOW) == ["MBR-gone"]
 

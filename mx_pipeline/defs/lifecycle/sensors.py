@@ -24,7 +24,7 @@ from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline.refresh.run import WEBHOOK
 from mx_pipeline.warehouse import WarehouseBusy
 from mx_pipeline.warehouse.member_events import events_after, store_spooled
-from mx_pipeline.warehouse.refresh_state import claim, expire_claims
+from mx_pipeline.warehouse.refresh_state import ledger_for
 
 SPOOL_BATCH = 1000  # events drained per tick
 USERS_PER_RUN = 200  # a burst of events becomes bounded runs, never one huge run or one run per event
@@ -50,12 +50,13 @@ def connect_events(
     try:
         with warehouse.open().connect(wait_seconds=BUSY_WAIT_SECONDS) as con:
             # Claims of runs that died are released here too, so they expire even with the freshness sensor off.
-            expire_claims(con, refresh_policy.policy(), now=now)
+            ledger = ledger_for(con, warehouse.shared_state_url)
+            ledger.expire(refresh_policy.policy().claim_ttl, now=now)
             stored = store_spooled(con, pending, run_id=QUARANTINE_RUN_ID, now=now)
             new = events_after(con, cursor, limit=EVENTS_PER_TICK)
             batches = [] if refused else _batches(new)
             for run_key, _, members in batches:
-                claim(con, members, trigger=WEBHOOK, run_key=run_key, now=now)  # keeps SLA refreshes away
+                ledger.claim(members, trigger=WEBHOOK, run_key=run_key, now=now)  # keeps SLA refreshes away
     except WarehouseBusy as exc:
         return dg.SkipReason(f"the warehouse is busy, events stay in the spool for the next tick: {exc}")
     spool.acknowledge(pending)

@@ -63,6 +63,7 @@ def refresh_attempts(
             run_id=context.run.run_id,
             manual_members=named,
             override_safety=config.override_safety,
+            shared_url=warehouse.shared_state_url,
             log=context.log,
         )
     if refused:

@@ -25,7 +25,7 @@ from mx_pipeline.defs.refusals import standing_refusal
 from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline.refresh.run import SLA
 from mx_pipeline.warehouse import WarehouseBusy
-from mx_pipeline.warehouse.refresh_state import claim, due_members, expire_claims
+from mx_pipeline.warehouse.refresh_state import due_members, ledger_for
 from mx_pipeline.warehouse.sync_state import RETRY_TAG, ReadsToRetry, reads_to_retry
 
 BUSY_WAIT_SECONDS = 5.0
@@ -49,14 +49,15 @@ def member_freshness(
     try:
         with warehouse.open().connect(wait_seconds=BUSY_WAIT_SECONDS) as con:
             light(con)
-            expired = expire_claims(con, policy, now=now)
-            due = due_members(con, policy, now=now)
+            ledger = ledger_for(con, warehouse.shared_state_url)
+            expired = ledger.expire(policy.claim_ttl, now=now)
+            due = due_members(con, policy, now=now, ledger=ledger)
             batches = [due[i : i + policy.members_per_run] for i in range(0, len(due), policy.members_per_run)]
             for number, batch in enumerate(batches, launched + 1):
                 pairs = [(m.member_guid, m.user_guid) for m in batch]
-                claim(con, pairs, trigger=SLA, run_key=_run_key(number, now), now=now)
+                ledger.claim(pairs, trigger=SLA, run_key=_run_key(number, now), now=now)
             backoff = dt.timedelta(minutes=policy.backoff_base_minutes)
-            retry = reads_to_retry(con, now=now, backoff=backoff, limit=policy.members_per_run)
+            retry = reads_to_retry(con, now=now, backoff=backoff, limit=policy.members_per_run, ledger=ledger)
     except WarehouseBusy as exc:
         return dg.SkipReason(f"the warehouse is busy; members are judged again next tick: {exc}")
     if expired:
