@@ -95,10 +95,6 @@ class SharedLedger:
         with self._connect() as conn:
             return conn.execute(f"delete from {CLAIMS} where claimed_at < %s", (now - ttl,)).rowcount
 
-    def forget(self, member_guids: Sequence[str]) -> None:
-        with self._connect() as conn:
-            conn.execute(f"delete from {CLAIMS} where member_guid = any(%s)", (list(member_guids),))
-
     def record(self, attempts: Sequence[Attempt], *, trigger: str, run_id: str) -> None:
         if not attempts:
             return

@@ -124,7 +124,14 @@ def due_members(
         return _due(con, policy, now, only, ignore_sla, ignore_pacing)
 
 
-def _due(con, policy: RefreshPolicy, now: dt.datetime, only, ignore_sla: bool, ignore_pacing: bool) -> list[DueMember]:
+def _due(
+    con: duckdb.DuckDBPyConnection,
+    policy: RefreshPolicy,
+    now: dt.datetime,
+    only: Sequence[str] | None,
+    ignore_sla: bool,
+    ignore_pacing: bool,
+) -> list[DueMember]:
     # The hour's aggregation budget counts aggregations asked for and those claimed by runs still under way.
     (spent,) = con.execute(
         f"""
@@ -232,9 +239,6 @@ class Ledger(Protocol):
     def expire(self, ttl: dt.timedelta, *, now: dt.datetime) -> int:
         """Release claims older than ``ttl`` (their run died before releasing them); returns how many."""
 
-    def forget(self, member_guids: Sequence[str]) -> None:
-        """Drop the claims of members MX no longer has."""
-
     def record(self, attempts: Sequence[Attempt], *, trigger: str, run_id: str) -> None:
         """Store the attempts a run made: what the interval, the cap, the back-off and the budget count."""
 
@@ -283,12 +287,6 @@ class WarehouseLedger:
             "delete from ops.refresh_claims where claimed_at < ? returning member_guid", [now - ttl]
         ).fetchall()
         return len(expired)
-
-    def forget(self, member_guids: Sequence[str]) -> None:
-        self.con.execute(
-            "delete from ops.refresh_claims where member_guid in (select unnest($guids::varchar[]))",
-            {"guids": list(member_guids)},
-        )
 
     def record(self, attempts: Sequence[Attempt], *, trigger: str, run_id: str) -> None:
         if not attempts:
