@@ -60,14 +60,20 @@ create index if not exists {ATTEMPTS}_requested_at on {ATTEMPTS} (requested_at);
 """
 
 
+_created: set[str] = set()  # the databases this process made the tables in: once each, not per tick or step
+
+
 class SharedLedger:
     """Claims and attempts in the Postgres database at ``url``; every call is one short connection."""
 
     def __init__(self, url: str) -> None:
         self._url = url
+        if url in _created:
+            return
         with self._connect() as conn, conn.transaction():
             conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (CLAIMS,))  # one creator at a time
             conn.execute(_SCHEMA)
+        _created.add(url)
 
     def claim(self, members: Iterable[tuple[str, str]], *, trigger: str, run_key: str, now: dt.datetime) -> None:
         pairs = dict(sorted(dict(members).items()))  # every claim takes its rows in one order: never a deadlock
