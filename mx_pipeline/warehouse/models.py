@@ -215,9 +215,20 @@ def run_model(
     try:
         if incremental:
             key, columns = model_changes.key_sql(model.unique_key), model.unique_key
-            _execute(con, model, "create or replace temp table model_incoming as\n", body)
-            affected = _affected_keys_sql(body, columns) or f"select {columns} from model_incoming"
-            _execute(con, model, "create or replace temp table model_affected as\n", affected)
+            if (affected := _affected(body)) is not None:
+                # The keys first, once, into a table the SELECT then reads: planned against their real count, it
+                # finds their rows by the keys instead of hashing every row of its input (0.55 s -> 0.15 s for
+                # fct_transactions after 1% new rows at 1M).
+                affected_rows, body = affected
+                _execute(
+                    con, model, "create or replace temp table model_affected_rows as\n", affected_rows, lines=False
+                )
+                con.execute(f"create or replace temp table model_affected as select {columns} from model_affected_rows")
+                _execute(con, model, "create or replace temp table model_incoming as\n", body, lines=False)
+                con.execute("drop table model_affected_rows")
+            else:
+                _execute(con, model, "create or replace temp table model_incoming as\n", body)
+                con.execute(f"create or replace temp table model_affected as select {columns} from model_incoming")
             (recomputed,) = con.execute("select count(*) from model_affected").fetchone()
             con.execute(f"insert into model_affected by name select {columns} from model_incoming")
             model_changes.record(con, model.name, model.unique_key, started, "model_affected")
@@ -249,24 +260,30 @@ def run_model(
     return ModelResult(model.name, int(rows), time.perf_counter() - clock, mode, int(recomputed), reference_changed)
 
 
-def _affected_keys_sql(body: str, key: str) -> str | None:
-    """``with <the model's CTEs> select <key> from affected``, when the model has an ``affected`` CTE.
+def _affected(body: str) -> tuple[str, str] | None:
+    """``(<the model's CTEs> select * from affected, the body reading them from model_affected_rows)``, when the model
+    has an ``affected`` CTE.
 
     The keys it lists are replaced, and those the SELECT no longer yields are deleted: that is how an
     incremental model drops a row a change made obsolete (a pending whose posted twin arrived).
     """
-    ctes = sqlglot.parse_one(body, read="duckdb").find(exp.With)
-    if ctes is None or "affected" not in {cte.alias_or_name for cte in ctes.expressions}:
+    select = sqlglot.parse_one(body, read="duckdb")
+    ctes = select.find(exp.With)
+    affected = next((cte for cte in ctes.expressions if cte.alias_or_name == "affected"), None) if ctes else None
+    if affected is None:
         return None
-    return f"{ctes.sql(dialect='duckdb')} select {key} from affected"
+    rows = f"{ctes.sql(dialect='duckdb')} select * from affected"
+    affected.set("this", sqlglot.parse_one("select * from model_affected_rows", read="duckdb"))
+    return rows, select.sql(dialect="duckdb")
 
 
-def _execute(con: duckdb.DuckDBPyConnection, model: Model, prefix: str, body: str) -> None:
+def _execute(con: duckdb.DuckDBPyConnection, model: Model, prefix: str, body: str, *, lines: bool = True) -> None:
+    """``lines``: ``body`` is the file's text, so DuckDB's line numbers are the file's (not SQL sqlglot rewrote)."""
     try:
         con.execute(prefix + body)
     except duckdb.Error as exc:
         message = str(exc)
-        found = _DUCKDB_LINE.search(message)
+        found = _DUCKDB_LINE.search(message) if lines else None
         # DuckDB counts lines of the statement, whose first line is the prefix we added.
         line = model.body_line + int(found[1]) - 2 if found else model.body_line
         raise ModelError(f"{model.path}:{line}: {message.splitlines()[0]}") from exc
