@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 from pydantic import Field
 
 from mx_pipeline import settings
@@ -26,6 +27,7 @@ from mx_pipeline.mx import ApiCall, MxClient, RateLimiter, RateLimits
 from mx_pipeline.refresh.policy import RefreshPolicy
 from mx_pipeline.warehouse import Warehouse
 from mx_pipeline.warehouse.connection import DEFAULT_WAIT_SECONDS
+from mx_pipeline.warehouse.refresh_state import Ledger, ledger_for
 
 
 class MxResource(dg.ConfigurableResource):
@@ -76,6 +78,10 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def landing(self) -> LandingArea:
         return LandingArea(self.landing_url) if self.landing_url else LandingArea.beside(self.open().path)
+
+    def ledger(self, con: duckdb.DuckDBPyConnection) -> Ledger:
+        """The refresh scheduler's claims and attempts: in the shared Postgres when set, else on ``con``."""
+        return ledger_for(con, self.shared_state_url)
 
 
 class NotifierResource(dg.ConfigurableResource):

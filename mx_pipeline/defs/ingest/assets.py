@@ -60,7 +60,6 @@ from mx_pipeline.warehouse.members import (
     status_counts,
     users_in_scope,
 )
-from mx_pipeline.warehouse.refresh_state import ledger_for
 from mx_pipeline.warehouse.rows import account_row, member_row, member_status_row, user_row
 from mx_pipeline.warehouse.sync_state import (
     ACCOUNTS_READ,
@@ -208,7 +207,7 @@ def member_status(
         record_failed_reads(con, failed, run_id=run_id, now=utc_now())
         changes = record_status_changes(con, run_id=run_id)
         by_status = status_counts(con)
-        ledger = ledger_for(con, warehouse.shared_state_url)
+        ledger = warehouse.ledger(con)
         # Whatever this run held (a webhook's members, a refresh batch) is fresh now: others may claim it.
         ledger.release(run_key=run_key_of(context))
         ledger.mirror(con)  # the refresh attempts a shared ledger holds, for analysts and member_health

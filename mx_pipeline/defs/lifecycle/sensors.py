@@ -24,7 +24,6 @@ from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline.refresh.run import WEBHOOK
 from mx_pipeline.warehouse import WarehouseBusy
 from mx_pipeline.warehouse.member_events import events_after, store_spooled
-from mx_pipeline.warehouse.refresh_state import ledger_for
 
 SPOOL_BATCH = 1000  # events drained per tick
 USERS_PER_RUN = 200  # a burst of events becomes bounded runs, never one huge run or one run per event
@@ -50,7 +49,7 @@ def connect_events(
     try:
         with warehouse.open().connect(wait_seconds=BUSY_WAIT_SECONDS) as con:
             # Claims of runs that died are released here too, so they expire even with the freshness sensor off.
-            ledger = ledger_for(con, warehouse.shared_state_url)
+            ledger = warehouse.ledger(con)
             ledger.expire(refresh_policy.policy().claim_ttl, now=now)
             stored = store_spooled(con, pending, run_id=QUARANTINE_RUN_ID, now=now)
             new = events_after(con, cursor, limit=EVENTS_PER_TICK)

@@ -7,7 +7,7 @@ import dagster as dg
 from mx_pipeline.defs.ingest.assets import REFRESH_ATTEMPTS
 from mx_pipeline.defs.nothing_checked import unless_nothing_checked
 from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
-from mx_pipeline.warehouse.refresh_state import exhausted_members, ledger_for
+from mx_pipeline.warehouse.refresh_state import exhausted_members
 
 SHOWN = 50
 
@@ -21,7 +21,7 @@ def no_member_exhausted_its_attempts(
 ) -> dg.AssetCheckResult:
     policy = refresh_policy.policy()
     with warehouse.open().connect() as con:
-        ledger = ledger_for(con, warehouse.shared_state_url)
+        ledger = warehouse.ledger(con)
         exhausted = exhausted_members(con, policy, now=dt.datetime.now(dt.UTC), ledger=ledger)
         (members,) = con.execute("select count(*) from raw.mx_members where removed_at is null").fetchone()
     result = dg.AssetCheckResult(

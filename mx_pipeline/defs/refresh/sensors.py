@@ -25,7 +25,7 @@ from mx_pipeline.defs.refusals import standing_refusal
 from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline.refresh.run import SLA
 from mx_pipeline.warehouse import WarehouseBusy
-from mx_pipeline.warehouse.refresh_state import due_members, ledger_for
+from mx_pipeline.warehouse.refresh_state import due_members
 from mx_pipeline.warehouse.sync_state import RETRY_TAG, ReadsToRetry, reads_to_retry
 
 BUSY_WAIT_SECONDS = 5.0
@@ -49,7 +49,7 @@ def member_freshness(
     try:
         with warehouse.open().connect(wait_seconds=BUSY_WAIT_SECONDS) as con:
             light(con)
-            ledger = ledger_for(con, warehouse.shared_state_url)
+            ledger = warehouse.ledger(con)
             expired = ledger.expire(policy.claim_ttl, now=now)
             due = due_members(con, policy, now=now, ledger=ledger)
             batches = [due[i : i + policy.members_per_run] for i in range(0, len(due), policy.members_per_run)]
