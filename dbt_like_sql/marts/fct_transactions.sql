@@ -28,14 +28,14 @@ affected as (
         union
         select s.transaction_guid from staging.stg_transactions as s
         where s.merchant_guid in (select merchant_guid from ops.merchant_category_overrides where set_at > __since__)
-           or (s.status = 'PENDING' and s.is_live and s.transaction_date < current_date - interval 14 day
-               and s.transaction_date >= cast(__since__ as date) - interval 15 day)  -- crossed the line since
+           or (s.status = 'PENDING' and s.is_live and s.transaction_date < current_date - 14
+               and s.transaction_date >= cast(__since__ as date) - 15)  -- crossed the line since
         union
         select s.transaction_guid
         from staging.stg_transactions as s
         join changed as c
             on s.account_guid = c.account_guid
-            and s.transaction_date between c.transaction_date - interval 6 day and c.transaction_date + interval 6 day
+            and s.transaction_date between c.transaction_date - 6 and c.transaction_date + 6
         union
         -- A user whose user id mapping changed: its rows carry the new one.
         select s.transaction_guid from staging.stg_transactions as s
@@ -49,7 +49,7 @@ live as (
       and s.is_live
       and not (s.status = 'PENDING' and s.transaction_guid in (
           select pending_guid from staging.stg_pending_matches where is_match))
-      and not (s.status = 'PENDING' and s.transaction_date < current_date - interval 14 day)
+      and not (s.status = 'PENDING' and s.transaction_date < current_date - 14)
 ),
 categorized as (
     select

@@ -18,7 +18,7 @@ affected as (
     from staging.stg_transactions as s
     join changed as c
         on s.account_guid = c.account_guid
-        and s.transaction_date between c.transaction_date - interval 6 day and c.transaction_date + interval 6 day
+        and s.transaction_date between c.transaction_date - 6 and c.transaction_date + 6
     where s.status = 'PENDING'
 ),
 reach as (
@@ -27,7 +27,7 @@ reach as (
     from staging.stg_transactions as s
     join changed as c
         on s.account_guid = c.account_guid
-        and s.transaction_date between c.transaction_date - interval 12 day and c.transaction_date + interval 12 day
+        and s.transaction_date between c.transaction_date - 12 and c.transaction_date + 12
     where s.status = 'PENDING'
 ),
 pending as (
@@ -51,7 +51,7 @@ candidates as (
     join posted as q
         on q.account_guid = p.account_guid
         and q.amount = p.amount
-        and q.transaction_date between p.transaction_date - interval 1 day and p.transaction_date + interval 5 day
+        and q.transaction_date between p.transaction_date - 1 and p.transaction_date + 5
     where jaro_winkler_similarity(p.description_normalized, q.description_normalized) >= 0.8
 ),
 counted as (
