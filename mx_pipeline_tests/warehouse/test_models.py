@@ -183,6 +183,20 @@ def test_a_failing_model_names_its_file_and_line(tmp_path, con):
         run_model(con, model, run_id="test")
 
 
+def test_an_increment_failing_after_its_affected_keys_still_names_its_file(tmp_path, con):
+    folder = tmp_path / "marts"
+    folder.mkdir()
+    (folder / "broken.sql").write_text(
+        "-- materialized: incremental\n-- unique_key: k\n"
+        "with affected as (select 1 as k where not __is_full__)\n"
+        "select k, case when __is_full__ then 'ok' else error('nope') end as v from range(1, 3) as t(k)\n"
+    )
+    model = parse_model(folder / "broken.sql", tmp_path)
+    assert run_model(con, model, run_id="first").mode == "full"
+    with pytest.raises(ModelError, match=r"broken\.sql:\d+: .*nope"):  # the SELECT read its keys from a table
+        run_model(con, model, run_id="second")
+
+
 def test_model_headers_become_table_and_column_comments(con):
     build(con)
     (comment,) = con.execute(
