@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mx_pipeline_tests.benchmarks.memory import peak_rss_mib
+
 TARGET_SECONDS, TARGET_MIB = 2.0, 300
 
 
@@ -110,7 +112,7 @@ def tick(path: Path, ticks: int, *, whole_location: bool, shared_url: str | None
                 launched += sum(len(r.run_config["ops"]["ops__refresh_attempts"]["config"]["member_guids"])
                                 for r in result.run_requests)  # fmt: skip
         after = _rss_mib()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     what = "the whole code location (mx_pipeline.definitions)" if whole_location else "the sensor's module alone"
     print(f"claims and attempts: {'in the shared Postgres' if shared_url else 'in the warehouse'}")
     print(f"loaded {what} in {loaded:.1f} s: RSS {baseline:.0f} MiB before the first tick")

@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mx_pipeline_tests.benchmarks.ingest_harness import connect_members, peak_rss_mib, run_our_ingest, sandbox_process
+from mx_pipeline_tests.benchmarks.ingest_harness import connect_members, run_our_ingest, sandbox_process
+from mx_pipeline_tests.benchmarks.memory import peak_rss_mib
 
 TX_PER_MEMBER_DAY = 2.8  # measured: 104,786 rows for 40 members x 944 days (MX Bank and Sandbox CU logins)
 GOAL_MB = 400

@@ -28,12 +28,13 @@ Phases, each in its own process (so each peak RSS is that phase's own), printed 
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from mx_pipeline_tests.benchmarks.memory import peak_rss_mib
 
 MERCHANTS = [("Bean There Coffee", "SQ *BEAN THERE COFFEE {n}"), ("Fresh Basket", "FRESH BASKET #{n} PROVO UT"),
              ("QuickFuel", "QUICKFUEL {n} PHOENIX AZ"), ("Shopazon", "SHOPAZON MKTP US*{n}"),
@@ -349,7 +350,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.phase:
         figures = PHASES[args.phase](args.path)
-        figures["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        figures["rss"] = peak_rss_mib()
         print(json.dumps(figures), flush=True)
         return
     with tempfile.TemporaryDirectory() as tmp:

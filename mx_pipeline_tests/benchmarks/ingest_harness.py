@@ -7,7 +7,6 @@ of the history are chosen here.
 
 import contextlib
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -180,8 +179,3 @@ def _step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]
         elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
             ended[entry.step_key] = entry.timestamp
     return {step: ended[step] - at for step, at in started.items() if step in ended}
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set (children, such as the sandbox, not included)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
