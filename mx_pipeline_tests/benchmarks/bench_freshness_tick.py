@@ -17,14 +17,13 @@ machines would (``MX_PIPELINE_RATE_BUDGET_URL``).
 import argparse
 import contextlib
 import datetime as dt
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from mx_pipeline_tests.benchmarks.memory import peak_rss_mib
+from mx_pipeline_tests.benchmarks.memory import peak_rss_mib, rss_mib
 
 TARGET_SECONDS, TARGET_MIB = 2.0, 300
 
@@ -63,10 +62,6 @@ def fill(path: Path, members: int) -> None:
         )
 
 
-def _rss_mib() -> float:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
-
-
 def share(path: Path, url: str) -> None:
     """Move the filled claims and attempts to the shared ledger at ``url``, as a worker's run would have put them."""
     import psycopg
@@ -101,7 +96,7 @@ def tick(path: Path, ticks: int, *, whole_location: bool, shared_url: str | None
     resources = {"warehouse": warehouse, "refresh_policy": RefreshPolicyResource()}
     timings, cursor, launched = [], None, 0
     with dg.instance_for_test() as instance:
-        baseline = _rss_mib()  # Dagster and the project, imported
+        baseline = rss_mib()  # Dagster and the project, imported
         for _ in range(ticks):
             context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
             started = time.perf_counter()
@@ -111,7 +106,7 @@ def tick(path: Path, ticks: int, *, whole_location: bool, shared_url: str | None
                 cursor = result.cursor
                 launched += sum(len(r.run_config["ops"]["ops__refresh_attempts"]["config"]["member_guids"])
                                 for r in result.run_requests)  # fmt: skip
-        after = _rss_mib()
+        after = rss_mib()
     peak = peak_rss_mib()
     what = "the whole code location (mx_pipeline.definitions)" if whole_location else "the sensor's module alone"
     print(f"claims and attempts: {'in the shared Postgres' if shared_url else 'in the warehouse'}")
