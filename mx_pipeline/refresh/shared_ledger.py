@@ -6,9 +6,9 @@ claims, renews, records and releases without the DuckDB file, two claims of one 
 whichever process makes them, and the hour's aggregation budget counts every worker's attempts.
 
 What the scheduler judges in DuckDB (routes, freshness, SLAs) meets these rows through :meth:`visible`: the claims
-and the attempts the rules look back on, read in one statement each and shown to the DuckDB connection as the
-views ``refresh_claims`` and ``refresh_attempts``. ``ops.refresh_attempts`` in the warehouse stays what analysts
-and ``member_health`` read: :meth:`mirror` copies what is new to it.
+and the attempts the rules look back on, read in one statement each and held on the DuckDB connection as the
+temporary tables ``refresh_claims`` and ``refresh_attempts``. ``ops.refresh_attempts`` in the warehouse stays what
+analysts and ``member_health`` read: :meth:`mirror` copies what is new to it.
 """
 
 import datetime as dt
