@@ -148,6 +148,15 @@ def _open_on_data(mx: settings.MxSettings, home: Path) -> None:
     print(f"  warehouse: {warehouse.path}   analysts: {warehouse.path.with_name('analytics.duckdb')}", flush=True)
 
 
+def _create_instance_storage(home: Path) -> None:
+    """Create the instance's SQLite storage before the UI, the daemon and the first run open it: Dagster's
+    first-time setup is not safe to run in three processes at once ("table alembic_version already exists")."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
+
+
 def run_dev() -> int:
     mx = settings.MxSettings.from_env()
     port, connect = settings.dagster_ui_port(), settings.ConnectSettings.from_env()
@@ -167,6 +176,7 @@ def run_dev() -> int:
     home = settings.dagster_home().resolve()
     home.mkdir(parents=True, exist_ok=True)
     _install_instance_config(home)
+    _create_instance_storage(home)
     env = settings.child_environment(
         DAGSTER_HOME=str(home),
         MX_PIPELINE_DATA_DIR=str(settings.data_dir().resolve()),  # dg dev runs the code location from the root

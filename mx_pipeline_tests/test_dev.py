@@ -49,3 +49,18 @@ def test_on_mx_dev_asks_whether_mx_takes_the_credentials_before_it_starts_anythi
     assert "starting:" not in capsys.readouterr().out
     made = {path.name for path in on_the_sandbox.iterdir()}
     assert made <= {".link_secret"}  # no warehouse, marker, spool or Dagster home: nothing cleared, made or started
+
+
+def test_dev_creates_the_dagster_storage_before_it_starts_the_processes_that_open_it(on_the_sandbox, monkeypatch):
+    """Dagster's first-time SQLite setup, run by the UI, the daemon and the first run at once, fails one of them
+    ("table alembic_version already exists")."""
+    found_at_first_start = []
+
+    def start(command, env):
+        home = settings.dagster_home()
+        found_at_first_start.extend(p.relative_to(home).as_posix() for p in sorted(home.rglob("*.db")))
+        raise KeyboardInterrupt  # Ctrl-C before anything runs
+
+    monkeypatch.setattr("mx_pipeline.dev._start", start)
+    assert run_dev() == 0
+    assert {"history/runs.db", "schedules/schedules.db"} <= set(found_at_first_start)
