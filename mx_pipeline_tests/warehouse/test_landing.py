@@ -5,6 +5,7 @@ import datetime as dt
 import shutil
 from decimal import Decimal
 
+import duckdb
 import pytest
 import simplejson
 
@@ -295,3 +296,40 @@ def test_a_member_whose_files_cannot_be_read_is_set_aside_with_its_reason_and_th
 def _quarantine_rows(warehouse) -> list[tuple[str, str, str | None]]:
     with warehouse.connect() as con:
         return con.execute("select reason, member_guid, payload from ops.quarantine").fetchall()
+
+
+def test_a_load_that_runs_out_of_memory_sets_nothing_aside_and_the_next_load_takes_every_member(
+    warehouse, area, monkeypatch
+):
+    _land(area, [Page([_payload("TRN-1")])], member_guid="MBR-1")
+    _land(area, [Page([_payload("TRN-2", member_guid="MBR-2")])], member_guid="MBR-2")
+
+    def out_of_memory(*args, **kwargs):
+        raise duckdb.OutOfMemoryException("could not allocate block of size 256.0 KiB (256.0 MiB/256.0 MiB used)")
+
+    monkeypatch.setattr(landed, "merge", out_of_memory)
+    with pytest.raises(duckdb.OutOfMemoryException):  # the step fails: the machine, not the files, is at fault
+        _load(warehouse, area)
+    assert _quarantine_rows(warehouse) == [] and _amounts(warehouse) == {}
+    assert not list(area.root_path.rglob("unloadable.json"))
+    monkeypatch.undo()
+    report = _load(warehouse, area)
+    assert set(report.members) == {"MBR-1", "MBR-2"} and set(_amounts(warehouse)) == {"TRN-1", "TRN-2"}
+
+
+def test_a_group_too_large_for_memory_loads_its_members_one_by_one(warehouse, area, monkeypatch):
+    _land(area, [Page([_payload("TRN-1")])], member_guid="MBR-1")
+    _land(area, [Page([_payload("TRN-2", member_guid="MBR-2")])], member_guid="MBR-2")
+    merge, merged_alone = landed.merge, []
+
+    def out_of_memory_unless_alone(con, spec, source):
+        (members,) = con.execute("select count(distinct _member) from landed").fetchone()
+        if members > 1:
+            raise duckdb.OutOfMemoryException("could not allocate block of size 256.0 KiB")
+        merged_alone.append(members)
+        return merge(con, spec, source)
+
+    monkeypatch.setattr(landed, "merge", out_of_memory_unless_alone)
+    report = _load(warehouse, area)
+    assert set(report.members) == {"MBR-1", "MBR-2"} and merged_alone == [1, 1]
+    assert set(_amounts(warehouse)) == {"TRN-1", "TRN-2"} and _quarantine_rows(warehouse) == []
