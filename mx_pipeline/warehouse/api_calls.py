@@ -4,7 +4,6 @@ import threading
 from dataclasses import asdict
 
 import duckdb
-import pandas as pd
 
 from mx_pipeline.mx.transport import ApiCall
 from mx_pipeline.warehouse.connection import registered
@@ -48,6 +47,8 @@ class ApiCallLog:
 
     def flush(self, con: duckdb.DuckDBPyConnection) -> int:
         """Write the calls collected since the last flush; returns how many."""
+        import pandas as pd  # inside runs only: the code server never loads pandas (test_definitions.py)
+
         with self._lock:
             calls, self._pending = self._pending, []
         if calls:

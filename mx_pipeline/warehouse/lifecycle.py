@@ -9,7 +9,6 @@ import datetime as dt
 from collections.abc import Iterable
 
 import duckdb
-import pandas as pd
 
 from mx_pipeline.lifecycle.episodes import Episode
 from mx_pipeline.lifecycle.gate import MemberState, RoutedMember
@@ -49,6 +48,8 @@ def member_states(con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING) -> 
 
 def save_routes(con: duckdb.DuckDBPyConnection, routed: Iterable[RoutedMember], *, run_id: str, now: dt.datetime):
     """Replace each routed member's row in ``ops.member_routes``."""
+    import pandas as pd  # inside runs only: the code server never loads pandas (test_definitions.py)
+
     frame = pd.DataFrame.from_records(
         [
             (
@@ -97,6 +98,8 @@ def latest_episodes(con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING) -
 
 def save_episodes(con: duckdb.DuckDBPyConnection, episodes: Iterable[Episode]) -> None:
     """Insert or replace these episodes, in one statement (row by row, 2,000 changed episodes took 15 s)."""
+    import pandas as pd  # inside runs only: the code server never loads pandas (test_definitions.py)
+
     frame = pd.DataFrame.from_records(
         [(e.member_guid, e.number, e.opened_at, str(e.route), e.notified_at, e.closed_at) for e in episodes],
         columns=["member_guid", "number", "opened_at", "route", "notified_at", "closed_at"],
@@ -118,6 +121,8 @@ def save_episodes(con: duckdb.DuckDBPyConnection, episodes: Iterable[Episode]) -
 def closed_episodes(con: duckdb.DuckDBPyConnection, among: Iterable[tuple[str, int]]) -> dict[tuple[str, int], str]:
     """Which of these episodes (member guid, number) are closed, and why: ``retired`` (MX no longer has the
     member), ``ended`` (its connection ended at MX) or ``recovered``. Their reconnect links close with them."""
+    import pandas as pd  # inside runs only: the code server never loads pandas (test_definitions.py)
+
     among = list(among)
     if not among:
         return {}

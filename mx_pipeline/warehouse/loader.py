@@ -17,10 +17,8 @@ from mx_pipeline.warehouse.api_calls import ApiCallLog
 from mx_pipeline.warehouse.connection import Warehouse
 from mx_pipeline.warehouse.quarantine import QuarantinedRecord, write_quarantine
 from mx_pipeline.warehouse.rows import Load, Row, to_frame
-from mx_pipeline.warehouse.schemas import BY_TABLE
 from mx_pipeline.warehouse.tables import TableSpec
 from mx_pipeline.warehouse.upsert import UpsertCounts, upsert
-from mx_pipeline.warehouse.validate import split_valid
 
 BATCH_SIZE = 1000  # one MX page at records_per_page=1000
 
@@ -81,6 +79,10 @@ class RawLoader:
             return self._flush(con)
 
     def _flush(self, con: duckdb.DuckDBPyConnection | None) -> UpsertCounts:
+        # pandera (and pandas) inside runs only: the code server never loads them (test_definitions.py)
+        from mx_pipeline.warehouse.schemas import BY_TABLE
+        from mx_pipeline.warehouse.validate import split_valid
+
         rows, rejects, self._rows, self._rejects, self._load = self._rows, self._rejects, [], [], None
         if not rows and not rejects and not (self.api_log and self.api_log.pending):
             return UpsertCounts()

@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import duckdb
-import pandas as pd
 
 from mx_pipeline.landing.area import DateRange, LandingArea
 from mx_pipeline.landing.transactions import on_parser
@@ -112,6 +111,8 @@ def plan_transaction_reads(
     run_id: str,
 ) -> ReadPlan:
     """Plan every member's read on ``con``: windows, the late-arrival facts, and the users' own ids."""
+    import pandas as pd  # inside runs only: the code server never loads pandas (test_definitions.py)
+
     windows = {
         member.guid: plan_window(
             con,

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import duckdb
-import pandas as pd
 
 from mx_pipeline.lifecycle.routes import AGGREGATED_ROUTES, REFRESH_ACTIONS, WAITING_ON_THE_USER
 from mx_pipeline.refresh.aggregate import AGGREGATE, FAILURES, NOT_AGGREGATIONS, Attempt, RefreshTarget
@@ -257,18 +256,21 @@ class WarehouseLedger:
         self.con = con
 
     def claim(self, members: Iterable[tuple[str, str]], *, trigger: str, run_key: str, now: dt.datetime) -> None:
-        frame = pd.DataFrame(list(dict(members).items()), columns=["member_guid", "user_guid"], dtype=object)
-        if frame.empty:
-            return
-        with registered(self.con, "claimed_members", frame):
-            self.con.execute(
-                """
-                insert into ops.refresh_claims
-                select member_guid, user_guid, $trigger, $run_key, $now from claimed_members
-                on conflict do nothing
-                """,
-                {"trigger": trigger, "run_key": run_key, "now": now},
-            )
+        users_by_member = dict(members)
+        self.con.execute(
+            """
+            insert into ops.refresh_claims
+            select unnest($members::varchar[]), unnest($users::varchar[]), $trigger, $run_key, $now
+            on conflict do nothing
+            """,
+            {
+                "members": list(users_by_member),
+                "users": list(users_by_member.values()),
+                "trigger": trigger,
+                "run_key": run_key,
+                "now": now,
+            },
+        )
 
     def release(self, *, run_key: str, triggers: Sequence[str] = ()) -> None:
         self.con.execute(
@@ -291,6 +293,8 @@ class WarehouseLedger:
     def record(self, attempts: Sequence[Attempt], *, trigger: str, run_id: str) -> None:
         if not attempts:
             return
+        import pandas as pd  # inside runs only: the code server never loads pandas (test_definitions.py)
+
         frame = pd.DataFrame([asdict(a) | {"trigger": trigger, "run_id": run_id} for a in attempts])
         with registered(self.con, "new_attempts", frame):
             self.con.execute("insert into ops.refresh_attempts by name select * from new_attempts")

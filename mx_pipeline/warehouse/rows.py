@@ -7,12 +7,13 @@ insert, so neither ever passes through a float or a time zone. Timestamps are UT
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from mx_pipeline.mx.records import Account, Member, MemberStatus, Transaction, User, payload_json
 from mx_pipeline.warehouse.tables import TableSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Row = dict[str, Any]
 
@@ -79,8 +80,10 @@ def transaction_row(txn: Transaction, load: Load) -> Row:
     }
 
 
-def to_frame(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def to_frame(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> "pd.DataFrame":
     """A frame with ``spec.columns``: ``*_at`` columns as UTC timestamps, ``is_*`` as nullable booleans."""
+    import pandas as pd  # inside runs only: the code server never loads pandas (test_definitions.py)
+
     frame = pd.DataFrame.from_records(list(rows), columns=list(spec.columns))
     for column in spec.columns:
         if column.endswith("_at"):

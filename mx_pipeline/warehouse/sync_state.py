@@ -28,7 +28,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import duckdb
-import pandas as pd
 
 from mx_pipeline.warehouse.connection import registered
 from mx_pipeline.warehouse.refresh_state import Ledger, WarehouseLedger
@@ -165,6 +164,8 @@ def mark_vanished_in_bulk(con: duckdb.DuckDBPyConnection, listings: list[Vanishe
     """Mark removed every live row of each listing's member, dated in a range MX listed in full, that the listing
     lacks, in one statement. Only rows fetched by the listing's end are judged: a row fetched after it (a newer read
     loaded in the same batch) is not the listing's to judge. One listing a member."""
+    import pandas as pd  # inside runs only: the code server never loads pandas (test_definitions.py)
+
     ranges = pd.DataFrame(
         [(x.member_guid, start, end, x.listed_at) for x in listings for start, end in x.listed_in_full],
         columns=["member_guid", "from_date", "to_date", "listed_at"],

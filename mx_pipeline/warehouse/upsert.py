@@ -14,12 +14,15 @@ tenth of that.
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from mx_pipeline.warehouse.connection import registered
 from mx_pipeline.warehouse.tables import TableSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class UpsertCounts:
         return self.inserted + self.updated
 
 
-def upsert(con: duckdb.DuckDBPyConnection, spec: TableSpec, frame: pd.DataFrame) -> UpsertCounts:
+def upsert(con: duckdb.DuckDBPyConnection, spec: TableSpec, frame: "pd.DataFrame") -> UpsertCounts:
     """Write ``frame`` (columns = ``spec.columns``) into ``spec.name``: insert new guids, update changed ones."""
     if frame.empty:
         return UpsertCounts()

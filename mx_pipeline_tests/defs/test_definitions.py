@@ -86,3 +86,34 @@ def test_the_project_instance_runs_one_warehouse_step_at_a_time(tmp_path):
     shutil.copy(REPO / "data" / "dagster_home" / "dagster.yaml", tmp_path / "dagster.yaml")
     pools = dg.DagsterInstance.from_config(str(tmp_path)).get_concurrency_config().pool_config
     assert pools.default_pool_limit == 1
+
+
+TICK_WITHOUT_PANDAS = """
+import sys
+from pathlib import Path
+import dagster as dg
+import mx_pipeline.definitions as d
+from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
+from mx_pipeline_tests.benchmarks.bench_freshness_tick import fill
+
+fill(Path(sys.argv[1]), 200)
+sensor = d.defs().get_sensor_def("member_freshness")
+resources = {"warehouse": WarehouseResource(path=sys.argv[1]), "refresh_policy": RefreshPolicyResource()}
+with dg.instance_for_test() as instance:
+    result = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+assert isinstance(result, dg.SensorResult) and result.run_requests, result
+print(sorted(m for m in ("numpy", "pandas", "pandera") if m in sys.modules))
+"""
+
+
+def test_the_code_server_loads_and_ticks_without_pandas(tmp_path):
+    """pandas, numpy and pandera are 46 MiB of a code server that only needs them inside runs (issue 14, item 7)."""
+    ticked = subprocess.run(
+        [sys.executable, "-c", TICK_WITHOUT_PANDAS, str(tmp_path / "warehouse.duckdb")],
+        cwd=REPO,
+        env=_bare_env(tmp_path),
+        capture_output=True,
+        text=True,
+    )
+    assert ticked.returncode == 0, ticked.stderr
+    assert ticked.stdout.splitlines()[-1] == "[]"

@@ -27,7 +27,6 @@ from functools import partial
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
 from mx_pipeline.defs.ingest.config import ScopeConfig, UsersConfig
 from mx_pipeline.defs.ingest.listing import (
@@ -118,7 +117,7 @@ def mx_users(
                 user_guid = user.guid
             registered[user_id] = user_guid
     with wh.connect() as con:
-        record_registrations(con, registered, now=pd.Timestamp.now(tz="UTC"))
+        record_registrations(con, registered, now=utc_now())
     return step_result(
         wh,
         tables.USERS,

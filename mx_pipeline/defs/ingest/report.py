@@ -1,7 +1,6 @@
 """What an ingest step reports: the metadata Dagster shows and plots per run, and the reads that failed."""
 
 import dagster as dg
-import pandas as pd
 
 from mx_pipeline.warehouse import ApiCallLog, UpsertCounts, Warehouse
 from mx_pipeline.warehouse.tables import TableSpec
@@ -32,7 +31,8 @@ def step_metadata(
         (quarantined_total,) = con.execute(
             "select count(*) from ops.quarantine where table_name = ?", [spec.name]
         ).fetchone()
-        preview = con.execute(f"select * exclude (payload) from {spec.name} order by fetched_at desc limit 5").df()
+        latest = con.execute(f"select * exclude (payload) from {spec.name} order by fetched_at desc limit 5")
+        preview = _markdown([column for column, *_ in latest.description], latest.fetchall())
     return {
         "dagster/row_count": int(rows),
         "inserted": counts.inserted,
@@ -43,7 +43,7 @@ def step_metadata(
         "read_failures": read_failures,
         "api_calls": api_log.total,
         "api_429s": api_log.rate_limited,
-        "preview": dg.MetadataValue.md(_markdown(preview)),
+        "preview": dg.MetadataValue.md(preview),
         **extra,
     }
 
@@ -53,7 +53,7 @@ def step_result(*args, **kwargs) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=step_metadata(*args, **kwargs))
 
 
-def _markdown(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(frame.columns) + " |\n|" + " --- |" * len(frame.columns)
-    lines = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+def _markdown(columns: list[str], rows: list[tuple]) -> str:
+    header = "| " + " | ".join(columns) + " |\n|" + " --- |" * len(columns)
+    lines = ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
     return "\n".join([header, *lines])
