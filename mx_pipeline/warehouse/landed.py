@@ -93,12 +93,12 @@ def load_landed(
         return report
     with warehouse.connect() as con:
         con.execute("set memory_limit = ?", [MEMORY_LIMIT])
+        if api_log:  # first: what the run asked of MX is on record even when a load fails
+            api_log.flush(con)
         area.attach(con)
         for group in _groups(landed, group_rows):
             report += _load_each_or_set_aside(con, area, group, run_id)
         con.execute("delete from ops.landed_loads where loaded_at < $before", {"before": _now(con) - KEEP_LOADS})
-        if api_log:
-            api_log.flush(con)
     area.remove(list(report.committed))  # committed: their files go, with the warehouse already free for others
     return report
 

@@ -12,7 +12,8 @@ import simplejson
 from mx_pipeline.landing import LandingArea
 from mx_pipeline.landing.transactions import TransactionLanding
 from mx_pipeline.mx.pagination import Page
-from mx_pipeline.warehouse import landed
+from mx_pipeline.mx.transport import ApiCall
+from mx_pipeline.warehouse import ApiCallLog, landed
 from mx_pipeline.warehouse.landed import load_landed
 from mx_pipeline.warehouse.members import MemberToFetch
 from mx_pipeline.warehouse.read_plan import plan_transaction_reads
@@ -308,9 +309,14 @@ def test_a_load_that_runs_out_of_memory_sets_nothing_aside_and_the_next_load_tak
         raise duckdb.OutOfMemoryException("could not allocate block of size 256.0 KiB (256.0 MiB/256.0 MiB used)")
 
     monkeypatch.setattr(landed, "merge", out_of_memory)
+    api_log = ApiCallLog("run-1")
+    api_log(ApiCall(dt.datetime.now(dt.UTC), "GET", "/users/{user_guid}/members/{member_guid}/transactions", 200,
+                    20.0, 1, "req-1", "USR-1", "MBR-1", None))  # fmt: skip
     with pytest.raises(duckdb.OutOfMemoryException):  # the step fails: the machine, not the files, is at fault
-        _load(warehouse, area)
+        _load(warehouse, area, api_log=api_log)
     assert _quarantine_rows(warehouse) == [] and _amounts(warehouse) == {}
+    with warehouse.connect() as con:  # what the run asked of MX is on record all the same
+        assert con.execute("select request_id from ops.api_calls").fetchall() == [("req-1",)]
     assert not list(area.root_path.rglob("unloadable.json"))
     monkeypatch.undo()
     report = _load(warehouse, area)
