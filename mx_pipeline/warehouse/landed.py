@@ -13,8 +13,8 @@ Only then are its files deleted, so:
   is loaded by the next one, oldest read first;
 - a member whose files cannot be read is set aside (``unloadable.json``, the reason beside its files), quarantined
   and recorded as a failed read; it never stops the others, and the next sync reads it again;
-- a loader short of memory retries the group member by member, and a member part by part (still one transaction);
-  a failure of its own (memory even so, an interrupt) sets nothing aside: the load fails and leaves every file.
+- a loader that fails for its own reasons (out of memory with a member alone, an interrupt) sets nothing aside: the
+  load fails and leaves every file for the next.
 
 A listing judges only rows fetched before it ended: an older member directory loaded beside a newer one never
 marks the newer rows removed, and only the newest directory of a member in a group settles it.
@@ -107,27 +107,22 @@ def load_landed(
 _NOT_THE_FILES = (duckdb.InterruptException, duckdb.FatalException, duckdb.TransactionException, duckdb.HTTPException)
 
 
-def _load_each_or_set_aside(
-    con, area: LandingArea, group: list[LandedMember], run_id: str, *, parts_per_merge: int | None = None
-) -> LoadReport:
+def _load_each_or_set_aside(con, area: LandingArea, group: list[LandedMember], run_id: str) -> LoadReport:
     """Load the group; when it fails, each member alone, so files that cannot be read (a truncated part) stop only
     their member. Such a member is set aside with the reason, quarantined, and its read recorded as failed (the
     watermark did not move: the next sync reads it again); the others load.
 
-    A failure of the loader itself, not of the files, sets nothing aside. Out of memory, the group is retried one
-    member at a time, and a member alone one part per merge (in one transaction still); out of memory even so, or
-    interrupted, or with a broken database, the load fails with every file left for the next one."""
+    A failure of the loader itself, not of the files (memory, an interrupt, a broken database), sets nothing aside:
+    it fails the load with every file left for the next one. Memory first retries the group one member at a time."""
     try:
-        return _load_group(con, area, group, run_id, parts_per_merge)
+        return _load_group(con, area, group, run_id)
     except _NOT_THE_FILES:
         raise
     except duckdb.Error as exc:
         if len(group) > 1:
             return sum((_load_each_or_set_aside(con, area, [member], run_id) for member in group), start=LoadReport())
         if isinstance(exc, duckdb.OutOfMemoryException):
-            if parts_per_merge == 1:
-                raise
-            return _load_each_or_set_aside(con, area, group, run_id, parts_per_merge=1)
+            raise
         _set_aside(con, area, group[0], run_id, exc)
         return LoadReport()
 
@@ -168,24 +163,20 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         raise
 
 
-def _load_group(
-    con: duckdb.DuckDBPyConnection,
-    area: LandingArea,
-    group: list[LandedMember],
-    run_id: str,
-    parts_per_merge: int | None = None,
-) -> LoadReport:
-    """One transaction: the parts merged (all at once, or ``parts_per_merge`` at a time, in the order read), then
-    every member settled and noted as loaded."""
+def _load_group(con: duckdb.DuckDBPyConnection, area: LandingArea, group: list[LandedMember], run_id: str):
     with _transaction(con):
         now = _now(con)  # the transaction's own time: first_fetched_at of what it inserts, never after it
         fresh = _not_loaded_yet(con, group)
         parts = [area.duckdb_path(member.part(name)) for member in fresh for name in member.manifest.parts]
         counts, quarantined = UpsertCounts(), 0
-        step = parts_per_merge or max(len(parts), 1)
-        for start in range(0, len(parts), step):
-            merged, refused = _merge_parts(con, parts[start : start + step], now)
-            counts, quarantined = counts + merged, quarantined + refused
+        if parts:
+            con.execute(
+                f"create temp view landed as select * from read_parquet({sql_list(parts)}, hive_partitioning = 0)"
+            )
+            quarantined += _quarantine_refused(con, now)
+            columns = ", ".join(TRANSACTIONS.columns)
+            counts = merge(con, TRANSACTIONS, f"(select {columns}, _ordinal from landed where reason is null)")
+            con.execute("drop view landed")
         settling = {member.manifest.member_guid: member for member in fresh}  # the newest of each member
         for member in fresh:
             quarantined += _quarantine_unreadable(con, member, now)
@@ -197,16 +188,6 @@ def _load_group(
             )
     members = tuple(member.manifest.member_guid for member in fresh)
     return LoadReport(members, counts, quarantined, removed, len(group) - len(fresh), committed=tuple(group))
-
-
-def _merge_parts(con: duckdb.DuckDBPyConnection, parts: list[str], now: dt.datetime) -> tuple[UpsertCounts, int]:
-    """Quarantine the refused rows of ``parts`` and upsert the rest; returns the counts and the rows quarantined."""
-    con.execute(f"create temp view landed as select * from read_parquet({sql_list(parts)}, hive_partitioning = 0)")
-    quarantined = _quarantine_refused(con, now)
-    columns = ", ".join(TRANSACTIONS.columns)
-    counts = merge(con, TRANSACTIONS, f"(select {columns}, _ordinal from landed where reason is null)")
-    con.execute("drop view landed")
-    return counts, quarantined
 
 
 def _not_loaded_yet(con: duckdb.DuckDBPyConnection, group: list[LandedMember]) -> list[LandedMember]:

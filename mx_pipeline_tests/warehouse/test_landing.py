@@ -339,25 +339,3 @@ def test_a_group_too_large_for_memory_loads_its_members_one_by_one(warehouse, ar
     report = _load(warehouse, area)
     assert set(report.members) == {"MBR-1", "MBR-2"} and merged_alone == [1, 1]
     assert set(_amounts(warehouse)) == {"TRN-1", "TRN-2"} and _quarantine_rows(warehouse) == []
-
-
-def test_a_member_too_large_for_one_merge_loads_part_by_part_in_one_transaction(warehouse, area, monkeypatch):
-    landing = TransactionLanding(area, run_id="run-1", member_guid="MBR-1", user_guid="USR-1", batch_size=2)
-    for guids in (["TRN-1", "TRN-2"], ["TRN-3", "TRN-2"], ["TRN-4", "TRN-BAD"]):  # TRN-2 read twice
-        landing.add(Page([_payload(g, amount="1.00") if g == "TRN-BAD" else _payload(g) for g in guids]))
-    landing.finish(outcome="synced", listed_guids={"TRN-1", "TRN-2", "TRN-3", "TRN-4", "TRN-BAD"})
-    merge, merged_rows = landed.merge, []
-
-    def out_of_memory_beyond_one_part(con, spec, source):
-        ((rows,),) = con.execute("select count(*) from landed").fetchall()
-        if rows > 2:
-            raise duckdb.OutOfMemoryException("could not allocate block of size 256.0 KiB")
-        merged_rows.append(rows)
-        return merge(con, spec, source)
-
-    monkeypatch.setattr(landed, "merge", out_of_memory_beyond_one_part)
-    report = _load(warehouse, area)
-    assert report.members == ("MBR-1",) and merged_rows == [2, 2, 2]
-    assert set(_amounts(warehouse)) == {"TRN-1", "TRN-2", "TRN-3", "TRN-4"}
-    assert [reason for reason, *_ in _quarantine_rows(warehouse)] == ["amount: expected a number (got 1.00)"]
-    assert not list(area.root_path.rglob("*.parquet"))  # loaded, so its files are gone
