@@ -13,8 +13,8 @@ Only then are its files deleted, so:
   is loaded by the next one, oldest read first;
 - a member whose files cannot be read is set aside (``unloadable.json``, the reason beside its files), quarantined
   and recorded as a failed read; it never stops the others, and the next sync reads it again;
-- a loader that fails for its own reasons (out of memory with a member alone, an interrupt) sets nothing aside: the
-  load fails and leaves every file for the next.
+- a loader that fails for its own reasons (an interrupt, a broken database, a conflict) sets nothing aside: the load
+  fails and leaves every file for the next. Out of memory, a group is loaded member by member.
 
 A listing judges only rows fetched before it ended: an older member directory loaded beside a newer one never
 marks the newer rows removed, and only the newest directory of a member in a group settles it.
@@ -103,17 +103,17 @@ def load_landed(
     return report
 
 
-# Failures of the loader, not of the files it loads: a member is never set aside for them.
-_NOT_THE_FILES = (duckdb.InterruptException, duckdb.FatalException, duckdb.TransactionException, duckdb.HTTPException)
+# Failures of the loader, not of the files it loads: a member is never set aside for them. Out of memory is not one
+# of them: a member that runs out of the loader's memory alone does so at every load, and must not stop the others.
+_NOT_THE_FILES = (duckdb.InterruptException, duckdb.FatalException, duckdb.TransactionException)
 
 
 def _load_each_or_set_aside(con, area: LandingArea, group: list[LandedMember], run_id: str) -> LoadReport:
-    """Load the group; when it fails, each member alone, so files that cannot be read (a truncated part) stop only
-    their member. Such a member is set aside with the reason, quarantined, and its read recorded as failed (the
-    watermark did not move: the next sync reads it again); the others load.
-
-    A failure of the loader itself, not of the files (memory, an interrupt, a broken database), sets nothing aside:
-    it fails the load with every file left for the next one. Memory first retries the group one member at a time."""
+    """Load the group; when it fails, each member alone, so files that cannot be loaded (a truncated part, a
+    member too large for the loader's memory) stop only their member. Such a member is set aside with the reason,
+    quarantined, and its read recorded as failed (the watermark did not move: the next sync reads it again); the
+    others load. A failure of the loader itself (an interrupt, a broken database, a conflict) fails the load with
+    every file left for the next one."""
     try:
         return _load_group(con, area, group, run_id)
     except _NOT_THE_FILES:
@@ -121,8 +121,6 @@ def _load_each_or_set_aside(con, area: LandingArea, group: list[LandedMember], r
     except duckdb.Error as exc:
         if len(group) > 1:
             return sum((_load_each_or_set_aside(con, area, [member], run_id) for member in group), start=LoadReport())
-        if isinstance(exc, duckdb.OutOfMemoryException):
-            raise
         _set_aside(con, area, group[0], run_id, exc)
         return LoadReport()
 

@@ -299,28 +299,47 @@ def _quarantine_rows(warehouse) -> list[tuple[str, str, str | None]]:
         return con.execute("select reason, member_guid, payload from ops.quarantine").fetchall()
 
 
-def test_a_load_that_runs_out_of_memory_sets_nothing_aside_and_the_next_load_takes_every_member(
+def test_an_interrupted_load_sets_nothing_aside_and_the_next_load_takes_every_member(warehouse, area, monkeypatch):
+    _land(area, [Page([_payload("TRN-1")])], member_guid="MBR-1")
+    _land(area, [Page([_payload("TRN-2", member_guid="MBR-2")])], member_guid="MBR-2")
+
+    def interrupted(*args, **kwargs):
+        raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
+
+    monkeypatch.setattr(landed, "merge", interrupted)
+    api_log = ApiCallLog("run-1")
+    api_log(ApiCall(dt.datetime.now(dt.UTC), "GET", "/users/{user_guid}/members/{member_guid}/transactions", 200,
+                    20.0, 1, "req-1", "USR-1", "MBR-1", None))  # fmt: skip
+    with pytest.raises(duckdb.InterruptException):  # the loader, not the files, failed: nothing is set aside
+        _load(warehouse, area, api_log=api_log)
+    assert _quarantine_rows(warehouse) == [] and _amounts(warehouse) == {}
+    assert not list(area.root_path.rglob("unloadable.json"))
+    with warehouse.connect() as con:  # what the run asked of MX is on record all the same
+        assert con.execute("select request_id from ops.api_calls").fetchall() == [("req-1",)]
+    monkeypatch.undo()
+    report = _load(warehouse, area)
+    assert set(report.members) == {"MBR-1", "MBR-2"} and set(_amounts(warehouse)) == {"TRN-1", "TRN-2"}
+
+
+def test_a_member_too_large_for_the_loaders_memory_is_set_aside_and_never_stops_the_others(
     warehouse, area, monkeypatch
 ):
     _land(area, [Page([_payload("TRN-1")])], member_guid="MBR-1")
     _land(area, [Page([_payload("TRN-2", member_guid="MBR-2")])], member_guid="MBR-2")
+    merge = landed.merge
 
-    def out_of_memory(*args, **kwargs):
-        raise duckdb.OutOfMemoryException("could not allocate block of size 256.0 KiB (256.0 MiB/256.0 MiB used)")
+    def out_of_memory_with_mbr_1(con, spec, source):
+        ((big,),) = con.execute("select count(*) filter (where _member = 'MBR-1') from landed").fetchall()
+        if big:  # as it would at every load: the member, not the moment, is too large
+            raise duckdb.OutOfMemoryException("could not allocate block of size 256.0 KiB (256.0 MiB/256.0 MiB used)")
+        return merge(con, spec, source)
 
-    monkeypatch.setattr(landed, "merge", out_of_memory)
-    api_log = ApiCallLog("run-1")
-    api_log(ApiCall(dt.datetime.now(dt.UTC), "GET", "/users/{user_guid}/members/{member_guid}/transactions", 200,
-                    20.0, 1, "req-1", "USR-1", "MBR-1", None))  # fmt: skip
-    with pytest.raises(duckdb.OutOfMemoryException):  # the step fails: the machine, not the files, is at fault
-        _load(warehouse, area, api_log=api_log)
-    assert _quarantine_rows(warehouse) == [] and _amounts(warehouse) == {}
-    with warehouse.connect() as con:  # what the run asked of MX is on record all the same
-        assert con.execute("select request_id from ops.api_calls").fetchall() == [("req-1",)]
-    assert not list(area.root_path.rglob("unloadable.json"))
-    monkeypatch.undo()
+    monkeypatch.setattr(landed, "merge", out_of_memory_with_mbr_1)
     report = _load(warehouse, area)
-    assert set(report.members) == {"MBR-1", "MBR-2"} and set(_amounts(warehouse)) == {"TRN-1", "TRN-2"}
+    assert report.members == ("MBR-2",) and set(_amounts(warehouse)) == {"TRN-2"}
+    ((reason, member, _),) = _quarantine_rows(warehouse)
+    assert member == "MBR-1" and "OutOfMemoryException" in reason
+    assert _load(warehouse, area) == landed.LoadReport()  # set aside: never in the way again
 
 
 def test_a_group_too_large_for_memory_loads_its_members_one_by_one(warehouse, area, monkeypatch):
