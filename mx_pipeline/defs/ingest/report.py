@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from mx_pipeline.defs.markdown import markdown_table
 from mx_pipeline.warehouse import ApiCallLog, UpsertCounts, Warehouse
 from mx_pipeline.warehouse.tables import TableSpec
 
@@ -32,7 +33,7 @@ def step_metadata(
             "select count(*) from ops.quarantine where table_name = ?", [spec.name]
         ).fetchone()
         latest = con.execute(f"select * exclude (payload) from {spec.name} order by fetched_at desc limit 5")
-        preview = _markdown([column for column, *_ in latest.description], latest.fetchall())
+        preview = markdown_table(latest)
     return {
         "dagster/row_count": int(rows),
         "inserted": counts.inserted,
@@ -51,9 +52,3 @@ def step_metadata(
 def step_result(*args, **kwargs) -> dg.MaterializeResult:
     """:func:`step_metadata` as an asset's result."""
     return dg.MaterializeResult(metadata=step_metadata(*args, **kwargs))
-
-
-def _markdown(columns: list[str], rows: list[tuple]) -> str:
-    header = "| " + " | ".join(columns) + " |\n|" + " --- |" * len(columns)
-    lines = ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
-    return "\n".join([header, *lines])

@@ -12,6 +12,7 @@ import dagster as dg
 from pydantic import Field
 
 from mx_pipeline.defs.ingest.assets import ANALYSTS_FRESHNESS, MEMBER_ROUTES, POOL, REFRESH_ATTEMPTS
+from mx_pipeline.defs.markdown import markdown_table
 from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline.warehouse import Warehouse, tables
 from mx_pipeline.warehouse.models import REFERENCE_TABLES, load_models, load_reference, run_model
@@ -74,16 +75,7 @@ def _preview(con, model: str) -> dict[str, dg.MetadataValue]:
     """A markdown table of the model's rows worth reading first (``PREVIEWS``), as the ``preview`` metadata."""
     if model not in PREVIEWS:
         return {}
-    cursor = con.execute(PREVIEWS[model])
-    header = [column[0] for column in cursor.description]
-    rows = [[_cell(value) for value in row] for row in cursor.fetchall()]
-    lines = [header, ["---"] * len(header), *rows]
-    return {"preview": dg.MetadataValue.md("\n".join("| " + " | ".join(line) + " |" for line in lines))}
-
-
-def _cell(value) -> str:
-    """A value as one markdown table cell: a pipe or a line break in a reason would break the table."""
-    return " ".join(str(value if value is not None else "").split()).replace("|", "\\|")
+    return {"preview": dg.MetadataValue.md(markdown_table(con.execute(PREVIEWS[model])))}
 
 
 def analytics_path(wh: Warehouse) -> Path:
