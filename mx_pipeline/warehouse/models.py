@@ -230,7 +230,8 @@ def run_model(
                 _execute(con, model, "create or replace temp table model_incoming as\n", body)
                 con.execute(f"create or replace temp table model_affected as select {columns} from model_incoming")
             (recomputed,) = con.execute("select count(*) from model_affected").fetchone()
-            con.execute(f"insert into model_affected by name select {columns} from model_incoming")
+            if affected is not None:  # without an affected CTE, model_affected holds model_incoming's keys already
+                con.execute(f"insert into model_affected by name select {columns} from model_incoming")
             model_changes.record(con, model.name, model.unique_key, started, "model_affected")
             con.execute(f"delete from {model.name} where {key} in (select {columns} from model_affected)")
             con.execute(f"insert into {model.name} by name select * from model_incoming")
