@@ -12,13 +12,11 @@ on one parsing thread 433 MiB, in the same time.
 """
 
 import datetime as dt
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
 import duckdb
 
 from mx_pipeline.landing.area import LISTED, DateRange, LandingArea, Manifest
+from mx_pipeline.landing.parser import on_parser
 from mx_pipeline.mx.pagination import Page
 from mx_pipeline.warehouse.page_sql import staging_sql
 from mx_pipeline.warehouse.sql_literals import sql_literal
@@ -151,27 +149,3 @@ class TransactionLanding:
         self.refused += refused
         if latest and (self.latest_updated_at is None or latest > self.latest_updated_at):
             self.latest_updated_at = latest
-
-
-T = TypeVar("T")
-_PARSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing-parser")
-_parser_connection: duckdb.DuckDBPyConnection | None = None  # used on the parser's thread only
-
-
-def on_parser(area: LandingArea, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-    """Run ``work`` on the process's one parsing thread, with its in-memory DuckDB, and wait for it.
-
-    One thread, not a slot per reading thread: DuckDB's allocator keeps per thread what a parse used, so parses
-    spread over 8 reading threads held about 50 MiB more at 300k rows, for no speed (measured above). A database
-    in memory, opened once: a new one costs tens of milliseconds, and its 256 MB pool bounds the parse.
-    """
-    return _PARSER.submit(_run_on_parser, area, work).result()
-
-
-def _run_on_parser(area: LandingArea, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-    global _parser_connection
-    if _parser_connection is None:
-        _parser_connection = duckdb.connect(":memory:", config={"threads": 1, "memory_limit": "256MB"})
-        _parser_connection.execute("set TimeZone = 'UTC'")
-    area.attach(_parser_connection)
-    return work(_parser_connection)

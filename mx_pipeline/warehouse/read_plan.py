@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from mx_pipeline.landing.area import DateRange, LandingArea
-from mx_pipeline.landing.transactions import on_parser
+from mx_pipeline.landing.parser import on_parser
 from mx_pipeline.warehouse.connection import registered
 from mx_pipeline.warehouse.end_users import end_user_ids
 from mx_pipeline.warehouse.members import MemberToFetch
