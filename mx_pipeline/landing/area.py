@@ -3,7 +3,7 @@
 Layout, one directory per table, run and member (Hive-style names, readable by any Parquet tool)::
 
     <root>/<table>/run=<run id>/member=<member guid>/part-00001.parquet ...  the rows, judged (``reason``)
-                                                    listed.parquet           guids the reads listed in full
+                                                    listed.parquet           guids the reads listed
                                                     manifest.json            how the read ended: written last
 
 A member's directory is complete once its manifest exists: the manifest is written last and atomically, so the
@@ -43,6 +43,8 @@ class Manifest:
     watermark: dt.datetime | None = None  # a complete read's new transactions watermark
     aggregated_at: dt.datetime | None = None  # MX's successfully_aggregated_at the read was made under
     listed_in_full: tuple[DateRange, ...] = ()  # dates every read listing them whole covered (listed.parquet)
+    # A list read whole (every page, every guid known), when it began: what we held before it and it lacks is gone.
+    listed_from: dt.datetime | None = None
     page_rejects: tuple[str, ...] = field(default=())  # responses that could not be read at all, with the reason
 
     def to_json(self) -> str:
@@ -51,13 +53,13 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str) -> "Manifest":
         raw = json.loads(text)
-        times = {k: dt.datetime.fromisoformat(raw[k]) if raw.get(k) else None for k in _TIMES}
+        times = {k: dt.datetime.fromisoformat(raw[k]) if raw.get(k) else None for k in _TIMES if k in raw}
         ranges = tuple((dt.date.fromisoformat(a), dt.date.fromisoformat(b)) for a, b in raw["listed_in_full"])
         tuples = {k: tuple(raw[k]) for k in ("parts", "page_rejects")}
         return cls(**{**raw, **times, **tuples, "listed_in_full": ranges})
 
 
-_TIMES = ("finished_at", "watermark", "aggregated_at")
+_TIMES = ("finished_at", "watermark", "aggregated_at", "listed_from")
 
 
 def _iso(value: object) -> str:

@@ -1,4 +1,8 @@
-"""The loader: merge landed members (``mx_pipeline/landing``) into ``raw.mx_transactions`` in bulk.
+"""The loader: merge landed members (``mx_pipeline/landing``) into their raw table in bulk.
+
+A :class:`LandedTable` says which: its directory in the landing area, its raw table, and how a member's read is
+settled once its rows are merged. ``raw.mx_transactions`` is the default (:data:`TRANSACTIONS_LANDED`, settled
+below); ``raw.mx_accounts`` is settled in ``landed_accounts.py``.
 
 Members are merged in groups of about ``GROUP_ROWS`` rows, each group in one transaction of a fixed number of
 statements over its Parquet parts: refused rows to ``ops.quarantine`` with their reasons, the rest upserted
@@ -22,7 +26,7 @@ marks the newer rows removed, and only the newest directory of a member in a gro
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -35,13 +39,14 @@ from mx_pipeline.warehouse.connection import Warehouse
 from mx_pipeline.warehouse.quarantine import QuarantinedRecord, write_quarantine
 from mx_pipeline.warehouse.sql_literals import sql_list
 from mx_pipeline.warehouse.sync_state import (
+    TRANSACTIONS_READ,
     SyncOutcome,
     VanishedListing,
     mark_vanished_in_bulk,
     record_sync,
     record_syncs,
 )
-from mx_pipeline.warehouse.tables import TRANSACTIONS
+from mx_pipeline.warehouse.tables import TRANSACTIONS, TableSpec
 from mx_pipeline.warehouse.upsert import UpsertCounts, merge
 
 GROUP_ROWS = 250_000  # rows merged in one transaction: whole row groups appended, memory bounded
@@ -53,22 +58,53 @@ KEEP_LOADS = dt.timedelta(days=7)  # ops.landed_loads rows kept: longer than any
 
 
 @dataclass(frozen=True)
+class Settled:
+    """What settling a group's reads did besides merging rows."""
+
+    removed: int = 0  # rows marked removed because a listing in full no longer had them
+    retired: tuple[str, ...] = ()  # records retired because a complete list no longer had them
+    reinstated: tuple[str, ...] = ()  # retired records a list showed again
+
+
+Settle = Callable[[duckdb.DuckDBPyConnection, LandingArea, list[LandedMember], dt.datetime], Settled]
+
+
+@dataclass(frozen=True)
+class LandedTable:
+    """A raw table extraction lands: where its members land, and how a member's read is settled once its rows are
+    merged (``settle`` gets the newest directory of each member in a group, inside the group's transaction)."""
+
+    name: str  # its directory in the landing area, and its name in ops.landed_loads
+    spec: TableSpec
+    read: str  # the read a member's files come from (sync_state's *_READ), named when they cannot be loaded
+    settle: Settle
+
+
+@dataclass(frozen=True)
 class LoadReport:
     """What one load did."""
 
     members: tuple[str, ...] = ()  # member guids merged (one per directory)
     counts: UpsertCounts = field(default_factory=UpsertCounts)
     quarantined: int = 0
-    removed: int = 0  # rows marked removed because a listing in full no longer had them
+    settled: Settled = field(default_factory=Settled)
     already_loaded: int = 0  # directories found again after their commit: deleted unread
     committed: tuple[LandedMember, ...] = ()  # the directories whose load committed: their files may go
+
+    @property
+    def removed(self) -> int:
+        return self.settled.removed
 
     def __add__(self, other: "LoadReport") -> "LoadReport":
         return LoadReport(
             self.members + other.members,
             self.counts + other.counts,
             self.quarantined + other.quarantined,
-            self.removed + other.removed,
+            Settled(
+                self.settled.removed + other.settled.removed,
+                self.settled.retired + other.settled.retired,
+                self.settled.reinstated + other.settled.reinstated,
+            ),
             self.already_loaded + other.already_loaded,
             self.committed + other.committed,
         )
@@ -82,9 +118,12 @@ def load_landed(
     only: Iterable[str] | None = None,
     api_log: ApiCallLog | None = None,
     group_rows: int = GROUP_ROWS,
+    table: LandedTable | None = None,
 ) -> LoadReport:
-    """Merge every complete member directory (or those in ``only``) on one connection; ``run_id``: the loading run."""
-    landed = area.landed(TABLE)
+    """Merge every complete member directory of ``table`` (transactions by default), or those in ``only``, on one
+    connection; ``run_id``: the loading run."""
+    table = table or TRANSACTIONS_LANDED
+    landed = area.landed(table.name)
     if only is not None:
         wanted = set(only)
         landed = [member for member in landed if member.directory in wanted]
@@ -97,7 +136,7 @@ def load_landed(
             api_log.flush(con)
         area.attach(con)
         for group in _groups(landed, group_rows):
-            report += _load_each_or_set_aside(con, area, group, run_id)
+            report += _load_each_or_set_aside(con, area, table, group, run_id)
         con.execute("delete from ops.landed_loads where loaded_at < $before", {"before": _now(con) - KEEP_LOADS})
     area.remove(list(report.committed))  # committed: their files go, with the warehouse already free for others
     return report
@@ -108,33 +147,34 @@ def load_landed(
 _NOT_THE_FILES = (duckdb.InterruptException, duckdb.FatalException, duckdb.TransactionException)
 
 
-def _load_each_or_set_aside(con, area: LandingArea, group: list[LandedMember], run_id: str) -> LoadReport:
+def _load_each_or_set_aside(con, area: LandingArea, table: LandedTable, group: list[LandedMember], run_id: str):
     """Load the group; when it fails, each member alone, so files that cannot be loaded (a truncated part, a
     member too large for the loader's memory) stop only their member. Such a member is set aside with the reason,
     quarantined, and its read recorded as failed (the watermark did not move: the next sync reads it again); the
     others load. A failure of the loader itself (an interrupt, a broken database, a conflict) fails the load with
     every file left for the next one."""
     try:
-        return _load_group(con, area, group, run_id)
+        return _load_group(con, area, table, group, run_id)
     except _NOT_THE_FILES:
         raise
     except duckdb.Error as exc:
         if len(group) > 1:
-            return sum((_load_each_or_set_aside(con, area, [member], run_id) for member in group), start=LoadReport())
-        _set_aside(con, area, group[0], run_id, exc)
+            each = (_load_each_or_set_aside(con, area, table, [member], run_id) for member in group)
+            return sum(each, start=LoadReport())
+        _set_aside(con, area, table, group[0], run_id, exc)
         return LoadReport()
 
 
-def _set_aside(con: duckdb.DuckDBPyConnection, area: LandingArea, member: LandedMember, run_id: str, exc: Exception):
+def _set_aside(con, area: LandingArea, table: LandedTable, member: LandedMember, run_id: str, exc: Exception):
     reason = f"landed files could not be loaded ({member.directory}): {type(exc).__name__}: {exc}"
     _log.error(f"{reason}; set aside for a person to look at, and the member is read again by its next sync")
     manifest = member.manifest
     with _transaction(con):
         now = _now(con)
-        write_quarantine(con, [QuarantinedRecord(TRANSACTIONS.name, reason, member_guid=manifest.member_guid)],
+        write_quarantine(con, [QuarantinedRecord(table.spec.name, reason, member_guid=manifest.member_guid)],
                          run_id=run_id, now=now)  # fmt: skip
         record_sync(con, manifest.member_guid, manifest.user_guid, outcome="failed",
-                    reason=f"transactions load failed: {reason}", run_id=manifest.run_id, now=now)  # fmt: skip
+                    reason=f"{table.read} load failed: {reason}", run_id=manifest.run_id, now=now)  # fmt: skip
     area.set_aside(member, reason)
 
 
@@ -161,45 +201,45 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         raise
 
 
-def _load_group(con: duckdb.DuckDBPyConnection, area: LandingArea, group: list[LandedMember], run_id: str):
+def _load_group(con, area: LandingArea, table: LandedTable, group: list[LandedMember], run_id: str) -> LoadReport:
     with _transaction(con):
         now = _now(con)  # the transaction's own time: first_fetched_at of what it inserts, never after it
-        fresh = _not_loaded_yet(con, group)
+        fresh = _not_loaded_yet(con, table, group)
         parts = [area.duckdb_path(member.part(name)) for member in fresh for name in member.manifest.parts]
         counts, quarantined = UpsertCounts(), 0
         if parts:
             con.execute(
                 f"create temp view landed as select * from read_parquet({sql_list(parts)}, hive_partitioning = 0)"
             )
-            quarantined += _quarantine_refused(con, now)
-            columns = ", ".join(TRANSACTIONS.columns)
-            counts = merge(con, TRANSACTIONS, f"(select {columns}, _ordinal from landed where reason is null)")
+            quarantined += _quarantine_refused(con, table, now)
+            columns = ", ".join(table.spec.columns)
+            counts = merge(con, table.spec, f"(select {columns}, _ordinal from landed where reason is null)")
             con.execute("drop view landed")
         settling = {member.manifest.member_guid: member for member in fresh}  # the newest of each member
         for member in fresh:
-            quarantined += _quarantine_unreadable(con, member, now)
-        removed = _settle(con, area, list(settling.values()), now)
+            quarantined += _quarantine_unreadable(con, table, member, now)
+        settled = table.settle(con, area, list(settling.values()), now)
         if fresh:
             con.executemany(
                 "insert into ops.landed_loads values (?, ?, ?, ?, ?, ?)",
-                [(TABLE, m.manifest.run_id, m.manifest.member_guid, now, run_id, m.manifest.rows) for m in fresh],
+                [(table.name, m.manifest.run_id, m.manifest.member_guid, now, run_id, m.manifest.rows) for m in fresh],
             )
     members = tuple(member.manifest.member_guid for member in fresh)
-    return LoadReport(members, counts, quarantined, removed, len(group) - len(fresh), committed=tuple(group))
+    return LoadReport(members, counts, quarantined, settled, len(group) - len(fresh), committed=tuple(group))
 
 
-def _not_loaded_yet(con: duckdb.DuckDBPyConnection, group: list[LandedMember]) -> list[LandedMember]:
+def _not_loaded_yet(con: duckdb.DuckDBPyConnection, table: LandedTable, group: list[LandedMember]):
     loaded = set(
         con.execute(
             "select run_id, member_guid from ops.landed_loads where table_name = $table"
             " and list_contains($runs, run_id)",
-            {"table": TABLE, "runs": sorted({m.manifest.run_id for m in group})},
+            {"table": table.name, "runs": sorted({m.manifest.run_id for m in group})},
         ).fetchall()
     )
     return [m for m in group if (m.manifest.run_id, m.manifest.member_guid) not in loaded]
 
 
-def _quarantine_refused(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> int:
+def _quarantine_refused(con: duckdb.DuckDBPyConnection, table: LandedTable, now: dt.datetime) -> int:
     (refused,) = con.execute(
         """
         insert into ops.quarantine (quarantined_at, run_id, table_name, record_guid, member_guid, reason, payload)
@@ -207,22 +247,22 @@ def _quarantine_refused(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> int
             _member, reason, payload
         from landed where reason is not null
         """,
-        {"now": now, "table": TRANSACTIONS.name},
+        {"now": now, "table": table.spec.name},
     ).fetchone()
     return refused
 
 
-def _quarantine_unreadable(con: duckdb.DuckDBPyConnection, member: LandedMember, now: dt.datetime) -> int:
+def _quarantine_unreadable(con, table: LandedTable, member: LandedMember, now: dt.datetime) -> int:
     manifest = member.manifest
     records = [
-        QuarantinedRecord(TRANSACTIONS.name, why, member_guid=manifest.member_guid) for why in manifest.page_rejects
+        QuarantinedRecord(table.spec.name, why, member_guid=manifest.member_guid) for why in manifest.page_rejects
     ]
     return write_quarantine(con, records, run_id=manifest.run_id, now=now)
 
 
-def _settle(con: duckdb.DuckDBPyConnection, area: LandingArea, members: list[LandedMember], now: dt.datetime) -> int:
+def _settle_transactions(con, area: LandingArea, members: list[LandedMember], now: dt.datetime) -> Settled:
     """Mark what each complete read no longer listed, and record how every read ended, a few statements for all
-    the members (one each would hold the warehouse ~10 ms a member); returns the rows marked."""
+    the members (one each would hold the warehouse ~10 ms a member)."""
     synced = [m for m in members if m.manifest.outcome == "synced"]
     listings = [
         VanishedListing(m.manifest.member_guid, m.manifest.listed_in_full, area.duckdb_path(m.listed),
@@ -231,7 +271,7 @@ def _settle(con: duckdb.DuckDBPyConnection, area: LandingArea, members: list[Lan
     ]  # fmt: skip
     removed = mark_vanished_in_bulk(con, listings, now=now)
     record_syncs(con, [_outcome(m.manifest) for m in members], now=now)
-    return removed
+    return Settled(removed=removed)
 
 
 def _outcome(manifest: Manifest) -> SyncOutcome:
@@ -239,6 +279,9 @@ def _outcome(manifest: Manifest) -> SyncOutcome:
         return SyncOutcome(manifest.member_guid, manifest.user_guid, "failed", manifest.run_id, manifest.reason)
     return SyncOutcome(manifest.member_guid, manifest.user_guid, "synced", manifest.run_id,
                        watermark=manifest.watermark, aggregated_at=manifest.aggregated_at)  # fmt: skip
+
+
+TRANSACTIONS_LANDED = LandedTable(TABLE, TRANSACTIONS, TRANSACTIONS_READ, _settle_transactions)
 
 
 def _now(con: duckdb.DuckDBPyConnection) -> dt.datetime:
