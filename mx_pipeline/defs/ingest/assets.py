@@ -1,4 +1,5 @@
-"""Ingest assets: MX users -> members -> member status -> accounts, into ``raw``; transactions: ``transactions.py``.
+"""Ingest assets: MX users -> members -> member status, into ``raw``; accounts and transactions are landed first
+(``accounts.py``, ``transactions.py``).
 
 Each asset fetches through the ``mx`` resource, writes through ``mx_pipeline.warehouse`` (validated, upserted
 by guid, rejects quarantined) and reports what it did (``report.py``). DuckDB allows one process in the file at a
@@ -23,24 +24,21 @@ the one client's rate limiter, every write in turn.
 """
 
 from datetime import timedelta
-from functools import partial
 from pathlib import Path
 
 import dagster as dg
 
 from mx_pipeline.defs.ingest.config import ScopeConfig, UsersConfig
 from mx_pipeline.defs.ingest.listing import (
-    Listing,
     Suspects,
     list_members,
-    retire_absent_accounts,
     retire_absent_members,
     retire_deleted_users,
     utc_now,
 )
 from mx_pipeline.defs.ingest.parallel import read_all
 from mx_pipeline.defs.ingest.report import failure_reasons, step_result
-from mx_pipeline.defs.jobs import reads_unchanged_members, run_key_of
+from mx_pipeline.defs.jobs import run_key_of
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
 from mx_pipeline.mx import READ_FAILURES, MalformedResponse, NotFound
 from mx_pipeline.warehouse import ApiCallLog, RawLoader, retire, tables
@@ -52,16 +50,13 @@ from mx_pipeline.warehouse.end_users import (
 )
 from mx_pipeline.warehouse.members import (
     EVERYTHING,
-    MemberToFetch,
     listed_members,
-    members_to_read,
     record_status_changes,
     status_counts,
     users_in_scope,
 )
-from mx_pipeline.warehouse.rows import account_row, member_row, member_status_row, user_row
+from mx_pipeline.warehouse.rows import member_row, member_status_row, user_row
 from mx_pipeline.warehouse.sync_state import (
-    ACCOUNTS_READ,
     MEMBER_LIST_READ,
     STATUS_READ,
     failure_reason,
@@ -221,60 +216,6 @@ def member_status(
         status_changes=changes,
         members_by_status=dg.MetadataValue.json(by_status),
         members_retired=dg.MetadataValue.json(retired),
-    )
-
-
-@dg.asset(
-    key=tables.ACCOUNTS.key_path,
-    deps=[MEMBER_ROUTES],
-    group_name=GROUP,
-    kinds=KINDS,
-    description="One row per MX account of a member the status gate routed ready (connected, no job running).",
-    freshness_policy=ANALYSTS_FRESHNESS,
-)
-def mx_accounts(
-    context: dg.AssetExecutionContext, config: ScopeConfig, mx: MxResource, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    run_id, wh, api_log = context.run.run_id, warehouse.open(), ApiCallLog(context.run.run_id)
-    with wh.connect() as con:
-        fetchable, not_fetched = members_to_read(con, config.scope, read_unchanged=reads_unchanged_members(context))
-    with (
-        mx.client([api_log]) as client,
-        RawLoader(wh, tables.ACCOUNTS, account_row, run_id=run_id, api_log=api_log) as load,
-    ):
-        suspects = Suspects()
-        listings = {member.guid: Listing(load, member.guid) for member in fetchable}
-
-        def read_accounts(member: MemberToFetch) -> None:
-            listing = listings[member.guid]
-            accounts = partial(
-                client.list_member_accounts, member.user_guid, member.guid, on_malformed=listing.on_malformed
-            )
-            listing.read(accounts, on_not_found=suspects.noter(member.guid, member.user_guid))
-
-        read_all(read_accounts, fetchable, concurrency=mx.concurrency)
-        members_retired = suspects.settle(client, wh, load, run_id)
-    failed = {
-        member.guid: (member.user_guid, failure_reason(ACCOUNTS_READ, listings[member.guid].failure))
-        for member in fetchable
-        if listings[member.guid].failure is not None
-    } | {m: (u, failure_reason(ACCOUNTS_READ, exc)) for m, (u, exc) in suspects.unconfirmed.items()}
-    with wh.connect() as con:
-        accounts_retired, accounts_reinstated = retire_absent_accounts(con, listings, run_id)
-        record_failed_reads(con, failed, run_id=run_id, now=utc_now())
-    return step_result(
-        wh,
-        tables.ACCOUNTS,
-        api_log,
-        load.counts,
-        load.quarantined,
-        read_failures=len(failed),
-        members_read=len(fetchable),
-        members_failed=dg.MetadataValue.json(failure_reasons(context, failed)),
-        members_not_fetched=dg.MetadataValue.json({m.guid: m.reason for m in not_fetched}),
-        accounts_retired=dg.MetadataValue.json(accounts_retired),
-        accounts_reinstated=dg.MetadataValue.json(accounts_reinstated),
-        members_retired=dg.MetadataValue.json(members_retired),
     )
 
 

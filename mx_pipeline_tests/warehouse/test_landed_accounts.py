@@ -1,0 +1,122 @@
+"""A member's account list is landed by the reading run (judged, never touching the warehouse), then merged and
+settled by the loader: what a complete list lacks is retired, what a wrong list retired comes back, a failed read
+is recorded, and nothing is loaded twice."""
+
+import datetime as dt
+import shutil
+from decimal import Decimal
+
+import pytest
+import simplejson
+
+from mx_pipeline.landing import LandingArea
+from mx_pipeline.landing.records import RecordLanding
+from mx_pipeline.mx.errors import MalformedRecord
+from mx_pipeline.mx.records import Account
+from mx_pipeline.warehouse import retire
+from mx_pipeline.warehouse.landed import load_landed
+from mx_pipeline.warehouse.landed_accounts import ACCOUNTS_LANDED
+from mx_pipeline.warehouse.rows import account_row
+from mx_pipeline.warehouse.tables import ACCOUNTS
+
+EARLIER = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+
+
+def _account(guid: str, balance: str = "100.00", **overrides) -> Account:
+    payload = {"guid": guid, "member_guid": "MBR-1", "user_guid": "USR-1", "type": "CHECKING",
+               "balance": Decimal(balance), "currency_code": "USD", "updated_at": "2026-11-20T10:00:00Z", **overrides}  # fmt: skip
+    return Account.from_payload(payload)
+
+
+@pytest.fixture
+def area(warehouse) -> LandingArea:
+    return LandingArea.beside(warehouse.path)
+
+
+def _land(area, accounts, *, run_id="run-1", complete=True, outcome="synced", reason=None, rejects=()):
+    landing = RecordLanding(area, ACCOUNTS_LANDED.name, ACCOUNTS, account_row,
+                            run_id=run_id, member_guid="MBR-1", user_guid="USR-1")  # fmt: skip
+    for account in accounts:
+        landing.add(account)
+    for reject in rejects:
+        landing.reject(reject, "MBR-1")
+    listed = {a.guid for a in accounts} | {r.payload["guid"] for r in rejects}
+    landing.finish(
+        outcome=outcome, reason=reason, listed_guids=listed, listed_from=dt.datetime.now(dt.UTC) if complete else None
+    )
+    return landing
+
+
+def _load(warehouse, area):
+    return load_landed(warehouse, area, run_id="loader", table=ACCOUNTS_LANDED)
+
+
+def _live(warehouse) -> dict[str, Decimal]:
+    with warehouse.connect() as con:
+        return dict(con.execute("select guid, balance from raw.mx_accounts where removed_at is null").fetchall())
+
+
+def test_accounts_land_without_the_warehouse_and_load_exact_with_refused_records_quarantined(warehouse, area):
+    malformed = MalformedRecord("Account.balance: not a number", payload={"guid": "ACT-BAD", "balance": "lots"})
+    landing = _land(
+        area,
+        [_account("ACT-1", "1234567.8912"), _account("XYZ-2"), _account("ACT-3", "-0.01")],
+        rejects=[malformed],
+    )
+    assert landing.refused == 2 and not warehouse.path.exists()  # landing never opens the warehouse
+
+    report = _load(warehouse, area)
+
+    assert report.counts.inserted == 2 and report.quarantined == 2
+    assert _live(warehouse) == {"ACT-1": Decimal("1234567.8912"), "ACT-3": Decimal("-0.0100")}
+    with warehouse.connect() as con:
+        refused = {g: (r, m, simplejson.loads(p)) for g, r, m, p in con.execute(
+            "select record_guid, reason, member_guid, payload from ops.quarantine where table_name = 'raw.mx_accounts'"
+        ).fetchall()}  # fmt: skip
+    assert refused["ACT-BAD"] == ("Account.balance: not a number", "MBR-1", {"guid": "ACT-BAD", "balance": "lots"})
+    assert refused["XYZ-2"][0].startswith("guid: ") and refused["XYZ-2"][2]["balance"] == 100.0
+    assert not list(area.root_path.rglob("*.parquet"))  # committed, then deleted
+
+
+def test_a_complete_list_retires_what_it_lacks_and_brings_back_what_a_wrong_list_retired(warehouse, area):
+    _land(area, [_account("ACT-1"), _account("ACT-2"), _account("ACT-3")], run_id="run-1")
+    _load(warehouse, area)
+    with warehouse.connect() as con, retire.atomically(con):  # a wrong list retired ACT-3
+        retire.retire_accounts(con, ["ACT-3"], reason=retire.ACCOUNT_REMOVED, run_id="wrong", now=EARLIER)
+
+    _land(area, [_account("ACT-1"), _account("ACT-3")], run_id="run-2", complete=False)  # incomplete: judges nothing
+    assert _load(warehouse, area).settled.reinstated == ("ACT-3",)
+    assert set(_live(warehouse)) == {"ACT-1", "ACT-2", "ACT-3"}
+
+    _land(area, [_account("ACT-1"), _account("ACT-3")], run_id="run-3")
+    assert _load(warehouse, area).settled.retired == ("ACT-2",)
+    assert set(_live(warehouse)) == {"ACT-1", "ACT-3"}
+
+
+def test_a_failed_read_is_recorded_with_its_reason_and_retires_nothing(warehouse, area):
+    _land(area, [_account("ACT-1"), _account("ACT-2")], run_id="run-1")
+    _load(warehouse, area)
+
+    reason = "accounts read failed: ServerError: 503"
+    _land(area, [_account("ACT-1")], run_id="run-2", outcome="failed", reason=reason)
+    report = _load(warehouse, area)
+
+    assert report.settled.retired == () and set(_live(warehouse)) == {"ACT-1", "ACT-2"}
+    with warehouse.connect() as con:
+        outcome = con.execute("select last_outcome, last_reason, last_run_id from ops.member_sync").fetchall()
+    assert outcome == [("failed", reason, "run-2")]
+
+
+def test_a_member_found_again_after_its_load_committed_is_deleted_unread(warehouse, area, tmp_path):
+    landing = _land(area, [_account("ACT-1", "5.00")])
+    shutil.copytree(landing.directory, tmp_path / "copy")  # as a loader killed between its commit and the delete
+    _load(warehouse, area)
+    with warehouse.connect() as con:
+        con.execute("update raw.mx_accounts set balance = 6")  # a later version, from another load
+    shutil.copytree(tmp_path / "copy", landing.directory)
+
+    report = _load(warehouse, area)
+
+    assert report.already_loaded == 1 and report.counts.written == 0
+    assert _live(warehouse) == {"ACT-1": Decimal("6.0000")}
+    assert not list(area.root_path.rglob("*.parquet"))
