@@ -6,6 +6,8 @@ Layout, one directory per table, run and member (Hive-style names, readable by a
                                                     listed.parquet           guids the reads listed
                                                     manifest.json            how the read ended: written last
 
+A user's own list (its members) lands the same way in ``user=<user guid>``.
+
 A member's directory is complete once its manifest exists: the manifest is written last and atomically, so the
 loader never sees half a member. Parts are named in the manifest, so a part a killed writer left is never read.
 """
@@ -33,9 +35,9 @@ class Manifest:
     """How one member's read ended, and everything the loader needs besides the rows."""
 
     run_id: str
-    member_guid: str
+    member_guid: str | None  # None for a user's own list (its members)
     user_guid: str
-    outcome: str  # synced | failed
+    outcome: str  # synced | failed | gone (MX confirmed the owner deleted)
     finished_at: dt.datetime
     parts: tuple[str, ...]  # file names, in the order written
     rows: int  # rows in the parts, refused ones included
@@ -46,6 +48,11 @@ class Manifest:
     # A list read whole (every page, every guid known), when it began: what we held before it and it lacks is gone.
     listed_from: dt.datetime | None = None
     page_rejects: tuple[str, ...] = field(default=())  # responses that could not be read at all, with the reason
+
+    @property
+    def owner(self) -> str:
+        """Whose read it is: the member, or the user for a user's own list."""
+        return self.member_guid or self.user_guid
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=_iso, sort_keys=True)
@@ -114,6 +121,9 @@ class LandingArea:
     def member_directory(self, table: str, run_id: str, member_guid: str) -> str:
         return f"{self.root}/{table}/run={run_id}/member={member_guid}"
 
+    def user_directory(self, table: str, run_id: str, user_guid: str) -> str:
+        return f"{self.root}/{table}/run={run_id}/user={user_guid}"
+
     def attach(self, con: duckdb.DuckDBPyConnection) -> None:
         """Let ``con`` read and write this area's paths (a local directory needs nothing)."""
         if not self.is_local and not con.filesystem_is_registered(self.protocols[0]):
@@ -140,7 +150,7 @@ class LandingArea:
         """Every complete member of ``table``, oldest read first. A manifest that cannot be read is logged and
         left where it is, with its files, for a person to look at; it never stops the others."""
         members = []
-        for path in self.fs.glob(f"{self.root}/{table}/run=*/member=*/{MANIFEST}"):
+        for path in self.fs.glob(f"{self.root}/{table}/run=*/*=*/{MANIFEST}"):
             try:
                 manifest = Manifest.from_json(self.fs.cat_file(path).decode())
             except (ValueError, KeyError, TypeError) as exc:

@@ -1,10 +1,11 @@
-"""Land one member's list of MX records (its accounts) as Parquet parts of judged rows, then its manifest.
+"""Land one read of MX records (a member's accounts or status, a user's members) as Parquet parts of judged rows,
+then its manifest.
 
 The records become raw rows (``warehouse/rows.py``) and are judged by the table's pandera schema a batch at a time,
 here, in the reading run: a row the schema refuses, or a record the client could not parse, stays in the part
 with its ``reason`` and its payload, and the loader quarantines it. The parts are written by the process's one
 parser (``parser.py``); the warehouse file is never opened. A list is small (a member has a few accounts), so a
-part holds up to ``BATCH_ROWS`` rows and most members land one.
+part holds up to ``BATCH_ROWS`` rows and most reads land one.
 """
 
 import datetime as dt
@@ -27,7 +28,7 @@ _PART_ORDINAL = 10**10  # a part's rows come after every row of the parts before
 
 
 class RecordLanding:
-    """Collects one member's records of ``spec`` and lands them every ``batch_size`` rows; :meth:`finish` writes
+    """Collects one read's records of ``spec`` and lands them every ``batch_size`` rows; :meth:`finish` writes
     the listed guids and the manifest. It takes a :class:`~mx_pipeline.defs.ingest.listing.Listing`'s records
     (``add``, ``reject``, ``reject_page``) as a ``RawLoader`` does."""
 
@@ -39,14 +40,18 @@ class RecordLanding:
         to_row: Callable[[Any, Load], Row],
         *,
         run_id: str,
-        member_guid: str,
+        member_guid: str | None,  # None: the user's own list
         user_guid: str,
         batch_size: int = BATCH_ROWS,
     ) -> None:
         self.area, self.spec, self.to_row = area, spec, to_row
         self.run_id, self.member_guid, self.user_guid = run_id, member_guid, user_guid
         self.batch_size = batch_size
-        self.directory = area.member_directory(table, run_id, member_guid)
+        self.directory = (
+            area.member_directory(table, run_id, member_guid)
+            if member_guid
+            else area.user_directory(table, run_id, user_guid)
+        )
         self.rows = 0  # landed, refused ones included
         self.refused = 0
         self._load = Load(run_id, dt.datetime.now(dt.UTC))
@@ -163,7 +168,7 @@ def _part_sql(spec: TableSpec, path: str, *, with_valid: bool, with_rejects: boo
     union = " union all by name ".join(sources)
     return f"""
         copy (
-            select {typed}, row_number() over () + $offset as _ordinal, reason, $member as _member
+            select {typed}, row_number() over () + $offset as _ordinal, reason, cast($member as varchar) as _member
             from ({union})
         ) to {sql_literal(path)} (format parquet, compression zstd)
     """

@@ -2,7 +2,7 @@
 
 A :class:`LandedTable` says which: its directory in the landing area, its raw table, and how a member's read is
 settled once its rows are merged. ``raw.mx_transactions`` is the default (:data:`TRANSACTIONS_LANDED`, settled
-below); ``raw.mx_accounts`` is settled in ``landed_accounts.py``.
+below); the other landed reads are settled in ``landed_reads.py``.
 
 Members are merged in groups of about ``GROUP_ROWS`` rows, each group in one transaction of a fixed number of
 statements over its Parquet parts: refused rows to ``ops.quarantine`` with their reasons, the rest upserted
@@ -64,9 +64,16 @@ class Settled:
     removed: int = 0  # rows marked removed because a listing in full no longer had them
     retired: tuple[str, ...] = ()  # records retired because a complete list no longer had them
     reinstated: tuple[str, ...] = ()  # retired records a list showed again
+    owners_retired: tuple[str, ...] = ()  # whose read MX confirmed gone: a user deleted at MX
 
 
 Settle = Callable[[duckdb.DuckDBPyConnection, LandingArea, list[LandedMember], dt.datetime], Settled]
+
+
+def record_member_read_failed(con: duckdb.DuckDBPyConnection, manifest: Manifest, reason: str, now: dt.datetime):
+    """A member's read whose files could not be loaded failed: the member is read again by its next sync."""
+    record_sync(con, manifest.member_guid, manifest.user_guid, outcome="failed", reason=reason, run_id=manifest.run_id,
+                now=now)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -78,13 +85,14 @@ class LandedTable:
     spec: TableSpec
     read: str  # the read a member's files come from (sync_state's *_READ), named when they cannot be loaded
     settle: Settle
+    record_failed: Callable[[duckdb.DuckDBPyConnection, Manifest, str, dt.datetime], None] = record_member_read_failed
 
 
 @dataclass(frozen=True)
 class LoadReport:
     """What one load did."""
 
-    members: tuple[str, ...] = ()  # member guids merged (one per directory)
+    members: tuple[str, ...] = ()  # whose reads were merged: member guids (user guids for users' lists)
     counts: UpsertCounts = field(default_factory=UpsertCounts)
     quarantined: int = 0
     settled: Settled = field(default_factory=Settled)
@@ -104,6 +112,7 @@ class LoadReport:
                 self.settled.removed + other.settled.removed,
                 self.settled.retired + other.settled.retired,
                 self.settled.reinstated + other.settled.reinstated,
+                self.settled.owners_retired + other.settled.owners_retired,
             ),
             self.already_loaded + other.already_loaded,
             self.committed + other.committed,
@@ -173,8 +182,7 @@ def _set_aside(con, area: LandingArea, table: LandedTable, member: LandedMember,
         now = _now(con)
         write_quarantine(con, [QuarantinedRecord(table.spec.name, reason, member_guid=manifest.member_guid)],
                          run_id=run_id, now=now)  # fmt: skip
-        record_sync(con, manifest.member_guid, manifest.user_guid, outcome="failed",
-                    reason=f"{table.read} load failed: {reason}", run_id=manifest.run_id, now=now)  # fmt: skip
+        table.record_failed(con, manifest, f"{table.read} load failed: {reason}", now)
     area.set_aside(member, reason)
 
 
@@ -215,16 +223,16 @@ def _load_group(con, area: LandingArea, table: LandedTable, group: list[LandedMe
             columns = ", ".join(table.spec.columns)
             counts = merge(con, table.spec, f"(select {columns}, _ordinal from landed where reason is null)")
             con.execute("drop view landed")
-        settling = {member.manifest.member_guid: member for member in fresh}  # the newest of each member
+        settling = {member.manifest.owner: member for member in fresh}  # the newest of each member
         for member in fresh:
             quarantined += _quarantine_unreadable(con, table, member, now)
         settled = table.settle(con, area, list(settling.values()), now)
         if fresh:
             con.executemany(
                 "insert into ops.landed_loads values (?, ?, ?, ?, ?, ?)",
-                [(table.name, m.manifest.run_id, m.manifest.member_guid, now, run_id, m.manifest.rows) for m in fresh],
+                [(table.name, m.manifest.run_id, m.manifest.owner, now, run_id, m.manifest.rows) for m in fresh],
             )
-    members = tuple(member.manifest.member_guid for member in fresh)
+    members = tuple(member.manifest.owner for member in fresh)
     return LoadReport(members, counts, quarantined, settled, len(group) - len(fresh), committed=tuple(group))
 
 
@@ -236,7 +244,7 @@ def _not_loaded_yet(con: duckdb.DuckDBPyConnection, table: LandedTable, group: l
             {"table": table.name, "runs": sorted({m.manifest.run_id for m in group})},
         ).fetchall()
     )
-    return [m for m in group if (m.manifest.run_id, m.manifest.member_guid) not in loaded]
+    return [m for m in group if (m.manifest.run_id, m.manifest.owner) not in loaded]
 
 
 def _quarantine_refused(con: duckdb.DuckDBPyConnection, table: LandedTable, now: dt.datetime) -> int:

@@ -57,10 +57,11 @@ def test_definitions_load_offline_and_show_the_ingest_lineage(tmp_path):
     product_inputs = {"ops/category_overrides", "ops/merchant_category_overrides", "ops/freshness_sla"}
     for key, asset in assets.items():
         assert asset["description"].startswith("One row per"), key
-        # The pool orders the long holders of the warehouse: the users' registration, the transactions load and the
-        # models. Every other step opens the file for moments and waits on it (warehouse/connection.py).
-        long_holder = key in ("raw/mx_users", "raw/mx_transactions") or (
-            asset["group"] == "models" and key not in product_inputs
+        # The pool orders the long holders of the warehouse: the users' registration, the loads of what runs landed
+        # and the models. Every other step opens the file for moments and waits on it (warehouse/connection.py).
+        landed = ("raw/mx_members", "raw/mx_member_status", "raw/mx_accounts", "raw/mx_transactions")
+        long_holder = (
+            key == "raw/mx_users" or key in landed or (asset["group"] == "models" and key not in product_inputs)
         )
         assert asset["pools"] == (["duckdb_warehouse"] if long_holder else []), key
     models = {"staging/stg_transactions": ["raw/mx_transactions"],

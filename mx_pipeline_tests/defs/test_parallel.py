@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from mx_pipeline.defs.ingest.parallel import read_all, read_each
+from mx_pipeline.defs.ingest.parallel import read_each
 from mx_pipeline.mx.records import MemberStatus
 from mx_pipeline.warehouse import RawLoader, Warehouse, tables
 from mx_pipeline.warehouse.rows import member_status_row
@@ -76,7 +76,7 @@ def test_a_bug_in_one_read_fails_the_caller_once_the_reads_beside_it_finished():
         finished.append(member)
 
     with pytest.raises(KeyError, match="a bug"):
-        read_all(read, members, concurrency=3)
+        list(read_each(read, members, concurrency=3))
     assert in_flight.now == 0  # nothing still running once the error reached the caller
     assert {"MBR-01", "MBR-02"} <= set(finished)  # started beside the bug: they finished and kept what they read
 
@@ -87,7 +87,7 @@ def test_threads_sharing_a_loader_lose_and_double_no_record(tmp_path):
     ]
     wh = Warehouse(tmp_path / "warehouse.duckdb")
     with RawLoader(wh, tables.MEMBER_STATUS, _status_row, run_id="run-1", batch_size=7) as load:
-        read_all(lambda status: load.add((status, "USR-1")), statuses, concurrency=8)
+        list(read_each(lambda status: load.add((status, "USR-1")), statuses, concurrency=8))
     assert (load.counts.inserted, load.quarantined) == (250, 0)
     with wh.connect() as con:
         assert con.execute("select count(*), count(distinct guid) from raw.mx_member_status").fetchone() == (250, 250)

@@ -1,5 +1,6 @@
-"""The accounts and transactions steps read MX without the warehouse: only their plans and their loads take the
-DuckDB file, so any number of runs read at once while another run, or an analyst, holds it."""
+"""The steps of a sync (member lists, status, accounts, transactions) read MX without the warehouse: only their plans
+and their loads take the DuckDB file, so any number of runs read at once while another run, or an analyst, holds
+it."""
 
 import contextlib
 import dataclasses
@@ -8,7 +9,7 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
-from mx_pipeline.defs.ingest import accounts
+from mx_pipeline.defs.ingest import accounts, members, status
 from mx_pipeline.defs.ingest.transactions import LOAD, PLAN, READ, load_transactions, plan_reads, read_transactions
 from mx_pipeline.defs.jobs import SYNCED
 from mx_pipeline.defs.resources import MxResource
@@ -34,6 +35,8 @@ class MxWhileTheWarehouseIsHeld(MxResource):
     [
         (plan_reads, read_transactions, load_transactions),
         (accounts.plan_account_reads, accounts.read_accounts, accounts.load_accounts),
+        (status.plan_status_reads, status.read_member_status, status.load_member_status),
+        (members.plan_member_lists, members.read_member_lists, members.load_member_lists),
     ],
 )
 def test_only_the_plan_and_the_load_take_the_warehouse(plan, read, load):
@@ -96,5 +99,29 @@ def test_accounts_are_read_while_another_process_holds_the_warehouse(pipeline):
     assert metadata_of(result)["raw.mx_accounts"]["updated"] == 1
     assert pipeline.query("select balance, run_id from raw.mx_accounts where guid = ?", account.guid) == [
         (Decimal(str(account.balance)).quantize(Decimal("0.0001")), result.run_id)
+    ]
+    assert not list((pipeline.warehouse.path.parent / "landing").rglob("*.parquet"))  # loaded, then deleted
+
+
+@pytest.mark.parametrize(("table", "steps"), [(tables.MEMBERS, members), (tables.MEMBER_STATUS, status)])
+def test_member_lists_and_statuses_are_read_while_another_process_holds_the_warehouse(pipeline, table, steps):
+    pipeline.materialize()
+    member = pipeline.member_of["user-ok-1"]
+    pipeline.admin(f"members/{member}/connection_status", connection_status="CHALLENGED")
+    held = MxWhileTheWarehouseIsHeld(
+        **pipeline.resources()["mx"].model_dump(), warehouse_path=str(pipeline.warehouse.path)
+    )
+    impatient = pipeline.warehouse_resource.model_copy(update={"wait_seconds": 1.0})  # a read that opened it fails
+    key = dg.AssetKey(table.key_path)
+
+    result = dg.materialize(INGEST, selection=[key], resources=pipeline.resources(mx=held, warehouse=impatient))
+
+    assert result.success
+    graph = "__".join(table.key_path)
+    ran = [e.step_key for e in result.get_step_success_events() if e.step_key.startswith(f"{graph}.")]
+    assert ran == [f"{graph}.{step}" for step in (steps.PLAN, steps.READ, steps.LOAD)]
+    assert metadata_of(result)[table.name]["updated"] == 1
+    assert pipeline.query(f"select connection_status, run_id from {table.name} where guid = ?", member) == [
+        ("CHALLENGED", result.run_id)
     ]
     assert not list((pipeline.warehouse.path.parent / "landing").rglob("*.parquet"))  # loaded, then deleted

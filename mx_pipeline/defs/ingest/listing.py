@@ -5,16 +5,26 @@ Only a complete list proves that something we had is gone (``warehouse/retire.py
 guid known. A 404 on a member's own read is only a suspicion (:class:`Suspects`): the member is retired when
 a fresh complete list of its user lacks it too, and the 404 is quarantined like any bad read otherwise. A 404
 on a user's member list is settled the same way, by a complete ``list_users`` filtered by our id for it.
-Each step retires and reinstates in one transaction (``retire.atomically``).
+A load retires and reinstates in its one transaction; :class:`Confirmation` in one of its own.
 """
 
 import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from mx_pipeline.mx import READ_FAILURES, MalformedRecord, MalformedResponse, MxClient, MxError, NotFound
-from mx_pipeline.warehouse import RawLoader, Warehouse, retire
-from mx_pipeline.warehouse.end_users import end_user_ids
+from mx_pipeline.warehouse import Warehouse, retire
+
+
+class RecordSink(Protocol):
+    """Where a list's records go: a read's landing (``landing/records.py``) or a ``RawLoader``."""
+
+    def add(self, record: Any) -> None: ...
+
+    def reject(self, error: MalformedRecord, member_guid: str | None = None) -> None: ...
+
+    def reject_page(self, reason: str, member_guid: str | None = None) -> None: ...
 
 
 class Listing:
@@ -23,7 +33,7 @@ class Listing:
     Only a complete list proves that something we had is gone. Records go to ``load`` when one is given.
     """
 
-    def __init__(self, load: RawLoader | None = None, member_guid: str | None = None) -> None:
+    def __init__(self, load: RecordSink | None = None, member_guid: str | None = None) -> None:
         self.load, self.member_guid = load, member_guid
         self.started_at = utc_now()
         self.guids: set[str] = set()
@@ -60,9 +70,8 @@ class Listing:
                 self.load.reject_page(f"{type(exc).__name__}: {exc}", self.member_guid)
 
 
-def list_members(client: MxClient, user_guid: str, load: RawLoader | None = None) -> Listing:
-    """The user's members; a 404 (the user may be gone) is kept in ``not_found`` for
-    :func:`retire_deleted_users` to settle."""
+def list_members(client: MxClient, user_guid: str, load: RecordSink | None = None) -> Listing:
+    """The user's members; a 404 (the user may be gone) is kept in ``not_found`` for :func:`users_gone` to settle."""
     listing = Listing(load)
     listing.read(
         lambda: client.list_members(user_guid, on_malformed=listing.on_malformed),
@@ -79,17 +88,6 @@ def retire_absent_members(con, listings: dict[str, Listing], run_id: str) -> lis
         return _retire_absent(
             con, listings, retire.members_absent, retire.retire_members, retire.MEMBER_REMOVED, run_id
         )
-
-
-def retire_absent_accounts(con, listings: dict[str, Listing], run_id: str) -> tuple[list[str], list[str]]:
-    """Retire every account we had that a complete list of its member's accounts no longer shows, and bring back
-    any retired account a list shows again, in one transaction. Returns (retired, reinstated)."""
-    with retire.atomically(con):
-        reinstated = retire.reinstate_accounts(con, _listed(listings), now=utc_now())
-        retired = _retire_absent(
-            con, listings, retire.accounts_absent, retire.retire_accounts, retire.ACCOUNT_REMOVED, run_id
-        )
-    return retired, reinstated
 
 
 def _listed(listings: dict[str, Listing]) -> set[str]:
@@ -112,24 +110,8 @@ def _retire_absent(con, listings: dict[str, Listing], absent, retire_them, reaso
     ]
 
 
-def retire_deleted_users(
-    client: MxClient, wh: Warehouse, listings: dict[str, Listing], load: RawLoader | None, run_id: str
-) -> list[str]:
-    """Settle the users whose member list answered 404: retire each that a complete ``list_users`` filtered by
-    our id for it no longer shows (deleted at MX). The 404 of the others (a bad read, or a user whose id we do
-    not know) is their list's ``failure`` and is quarantined in ``load``. Returns the users retired."""
-    missing = [user_guid for user_guid, listing in listings.items() if listing.not_found is not None]
-    if not missing:
-        return []
-    with wh.connect() as con:
-        ids = end_user_ids(con, missing)
-    gone = users_gone(client, listings, ids, load)
-    with wh.connect() as con, retire.atomically(con):
-        return retire.retire_users(con, gone, reason=retire.USER_REMOVED, run_id=run_id, now=utc_now())
-
-
 def users_gone(
-    client: MxClient, listings: dict[str, Listing], ids: dict[str, str], load: RawLoader | None = None
+    client: MxClient, listings: dict[str, Listing], ids: dict[str, str], load: RecordSink | None = None
 ) -> list[str]:
     """The users whose member list answered 404 and whom a complete ``list_users`` by our id (``ids``: user guid
     -> our id) no longer shows: deleted at MX. The others' 404 becomes their list's ``failure``, quarantined in
@@ -154,15 +136,13 @@ def users_gone(
 class Suspects:
     """Members whose own read (status, accounts, transactions) answered 404.
 
-    Each is retired if a fresh complete list of its user lacks it too; otherwise the 404 is a failed read
-    (``unconfirmed``, for the caller to record) and is quarantined: one bad read retires nothing. The threads
-    reading a step's members share one: each notes only its own member (one dict item, an atomic store);
-    :meth:`settle` runs once they are done.
+    Each is retired if a fresh complete list of its user lacks it too (:meth:`confirm`, once the reads are done;
+    the load retires); the 404 itself is a failed, quarantined read, so one bad read retires nothing. The threads
+    reading a step's members share one: each notes only its own member (one dict item, an atomic store).
     """
 
     def __init__(self) -> None:
         self.not_found: dict[str, tuple[str, NotFound]] = {}  # member guid -> (user guid, the 404)
-        self.unconfirmed: dict[str, tuple[str, NotFound]] = {}  # the same, for those MX still lists
 
     def noter(self, member_guid: str, user_guid: str) -> Callable[[NotFound], None]:
         return lambda exc: self.not_found.__setitem__(member_guid, (user_guid, exc))
@@ -178,22 +158,6 @@ class Suspects:
                 raise
 
         return listing
-
-    def settle(self, client: MxClient, wh: Warehouse, load: RawLoader | None, run_id: str) -> list[str]:
-        """Confirm against fresh lists; retire the members confirmed gone, quarantine the rest in ``load``.
-
-        Call it with no warehouse connection open: the lists are read first, then written in short transactions.
-        """
-        if not self.not_found:
-            return []
-        with wh.connect() as con:
-            ids = end_user_ids(con, {user_guid for user_guid, _ in self.not_found.values()})
-        retired = self.confirm(client, ids).retire(wh, run_id)
-        self.unconfirmed = {m: found for m, found in self.not_found.items() if m not in retired}
-        for member_guid, (_, exc) in self.unconfirmed.items():
-            if load is not None:
-                load.reject_page(f"{type(exc).__name__}: {exc}", member_guid)
-        return retired
 
     def confirm(self, client: MxClient, ids: dict[str, str]) -> "Confirmation":
         """Read the fresh lists that settle the suspects (``ids``: user guid -> our id); asks MX only."""
@@ -212,6 +176,14 @@ class Confirmation:
     suspects: dict[str, str]  # member guid -> user guid: the members whose own read answered 404
     listings: dict[str, Listing]  # user guid -> its member list, read after the 404s
     users_gone: list[str]  # users deleted at MX: their members are gone too
+
+    def members_gone(self) -> set[str]:
+        """The suspects MX confirmed gone: a complete fresh list of their user lacks them, or their user is gone."""
+        return {
+            member
+            for member, user in self.suspects.items()
+            if user in self.users_gone or (self.listings[user].complete and member not in self.listings[user].guids)
+        }
 
     def retire(self, wh: Warehouse, run_id: str) -> list[str]:
         """Retire the members (and users) confirmed gone; returns the members retired."""

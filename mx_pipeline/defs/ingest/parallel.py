@@ -14,7 +14,7 @@ what they read, and the first error fails the step.
 
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from typing import Any, TypeVar
+from typing import TypeVar
 
 M = TypeVar("M")
 R = TypeVar("R")
@@ -44,9 +44,3 @@ def read_each(read: Callable[[M], R], members: Iterable[M], *, concurrency: int)
                 yield member, future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def read_all(read: Callable[[M], Any], members: Iterable[M], *, concurrency: int) -> None:
-    """:func:`read_each` for reads that keep what they found themselves (a RawLoader, say)."""
-    for _ in read_each(read, members, concurrency=concurrency):
-        pass

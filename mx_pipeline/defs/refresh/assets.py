@@ -10,12 +10,12 @@ itself, after the safety rules. The step lets go of its claims however it ends (
 import dagster as dg
 from pydantic import Field
 
-from mx_pipeline.defs.ingest.assets import REFRESH_ATTEMPTS, mx_members
+from mx_pipeline.defs.ingest.assets import REFRESH_ATTEMPTS
 from mx_pipeline.defs.ingest.config import ScopeConfig
 from mx_pipeline.defs.jobs import run_key_of
 from mx_pipeline.defs.resources import MxResource, RefreshPolicyResource, WarehouseResource
 from mx_pipeline.refresh.run import MANUAL, refresh_step
-from mx_pipeline.warehouse import ApiCallLog
+from mx_pipeline.warehouse import ApiCallLog, tables
 from mx_pipeline.warehouse.members import EVERYTHING, listed_members
 
 
@@ -33,7 +33,7 @@ class RefreshConfig(ScopeConfig):
 
 @dg.asset(
     key=REFRESH_ATTEMPTS,
-    deps=[mx_members],
+    deps=[tables.MEMBERS.key_path],
     group_name="refresh",
     kinds={"python", "duckdb"},
     description="One row per aggregation asked of MX (or status re-read): member, trigger, outcome, API calls.",

@@ -1,6 +1,7 @@
-"""A member's account list is landed by the reading run (judged, never touching the warehouse), then merged and
-settled by the loader: what a complete list lacks is retired, what a wrong list retired comes back, a failed read
-is recorded, and nothing is loaded twice."""
+"""A user's member list, a member's status and its account list are landed by the reading run (judged, never touching
+the warehouse), then merged and settled by the loader: what a complete list lacks is retired, what a wrong list
+retired comes back, a user MX deleted is retired, a failed read is recorded, an older read never overwrites a newer
+one, and nothing is loaded twice."""
 
 import datetime as dt
 import shutil
@@ -12,12 +13,12 @@ import simplejson
 from mx_pipeline.landing import LandingArea
 from mx_pipeline.landing.records import RecordLanding
 from mx_pipeline.mx.errors import MalformedRecord
-from mx_pipeline.mx.records import Account
+from mx_pipeline.mx.records import Account, Member, MemberStatus
 from mx_pipeline.warehouse import retire
 from mx_pipeline.warehouse.landed import load_landed
-from mx_pipeline.warehouse.landed_accounts import ACCOUNTS_LANDED
-from mx_pipeline.warehouse.rows import account_row
-from mx_pipeline.warehouse.tables import ACCOUNTS
+from mx_pipeline.warehouse.landed_reads import ACCOUNTS_LANDED, MEMBERS_LANDED, STATUS_LANDED
+from mx_pipeline.warehouse.rows import account_row, member_row, member_status_row
+from mx_pipeline.warehouse.tables import ACCOUNTS, MEMBER_STATUS, MEMBERS
 
 EARLIER = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
@@ -120,3 +121,66 @@ def test_a_member_found_again_after_its_load_committed_is_deleted_unread(warehou
     assert report.already_loaded == 1 and report.counts.written == 0
     assert _live(warehouse) == {"ACT-1": Decimal("6.0000")}
     assert not list(area.root_path.rglob("*.parquet"))
+
+
+def _land_status(area, connection_status: str, *, run_id: str) -> None:
+    landing = RecordLanding(area, STATUS_LANDED.name, MEMBER_STATUS, lambda s, load: member_status_row(s, "USR-1", load),
+                            run_id=run_id, member_guid="MBR-1", user_guid="USR-1")  # fmt: skip
+    landing.add(MemberStatus.from_payload({"guid": "MBR-1", "connection_status": connection_status}))
+    landing.finish(outcome="synced")
+
+
+def test_a_status_a_killed_run_landed_earlier_never_overwrites_a_newer_one(warehouse, area, tmp_path):
+    _land_status(area, "CONNECTED", run_id="killed")  # read first; its run was killed before its load
+    older = next(area.root_path.rglob("run=killed"))
+    shutil.move(older, tmp_path / "older")
+    _land_status(area, "CHALLENGED", run_id="later")
+    shutil.move(tmp_path / "older", older)  # both are loaded by the next load, the older read as well
+
+    report = load_landed(warehouse, area, run_id="loader", table=STATUS_LANDED)
+
+    assert len(report.members) == 2
+    with warehouse.connect() as con:
+        assert con.execute("select connection_status, run_id from raw.mx_member_status").fetchall() == [
+            ("CHALLENGED", "later")
+        ]
+
+
+def _land_member_list(area, user_guid: str, members: list[str], *, run_id: str, outcome="synced", reason=None):
+    landing = RecordLanding(area, MEMBERS_LANDED.name, MEMBERS, member_row,
+                            run_id=run_id, member_guid=None, user_guid=user_guid)  # fmt: skip
+    for guid in members:
+        landing.add(Member.from_payload({"guid": guid, "user_guid": user_guid, "connection_status": "CONNECTED"}))
+    complete = outcome == "synced"
+    landing.finish(outcome=outcome, reason=reason, listed_guids=members,
+                   listed_from=dt.datetime.now(dt.UTC) if complete else None)  # fmt: skip
+
+
+def _live_members(warehouse) -> set[str]:
+    with warehouse.connect() as con:
+        return {g for (g,) in con.execute("select guid from raw.mx_members where removed_at is null").fetchall()}
+
+
+def test_member_lists_land_per_user_and_settle_retirements_failures_and_users_mx_deleted(warehouse, area):
+    with warehouse.connect() as con:
+        con.execute("insert into raw.mx_users (guid, id, payload, run_id, fetched_at)"
+                    " select 'USR-' || i, 'user-' || i, '{}', 'run-0', now() from range(1, 4) as t (i)")  # fmt: skip
+    _land_member_list(area, "USR-1", ["MBR-1", "MBR-2"], run_id="run-1")
+    _land_member_list(area, "USR-2", ["MBR-3"], run_id="run-1")
+    assert {p.parent.name for p in area.root_path.rglob("manifest.json")} == {"user=USR-1", "user=USR-2"}
+    assert set(load_landed(warehouse, area, run_id="loader", table=MEMBERS_LANDED).members) == {"USR-1", "USR-2"}
+    assert _live_members(warehouse) == {"MBR-1", "MBR-2", "MBR-3"}
+
+    _land_member_list(area, "USR-1", ["MBR-1"], run_id="run-2")  # MBR-2 was deleted at MX
+    _land_member_list(area, "USR-2", [], run_id="run-2", outcome="gone")  # its list answered 404; list_users agreed
+    _land_member_list(area, "USR-3", [], run_id="run-2", outcome="failed", reason="member list read failed: 503")
+    report = load_landed(warehouse, area, run_id="loader", table=MEMBERS_LANDED)
+
+    assert (report.settled.retired, report.settled.owners_retired) == (("MBR-2",), ("USR-2",))
+    assert _live_members(warehouse) == {"MBR-1"}  # MBR-3 with its user
+    with warehouse.connect() as con:
+        assert con.execute("select user_guid, last_outcome, last_reason from ops.user_sync order by 1").fetchall() == [
+            ("USR-1", "listed", None),
+            ("USR-2", "listed", None),
+            ("USR-3", "failed", "member list read failed: 503"),
+        ]

@@ -1,0 +1,94 @@
+"""The reads that land besides transactions: a user's member list, a member's status and its account list.
+
+The loader (``landed.py``) merges their rows, then settles each read inside the load's transaction:
+
+- a list (members, accounts): every record it showed that a wrong list retired is live again; a list read whole
+  retires what we held before it began and it lacks (``retire.py``);
+- a user MX confirmed deleted (its member list answered 404, and ``list_users`` by our id lacks it) is retired;
+- a read that failed is recorded as such, with its reason (``ops.member_sync``; a member list, ``ops.user_sync``).
+"""
+
+import datetime as dt
+import itertools
+
+import duckdb
+
+from mx_pipeline.landing.area import LandedMember, LandingArea, Manifest
+from mx_pipeline.warehouse import retire
+from mx_pipeline.warehouse.landed import LandedTable, Settled
+from mx_pipeline.warehouse.sql_literals import sql_literal
+from mx_pipeline.warehouse.sync_state import (
+    ACCOUNTS_READ,
+    MEMBER_LIST_READ,
+    STATUS_READ,
+    SyncOutcome,
+    record_member_lists,
+    record_syncs,
+)
+from mx_pipeline.warehouse.tables import ACCOUNTS, MEMBER_STATUS, MEMBERS
+
+
+def _settle_members(con, area: LandingArea, lists: list[LandedMember], now: dt.datetime) -> Settled:
+    users_retired = [
+        user
+        for read in lists
+        if read.manifest.outcome == "gone"
+        for user in retire.retire_users(
+            con, [read.manifest.user_guid], reason=retire.USER_REMOVED, run_id=read.manifest.run_id, now=now
+        )
+    ]
+    settled = _settle_lists(con, area, lists, now, retire.reinstate_members, retire.members_absent,
+                            retire.retire_members, retire.MEMBER_REMOVED)  # fmt: skip
+    by_run = itertools.groupby(sorted(lists, key=lambda read: read.manifest.run_id), lambda read: read.manifest.run_id)
+    for run_id, reads in by_run:  # a list that failed has its reason; one read (or its user gone) has none
+        record_member_lists(con, {r.manifest.user_guid: r.manifest.reason for r in reads}, run_id=run_id, now=now)
+    return Settled(settled.removed, settled.retired, settled.reinstated, tuple(users_retired))
+
+
+def _settle_accounts(con, area: LandingArea, members: list[LandedMember], now: dt.datetime) -> Settled:
+    settled = _settle_lists(con, area, members, now, retire.reinstate_accounts, retire.accounts_absent,
+                            retire.retire_accounts, retire.ACCOUNT_REMOVED)  # fmt: skip
+    _record_failed_reads(con, members, now)
+    return settled
+
+
+def _settle_lists(con, area: LandingArea, lists: list[LandedMember], now: dt.datetime, reinstate, absent,
+                  retire_them, reason: str) -> Settled:  # fmt: skip
+    """Bring back what any list showed, then retire what each list read whole lacks."""
+    listed = {read.manifest.owner: _listed_guids(con, area, read) for read in lists}
+    reinstated = reinstate(con, {guid for guids in listed.values() for guid in guids}, now=now)
+    retired = []
+    for read in lists:
+        manifest = read.manifest
+        if manifest.outcome == "synced" and manifest.listed_from is not None:
+            lacking = absent(con, manifest.owner, listed[manifest.owner], listed_from=manifest.listed_from)
+            retired += retire_them(con, lacking, reason=reason, run_id=manifest.run_id, now=now)
+    return Settled(retired=tuple(retired), reinstated=tuple(reinstated))
+
+
+def _settle_status(con, area: LandingArea, members: list[LandedMember], now: dt.datetime) -> Settled:
+    _record_failed_reads(con, members, now)
+    return Settled()
+
+
+def _record_failed_reads(con: duckdb.DuckDBPyConnection, members: list[LandedMember], now: dt.datetime) -> None:
+    failed = [
+        SyncOutcome(m.manifest.member_guid, m.manifest.user_guid, "failed", m.manifest.run_id, m.manifest.reason)
+        for m in members
+        if m.manifest.outcome == "failed"
+    ]
+    record_syncs(con, failed, now=now)
+
+
+def _listed_guids(con: duckdb.DuckDBPyConnection, area: LandingArea, member: LandedMember) -> list[str]:
+    path = sql_literal(area.duckdb_path(member.listed))
+    return [guid for (guid,) in con.execute(f"select guid from read_parquet({path})").fetchall()]
+
+
+def _record_member_list_failed(con: duckdb.DuckDBPyConnection, manifest: Manifest, reason: str, now: dt.datetime):
+    record_member_lists(con, {manifest.user_guid: reason}, run_id=manifest.run_id, now=now)
+
+
+MEMBERS_LANDED = LandedTable("members", MEMBERS, MEMBER_LIST_READ, _settle_members, _record_member_list_failed)
+ACCOUNTS_LANDED = LandedTable("accounts", ACCOUNTS, ACCOUNTS_READ, _settle_accounts)
+STATUS_LANDED = LandedTable("member_status", MEMBER_STATUS, STATUS_READ, _settle_status)
