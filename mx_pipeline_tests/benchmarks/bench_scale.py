@@ -10,8 +10,9 @@ by its own code server, and the sandbox with one connected member per user. The 
 ``sync_members`` runs each time, launched through the run queue, which runs ``MX_PIPELINE_MAX_CONCURRENT_RUNS``
 (the worker count) of them at once; the sandbox answers every request after ``--latency-ms`` (set once the members
 are connected). The wall time runs from the first launch to the last run's end. The loader's share is the part of
-it during which some run was loading transactions into the warehouse (``load_transactions``); the waits are the
-longest any step waited for the warehouse pool and any connection for the warehouse file.
+it during which some run was loading what it landed into the warehouse (member lists, statuses, accounts or
+transactions: ``scale.LOAD_STEPS``); the waits are the longest any step waited for the warehouse pool and any
+connection for the warehouse file.
 """
 
 import argparse

@@ -17,7 +17,8 @@ from mx_pipeline.defs.jobs import scoped_run_config, sync_members_job
 from mx_pipeline.warehouse.connection import FREE_AFTER
 from mx_pipeline_tests.resilience.deployment import POOL, Deployment
 
-LOAD_STEP = "raw__mx_transactions.load_transactions"
+LOAD_STEPS = {"raw__mx_members.load_member_lists", "raw__mx_member_status.load_member_status",
+              "raw__mx_accounts.load_accounts", "raw__mx_transactions.load_transactions"}  # fmt: skip
 _BLOCKED = f"blocked by limit for pool {POOL}"
 _FREED = re.compile(rf"{FREE_AFTER} ([0-9.]+) s")
 
@@ -45,7 +46,7 @@ class SyncedAtScale:
 
     @property
     def loads(self) -> list[Step]:
-        return [s for s in self.steps if s.key == LOAD_STEP]
+        return [s for s in self.steps if s.key in LOAD_STEPS]
 
     @property
     def loader_seconds(self) -> float:

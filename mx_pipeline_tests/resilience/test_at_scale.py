@@ -41,10 +41,15 @@ def test_four_workers_sync_a_thousand_members_once_each_and_the_warehouse_equals
         first_end = min(r.end_time for r in records)
         assert sum(r.start_time < first_end for r in records) == WORKERS  # all 4 ran at once
         with duckdb.connect(str(deployment.warehouse_path), read_only=True) as con:
-            loads = con.execute("select member_guid, count(*) from ops.landed_loads group by 1").fetchall()
+            loads = con.execute(
+                "select table_name, count(distinct member_guid), count(*) from ops.landed_loads group by 1 order by 1"
+            ).fetchall()
             outcomes = con.execute("select last_outcome, count(*) from ops.member_sync group by 1").fetchall()
             (throttled,) = con.execute("select count(*) from ops.api_calls where status = 429").fetchone()
-        assert len(loads) == MEMBERS and {n for _, n in loads} == {1}  # every member read and loaded once
+        # Every member's status, accounts and transactions, and every user's member list, read and loaded once.
+        assert loads == [
+            (table, MEMBERS, MEMBERS) for table in ("accounts", "member_status", "members", "transactions")
+        ]
         assert outcomes == [("synced", MEMBERS)]
         assert throttled == 0
         budget = os.environ["MX_PIPELINE_RATE_BUDGET_URL"].rsplit("/", 1)[1]
