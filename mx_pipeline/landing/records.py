@@ -30,7 +30,7 @@ _PART_ORDINAL = 10**10  # a part's rows come after every row of the parts before
 class RecordLanding:
     """Collects one read's records of ``spec`` and lands them every ``batch_size`` rows; :meth:`finish` writes
     the listed guids and the manifest. It takes a :class:`~mx_pipeline.defs.ingest.listing.Listing`'s records
-    (``add``, ``reject``, ``reject_page``) as a ``RawLoader`` does."""
+    (``add``, ``reject``, ``reject_page``)."""
 
     def __init__(
         self,

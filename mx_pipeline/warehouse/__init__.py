@@ -2,7 +2,6 @@
 
 from mx_pipeline.warehouse.api_calls import ApiCallLog
 from mx_pipeline.warehouse.connection import Warehouse, WarehouseBusy, connect
-from mx_pipeline.warehouse.loader import RawLoader
 from mx_pipeline.warehouse.upsert import UpsertCounts, upsert
 
-__all__ = ["ApiCallLog", "RawLoader", "UpsertCounts", "Warehouse", "WarehouseBusy", "connect", "upsert"]
+__all__ = ["ApiCallLog", "UpsertCounts", "Warehouse", "WarehouseBusy", "connect", "upsert"]

@@ -40,6 +40,20 @@ def record_registrations(con: duckdb.DuckDBPyConnection, guids_by_id: dict[str, 
     )
 
 
+def register_listed(con: duckdb.DuckDBPyConnection, *, now: dt.datetime) -> int:
+    """Register each end user with no MX user yet as the live MX user MX lists by its id (the one with the least guid,
+    should MX list two); returns how many."""
+    (registered,) = con.execute(
+        """
+        update ops.end_users as e set mx_user_guid = u.guid, registered_at = $now
+        from (select id, min(guid) as guid from raw.mx_users where removed_at is null group by id) as u
+        where u.id = e.id and e.mx_user_guid is null and e.retired_at is null
+        """,
+        {"now": now},
+    ).fetchone()
+    return int(registered)
+
+
 def mx_user_guids(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Every live MX user guid in ``raw.mx_users``: the users whose members are read."""
     rows = con.execute("select guid from raw.mx_users where removed_at is null order by guid").fetchall()

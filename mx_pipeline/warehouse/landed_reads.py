@@ -1,10 +1,12 @@
-"""The reads that land besides transactions: a user's member list, a member's status and its account list.
+"""The reads that land besides transactions: the client's users, a user's member list, a member's status and its
+account list.
 
 The loader (``landed.py``) merges their rows, then settles each read inside the load's transaction:
 
 - a list (members, accounts): every record it showed that a wrong list retired is live again; a list read whole
   retires what we held before it began and it lacks (``retire.py``);
 - a user MX confirmed deleted (its member list answered 404, and ``list_users`` by our id lacks it) is retired;
+- every end user with no MX user yet that MX lists by our id is registered as that user (``end_users.py``);
 - a read that failed is recorded as such, with its reason (``ops.member_sync``; a member list, ``ops.user_sync``).
 """
 
@@ -15,17 +17,30 @@ import duckdb
 
 from mx_pipeline.landing.area import LandedMember, LandingArea, Manifest
 from mx_pipeline.warehouse import retire
+from mx_pipeline.warehouse.end_users import register_listed
 from mx_pipeline.warehouse.landed import LandedTable, Settled
 from mx_pipeline.warehouse.sql_literals import sql_literal
 from mx_pipeline.warehouse.sync_state import (
     ACCOUNTS_READ,
     MEMBER_LIST_READ,
     STATUS_READ,
+    USER_LIST_READ,
     SyncOutcome,
     record_member_lists,
     record_syncs,
 )
-from mx_pipeline.warehouse.tables import ACCOUNTS, MEMBER_STATUS, MEMBERS
+from mx_pipeline.warehouse.tables import ACCOUNTS, MEMBER_STATUS, MEMBERS, USERS
+
+
+def _settle_users(con, area: LandingArea, lists: list[LandedMember], now: dt.datetime) -> Settled:
+    settled = _settle_lists(con, area, lists, now, retire.reinstate_users, _users_absent, retire.retire_users,
+                            retire.USER_REMOVED)  # fmt: skip
+    register_listed(con, now=now)
+    return settled
+
+
+def _users_absent(con, _every_user: str, listed: list[str], *, listed_from: dt.datetime) -> list[str]:
+    return retire.users_absent(con, listed, listed_from=listed_from)
 
 
 def _settle_members(con, area: LandingArea, lists: list[LandedMember], now: dt.datetime) -> Settled:
@@ -89,6 +104,12 @@ def _record_member_list_failed(con: duckdb.DuckDBPyConnection, manifest: Manifes
     record_member_lists(con, {manifest.user_guid: reason}, run_id=manifest.run_id, now=now)
 
 
+def _nothing_to_record(con, manifest: Manifest, reason: str, now: dt.datetime) -> None:
+    """A users list that could not be loaded: its reason is quarantined; the next ingest lists the users again."""
+
+
+EVERY_USER = "all"  # whose list the users list is: the client's, landed in user=all/
+USERS_LANDED = LandedTable("users", USERS, USER_LIST_READ, _settle_users, _nothing_to_record)
 MEMBERS_LANDED = LandedTable("members", MEMBERS, MEMBER_LIST_READ, _settle_members, _record_member_list_failed)
 ACCOUNTS_LANDED = LandedTable("accounts", ACCOUNTS, ACCOUNTS_READ, _settle_accounts)
 STATUS_LANDED = LandedTable("member_status", MEMBER_STATUS, STATUS_READ, _settle_status)

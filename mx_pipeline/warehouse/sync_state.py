@@ -47,6 +47,7 @@ DateRange = tuple[dt.date, dt.date]  # inclusive
 RETRY_TAG = "sync_retry"  # the trigger of a run that reads again what failed to sync
 # The reads a sync is made of, as a failure's reason names them.
 STATUS_READ, ACCOUNTS_READ, TRANSACTIONS_READ, MEMBER_LIST_READ = "status", "accounts", "transactions", "member list"
+USER_LIST_READ = "user list"
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,6 @@ import threading
 import pytest
 
 from mx_pipeline.defs.ingest.parallel import read_each
-from mx_pipeline.mx.records import MemberStatus
-from mx_pipeline.warehouse import RawLoader, Warehouse, tables
-from mx_pipeline.warehouse.rows import member_status_row
 
 DEADLINE = 30.0  # seconds a gate waits before it says the reads never overlapped (never reached when they do)
 
@@ -79,20 +76,3 @@ def test_a_bug_in_one_read_fails_the_caller_once_the_reads_beside_it_finished():
         list(read_each(read, members, concurrency=3))
     assert in_flight.now == 0  # nothing still running once the error reached the caller
     assert {"MBR-01", "MBR-02"} <= set(finished)  # started beside the bug: they finished and kept what they read
-
-
-def test_threads_sharing_a_loader_lose_and_double_no_record(tmp_path):
-    statuses = [
-        MemberStatus.from_payload({"guid": f"MBR-{i:03d}", "connection_status": "CONNECTED"}) for i in range(250)
-    ]
-    wh = Warehouse(tmp_path / "warehouse.duckdb")
-    with RawLoader(wh, tables.MEMBER_STATUS, _status_row, run_id="run-1", batch_size=7) as load:
-        list(read_each(lambda status: load.add((status, "USR-1")), statuses, concurrency=8))
-    assert (load.counts.inserted, load.quarantined) == (250, 0)
-    with wh.connect() as con:
-        assert con.execute("select count(*), count(distinct guid) from raw.mx_member_status").fetchone() == (250, 250)
-
-
-def _status_row(pair, load):
-    status, user_guid = pair
-    return member_status_row(status, user_guid, load)

@@ -43,7 +43,7 @@ def test_the_ingest_fails_at_its_first_mx_call_and_quarantines_nothing(pipeline)
 
     assert not result.success
     [failure] = [event for event in result.all_events if event.is_step_failure]
-    assert failure.step_key == "raw__mx_users"  # its first call lists the users; no later step ran
+    assert failure.step_key == "raw__mx_users.read_users"  # its first call lists the users; no later step ran
     said = str(failure.event_specific_data.error)
     assert "AuthError" in said and all(name in said for name in VARIABLES)
     assert WRONG_KEY not in said

@@ -1,7 +1,7 @@
-"""A user's member list, a member's status and its account list are landed by the reading run (judged, never touching
-the warehouse), then merged and settled by the loader: what a complete list lacks is retired, what a wrong list
-retired comes back, a user MX deleted is retired, a failed read is recorded, an older read never overwrites a newer
-one, and nothing is loaded twice."""
+"""The client's users, a user's member list, a member's status and its account list are landed by the reading run
+(judged, never touching the warehouse), then merged and settled by the loader: what a complete list lacks is
+retired, what a wrong list retired comes back, our end users MX lists by our id are registered, a user MX deleted is
+retired, a failed read is recorded, an older read never overwrites a newer one, and nothing is loaded twice."""
 
 import datetime as dt
 import shutil
@@ -13,12 +13,12 @@ import simplejson
 from mx_pipeline.landing import LandingArea
 from mx_pipeline.landing.records import RecordLanding
 from mx_pipeline.mx.errors import MalformedRecord
-from mx_pipeline.mx.records import Account, Member, MemberStatus
+from mx_pipeline.mx.records import Account, Member, MemberStatus, User
 from mx_pipeline.warehouse import retire
 from mx_pipeline.warehouse.landed import load_landed
-from mx_pipeline.warehouse.landed_reads import ACCOUNTS_LANDED, MEMBERS_LANDED, STATUS_LANDED
-from mx_pipeline.warehouse.rows import account_row, member_row, member_status_row
-from mx_pipeline.warehouse.tables import ACCOUNTS, MEMBER_STATUS, MEMBERS
+from mx_pipeline.warehouse.landed_reads import ACCOUNTS_LANDED, EVERY_USER, MEMBERS_LANDED, STATUS_LANDED, USERS_LANDED
+from mx_pipeline.warehouse.rows import account_row, member_row, member_status_row, user_row
+from mx_pipeline.warehouse.tables import ACCOUNTS, MEMBER_STATUS, MEMBERS, USERS
 
 EARLIER = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
@@ -184,3 +184,22 @@ def test_member_lists_land_per_user_and_settle_retirements_failures_and_users_mx
             ("USR-2", "listed", None),
             ("USR-3", "failed", "member list read failed: 503"),
         ]
+
+
+def test_a_complete_users_list_registers_our_end_users_it_shows_and_retires_the_users_it_lacks(warehouse, area):
+    with warehouse.connect() as con:
+        con.execute("insert into ops.end_users (id, source, mx_user_guid, registered_at) values"
+                    " ('a', 'csv', null, null), ('b', 'csv', null, null), ('c', 'csv', 'USR-C', now())")  # fmt: skip
+    landing = RecordLanding(area, USERS_LANDED.name, USERS, user_row,
+                            run_id="run-1", member_guid=None, user_guid=EVERY_USER)  # fmt: skip
+    users = [User.from_payload({"guid": "USR-A", "id": "a"}), User.from_payload({"guid": "USR-X", "id": "x"})]
+    for user in users:
+        landing.add(user)
+    landing.finish(outcome="synced", listed_guids=["USR-A", "USR-X"], listed_from=dt.datetime.now(dt.UTC))
+
+    report = load_landed(warehouse, area, run_id="loader", table=USERS_LANDED)
+
+    assert report.counts.inserted == 2 and report.settled.retired == ("USR-C",)  # registered, then deleted at MX
+    with warehouse.connect() as con:
+        registered = con.execute("select id, mx_user_guid, retired_at is not null from ops.end_users order by id")
+        assert registered.fetchall() == [("a", "USR-A", False), ("b", None, False), ("c", "USR-C", True)]

@@ -18,7 +18,7 @@ from mx_pipeline.warehouse import Warehouse, retire
 
 
 class RecordSink(Protocol):
-    """Where a list's records go: a read's landing (``landing/records.py``) or a ``RawLoader``."""
+    """Where a list's records go: a read's landing (``landing/records.py``)."""
 
     def add(self, record: Any) -> None: ...
 

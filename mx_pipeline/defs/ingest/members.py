@@ -14,7 +14,7 @@ from functools import partial
 
 import dagster as dg
 
-from mx_pipeline.defs.ingest.assets import GROUP, KINDS, POOL, mx_users
+from mx_pipeline.defs.ingest.assets import GROUP, KINDS, POOL
 from mx_pipeline.defs.ingest.config import ScopeConfig
 from mx_pipeline.defs.ingest.listing import list_members, users_gone
 from mx_pipeline.defs.ingest.parallel import read_each
@@ -129,7 +129,7 @@ def _plan_config(config: ScopeConfig) -> dict:
 @dg.graph_multi_asset(
     name="__".join(tables.MEMBERS.key_path),
     group_name=GROUP,
-    ins={"after_users": dg.AssetIn(key=mx_users.key, dagster_type=dg.Nothing)},
+    ins={"after_users": dg.AssetIn(key=tables.USERS.key_path, dagster_type=dg.Nothing)},
     outs={
         "mx_members": dg.AssetOut(
             key=tables.MEMBERS.key_path,

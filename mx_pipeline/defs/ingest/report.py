@@ -47,8 +47,3 @@ def step_metadata(
         "preview": dg.MetadataValue.md(preview),
         **extra,
     }
-
-
-def step_result(*args, **kwargs) -> dg.MaterializeResult:
-    """:func:`step_metadata` as an asset's result."""
-    return dg.MaterializeResult(metadata=step_metadata(*args, **kwargs))
