@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from mx_pipeline import definitions, sandbox_session, settings
-from mx_pipeline.defs.ingest.assets import MEMBER_ROUTES
+from mx_pipeline.defs.ingest.group import MEMBER_ROUTES
 from mx_pipeline.defs.lifecycle.gate import RECONNECT_NOTIFICATIONS
 from mx_pipeline.defs.models import assets as models
 from mx_pipeline.defs.refusals import refusal_in

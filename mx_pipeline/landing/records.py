@@ -15,8 +15,9 @@ from typing import Any
 
 import duckdb
 
-from mx_pipeline.landing.area import LISTED, LandingArea, Manifest
+from mx_pipeline.landing.area import LandingArea, Manifest
 from mx_pipeline.landing.parser import on_parser
+from mx_pipeline.landing.read import ReadLanding
 from mx_pipeline.mx.errors import MalformedRecord
 from mx_pipeline.mx.records import payload_json
 from mx_pipeline.warehouse.rows import Load, Row
@@ -24,10 +25,9 @@ from mx_pipeline.warehouse.sql_literals import sql_literal
 from mx_pipeline.warehouse.tables import LOAD_COLUMNS, TableSpec
 
 BATCH_ROWS = 1000
-_PART_ORDINAL = 10**10  # a part's rows come after every row of the parts before it
 
 
-class RecordLanding:
+class RecordLanding(ReadLanding):
     """Collects one read's records of ``spec`` and lands them every ``batch_size`` rows; :meth:`finish` writes
     the listed guids and the manifest. It takes a :class:`~mx_pipeline.defs.ingest.listing.Listing`'s records
     (``add``, ``reject``, ``reject_page``)."""
@@ -44,23 +44,17 @@ class RecordLanding:
         user_guid: str,
         batch_size: int = BATCH_ROWS,
     ) -> None:
-        self.area, self.spec, self.to_row = area, spec, to_row
-        self.run_id, self.member_guid, self.user_guid = run_id, member_guid, user_guid
-        self.batch_size = batch_size
-        self.directory = (
+        directory = (
             area.member_directory(table, run_id, member_guid)
             if member_guid
             else area.user_directory(table, run_id, user_guid)
         )
-        self.rows = 0  # landed, refused ones included
-        self.refused = 0
+        super().__init__(area, directory, run_id=run_id, member_guid=member_guid, user_guid=user_guid)
+        self.spec, self.to_row, self.batch_size = spec, to_row, batch_size
         self._load = Load(run_id, dt.datetime.now(dt.UTC))
         self._queued: list[Row] = []
         self._rejects: list[tuple[str, str]] = []  # (payload as JSON text, reason)
-        self._page_rejects: list[str] = []
-        self._parts: list[str] = []
         self._lock = threading.Lock()
-        area.prepare(self.directory)
 
     def add(self, record: Any) -> None:
         with self._lock:
@@ -83,30 +77,11 @@ class RecordLanding:
     ) -> Manifest:
         """Land what is queued and the guids listed, then the manifest: from here the loader may take it.
         ``listed_from``: when the list began, given only when it was read whole (it may then retire)."""
+        return self._finish(outcome=outcome, reason=reason, listed_guids=listed_guids, listed_from=listed_from)
+
+    def flush(self) -> None:
         with self._lock:
             self._flush()
-        path = sql_literal(self.area.duckdb_path(f"{self.directory}/{LISTED}"))
-        guids = sorted(listed_guids)
-        on_parser(
-            self.area,
-            lambda con: con.execute(
-                f"copy (select unnest($guids::varchar[]) as guid) to {path} (format parquet)", {"guids": guids}
-            ),
-        )
-        manifest = Manifest(
-            run_id=self.run_id,
-            member_guid=self.member_guid,
-            user_guid=self.user_guid,
-            outcome=outcome,
-            finished_at=dt.datetime.now(dt.UTC),
-            parts=tuple(self._parts),
-            rows=self.rows,
-            reason=reason,
-            listed_from=listed_from,
-            page_rejects=tuple(self._page_rejects),
-        )
-        self.area.write_manifest(self.directory, manifest)
-        return manifest
 
     def _flush(self) -> None:
         # pandera (and pandas) inside runs only: the code server never loads them (test_definitions.py)
@@ -119,8 +94,7 @@ class RecordLanding:
             return
         valid, refused = split_valid(BY_TABLE[self.spec.name], to_frame(self.spec, rows)) if rows else (None, [])
         rejects += [(r.row["payload"], r.reason) for r in refused]
-        name = f"part-{len(self._parts) + 1:05d}.parquet"
-        path = self.area.duckdb_path(f"{self.directory}/{name}")
+        name, path, offset = self._next_part()
         sql = _part_sql(self.spec, path, with_valid=valid is not None and not valid.empty, with_rejects=bool(rejects))
         params = {
             "payloads": [payload for payload, _ in rejects],
@@ -128,7 +102,7 @@ class RecordLanding:
             "run_id": self.run_id,
             "fetched_at": self._load.fetched_at,
             "member": self.member_guid,
-            "offset": len(self._parts) * _PART_ORDINAL,
+            "offset": offset,
         }
 
         def write(con: duckdb.DuckDBPyConnection) -> None:

@@ -15,8 +15,9 @@ import datetime as dt
 
 import duckdb
 
-from mx_pipeline.landing.area import LISTED, DateRange, LandingArea, Manifest
+from mx_pipeline.landing.area import DateRange, LandingArea, Manifest
 from mx_pipeline.landing.parser import on_parser
+from mx_pipeline.landing.read import ReadLanding
 from mx_pipeline.mx.pagination import Page
 from mx_pipeline.warehouse.page_sql import staging_sql
 from mx_pipeline.warehouse.sql_literals import sql_literal
@@ -24,10 +25,9 @@ from mx_pipeline.warehouse.sql_literals import sql_literal
 TABLE = "transactions"
 BATCH_ROWS = 2000  # two full MX pages a part
 _STAGED = "staged"
-_PART_ORDINAL = 10**10  # a part's rows come after every row of the parts before it
 
 
-class TransactionLanding:
+class TransactionLanding(ReadLanding):
     """Collects one member's pages and lands them every ``batch_size`` records; :meth:`finish` writes the manifest.
 
     ``early_before``: rows dated before it are remembered as (guid, date), so the read can ask the warehouse
@@ -44,22 +44,14 @@ class TransactionLanding:
         early_before: dt.date | None = None,
         batch_size: int = BATCH_ROWS,
     ) -> None:
-        self.area = area
-        self.run_id = run_id
-        self.member_guid = member_guid
-        self.user_guid = user_guid
+        directory = area.member_directory(TABLE, run_id, member_guid)
+        super().__init__(area, directory, run_id=run_id, member_guid=member_guid, user_guid=user_guid)
         self.early_before = early_before
         self.batch_size = batch_size
-        self.directory = area.member_directory(TABLE, run_id, member_guid)
-        self.rows = 0  # landed, refused ones included
-        self.refused = 0
         self.latest_updated_at: dt.datetime | None = None  # the greatest updated_at of the records accepted
         self.early: list[tuple[str, dt.date]] = []
-        self._parts: list[str] = []
         self._pages: list[str] = []
         self._queued = 0
-        self._page_rejects: list[str] = []
-        area.prepare(self.directory)
 
     def add(self, page: Page) -> None:
         """Queue one page; lands the batch when it is full."""
@@ -89,38 +81,18 @@ class TransactionLanding:
         listed_guids: set[str] | None = None,
     ) -> Manifest:
         """Land what is queued and the guids listed, then the manifest: from here the loader may take it."""
-        self.flush()
-        path = self.area.duckdb_path(f"{self.directory}/{LISTED}")
-        guids = sorted(listed_guids or ())
-        on_parser(
-            self.area,
-            lambda con: con.execute(
-                f"copy (select unnest($guids::varchar[]) as guid) to {sql_literal(path)} (format parquet)",
-                {"guids": guids},
-            ),
-        )
-        manifest = Manifest(
-            run_id=self.run_id,
-            member_guid=self.member_guid,
-            user_guid=self.user_guid,
+        return self._finish(
             outcome=outcome,
-            finished_at=dt.datetime.now(dt.UTC),
-            parts=tuple(self._parts),
-            rows=self.rows,
             reason=reason,
+            listed_guids=listed_guids,
             watermark=watermark,
             aggregated_at=aggregated_at,
             listed_in_full=tuple(listed_in_full or ()),
-            page_rejects=tuple(self._page_rejects),
         )
-        self.area.write_manifest(self.directory, manifest)
-        return manifest
 
     def _land(self, pages: list[str]) -> None:
-        name = f"part-{len(self._parts) + 1:05d}.parquet"
-        path = self.area.duckdb_path(f"{self.directory}/{name}")
+        name, path, offset = self._next_part()
         params = {"pages": pages, "run_id": self.run_id, "fetched_at": dt.datetime.now(dt.UTC)}
-        offset = len(self._parts) * _PART_ORDINAL
 
         def parse(con: duckdb.DuckDBPyConnection) -> tuple[int, int, dt.datetime | None, list[tuple[str, dt.date]]]:
             con.execute(f"drop table if exists {_STAGED}")

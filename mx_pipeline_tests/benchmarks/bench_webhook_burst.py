@@ -30,7 +30,7 @@ import requests
 
 from mx_pipeline import definitions, settings
 from mx_pipeline.connect.spool import Spool
-from mx_pipeline.defs.ingest.assets import POOL
+from mx_pipeline.defs.ingest.group import POOL
 from mx_pipeline.defs.jobs import AFTER_REGISTRATION, MODELS
 from mx_pipeline.defs.lifecycle import sensors as event_sensors
 from mx_pipeline.defs.models import sensors as model_sensors

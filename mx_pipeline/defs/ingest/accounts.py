@@ -8,8 +8,8 @@ from functools import partial
 
 import dagster as dg
 
-from mx_pipeline.defs.ingest.assets import ANALYSTS_FRESHNESS, GROUP, KINDS, MEMBER_ROUTES, POOL
 from mx_pipeline.defs.ingest.config import ScopeConfig
+from mx_pipeline.defs.ingest.group import ANALYSTS_FRESHNESS, GROUP, KINDS, MEMBER_ROUTES, POOL
 from mx_pipeline.defs.ingest.listing import Listing
 from mx_pipeline.defs.ingest.member_reads import (
     MembersRead,

@@ -14,8 +14,8 @@ from functools import partial
 
 import dagster as dg
 
-from mx_pipeline.defs.ingest.assets import GROUP, KINDS, POOL
 from mx_pipeline.defs.ingest.config import ScopeConfig
+from mx_pipeline.defs.ingest.group import GROUP, KINDS, POOL
 from mx_pipeline.defs.ingest.listing import list_members, users_gone
 from mx_pipeline.defs.ingest.parallel import read_each
 from mx_pipeline.defs.ingest.report import failure_reasons, step_metadata

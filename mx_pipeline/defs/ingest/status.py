@@ -10,8 +10,8 @@ from functools import partial
 
 import dagster as dg
 
-from mx_pipeline.defs.ingest.assets import GROUP, KINDS, POOL, REFRESH_ATTEMPTS
 from mx_pipeline.defs.ingest.config import ScopeConfig
+from mx_pipeline.defs.ingest.group import GROUP, KINDS, POOL, REFRESH_ATTEMPTS
 from mx_pipeline.defs.ingest.member_reads import (
     MembersRead,
     MembersToRead,

@@ -20,8 +20,8 @@ from functools import partial
 
 import dagster as dg
 
-from mx_pipeline.defs.ingest.assets import ANALYSTS_FRESHNESS, GROUP, KINDS, POOL
 from mx_pipeline.defs.ingest.config import TransactionsConfig
+from mx_pipeline.defs.ingest.group import ANALYSTS_FRESHNESS, GROUP, KINDS, POOL
 from mx_pipeline.defs.ingest.listing import Confirmation, Suspects, utc_now
 from mx_pipeline.defs.ingest.parallel import read_each
 from mx_pipeline.defs.ingest.report import failure_reasons, step_metadata

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from mx_pipeline.defs.ingest.assets import GROUP, KINDS, POOL
 from mx_pipeline.defs.ingest.config import UsersConfig
+from mx_pipeline.defs.ingest.group import GROUP, KINDS, POOL
 from mx_pipeline.defs.ingest.listing import Listing
 from mx_pipeline.defs.ingest.report import step_metadata
 from mx_pipeline.defs.resources import MxResource, WarehouseResource

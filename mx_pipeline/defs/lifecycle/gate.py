@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import dagster as dg
 from pydantic import Field
 
-from mx_pipeline.defs.ingest.assets import MEMBER_ROUTES
 from mx_pipeline.defs.ingest.config import ScopeConfig
+from mx_pipeline.defs.ingest.group import MEMBER_ROUTES
 from mx_pipeline.defs.resources import ConnectLinksResource, NotifierResource, WarehouseResource
 from mx_pipeline.lifecycle.gate import gate
 from mx_pipeline.lifecycle.notifier import Notification, NotificationState, deliver_within

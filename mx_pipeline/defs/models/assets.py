@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from mx_pipeline.defs.ingest.assets import ANALYSTS_FRESHNESS, MEMBER_ROUTES, POOL, REFRESH_ATTEMPTS
+from mx_pipeline.defs.ingest.group import ANALYSTS_FRESHNESS, MEMBER_ROUTES, POOL, REFRESH_ATTEMPTS
 from mx_pipeline.defs.markdown import markdown_table
 from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline.warehouse import Warehouse, tables

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from mx_pipeline.defs.ingest.assets import POOL
+from mx_pipeline.defs.ingest.group import POOL
 from mx_pipeline.defs.nothing_checked import unless_nothing_checked
 from mx_pipeline.defs.resources import WarehouseResource
 

@@ -10,8 +10,8 @@ itself, after the safety rules. The step lets go of its claims however it ends (
 import dagster as dg
 from pydantic import Field
 
-from mx_pipeline.defs.ingest.assets import REFRESH_ATTEMPTS
 from mx_pipeline.defs.ingest.config import ScopeConfig
+from mx_pipeline.defs.ingest.group import REFRESH_ATTEMPTS
 from mx_pipeline.defs.jobs import run_key_of
 from mx_pipeline.defs.resources import MxResource, RefreshPolicyResource, WarehouseResource
 from mx_pipeline.refresh.run import MANUAL, refresh_step

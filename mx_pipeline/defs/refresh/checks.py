@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from mx_pipeline.defs.ingest.assets import REFRESH_ATTEMPTS
+from mx_pipeline.defs.ingest.group import REFRESH_ATTEMPTS
 from mx_pipeline.defs.nothing_checked import unless_nothing_checked
 from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline.warehouse.refresh_state import exhausted_members
