@@ -1,5 +1,5 @@
-"""The steps of a sync (member lists, status, accounts, transactions) read MX without the warehouse: only their plans
-and their loads take the DuckDB file, so any number of runs read at once while another run, or an analyst, holds
+"""Every read from MX (users, member lists, status, accounts, transactions) runs without the warehouse: only the plans
+and the loads take the DuckDB file, so any number of runs read at once while another run, or an analyst, holds
 it."""
 
 import contextlib
@@ -9,7 +9,7 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
-from mx_pipeline.defs.ingest import accounts, members, status
+from mx_pipeline.defs.ingest import accounts, members, status, users
 from mx_pipeline.defs.ingest.transactions import LOAD, PLAN, READ, load_transactions, plan_reads, read_transactions
 from mx_pipeline.defs.jobs import SYNCED
 from mx_pipeline.defs.resources import MxResource
@@ -37,6 +37,7 @@ class MxWhileTheWarehouseIsHeld(MxResource):
         (accounts.plan_account_reads, accounts.read_accounts, accounts.load_accounts),
         (status.plan_status_reads, status.read_member_status, status.load_member_status),
         (members.plan_member_lists, members.read_member_lists, members.load_member_lists),
+        (users.plan_users, users.read_users, users.load_users),
     ],
 )
 def test_only_the_plan_and_the_load_take_the_warehouse(plan, read, load):
