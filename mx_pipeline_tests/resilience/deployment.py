@@ -34,12 +34,14 @@ from mx_pipeline.mx.rate_limit import RateLimiter, RateLimits
 from mx_pipeline.run_launcher import run_worker_pid
 from mx_pipeline.sandbox.server import running_sandbox
 from mx_pipeline_tests.conftest import FAST_SANDBOX
+from mx_pipeline_tests.holding import held_by_another_process
 from mx_pipeline_tests.postgres import Postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE = ROOT / "workspace.yaml"
 LOCATION = "mx_pipeline"
 POOL = "duckdb_warehouse"
+FIRST_READ, FIRST_LOAD = "raw__mx_users.read_users", "raw__mx_users.load_users"  # an ingest run's first steps
 DEADLINE_SECONDS = 120.0
 T = TypeVar("T")
 
@@ -96,6 +98,24 @@ class Deployment:
             errors = [e for e in daemon.run_iteration(self.context) if e is not None]
             if errors:
                 raise AssertionError(f"{daemon.daemon_type()} failed: {errors[0].to_string()}")
+
+    @contextlib.contextmanager
+    def ingest_inside_its_first_load(self) -> Iterator[str]:
+        """An ``ingest`` run held inside its first load, holding the warehouse slot, for as long as the block lasts.
+
+        No read holds the slot, so MX is held until the run reads its users, then the warehouse file is (by another
+        process), and the run's first load waits for the file with the slot in hand.
+        """
+        with contextlib.ExitStack() as file_held:
+            with self.sandbox.world.lock:  # MX stops answering: the run waits inside its first read
+                run_id = self.submit_ingest()
+                self.wait_for(lambda: self.running_step(run_id) == FIRST_READ, "the run is reading the users")
+                file_held.enter_context(held_by_another_process(self.warehouse_path, seconds=600))
+            self.wait_for(
+                lambda: self.running_step(run_id) == FIRST_LOAD and run_id in self.pool_holders(),
+                "the run is inside its first load, holding the warehouse slot",
+            )
+            yield run_id
 
     def wait_for(self, condition: Callable[[], T], what: str, timeout: float = DEADLINE_SECONDS) -> T:
         """Tick the daemon until ``condition()`` is truthy; fail after ``timeout`` seconds, naming ``what``."""

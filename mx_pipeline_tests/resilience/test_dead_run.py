@@ -5,7 +5,6 @@ On the project's instance config (``data/dagster_home/dagster.yaml``, copied to 
 location served by its own code server and runs in their own worker processes, as ``make dev`` runs them.
 """
 
-import contextlib
 import logging
 import os
 import subprocess
@@ -21,12 +20,10 @@ from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_ite
 
 from mx_pipeline.instance import LOCAL_CONFIG
 from mx_pipeline.run_launcher import LocalRunLauncher, process_is_alive
-from mx_pipeline_tests.holding import held_by_another_process
 from mx_pipeline_tests.resilience.deployment import deployed
 from mx_pipeline_tests.resilience.truth import compare
 
 USERS = {"dead-run-1": "password", "dead-run-2": "password"}
-READ_STEP, FIRST_LOAD = "raw__mx_users.read_users", "raw__mx_users.load_users"
 
 
 @pytest.fixture(params=["local", "production"])
@@ -36,18 +33,9 @@ def profile(request):
 
 
 def test_a_run_killed_inside_a_warehouse_step_frees_its_slot_and_its_retry_completes(tmp_path, profile):
-    with deployed(tmp_path, USERS, **profile) as deployment, contextlib.ExitStack() as held:
-        with deployment.sandbox.world.lock:  # MX stops answering: the run waits inside its first read
-            dead = deployment.submit_ingest()
-            deployment.wait_for(lambda: deployment.running_step(dead) == READ_STEP, "the run is reading the users")
-            held.enter_context(held_by_another_process(deployment.warehouse_path, seconds=600))
-        # MX answers: the run's first load takes the warehouse slot, and waits for the file another process holds.
-        deployment.wait_for(
-            lambda: deployment.running_step(dead) == FIRST_LOAD and dead in deployment.pool_holders(),
-            "the run is inside its first load, holding the warehouse slot",
-        )
-        deployment.kill_worker(dead)
-        held.close()
+    with deployed(tmp_path, USERS, **profile) as deployment:
+        with deployment.ingest_inside_its_first_load() as dead:
+            deployment.kill_worker(dead)
         assert deployment.pool_holders() == {dead}  # the dead run holds the only slot: every other run would wait
 
         retry = deployment.wait_for(lambda: deployment.retry_of(dead), "the daemon retries the dead run")

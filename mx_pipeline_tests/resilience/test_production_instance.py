@@ -39,9 +39,7 @@ def test_runs_their_events_and_the_warehouse_slot_are_kept_in_postgres_and_the_d
 
 def test_a_second_ingest_waits_in_the_queue_until_the_first_has_finished(tmp_path, postgres):
     with deployed(tmp_path, USERS, postgres=postgres) as deployment:
-        with deployment.sandbox.world.lock:  # MX stops answering: the first run stays inside its first step
-            first = deployment.submit_ingest()
-            deployment.wait_for(lambda: first in deployment.pool_holders(), "the first holds the warehouse slot")
+        with deployment.ingest_inside_its_first_load() as first:
             second = deployment.submit_ingest()
             for _ in range(3):
                 deployment.tick()  # the queue looks at it: at most one ingest run at a time
