@@ -33,14 +33,18 @@ from mx_pipeline.warehouse.tables import ACCOUNTS, MEMBER_STATUS, MEMBERS, USERS
 
 
 def _settle_users(con, area: LandingArea, lists: list[LandedMember], now: dt.datetime) -> Settled:
-    settled = _settle_lists(con, area, lists, now, retire.reinstate_users, _users_absent, retire.retire_users,
-                            retire.USER_REMOVED)  # fmt: skip
+    listed = [guid for _, guid in _listed(con, area, lists)]
+    reinstated = retire.reinstate_users(con, listed, now=now)
+    retired = [
+        guid
+        for read in _read_whole(lists)
+        for guid in retire.retire_users(
+            con, retire.users_absent(con, listed, listed_from=read.manifest.listed_from),
+            reason=retire.USER_REMOVED, run_id=read.manifest.run_id, now=now,
+        )
+    ]  # fmt: skip
     register_listed(con, now=now)
-    return settled
-
-
-def _users_absent(con, _every_user: str, listed: list[str], *, listed_from: dt.datetime) -> list[str]:
-    return retire.users_absent(con, listed, listed_from=listed_from)
+    return Settled(retired=tuple(retired), reinstated=tuple(reinstated))
 
 
 def _settle_members(con, area: LandingArea, lists: list[LandedMember], now: dt.datetime) -> Settled:
@@ -52,7 +56,7 @@ def _settle_members(con, area: LandingArea, lists: list[LandedMember], now: dt.d
             con, [read.manifest.user_guid], reason=retire.USER_REMOVED, run_id=read.manifest.run_id, now=now
         )
     ]
-    settled = _settle_lists(con, area, lists, now, retire.reinstate_members, retire.members_absent,
+    settled = _settle_lists(con, area, lists, now, "raw.mx_members", "user_guid", retire.reinstate_members,
                             retire.retire_members, retire.MEMBER_REMOVED)  # fmt: skip
     by_run = itertools.groupby(sorted(lists, key=lambda read: read.manifest.run_id), lambda read: read.manifest.run_id)
     for run_id, reads in by_run:  # a list that failed has its reason; one read (or its user gone) has none
@@ -61,24 +65,50 @@ def _settle_members(con, area: LandingArea, lists: list[LandedMember], now: dt.d
 
 
 def _settle_accounts(con, area: LandingArea, members: list[LandedMember], now: dt.datetime) -> Settled:
-    settled = _settle_lists(con, area, members, now, retire.reinstate_accounts, retire.accounts_absent,
+    settled = _settle_lists(con, area, members, now, "raw.mx_accounts", "member_guid", retire.reinstate_accounts,
                             retire.retire_accounts, retire.ACCOUNT_REMOVED)  # fmt: skip
     _record_failed_reads(con, members, now)
     return settled
 
 
-def _settle_lists(con, area: LandingArea, lists: list[LandedMember], now: dt.datetime, reinstate, absent,
-                  retire_them, reason: str) -> Settled:  # fmt: skip
-    """Bring back what any list showed, then retire what each list read whole lacks."""
-    listed = {read.manifest.owner: _listed_guids(con, area, read) for read in lists}
-    reinstated = reinstate(con, {guid for guids in listed.values() for guid in guids}, now=now)
-    retired = []
-    for read in lists:
-        manifest = read.manifest
-        if manifest.outcome == "synced" and manifest.listed_from is not None:
-            lacking = absent(con, manifest.owner, listed[manifest.owner], listed_from=manifest.listed_from)
-            retired += retire_them(con, lacking, reason=reason, run_id=manifest.run_id, now=now)
+def _settle_lists(con, area: LandingArea, lists: list[LandedMember], now: dt.datetime, table: str, owner: str,
+                  reinstate, retire_them, reason: str) -> Settled:  # fmt: skip
+    """Bring back what any list showed, then retire what each list read whole lacks: a few statements for all the
+    lists (one read of every listed file, one look for what is absent), not a few per list."""
+    listed = [guid for _, guid in _listed(con, area, lists)]
+    reinstated = reinstate(con, listed, now=now)
+    whole = _read_whole(lists)
+    if not whole:
+        return Settled(reinstated=tuple(reinstated))
+    absent = con.execute(
+        f"""
+        select t.guid, o.run_id
+        from {table} as t
+        join (select unnest($owners::varchar[]) as owner, unnest($froms::timestamptz[]) as listed_from,
+                unnest($runs::varchar[]) as run_id) as o
+            on t.{owner} = o.owner
+        where t.removed_at is null and t.fetched_at < o.listed_from
+            and t.guid not in (select unnest($listed::varchar[]))
+        order by o.run_id, t.guid
+        """,
+        {
+            "owners": [read.manifest.owner for read in whole],
+            "froms": [read.manifest.listed_from for read in whole],
+            "runs": [read.manifest.run_id for read in whole],
+            "listed": listed,
+        },
+    ).fetchall()
+    retired = [
+        guid
+        for run_id, rows in itertools.groupby(absent, key=lambda row: row[1])
+        for guid in retire_them(con, [guid for guid, _ in rows], reason=reason, run_id=run_id, now=now)
+    ]
     return Settled(retired=tuple(retired), reinstated=tuple(reinstated))
+
+
+def _read_whole(reads: list[LandedMember]) -> list[LandedMember]:
+    """The reads that listed whole (only such a list may retire what it lacks)."""
+    return [read for read in reads if read.manifest.outcome == "synced" and read.manifest.listed_from is not None]
 
 
 def _settle_status(con, area: LandingArea, members: list[LandedMember], now: dt.datetime) -> Settled:
@@ -95,9 +125,16 @@ def _record_failed_reads(con: duckdb.DuckDBPyConnection, members: list[LandedMem
     record_syncs(con, failed, now=now)
 
 
-def _listed_guids(con: duckdb.DuckDBPyConnection, area: LandingArea, member: LandedMember) -> list[str]:
-    path = sql_literal(area.duckdb_path(member.listed))
-    return [guid for (guid,) in con.execute(f"select guid from read_parquet({path})").fetchall()]
+def _listed(con: duckdb.DuckDBPyConnection, area: LandingArea, reads: list[LandedMember]) -> list[tuple[str, str]]:
+    """(owner, guid) of every guid the reads listed, in one statement over their files."""
+    if not reads:
+        return []
+    scans = " union all ".join(
+        f"select {sql_literal(read.manifest.owner)} as owner, guid"
+        f" from read_parquet({sql_literal(area.duckdb_path(read.listed))})"
+        for read in reads
+    )
+    return con.execute(scans).fetchall()
 
 
 def _record_member_list_failed(con: duckdb.DuckDBPyConnection, manifest: Manifest, reason: str, now: dt.datetime):
