@@ -19,7 +19,7 @@ from mx_pipeline.landing.area import LandedMember, LandingArea, Manifest
 from mx_pipeline.warehouse import retire
 from mx_pipeline.warehouse.end_users import register_listed
 from mx_pipeline.warehouse.landed import LandedTable, Settled
-from mx_pipeline.warehouse.sql_literals import sql_literal
+from mx_pipeline.warehouse.sql_literals import sql_list
 from mx_pipeline.warehouse.sync_state import (
     ACCOUNTS_READ,
     MEMBER_LIST_READ,
@@ -33,7 +33,7 @@ from mx_pipeline.warehouse.tables import ACCOUNTS, MEMBER_STATUS, MEMBERS, USERS
 
 
 def _settle_users(con, area: LandingArea, lists: list[LandedMember], now: dt.datetime) -> Settled:
-    listed = [guid for _, guid in _listed(con, area, lists)]
+    listed = _listed(con, area, lists)
     reinstated = retire.reinstate_users(con, listed, now=now)
     retired = [
         guid
@@ -75,7 +75,7 @@ def _settle_lists(con, area: LandingArea, lists: list[LandedMember], now: dt.dat
                   reinstate, retire_them, reason: str) -> Settled:  # fmt: skip
     """Bring back what any list showed, then retire what each list read whole lacks: a few statements for all the
     lists (one read of every listed file, one look for what is absent), not a few per list."""
-    listed = [guid for _, guid in _listed(con, area, lists)]
+    listed = _listed(con, area, lists)
     reinstated = reinstate(con, listed, now=now)
     whole = _read_whole(lists)
     if not whole:
@@ -125,16 +125,12 @@ def _record_failed_reads(con: duckdb.DuckDBPyConnection, members: list[LandedMem
     record_syncs(con, failed, now=now)
 
 
-def _listed(con: duckdb.DuckDBPyConnection, area: LandingArea, reads: list[LandedMember]) -> list[tuple[str, str]]:
-    """(owner, guid) of every guid the reads listed, in one statement over their files."""
+def _listed(con: duckdb.DuckDBPyConnection, area: LandingArea, reads: list[LandedMember]) -> list[str]:
+    """Every guid the reads listed, in one scan of their files."""
     if not reads:
         return []
-    scans = " union all ".join(
-        f"select {sql_literal(read.manifest.owner)} as owner, guid"
-        f" from read_parquet({sql_literal(area.duckdb_path(read.listed))})"
-        for read in reads
-    )
-    return con.execute(scans).fetchall()
+    files = sql_list([area.duckdb_path(read.listed) for read in reads])
+    return [guid for (guid,) in con.execute(f"select guid from read_parquet({files})").fetchall()]
 
 
 def _record_member_list_failed(con: duckdb.DuckDBPyConnection, manifest: Manifest, reason: str, now: dt.datetime):
