@@ -56,8 +56,8 @@ def _settle_members(con, area: LandingArea, lists: list[LandedMember], now: dt.d
             con, [read.manifest.user_guid], reason=retire.USER_REMOVED, run_id=read.manifest.run_id, now=now
         )
     ]
-    settled = _settle_lists(con, area, lists, now, "raw.mx_members", "user_guid", retire.reinstate_members,
-                            retire.retire_members, retire.MEMBER_REMOVED)  # fmt: skip
+    settled = _settle_lists(con, area, lists, now, "raw.mx_members", retire.reinstate_members, retire.retire_members,
+                            retire.MEMBER_REMOVED)  # fmt: skip
     by_run = itertools.groupby(sorted(lists, key=lambda read: read.manifest.run_id), lambda read: read.manifest.run_id)
     for run_id, reads in by_run:  # a list that failed has its reason; one read (or its user gone) has none
         record_member_lists(con, {r.manifest.user_guid: r.manifest.reason for r in reads}, run_id=run_id, now=now)
@@ -65,39 +65,20 @@ def _settle_members(con, area: LandingArea, lists: list[LandedMember], now: dt.d
 
 
 def _settle_accounts(con, area: LandingArea, members: list[LandedMember], now: dt.datetime) -> Settled:
-    settled = _settle_lists(con, area, members, now, "raw.mx_accounts", "member_guid", retire.reinstate_accounts,
+    settled = _settle_lists(con, area, members, now, "raw.mx_accounts", retire.reinstate_accounts,
                             retire.retire_accounts, retire.ACCOUNT_REMOVED)  # fmt: skip
     _record_failed_reads(con, members, now)
     return settled
 
 
-def _settle_lists(con, area: LandingArea, lists: list[LandedMember], now: dt.datetime, table: str, owner: str,
-                  reinstate, retire_them, reason: str) -> Settled:  # fmt: skip
+def _settle_lists(con, area: LandingArea, lists: list[LandedMember], now: dt.datetime, table: str, reinstate,
+                  retire_them, reason: str) -> Settled:  # fmt: skip
     """Bring back what any list showed, then retire what each list read whole lacks: a few statements for all the
     lists (one read of every listed file, one look for what is absent), not a few per list."""
     listed = _listed(con, area, lists)
     reinstated = reinstate(con, listed, now=now)
-    whole = _read_whole(lists)
-    if not whole:
-        return Settled(reinstated=tuple(reinstated))
-    absent = con.execute(
-        f"""
-        select t.guid, o.run_id
-        from {table} as t
-        join (select unnest($owners::varchar[]) as owner, unnest($froms::timestamptz[]) as listed_from,
-                unnest($runs::varchar[]) as run_id) as o
-            on t.{owner} = o.owner
-        where t.removed_at is null and t.fetched_at < o.listed_from
-            and t.guid not in (select unnest($listed::varchar[]))
-        order by o.run_id, t.guid
-        """,
-        {
-            "owners": [read.manifest.owner for read in whole],
-            "froms": [read.manifest.listed_from for read in whole],
-            "runs": [read.manifest.run_id for read in whole],
-            "listed": listed,
-        },
-    ).fetchall()
+    whole = [retire.WholeList(r.manifest.owner, r.manifest.listed_from, r.manifest.run_id) for r in _read_whole(lists)]
+    absent = retire.absent_from_lists(con, table, whole, listed)
     retired = [
         guid
         for run_id, rows in itertools.groupby(absent, key=lambda row: row[1])

@@ -19,6 +19,7 @@ Each retirement is several statements: callers run one step's retiring and reins
 import contextlib
 import datetime as dt
 from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 
 import duckdb
 
@@ -33,28 +34,44 @@ ACCOUNT_REMOVED = "MX no longer lists this account; no longer synced."
 OFFBOARDED = "Offboarded by the product: deleted at MX and retired here."
 
 
-def members_absent(
-    con: duckdb.DuckDBPyConnection, user_guid: str, listed: Collection[str], *, listed_from: dt.datetime
-) -> list[str]:
-    """Live members of ``user_guid`` we had before ``listed_from`` that a complete list of the user lacks."""
-    return _absent(
-        con,
-        "select guid from raw.mx_members where user_guid = $owner and removed_at is null and fetched_at < $from",
-        {"owner": user_guid, "from": listed_from},
-        listed,
-    )
+@dataclass(frozen=True)
+class WholeList:
+    """A list MX returned whole: whose it is, when it began, and the run that read it."""
+
+    owner: str  # the user (a member list) or the member (an account list)
+    listed_from: dt.datetime
+    run_id: str
 
 
-def accounts_absent(
-    con: duckdb.DuckDBPyConnection, member_guid: str, listed: Collection[str], *, listed_from: dt.datetime
-) -> list[str]:
-    """Live accounts of ``member_guid`` we had before ``listed_from`` that a complete list of its accounts lacks."""
-    return _absent(
-        con,
-        "select guid from raw.mx_accounts where member_guid = $owner and removed_at is null and fetched_at < $from",
-        {"owner": member_guid, "from": listed_from},
-        listed,
-    )
+LISTS_OF = {"raw.mx_members": "user_guid", "raw.mx_accounts": "member_guid"}  # what a list lists -> its owner
+
+
+def absent_from_lists(
+    con: duckdb.DuckDBPyConnection, table: str, lists: Collection[WholeList], listed: Collection[str]
+) -> list[tuple[str, str]]:
+    """(guid, run id of the list) of each live row of ``table`` (members or accounts) we had before its owner's list
+    began that no list showed (``listed``: every guid the lists showed), in one statement however many lists."""
+    if not lists:
+        return []
+    rows = con.execute(
+        f"""
+        select t.guid, o.run_id
+        from {table} as t
+        join (select unnest($owners::varchar[]) as owner, unnest($froms::timestamptz[]) as listed_from,
+                unnest($runs::varchar[]) as run_id) as o
+            on t.{LISTS_OF[table]} = o.owner
+        where t.removed_at is null and t.fetched_at < o.listed_from
+            and t.guid not in (select unnest($listed::varchar[]))
+        order by o.run_id, t.guid
+        """,
+        {
+            "owners": [w.owner for w in lists],
+            "froms": [w.listed_from for w in lists],
+            "runs": [w.run_id for w in lists],
+            "listed": list(listed),
+        },
+    ).fetchall()
+    return [(guid, run_id) for guid, run_id in rows]
 
 
 def users_absent(con: duckdb.DuckDBPyConnection, listed: Collection[str], *, listed_from: dt.datetime) -> list[str]:

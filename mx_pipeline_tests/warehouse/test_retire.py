@@ -16,9 +16,9 @@ from mx_pipeline.warehouse.retire import (
     MEMBER_REMOVED,
     OFFBOARDED,
     USER_REMOVED,
-    accounts_absent,
+    WholeList,
+    absent_from_lists,
     atomically,
-    members_absent,
     reinstate_accounts,
     reinstate_members,
     reinstate_users,
@@ -144,14 +144,20 @@ def test_only_members_loaded_before_the_list_and_missing_from_it_are_absent(con)
     member(con, "MBR-1")
     member(con, "MBR-2", accounts=("ACT-2",))
     member(con, "MBR-other", user="USR-2", accounts=("ACT-3",))
-    assert members_absent(con, "USR-1", {"MBR-1"}, listed_from=NOW) == ["MBR-2"]
-    assert members_absent(con, "USR-1", {"MBR-1"}, listed_from=BEFORE) == []  # loaded while the list was read
-    assert members_absent(con, "USR-1", {"MBR-1", "MBR-2"}, listed_from=NOW) == []
+
+    def absent(listed, listed_from):
+        return absent_from_lists(con, "raw.mx_members", [WholeList("USR-1", listed_from, "run-1")], listed)
+
+    assert absent({"MBR-1"}, NOW) == [("MBR-2", "run-1")]
+    assert absent({"MBR-1"}, BEFORE) == []  # loaded while the list was read
+    assert absent({"MBR-1", "MBR-2"}, NOW) == []
 
 
 def test_a_vanished_account_is_retired_with_its_transactions_and_nothing_else(con):
     member(con, "MBR-1", accounts=("ACT-1", "ACT-2"))
-    gone = accounts_absent(con, "MBR-1", {"ACT-1"}, listed_from=NOW)
+    gone = [
+        guid for guid, _ in absent_from_lists(con, "raw.mx_accounts", [WholeList("MBR-1", NOW, "run-1")], {"ACT-1"})
+    ]
     assert gone == ["ACT-2"]
     assert retire_accounts(con, gone, reason=ACCOUNT_REMOVED, run_id="run-1", now=NOW) == ["ACT-2"]
     assert live(con, "raw.mx_transactions", "account_guid", "ACT-2") == 0

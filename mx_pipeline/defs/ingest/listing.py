@@ -83,31 +83,14 @@ def list_members(client: MxClient, user_guid: str, load: RecordSink | None = Non
 def retire_absent_members(con, listings: dict[str, Listing], run_id: str) -> list[str]:
     """Retire every member we had that a complete list of its user no longer shows (and bring back any retired
     member a list shows again), all in one transaction."""
-    with retire.atomically(con):
-        retire.reinstate_members(con, _listed(listings), now=utc_now())
-        return _retire_absent(
-            con, listings, retire.members_absent, retire.retire_members, retire.MEMBER_REMOVED, run_id
-        )
-
-
-def _listed(listings: dict[str, Listing]) -> set[str]:
-    return {guid for listing in listings.values() for guid in listing.guids}
-
-
-def _retire_absent(con, listings: dict[str, Listing], absent, retire_them, reason: str, run_id: str) -> list[str]:
-    """For each complete list (by its owner's guid): retire what we had that it lacks; returns what was retired."""
-    return [
-        guid
-        for owner, listing in listings.items()
-        if listing.complete
-        for guid in retire_them(
-            con,
-            absent(con, owner, listing.guids, listed_from=listing.started_at),
-            reason=reason,
-            run_id=run_id,
-            now=utc_now(),
-        )
+    listed = {guid for listing in listings.values() for guid in listing.guids}
+    whole = [
+        retire.WholeList(user, listing.started_at, run_id) for user, listing in listings.items() if listing.complete
     ]
+    with retire.atomically(con):
+        retire.reinstate_members(con, listed, now=utc_now())
+        absent = [guid for guid, _ in retire.absent_from_lists(con, "raw.mx_members", whole, listed)]
+        return retire.retire_members(con, absent, reason=retire.MEMBER_REMOVED, run_id=run_id, now=utc_now())
 
 
 def users_gone(
