@@ -299,14 +299,6 @@ _SYNC_COLUMNS = (
 )  # fmt: skip
 
 
-def record_failed_reads(
-    con: duckdb.DuckDBPyConnection, failures: dict[str, tuple[str, str]], *, run_id: str, now: dt.datetime
-) -> None:
-    """Record each member whose read failed, in one statement: member guid -> (user guid, reason)."""
-    outcomes = [SyncOutcome(member, user, "failed", run_id, reason) for member, (user, reason) in failures.items()]
-    record_syncs(con, outcomes, now=now)
-
-
 def record_member_lists(
     con: duckdb.DuckDBPyConnection, outcomes: dict[str, str | None], *, run_id: str, now: dt.datetime
 ) -> None:

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from mx_pipeline.warehouse.members import UNCHANGED, MemberNotFetched, members_to_read
-from mx_pipeline.warehouse.sync_state import record_failed_reads, record_sync
+from mx_pipeline.warehouse.sync_state import record_sync
 
 NOW = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
 AGGREGATED = dt.datetime(2026, 11, 20, 6, tzinfo=dt.UTC)
@@ -63,7 +63,7 @@ def test_a_member_never_synced_is_read(con):
 
 def test_a_failed_read_is_read_again_until_a_sync_completes(con):
     _synced(con)
-    record_failed_reads(con, {MEMBER: (USER, "accounts read failed: ServerError")}, run_id="r2", now=NOW)
+    record_sync(con, MEMBER, USER, outcome="failed", reason="accounts read failed: ServerError", run_id="r2", now=NOW)
     assert _read(con) == [MEMBER]
     # its transactions then synced in the same run: the accounts failure stands, so does the read next time
     _synced(con, "r2")

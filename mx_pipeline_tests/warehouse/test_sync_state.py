@@ -5,7 +5,6 @@ import datetime as dt
 from mx_pipeline.warehouse.sync_state import (
     failed_reads,
     reads_to_retry,
-    record_failed_reads,
     record_member_lists,
     record_sync,
 )
@@ -33,7 +32,8 @@ def _member(con, member: str, user: str = "USR-1", *, removed: bool = False) -> 
 
 def test_a_failed_read_stands_for_the_rest_of_its_run_and_a_later_sync_clears_it(warehouse):
     with warehouse.connect() as con:
-        record_failed_reads(con, {"MBR-1": ("USR-1", "accounts read failed: ServerError: 503")}, run_id="r1", now=NOW)
+        record_sync(con, "MBR-1", "USR-1", outcome="failed", reason="accounts read failed: ServerError: 503", run_id="r1",
+                    now=NOW)  # fmt: skip
         # Its transactions then synced in the same run: the watermark moves, the failure stands.
         record_sync(con, "MBR-1", "USR-1", outcome="synced", run_id="r1", now=NOW, watermark=WATERMARK)
         assert _sync_row(con, "MBR-1") == ("failed", "accounts read failed: ServerError: 503", WATERMARK, "r1")
@@ -55,7 +55,8 @@ def test_failed_members_and_users_are_due_once_the_backoff_has_passed_and_never_
         failures = {
             m: ("USR-1", "status read failed: ServerError") for m in ("MBR-failed", "MBR-claimed", "MBR-retired")
         }
-        record_failed_reads(con, failures, run_id="r1", now=NOW)
+        for member, (user, reason) in failures.items():
+            record_sync(con, member, user, outcome="failed", reason=reason, run_id="r1", now=NOW)
         record_sync(con, "MBR-synced", "USR-1", outcome="synced", run_id="r1", now=NOW, watermark=WATERMARK)
         con.execute("insert into ops.refresh_claims values ('MBR-claimed', 'USR-1', 'sla', 'k', ?)", [NOW])
         record_member_lists(con, {"USR-1": None, "USR-2": "member list read failed: ConnectionFailed"}, run_id="r1",
