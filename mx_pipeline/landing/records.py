@@ -51,13 +51,15 @@ class RecordLanding(ReadLanding):
         )
         super().__init__(area, directory, run_id=run_id, member_guid=member_guid, user_guid=user_guid)
         self.spec, self.to_row, self.batch_size = spec, to_row, batch_size
-        self._load = Load(run_id, dt.datetime.now(dt.UTC))
+        self._load: Load | None = None  # the batch's: stamped when its first record arrives, as it was fetched
         self._queued: list[Row] = []
         self._rejects: list[tuple[str, str]] = []  # (payload as JSON text, reason)
         self._lock = threading.Lock()
 
     def add(self, record: Any) -> None:
         with self._lock:
+            if self._load is None:
+                self._load = Load(self.run_id, dt.datetime.now(dt.UTC))
             self._queued.append(self.to_row(record, self._load))
             if len(self._queued) >= self.batch_size:
                 self._flush()
@@ -89,7 +91,8 @@ class RecordLanding(ReadLanding):
         from mx_pipeline.warehouse.schemas import BY_TABLE
         from mx_pipeline.warehouse.validate import split_valid
 
-        rows, rejects, self._queued, self._rejects = self._queued, self._rejects, [], []
+        rows, rejects, load = self._queued, self._rejects, self._load
+        self._queued, self._rejects, self._load = [], [], None
         if not rows and not rejects:
             return
         valid, refused = split_valid(BY_TABLE[self.spec.name], to_frame(self.spec, rows)) if rows else (None, [])
@@ -100,7 +103,7 @@ class RecordLanding(ReadLanding):
             "payloads": [payload for payload, _ in rejects],
             "reasons": [reason for _, reason in rejects],
             "run_id": self.run_id,
-            "fetched_at": self._load.fetched_at,
+            "fetched_at": load.fetched_at if load else dt.datetime.now(dt.UTC),
             "member": self.member_guid,
             "offset": offset,
         }
