@@ -2,11 +2,12 @@
 
 Layout, one directory per table, run and member (Hive-style names, readable by any Parquet tool)::
 
-    <root>/<table>/run=<run id>/member=<member guid>/part-00001.parquet ...  the rows, judged (``reason``)
-                                                    listed.parquet           guids the reads listed
-                                                    manifest.json            how the read ended: written last
+    <root>/<table>/run=<run id>/member=<member guid>/part-*.parquet   the rows, judged (``reason``)
+                                                    listed*.parquet  guids the read listed (none: no file)
+                                                    manifest.json    how the read ended: written last
 
-A user's own list (its members) lands the same way in ``user=<user guid>``.
+A user's own list (its members) lands the same way in ``user=<user guid>``. The manifest names the files; small
+reads landed together (``batch.py``) are written by one partitioned write, each into its own directory.
 
 A member's directory is complete once its manifest exists: the manifest is written last and atomically, so the
 loader never sees half a member. Parts are named in the manifest, so a part a killed writer left is never read.
@@ -48,6 +49,7 @@ class Manifest:
     # A list read whole (every page, every guid known), when it began: what we held before it and it lacks is gone.
     listed_from: dt.datetime | None = None
     page_rejects: tuple[str, ...] = field(default=())  # responses that could not be read at all, with the reason
+    listed: str | None = LISTED  # the file of the guids the read listed; None: it listed none
 
     @property
     def owner(self) -> str:
@@ -86,8 +88,9 @@ class LandedMember:
         return f"{self.directory}/{name}"
 
     @property
-    def listed(self) -> str:
-        return f"{self.directory}/{LISTED}"
+    def listed(self) -> str | None:
+        """The file of the guids the read listed (None: it listed none)."""
+        return self.manifest.listed and f"{self.directory}/{self.manifest.listed}"
 
 
 class LandingArea:

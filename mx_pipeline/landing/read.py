@@ -2,6 +2,9 @@
 then its manifest, written last: from then on the loader may take it)."""
 
 import datetime as dt
+from collections.abc import Sequence
+
+import duckdb
 
 from mx_pipeline.landing.area import LISTED, LandingArea, Manifest
 from mx_pipeline.landing.parser import on_parser
@@ -26,6 +29,16 @@ class ReadLanding:
         """Land what is queued."""
         raise NotImplementedError
 
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The parts landed so far, in the order written."""
+        return tuple(self._parts)
+
+    @property
+    def owner(self) -> str:
+        """Whose read it is, as its directory names it: the member's guid, or the user's for a user's own list."""
+        return self.directory.rsplit("=", 1)[1]
+
     def _next_part(self) -> tuple[str, str, int]:
         """(name, path as DuckDB writes it, the ordinal its rows start after) of the part to write next."""
         name = f"part-{len(self._parts) + 1:05d}.parquet"
@@ -42,17 +55,50 @@ class ReadLanding:
                 f"copy (select unnest($guids::varchar[]) as guid) to {path} (format parquet)", {"guids": guids}
             ),
         )
+        return self.write_manifest(outcome=outcome, reason=reason, listed=LISTED, **how)
+
+    def write_manifest(self, **fields) -> Manifest:
+        """The manifest, written last: from here the loader may take the read."""
         manifest = Manifest(
             run_id=self.run_id,
             member_guid=self.member_guid,
             user_guid=self.user_guid,
-            outcome=outcome,
             finished_at=dt.datetime.now(dt.UTC),
             parts=tuple(self._parts),
             rows=self.rows,
-            reason=reason,
             page_rejects=tuple(self._page_rejects),
-            **how,
+            **fields,
         )
         self.area.write_manifest(self.directory, manifest)
         return manifest
+
+
+def write_partitioned(
+    area: LandingArea, landings: Sequence[ReadLanding], select: str, params: dict, *, name: str, frame=None
+) -> dict[str, str]:
+    """Write the rows of ``select`` into their reads' directories, a file per read, in one partitioned ``copy``:
+    a column ``_owner`` (:attr:`ReadLanding.owner`) says whose each row is, ``frame`` is registered as ``frame``.
+    All the reads are one run's, of one kind of owner. Returns each read's directory -> the file written in it."""
+    ((run_directory, key),) = {(r.directory.rsplit("/", 1)[0], r.directory.rsplit("/", 1)[1].split("=", 1)[0])
+                               for r in landings}  # fmt: skip
+    sql = f"""
+        copy (select * exclude (_owner), _owner as {key} from ({select}))
+        to {sql_literal(area.duckdb_path(run_directory))} (
+            format parquet, compression zstd, partition_by ({key}), filename_pattern '{name}-{{uuid}}',
+            overwrite_or_ignore, return_files
+        )
+    """
+
+    def write(con: duckdb.DuckDBPyConnection) -> list[str]:
+        if frame is not None:
+            con.register("frame", frame)
+        try:
+            ((_, files),) = con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql}).fetchall()
+        finally:
+            if frame is not None:
+                con.unregister("frame")
+        return files
+
+    directories = {area.duckdb_path(landing.directory): landing.directory for landing in landings}
+    # a file written anywhere else than a read's directory is a bug: it fails here, before any manifest names it
+    return {directories[file.rsplit("/", 1)[0]]: file.rsplit("/", 1)[1] for file in on_parser(area, write)}

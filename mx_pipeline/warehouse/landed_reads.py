@@ -108,9 +108,10 @@ def _record_failed_reads(con: duckdb.DuckDBPyConnection, members: list[LandedMem
 
 def _listed(con: duckdb.DuckDBPyConnection, area: LandingArea, reads: list[LandedMember]) -> list[str]:
     """Every guid the reads listed, in one scan of their files."""
-    if not reads:
+    files = [area.duckdb_path(read.listed) for read in reads if read.listed]  # a read that listed none has none
+    if not files:
         return []
-    files = sql_list([area.duckdb_path(read.listed) for read in reads])
+    files = sql_list(files)
     return [guid for (guid,) in con.execute(f"select guid from read_parquet({files})").fetchall()]
 
 

@@ -13,6 +13,7 @@ class Rejected:
 
     row: dict
     reason: str
+    label: int  # its label in the frame judged
 
 
 def split_valid(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Rejected]]:
@@ -32,5 +33,5 @@ def split_valid(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> tuple[pd.Dat
     if frame_wide:
         reasons = {label: frame_wide + reasons.get(label, []) for label in frame.index}
     good = frame.drop(index=sorted(reasons))
-    rejected = [Rejected(frame.loc[label].to_dict(), "; ".join(reasons[label])) for label in sorted(reasons)]
+    rejected = [Rejected(frame.loc[label].to_dict(), "; ".join(reasons[label]), label) for label in sorted(reasons)]
     return good, rejected

@@ -19,6 +19,7 @@ from mx_pipeline.defs.ingest.parallel import read_each
 from mx_pipeline.defs.ingest.report import failure_reasons, step_metadata
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
 from mx_pipeline.landing import LandingArea
+from mx_pipeline.landing.batch import LandingBatch
 from mx_pipeline.landing.records import RecordLanding
 from mx_pipeline.mx import MxClient, NotFound
 from mx_pipeline.warehouse import ApiCallLog
@@ -85,8 +86,7 @@ def read_members(
     awaiting: dict[str, RecordLanding] = {}  # the 404s' landings, finished once MX's fresh lists are read
 
     def read(client: MxClient, member: MemberToFetch) -> str | None:
-        landing = RecordLanding(area, table.name, table.spec, to_row,
-                                run_id=to_read.run_id, member_guid=member.guid, user_guid=member.user_guid)  # fmt: skip
+        landing = batch.landing(member_guid=member.guid, user_guid=member.user_guid)
         try:
             return land_one(client, landing, member)
         except NotFound as exc:
@@ -96,20 +96,21 @@ def read_members(
             landing.finish(outcome="failed", reason=failure_reason(table.read, exc))
             raise
 
-    with mx.client([api_log]) as client:
-        for member, failure in read_each(partial(read, client), to_read.members, concurrency=mx.concurrency):
-            if failure is not None:
-                failed[member.guid] = (member.user_guid, failure)
-        confirmation = suspects.confirm(client, to_read.end_user_ids)  # a 404: is the member gone at MX?
-    gone = confirmation.members_gone()
-    for member_guid, landing in awaiting.items():
-        if member_guid in gone:  # deleted at MX: not a bad read (the load retires it)
-            landing.finish(outcome="gone")
-            continue
-        user_guid, exc = suspects.not_found[member_guid]
-        landing.reject_page(f"{type(exc).__name__}: {exc}")
-        failed[member_guid] = (user_guid, failure_reason(table.read, exc))
-        landing.finish(outcome="failed", reason=failed[member_guid][1])
+    with LandingBatch(area, table.name, table.spec, to_row, run_id=to_read.run_id) as batch:
+        with mx.client([api_log]) as client:
+            for member, failure in read_each(partial(read, client), to_read.members, concurrency=mx.concurrency):
+                if failure is not None:
+                    failed[member.guid] = (member.user_guid, failure)
+            confirmation = suspects.confirm(client, to_read.end_user_ids)  # a 404: is the member gone at MX?
+        gone = confirmation.members_gone()
+        for member_guid, landing in awaiting.items():
+            if member_guid in gone:  # deleted at MX: not a bad read (the load retires it)
+                landing.finish(outcome="gone")
+                continue
+            user_guid, exc = suspects.not_found[member_guid]
+            landing.reject_page(f"{type(exc).__name__}: {exc}")
+            failed[member_guid] = (user_guid, failure_reason(table.read, exc))
+            landing.finish(outcome="failed", reason=failed[member_guid][1])
     context.log.info(f"{len(to_read.members)} members' {table.name} landed, {len(failed)} reads failed")
     return MembersRead(to_read, failed, confirmation, api_log)
 

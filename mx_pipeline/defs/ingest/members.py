@@ -21,7 +21,7 @@ from mx_pipeline.defs.ingest.parallel import read_each
 from mx_pipeline.defs.ingest.report import failure_reasons, step_metadata
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
 from mx_pipeline.landing import LandingArea
-from mx_pipeline.landing.records import RecordLanding
+from mx_pipeline.landing.batch import LandingBatch
 from mx_pipeline.mx import MxClient
 from mx_pipeline.warehouse import ApiCallLog, tables
 from mx_pipeline.warehouse.end_users import end_user_ids, mx_user_guids
@@ -66,8 +66,11 @@ def plan_member_lists(context: dg.OpExecutionContext, config: ScopeConfig, wareh
 def read_member_lists(context: dg.OpExecutionContext, to_list: UsersToList, mx: MxResource) -> ListsRead:
     """Land every user's member list, ``mx.concurrency`` users at a time; never the warehouse."""
     area, api_log, failed = LandingArea(to_list.landing_url), ApiCallLog(to_list.run_id), {}
-    with mx.client([api_log]) as client:
-        land = partial(_land_member_list, client, area, to_list)
+    with (
+        LandingBatch(area, MEMBERS_LANDED.name, tables.MEMBERS, member_row, run_id=to_list.run_id) as batch,
+        mx.client([api_log]) as client,
+    ):
+        land = partial(_land_member_list, client, batch, to_list)
         for user_guid, failure in read_each(land, to_list.user_guids, concurrency=mx.concurrency):
             if failure is not None:
                 failed[user_guid] = failure
@@ -75,10 +78,9 @@ def read_member_lists(context: dg.OpExecutionContext, to_list: UsersToList, mx: 
     return ListsRead(to_list, failed, api_log)
 
 
-def _land_member_list(client: MxClient, area: LandingArea, to_list: UsersToList, user_guid: str) -> str | None:
+def _land_member_list(client: MxClient, batch: LandingBatch, to_list: UsersToList, user_guid: str) -> str | None:
     """Land one user's member list, as its read ended; returns why it failed (None: it did not)."""
-    landing = RecordLanding(area, MEMBERS_LANDED.name, tables.MEMBERS, member_row,
-                            run_id=to_list.run_id, member_guid=None, user_guid=user_guid)  # fmt: skip
+    landing = batch.landing(member_guid=None, user_guid=user_guid)
     try:
         listing = list_members(client, user_guid, landing)
         if listing.not_found is not None and users_gone(client, {user_guid: listing}, to_list.end_user_ids, landing):
