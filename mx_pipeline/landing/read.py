@@ -35,9 +35,16 @@ class ReadLanding:
         return tuple(self._parts)
 
     @property
+    def partition(self) -> tuple[str, str, str]:
+        """(run directory, kind of owner, owner) its directory is named by: ``<run directory>/<kind>=<owner>``."""
+        run_directory, name = self.directory.rsplit("/", 1)
+        kind, owner = name.split("=", 1)
+        return run_directory, kind, owner
+
+    @property
     def owner(self) -> str:
-        """Whose read it is, as its directory names it: the member's guid, or the user's for a user's own list."""
-        return self.directory.rsplit("=", 1)[1]
+        """Whose read it is: the member's guid, or the user's for a user's own list."""
+        return self.partition[2]
 
     def _next_part(self) -> tuple[str, str, int]:
         """(name, path as DuckDB writes it, the ordinal its rows start after) of the part to write next."""
@@ -79,8 +86,7 @@ def write_partitioned(
     """Write the rows of ``select`` into their reads' directories, a file per read, in one partitioned ``copy``:
     a column ``_owner`` (:attr:`ReadLanding.owner`) says whose each row is, ``frame`` is registered as ``frame``.
     All the reads are one run's, of one kind of owner. Returns each read's directory -> the file written in it."""
-    ((run_directory, key),) = {(r.directory.rsplit("/", 1)[0], r.directory.rsplit("/", 1)[1].split("=", 1)[0])
-                               for r in landings}  # fmt: skip
+    ((run_directory, key),) = {landing.partition[:2] for landing in landings}  # one run's, one kind of owner
     sql = f"""
         copy (select * exclude (_owner), _owner as {key} from ({select}))
         to {sql_literal(area.duckdb_path(run_directory))} (
@@ -100,5 +106,11 @@ def write_partitioned(
         return files
 
     directories = {area.duckdb_path(landing.directory): landing.directory for landing in landings}
-    # a file written anywhere else than a read's directory is a bug: it fails here, before any manifest names it
-    return {directories[file.rsplit("/", 1)[0]]: file.rsplit("/", 1)[1] for file in on_parser(area, write)}
+    written: dict[str, str] = {}
+    for file in on_parser(area, write):
+        directory, file_name = file.rsplit("/", 1)
+        # a file anywhere else, or a read's rows split over two files, is a bug: it fails before a manifest is written
+        if directories.get(directory) is None or directories[directory] in written:
+            raise RuntimeError(f"a partitioned write of {name} files wrote {file}, not one file per read")
+        written[directories[directory]] = file_name
+    return written
