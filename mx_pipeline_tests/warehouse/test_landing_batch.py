@@ -134,3 +134,17 @@ def test_reads_finished_before_an_error_are_landed_as_the_error_goes_on(warehous
     with warehouse.connect() as con:
         failed = con.execute("select member_guid, last_reason from ops.member_sync where last_outcome = 'failed'")
         assert failed.fetchall() == [("MBR-B", "accounts read failed: 503")]
+
+
+def test_a_batch_lands_at_an_fsspec_url_and_loads_the_same(warehouse):
+    area = LandingArea("memory://batch-test")
+    try:
+        with _batch(area) as batch:
+            _read(batch, "MBR-A", [_account("MBR-A", 1, "12.34")])
+            _read(batch, "MBR-B", [])
+        assert area.fs.exists("/batch-test/accounts/run=run-1/member=MBR-B/manifest.json")
+        report = load_landed(warehouse, area, run_id="loader", table=ACCOUNTS_LANDED)
+        assert sorted(report.members) == ["MBR-A", "MBR-B"] and _live(warehouse) == {"ACT-MBR-A-1": Decimal("12.34")}
+        assert not area.fs.glob("/batch-test/accounts/**/*.parquet")
+    finally:
+        area.fs.rm("/batch-test", recursive=True)
