@@ -14,7 +14,7 @@ PART_ORDINAL = 10**10  # a part's rows come after every row of the parts before 
 
 
 class ReadLanding:
-    """One read landing in ``directory``: subclasses write its parts (:meth:`_next_part` names each)."""
+    """One read landing in ``directory``: subclasses write its parts and :meth:`flush` them."""
 
     def __init__(self, area: LandingArea, directory: str, *, run_id: str, member_guid: str | None, user_guid: str):
         self.area, self.directory = area, directory
@@ -46,10 +46,10 @@ class ReadLanding:
         """Whose read it is: the member's guid, or the user's for a user's own list."""
         return self.partition[2]
 
-    def _next_part(self) -> tuple[str, str, int]:
-        """(name, path as DuckDB writes it, the ordinal its rows start after) of the part to write next."""
-        name = f"part-{len(self._parts) + 1:05d}.parquet"
-        return name, self.area.duckdb_path(f"{self.directory}/{name}"), len(self._parts) * PART_ORDINAL
+    @property
+    def ordinal_offset(self) -> int:
+        """The ordinal the next part's rows start after."""
+        return len(self._parts) * PART_ORDINAL
 
     def _finish(self, *, outcome: str, reason: str | None, listed_guids, **how) -> Manifest:
         """Land what is queued and the guids listed, then the manifest; ``how``: the read's own manifest fields."""

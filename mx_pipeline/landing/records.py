@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mx_pipeline.landing.area import LandingArea
-from mx_pipeline.landing.read import PART_ORDINAL, ReadLanding, write_partitioned
+from mx_pipeline.landing.read import ReadLanding, write_partitioned
 from mx_pipeline.mx.errors import MalformedRecord
 from mx_pipeline.mx.records import payload_json
 from mx_pipeline.warehouse.rows import Load, Row
@@ -134,7 +134,7 @@ def land_parts(spec: TableSpec, landings: list[RecordLanding]) -> None:
         return
     rows = [row for _, queued in taken for row in queued.rows]
     read_of = [i for i, (_, queued) in enumerate(taken) for _ in queued.rows]  # the read of each row, by its label
-    offsets = [len(landing.parts) * PART_ORDINAL for landing, _ in taken]  # a read's rows follow its earlier parts
+    offsets = [landing.ordinal_offset for landing, _ in taken]  # a read's rows follow its earlier parts
     valid, refused = split_valid(BY_TABLE[spec.name], to_frame(spec, rows)) if rows else (None, [])
     rejects = [(i, payload, reason) for i, (_, queued) in enumerate(taken) for payload, reason in queued.rejects]
     rejects += [(read_of[r.label], r.row["payload"], r.reason) for r in refused]

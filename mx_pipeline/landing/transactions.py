@@ -91,7 +91,8 @@ class TransactionLanding(ReadLanding):
         )
 
     def _land(self, pages: list[str]) -> None:
-        name, path, offset = self._next_part()
+        name = f"part-{len(self.parts) + 1:05d}.parquet"
+        path, offset = self.area.duckdb_path(f"{self.directory}/{name}"), self.ordinal_offset
         params = {"pages": pages, "run_id": self.run_id, "fetched_at": dt.datetime.now(dt.UTC)}
 
         def parse(con: duckdb.DuckDBPyConnection) -> tuple[int, int, dt.datetime | None, list[tuple[str, dt.date]]]:
