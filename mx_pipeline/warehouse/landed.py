@@ -14,7 +14,8 @@ Only then are its files deleted, so:
 - a loader killed after its commit, before the delete, leaves files ``ops.landed_loads`` names: the next load
   deletes them unread, so nothing is quarantined or settled twice;
 - every complete member is loaded, whichever run landed it: a run killed after its reads but before its load
-  is loaded by the next one, oldest read first;
+  is loaded by the next one, oldest read first; a step's load merges every table's landed reads
+  (``landed_reads.EVERY_LANDED``), so the steps queued behind it for the warehouse find theirs merged;
 - a member whose files cannot be read is set aside (``unloadable.json``, the reason beside its files), quarantined
   and recorded as a failed read; it never stops the others, and the next sync reads it again;
 - a loader that fails for its own reasons (an interrupt, a broken database, a conflict) sets nothing aside: the load
@@ -26,9 +27,9 @@ marks the newer rows removed, and only the newest directory of a member in a gro
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import duckdb
 
@@ -98,6 +99,7 @@ class LoadReport:
     settled: Settled = field(default_factory=Settled)
     already_loaded: int = 0  # directories found again after their commit: deleted unread
     committed: tuple[LandedMember, ...] = ()  # the directories whose load committed: their files may go
+    alongside: dict[str, int] = field(default_factory=dict)  # reads of the other tables merged by the same load
 
     @property
     def removed(self) -> int:
@@ -128,27 +130,38 @@ def load_landed(
     api_log: ApiCallLog | None = None,
     group_rows: int = GROUP_ROWS,
     table: LandedTable | None = None,
+    alongside: Sequence[LandedTable] = (),
 ) -> LoadReport:
     """Merge every complete member directory of ``table`` (transactions by default), or those in ``only``, on one
-    connection; ``run_id``: the loading run."""
+    connection; ``run_id``: the loading run.
+
+    ``alongside``: every landed table, in the order their reads depend on each other (``table`` among them): the
+    load merges all of their landed reads, whoever landed them, so a step that waited for the warehouse finds the
+    reads of the steps queued behind it merged, and none of them waits for more than the load before it. The
+    report is ``table``'s, with how many reads of each other table it merged."""
     table = table or TRANSACTIONS_LANDED
-    landed = area.landed(table.name)
+    if alongside and table not in alongside:
+        raise ValueError(f"{table.name} is loaded in the order of {[each.name for each in alongside]}: name it there")
+    pending = {each: area.landed(each.name) for each in alongside or (table,)}
     if only is not None:
         wanted = set(only)
-        landed = [member for member in landed if member.directory in wanted]
-    report = LoadReport()
-    if not landed and not (api_log and api_log.pending):
-        return report
+        pending[table] = [member for member in pending[table] if member.directory in wanted]
+    if not any(pending.values()) and not (api_log and api_log.pending):
+        return LoadReport()
+    reports = {}
     with warehouse.connect() as con:
         con.execute("set memory_limit = ?", [MEMORY_LIMIT])
         if api_log:  # first: what the run asked of MX is on record even when a load fails
             api_log.flush(con)
         area.attach(con)
-        for group in _groups(landed, group_rows):
-            report += _load_each_or_set_aside(con, area, table, group, run_id)
+        for each, landed in pending.items():
+            groups = (_load_each_or_set_aside(con, area, each, group, run_id) for group in _groups(landed, group_rows))
+            reports[each] = sum(groups, start=LoadReport())
         con.execute("delete from ops.landed_loads where loaded_at < $before", {"before": _now(con) - KEEP_LOADS})
-    area.remove(list(report.committed))  # committed: their files go, with the warehouse already free for others
-    return report
+    # Committed: their files go, with the warehouse already free for others.
+    area.remove([member for report in reports.values() for member in report.committed])
+    others = {each.name: len(report.members) for each, report in reports.items() if each is not table}
+    return replace(reports.get(table, LoadReport()), alongside={name: n for name, n in others.items() if n})
 
 
 # Failures of the loader, not of the files it loads: a member is never set aside for them. Out of memory is not one

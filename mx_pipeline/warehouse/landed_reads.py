@@ -18,7 +18,7 @@ import duckdb
 from mx_pipeline.landing.area import LandedMember, LandingArea, Manifest
 from mx_pipeline.warehouse import retire
 from mx_pipeline.warehouse.end_users import register_listed
-from mx_pipeline.warehouse.landed import LandedTable, Settled
+from mx_pipeline.warehouse.landed import TRANSACTIONS_LANDED, LandedTable, Settled
 from mx_pipeline.warehouse.sql_literals import sql_list
 from mx_pipeline.warehouse.sync_state import (
     ACCOUNTS_READ,
@@ -128,3 +128,6 @@ USERS_LANDED = LandedTable("users", USERS, USER_LIST_READ, _settle_users, _nothi
 MEMBERS_LANDED = LandedTable("members", MEMBERS, MEMBER_LIST_READ, _settle_members, _record_member_list_failed)
 ACCOUNTS_LANDED = LandedTable("accounts", ACCOUNTS, ACCOUNTS_READ, _settle_accounts)
 STATUS_LANDED = LandedTable("member_status", MEMBER_STATUS, STATUS_READ, _settle_status)
+# Every landed table, in the order a load merges them: a user's list before its members, a member's list before
+# its status, accounts and transactions, accounts before the transactions that name them.
+EVERY_LANDED = (USERS_LANDED, MEMBERS_LANDED, STATUS_LANDED, ACCOUNTS_LANDED, TRANSACTIONS_LANDED)

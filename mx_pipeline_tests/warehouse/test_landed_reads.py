@@ -16,7 +16,14 @@ from mx_pipeline.mx.errors import MalformedRecord
 from mx_pipeline.mx.records import Account, Member, MemberStatus, User
 from mx_pipeline.warehouse import retire
 from mx_pipeline.warehouse.landed import load_landed
-from mx_pipeline.warehouse.landed_reads import ACCOUNTS_LANDED, EVERY_USER, MEMBERS_LANDED, STATUS_LANDED, USERS_LANDED
+from mx_pipeline.warehouse.landed_reads import (
+    ACCOUNTS_LANDED,
+    EVERY_LANDED,
+    EVERY_USER,
+    MEMBERS_LANDED,
+    STATUS_LANDED,
+    USERS_LANDED,
+)
 from mx_pipeline.warehouse.rows import account_row, member_row, member_status_row, user_row
 from mx_pipeline.warehouse.tables import ACCOUNTS, MEMBER_STATUS, MEMBERS, USERS
 
@@ -203,3 +210,28 @@ def test_a_complete_users_list_registers_our_end_users_it_shows_and_retires_the_
     with warehouse.connect() as con:
         registered = con.execute("select id, mx_user_guid, retired_at is not null from ops.end_users order by id")
         assert registered.fetchall() == [("a", "USR-A", False), ("b", None, False), ("c", "USR-C", True)]
+
+
+def test_a_load_merges_every_landed_table_in_order_whoever_landed_them(warehouse, area):
+    """Steps queued for the warehouse find their reads merged by the load before them: none waits for two."""
+    _land_member_list(area, "USR-1", ["MBR-1"], run_id="queued-1")  # landed by runs waiting behind this load
+    _land_status(area, "CHALLENGED", run_id="queued-2")
+    _land(area, [_account("ACT-1", "7.00")], run_id="this-run")
+
+    report = load_landed(warehouse, area, run_id="loader", table=ACCOUNTS_LANDED, alongside=EVERY_LANDED)
+
+    assert report.members == ("MBR-1",) and report.alongside == {"members": 1, "member_status": 1}
+    assert _live_members(warehouse) == {"MBR-1"} and _live(warehouse) == {"ACT-1": Decimal("7.0000")}
+    with warehouse.connect() as con:
+        loads = con.execute("select table_name, run_id, loaded_by from ops.landed_loads").fetchall()
+    assert sorted(loads) == [
+        ("accounts", "this-run", "loader"), ("member_status", "queued-2", "loader"), ("members", "queued-1", "loader")
+    ]  # fmt: skip
+    assert not list(area.root_path.rglob("*.parquet"))
+    # The queued steps' own loads then find nothing left: their reads are in the warehouse already.
+    assert load_landed(warehouse, area, run_id="queued-2", table=STATUS_LANDED, alongside=EVERY_LANDED).members == ()
+
+
+def test_a_load_names_its_own_table_among_those_it_merges(warehouse, area):
+    with pytest.raises(ValueError, match="accounts is loaded in the order of"):
+        load_landed(warehouse, area, run_id="loader", table=ACCOUNTS_LANDED, alongside=(USERS_LANDED,))

@@ -4,7 +4,8 @@ Every read from MX is three steps, one asset: a plan on one short connection, a 
 landing area and never opens the warehouse, and a load that merges every landed read in bulk under the
 ``duckdb_warehouse`` pool (``users.py``, ``members.py``, ``status.py``, ``accounts.py``, ``transactions.py``; the
 files: ``mx_pipeline/landing``, the loader: ``warehouse/landed.py``). So any number of runs read MX side by side,
-and only loads wait on each other, for seconds.
+and only loads wait on each other, for seconds: each load merges what every table has landed, so the loads queued
+behind it find their reads merged and settle only their own run.
 
 What MX no longer has is retired (``warehouse/retire.py``): a user a complete ``list_users`` lacks, a member
 a complete list of its user lacks, an account a complete list of its member lacks. A 404 on a member's own

@@ -25,6 +25,7 @@ from mx_pipeline.mx import MxClient, NotFound
 from mx_pipeline.warehouse import ApiCallLog
 from mx_pipeline.warehouse.end_users import end_user_ids
 from mx_pipeline.warehouse.landed import LandedTable, LoadReport, load_landed
+from mx_pipeline.warehouse.landed_reads import EVERY_LANDED
 from mx_pipeline.warehouse.members import MemberNotFetched, MemberToFetch
 from mx_pipeline.warehouse.rows import Load, Row
 from mx_pipeline.warehouse.sync_state import failure_reason
@@ -121,7 +122,9 @@ def load_members(
     """Load and settle every landed member of ``table``, then retire the members MX confirmed gone; returns the
     load and the step's metadata about its members."""
     run_id, wh = context.run.run_id, warehouse.open()
-    loaded = load_landed(wh, read.to_read.area, run_id=run_id, api_log=read.api_log, table=table)
+    loaded = load_landed(
+        wh, read.to_read.area, run_id=run_id, api_log=read.api_log, table=table, alongside=EVERY_LANDED
+    )
     members_retired = read.confirmation.retire(wh, run_id)
     failed = {m: failure for m, failure in read.failed.items() if m not in members_retired}
     metadata = dict(
@@ -138,5 +141,5 @@ def load_members(
 def step_output(warehouse: WarehouseResource, read: MembersRead, table: LandedTable, loaded: LoadReport, **metadata):
     """The load step's output: its metadata, its API calls recorded."""
     wh = warehouse.open()
-    return dg.Output(None, metadata=step_metadata(wh, table.spec, read.api_log, loaded.counts, loaded.quarantined,
+    return dg.Output(None, metadata=step_metadata(wh, table.spec, read.api_log, loaded,
                                                   **metadata))  # fmt: skip

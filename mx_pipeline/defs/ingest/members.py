@@ -26,7 +26,7 @@ from mx_pipeline.mx import MxClient
 from mx_pipeline.warehouse import ApiCallLog, tables
 from mx_pipeline.warehouse.end_users import end_user_ids, mx_user_guids
 from mx_pipeline.warehouse.landed import load_landed
-from mx_pipeline.warehouse.landed_reads import MEMBERS_LANDED
+from mx_pipeline.warehouse.landed_reads import EVERY_LANDED, MEMBERS_LANDED
 from mx_pipeline.warehouse.members import EVERYTHING, users_in_scope
 from mx_pipeline.warehouse.rows import member_row
 from mx_pipeline.warehouse.sync_state import MEMBER_LIST_READ, failure_reason
@@ -103,13 +103,12 @@ def load_member_lists(context: dg.OpExecutionContext, read: ListsRead, warehouse
     """Merge every landed member list (this run's and any a killed run left) and settle each."""
     wh = warehouse.open()
     loaded = load_landed(wh, LandingArea(read.to_list.landing_url), run_id=context.run.run_id, api_log=read.api_log,
-                         table=MEMBERS_LANDED)  # fmt: skip
+                         table=MEMBERS_LANDED, alongside=EVERY_LANDED)  # fmt: skip
     metadata = step_metadata(
         wh,
         tables.MEMBERS,
         read.api_log,
-        loaded.counts,
-        loaded.quarantined,
+        loaded,
         read_failures=len(read.failed),
         users_read=len(read.to_list.user_guids),
         members_loaded=len(loaded.members),  # users' lists, another run's leftovers included

@@ -3,7 +3,8 @@
 import dagster as dg
 
 from mx_pipeline.defs.markdown import markdown_table
-from mx_pipeline.warehouse import ApiCallLog, UpsertCounts, Warehouse
+from mx_pipeline.warehouse import ApiCallLog, Warehouse
+from mx_pipeline.warehouse.landed import LoadReport
 from mx_pipeline.warehouse.tables import TableSpec
 
 
@@ -19,13 +20,13 @@ def step_metadata(
     wh: Warehouse,
     spec: TableSpec,
     api_log: ApiCallLog,
-    counts: UpsertCounts,
-    quarantined: int,
+    loaded: LoadReport,
     read_failures: int = 0,
     **extra,
 ) -> dict:
     """The step's metadata, its API calls recorded; the plain numbers (README: "What Dagster plots") are what
-    Dagster plots per run."""
+    Dagster plots per run. ``loaded_alongside``: the reads of other tables its load merged, landed by the runs
+    queued behind it or left by a killed one."""
     with wh.connect() as con:
         api_log.flush(con)
         (rows,) = con.execute(f"select count(*) from {spec.name}").fetchone()
@@ -36,14 +37,15 @@ def step_metadata(
         preview = markdown_table(latest)
     return {
         "dagster/row_count": int(rows),
-        "inserted": counts.inserted,
-        "updated": counts.updated,
-        "unchanged": counts.unchanged,
-        "quarantined": quarantined,
+        "inserted": loaded.counts.inserted,
+        "updated": loaded.counts.updated,
+        "unchanged": loaded.counts.unchanged,
+        "quarantined": loaded.quarantined,
         "quarantined_total": int(quarantined_total),
         "read_failures": read_failures,
         "api_calls": api_log.total,
         "api_429s": api_log.rate_limited,
         "preview": dg.MetadataValue.md(preview),
+        "loaded_alongside": dg.MetadataValue.json(loaded.alongside),
         **extra,
     }

@@ -10,7 +10,8 @@ one DuckDB writer, so it is three steps, one asset:
   warehouse resource at all, so any number of runs read at once, wherever they run, while another step, run or
   analyst holds the DuckDB file.
 - ``load_transactions`` (the warehouse pool, for the seconds of a load): merges every landed member in bulk,
-  whichever run landed it, retires what MX confirmed gone, and records the API calls (``warehouse/landed.py``).
+  whichever run landed it (with every other table's landed reads), retires what MX confirmed gone, and records the
+  API calls (``warehouse/landed.py``).
 
 A run killed between reading and loading leaves complete members landed: the next load, of any run, takes them.
 """
@@ -29,6 +30,7 @@ from mx_pipeline.defs.jobs import reads_unchanged_members
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
 from mx_pipeline.warehouse import ApiCallLog, tables
 from mx_pipeline.warehouse.landed import load_landed
+from mx_pipeline.warehouse.landed_reads import EVERY_LANDED
 from mx_pipeline.warehouse.members import MemberNotFetched, MemberToFetch, members_to_read
 from mx_pipeline.warehouse.read_plan import ReadPlan, SyncPolicy, plan_transaction_reads
 from mx_pipeline.warehouse.sync_state import SyncOutcome, record_syncs
@@ -94,7 +96,7 @@ def load_transactions(context: dg.OpExecutionContext, read: TransactionsRead, wa
     """Merge every landed member into the warehouse in bulk (this run's and any a killed run left), then retire
     the members MX confirmed gone."""
     run_id, wh, plan = context.run.run_id, warehouse.open(), read.to_read.plan
-    loaded = load_landed(wh, plan.area, run_id=run_id, api_log=read.api_log)
+    loaded = load_landed(wh, plan.area, run_id=run_id, api_log=read.api_log, alongside=EVERY_LANDED)
     # The 404 was landed as a failed read and quarantined (one bad read stays a failed, quarantined read).
     retired = read.confirmation.retire(wh, run_id)
     plan.discard()
@@ -103,8 +105,7 @@ def load_transactions(context: dg.OpExecutionContext, read: TransactionsRead, wa
         wh,
         tables.TRANSACTIONS,
         read.api_log,
-        loaded.counts,
-        loaded.quarantined,
+        loaded,
         read_failures=len(failed),
         listed=sum(r.listed for r in read.reads),
         vanished_marked_removed=loaded.removed,

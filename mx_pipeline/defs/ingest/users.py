@@ -26,7 +26,7 @@ from mx_pipeline.landing.records import RecordLanding
 from mx_pipeline.warehouse import ApiCallLog, tables
 from mx_pipeline.warehouse.end_users import add_end_users_from_csv, end_users_to_register
 from mx_pipeline.warehouse.landed import load_landed
-from mx_pipeline.warehouse.landed_reads import EVERY_USER, USERS_LANDED
+from mx_pipeline.warehouse.landed_reads import EVERY_LANDED, EVERY_USER, USERS_LANDED
 from mx_pipeline.warehouse.rows import user_row
 from mx_pipeline.warehouse.sync_state import USER_LIST_READ, failure_reason
 
@@ -101,13 +101,14 @@ def load_users(context: dg.OpExecutionContext, read: UsersRead, warehouse: Wareh
     """Merge the landed users (this run's and any a killed run left), settle the list, record the registrations."""
     wh = warehouse.open()
     area = LandingArea(read.to_register.landing_url)
-    loaded = load_landed(wh, area, run_id=context.run.run_id, api_log=read.api_log, table=USERS_LANDED)
+    loaded = load_landed(
+        wh, area, run_id=context.run.run_id, api_log=read.api_log, table=USERS_LANDED, alongside=EVERY_LANDED
+    )
     metadata = step_metadata(
         wh,
         tables.USERS,
         read.api_log,
-        loaded.counts,
-        loaded.quarantined,
+        loaded,
         end_users_added=read.to_register.end_users_added,
         users_registered=len(read.registered),
         users_retired=dg.MetadataValue.json(sorted(loaded.settled.retired)),
