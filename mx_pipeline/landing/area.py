@@ -13,6 +13,7 @@ A member's directory is complete once its manifest exists: the manifest is writt
 loader never sees half a member. Parts are named in the manifest, so a part a killed writer left is never read.
 """
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -156,6 +157,8 @@ class LandingArea:
         for path in self.fs.glob(f"{self.root}/{table}/run=*/*=*/{MANIFEST}"):
             try:
                 manifest = Manifest.from_json(self.fs.cat_file(path).decode())
+            except FileNotFoundError:  # loaded and removed by another loader since the glob
+                continue
             except (ValueError, KeyError, TypeError) as exc:
                 _log.error(f"{path} is not a readable manifest, so its member is not loaded: {exc}")
                 continue
@@ -169,10 +172,12 @@ class LandingArea:
 
     def remove(self, members: list[LandedMember]) -> None:
         """Delete loaded members' files (each manifest first, so no one loads what is left of it), then the run
-        directories they leave empty."""
+        directories they leave empty. A member another loader removed first (both found it; the first to commit
+        loaded it, the other found it loaded) is gone already, as wanted."""
         for member in members:
-            self.fs.rm_file(f"{member.directory}/{MANIFEST}")
-            self.fs.rm(member.directory, recursive=True)
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(f"{member.directory}/{MANIFEST}")
+                self.fs.rm(member.directory, recursive=True)
         for run_directory in sorted({member.directory.rsplit("/", 1)[0] for member in members}):
             try:
                 if not self.fs.ls(run_directory, detail=False):

@@ -15,6 +15,7 @@ from mx_pipeline.landing.records import RecordLanding
 from mx_pipeline.mx.errors import MalformedRecord
 from mx_pipeline.mx.records import Account, Member, MemberStatus, User
 from mx_pipeline.warehouse import retire
+from mx_pipeline.warehouse.connection import Warehouse
 from mx_pipeline.warehouse.landed import load_landed
 from mx_pipeline.warehouse.landed_reads import (
     ACCOUNTS_LANDED,
@@ -128,6 +129,38 @@ def test_a_member_found_again_after_its_load_committed_is_deleted_unread(warehou
     assert report.already_loaded == 1 and report.counts.written == 0
     assert _live(warehouse) == {"ACT-1": Decimal("6.0000")}
     assert not list(area.root_path.rglob("*.parquet"))
+
+
+class _Overtaken(Warehouse):
+    """A warehouse another loader reaches first: it loads and removes everything landed, after this loader listed
+    the landed reads and before it connects (as two load steps let in at once by the orchestrator)."""
+
+    def __init__(self, path, area):
+        super().__init__(path)
+        self.area = area
+
+    def connect(self, **kwargs):
+        load_landed(Warehouse(self.path), self.area, run_id="first-loader", table=ACCOUNTS_LANDED)
+        return super().connect(**kwargs)
+
+
+def test_a_loader_overtaken_by_another_finds_its_reads_loaded_and_ends_well(warehouse, area):
+    _land(area, [_account("ACT-1", "5.00")])
+
+    report = load_landed(_Overtaken(warehouse.path, area), area, run_id="second-loader", table=ACCOUNTS_LANDED)
+
+    assert (report.members, report.already_loaded) == ((), 1)  # found loaded: nothing merged twice
+    assert _live(warehouse) == {"ACT-1": Decimal("5.0000")}
+    assert not list(area.root_path.rglob("*.parquet"))
+
+
+def test_a_manifest_removed_between_the_listing_and_its_read_is_no_read(area, monkeypatch):
+    _land(area, [_account("ACT-1", "5.00")])
+    gone = f"{area.root}/accounts/run=run-0/member=MBR-0/manifest.json"  # a loader removed it since the glob
+    listed = area.fs.glob(f"{area.root}/accounts/run=*/*=*/manifest.json")
+    monkeypatch.setattr(area.fs, "glob", lambda pattern: [gone, *listed])
+
+    assert [member.manifest.run_id for member in area.landed(ACCOUNTS_LANDED.name)] == ["run-1"]
 
 
 def _land_status(area, connection_status: str, *, run_id: str) -> None:
