@@ -11,8 +11,9 @@ by its own code server, and the sandbox with one connected member per user. The 
 (the worker count) of them at once; the sandbox answers every request after ``--latency-ms`` (set once the members
 are connected). The wall time runs from the first launch to the last run's end. The loader's share is the part of
 it during which some run was loading what it landed into the warehouse (member lists, statuses, accounts or
-transactions: ``scale.LOAD_STEPS``); the waits are the longest any step waited for the warehouse pool and any
-connection for the warehouse file.
+transactions: ``scale.LOAD_STEPS``). The longest load is the loader batch the waits are held to: the longest a load
+step waited before the load merging its reads began (``test_at_scale``'s bar), the longest any step waited for the
+warehouse pool, and any connection for the warehouse file.
 """
 
 import argparse
@@ -53,16 +54,19 @@ def main() -> None:
         f"\n{args.members} members (one per user, {RUNS} sync_members runs), sandbox latency {args.latency_ms} ms, "
         f"MX budget {args.requests_per_second} requests/s shared in Postgres"
     )
-    print("workers  wall s  members/min  vs 1 worker  loader share  longest pool wait  longest file wait  runs")
+    print("workers  wall s  members/min  vs 1 worker  loader share  longest load  longest wait for a merge"
+          "  longest pool wait  longest file wait  runs")  # fmt: skip
     base = results.get(1)
     for workers, synced in results.items():
         per_minute = args.members / synced.wall_seconds * 60
         ratio = f"{base.wall_seconds / synced.wall_seconds:10.2f}x" if base else "          -"
         waited, _ = synced.longest_file_wait
+        merge_wait, _ = synced.longest_wait_for_a_merge
         ok = sum(s == dg.DagsterRunStatus.SUCCESS for s in synced.statuses)
         print(
             f"{workers:7d}  {synced.wall_seconds:6.1f}  {per_minute:11.0f}  {ratio}  "
-            f"{synced.loader_seconds / synced.wall_seconds:11.0%}  {synced.longest_pool_wait.pool_wait:16.1f}s  "
+            f"{synced.loader_seconds / synced.wall_seconds:11.0%}  {synced.longest_load.seconds:11.1f}s  "
+            f"{merge_wait:23.1f}s  {synced.longest_pool_wait.pool_wait:16.1f}s  "
             f"{waited:16.1f}s  {ok}/{len(synced.statuses)} ok"
         )
 

@@ -1,11 +1,12 @@
 """1,000 members synced by 4 run workers at once, on the production instance and a real PostgreSQL.
 
 The members' users are split over 4 ``sync_members`` runs, launched through the run queue, which runs all 4 at once
-(``MX_PIPELINE_MAX_CONCURRENT_RUNS``); the MX budget and the scheduler's claims they share live in Postgres. The transactions of all 4 are read
-side by side, outside the warehouse pool, and loaded by the one loader step at a time. What must hold: every member
-synced once, the warehouse equal to the sandbox's truth, MX never answering 429 (the budget and every member's
-spacing kept in Postgres), and no run stalled behind the
-warehouse (the longest wait is printed with the longest load, for the record).
+(``MX_PIPELINE_MAX_CONCURRENT_RUNS``); the MX budget and the scheduler's claims they share live in Postgres. The
+transactions of all 4 are read side by side, outside the warehouse pool, and loaded one load at a time, each load
+merging what every run landed. What must hold: every member synced once, the warehouse equal to the sandbox's truth,
+MX never answering 429 (the budget and every member's spacing kept in Postgres), and no run waiting on the warehouse
+longer than one loader batch: a load step's reads are merged by the first load to begin after it queued, so it never
+waits through a whole other load (the waits are printed with the longest load, for the record).
 """
 
 import os
@@ -60,9 +61,17 @@ def test_four_workers_sync_a_thousand_members_once_each_and_the_warehouse_equals
         differences = compare(deployment.warehouse_path, deployment.sandbox.world, RAW_TABLES)
         assert differences.none, str(differences)
 
-        waited, step = synced.longest_file_wait
-        longest_load = max(load.seconds for load in synced.loads)
-        print(f"longest wait for the warehouse file {waited:.1f} s ({step and step.key}), for the pool "
-              f"{synced.longest_pool_wait.pool_wait:.1f} s; longest load {longest_load:.1f} s; wall "
+        # The bar: no run waits on the warehouse longer than one loader batch. Each load merges what every run landed
+        # before it began, so a load step waits at most for the load under way when it queued, never for a whole
+        # other load: its reads are merged by the first load to begin after it queued, if not before.
+        waited_through = {(load.run_id, load.key): [(other.run_id, other.key) for other in others]
+                          for load in synced.loads if (others := synced.loads_waited_through(load))}  # fmt: skip
+        assert waited_through == {}
+        waited, step = synced.longest_wait_for_a_merge
+        file_wait, file_waiter = synced.longest_file_wait
+        print(f"longest wait for a merge {waited:.1f} s ({step and step.key}), for the pool "
+              f"{synced.longest_pool_wait.pool_wait:.1f} s, for the warehouse file {file_wait:.1f} s "
+              f"({file_waiter and file_waiter.key}); longest load {synced.longest_load.seconds:.1f} s "
+              f"({synced.longest_load.key}); at most {synced.most_loads_at_once} load(s) at once; wall "
               f"{synced.wall_seconds:.0f} s")  # fmt: skip
-        assert waited < STALLED_SECONDS and synced.longest_pool_wait.pool_wait < STALLED_SECONDS
+        assert file_wait < STALLED_SECONDS and synced.longest_pool_wait.pool_wait < STALLED_SECONDS
