@@ -135,10 +135,10 @@ def load_landed(
     """Merge every complete member directory of ``table`` (transactions by default), or those in ``only``, on one
     connection; ``run_id``: the loading run.
 
-    ``alongside``: every landed table, in the order their reads depend on each other (``table`` among them): the
-    load merges all of their landed reads, whoever landed them, so a step that waited for the warehouse finds the
-    reads of the steps queued behind it merged, and none of them waits for more than the load before it. The
-    report is ``table``'s, with how many reads of each other table it merged."""
+    ``alongside``: every landed table, in the order their reads depend on each other (``table`` among them). The
+    load merges the landed reads of all of them, whoever landed them: the load steps queued behind it find their
+    reads merged, so none waits through more than the load under way when it queued. The report is ``table``'s,
+    with how many reads of each other table it merged."""
     table = table or TRANSACTIONS_LANDED
     if alongside and table not in alongside:
         raise ValueError(f"{table.name} is loaded in the order of {[each.name for each in alongside]}: name it there")
