@@ -160,8 +160,10 @@ def load_landed(
         con.execute("delete from ops.landed_loads where loaded_at < $before", {"before": _now(con) - KEEP_LOADS})
     # Committed: their files go, with the warehouse already free for others.
     area.remove([member for report in reports.values() for member in report.committed])
-    others = {each.name: len(report.members) for each, report in reports.items() if each is not table}
-    return replace(reports.get(table, LoadReport()), alongside={name: n for name, n in others.items() if n})
+    others = {
+        each.name: len(report.members) for each, report in reports.items() if each is not table and report.members
+    }
+    return replace(reports.get(table, LoadReport()), alongside=others)
 
 
 # Failures of the loader, not of the files it loads: a member is never set aside for them. Out of memory is not one

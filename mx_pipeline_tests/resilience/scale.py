@@ -70,15 +70,18 @@ class SyncedAtScale:
     def longest_load(self) -> Step:
         return max(self.loads, key=lambda s: s.seconds)
 
+    def merged_at(self, load: Step) -> float:
+        """When the (last) load merging the reads of ``load``'s run and table began."""
+        return self.merged[load.run_id, LOAD_STEPS[load.key]]
+
     def waited_for_a_merge(self, load: Step) -> float:
         """How long ``load`` waited before the load merging its run's reads began (0: a load before it had)."""
-        return max(0.0, self.merged[load.run_id, LOAD_STEPS[load.key]] - load.queued)
+        return max(0.0, self.merged_at(load) - load.queued)
 
     def loads_waited_through(self, load: Step) -> list[Step]:
         """The whole loads that ran while ``load`` waited for its run's reads to be merged: begun after it queued
         and ended before that merge began. None, when every load merges what every run landed before it."""
-        merged = self.merged[load.run_id, LOAD_STEPS[load.key]]
-        return [other for other in self.loads if load.queued < other.started and other.ended < merged]
+        return [other for other in self.loads if load.queued < other.started and other.ended < self.merged_at(load)]
 
     @property
     def longest_wait_for_a_merge(self) -> tuple[float, Step | None]:
