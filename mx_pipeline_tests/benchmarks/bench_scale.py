@@ -11,9 +11,9 @@ by its own code server, and the sandbox with one connected member per user. The 
 (the worker count) of them at once; the sandbox answers every request after ``--latency-ms`` (set once the members
 are connected). The wall time runs from the first launch to the last run's end. The loader's share is the part of
 it during which some run was loading what it landed into the warehouse (member lists, statuses, accounts or
-transactions: ``scale.LOAD_STEPS``). The longest load is the loader batch the waits are held to: the longest a load
-step waited before the load merging its reads began (``test_at_scale``'s bar), the longest any step waited for the
-warehouse pool, and any connection for the warehouse file.
+transactions: ``scale.LOAD_STEPS``). Beside the longest load, the waits: the longest a load step waited before the
+load merging its reads began, the longest any step waited for the warehouse pool, and any connection for the
+warehouse file (``test_at_scale`` asserts the bar itself: no load step waits through a whole other load).
 """
 
 import argparse
