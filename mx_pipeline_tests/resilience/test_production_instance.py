@@ -12,7 +12,7 @@ import os
 import dagster as dg
 
 from mx_pipeline.instance import JOB_TAG
-from mx_pipeline_tests.resilience.deployment import POOL, deployed
+from mx_pipeline_tests.resilience.deployment import DEADLINE_SECONDS, POOL, deployed
 from mx_pipeline_tests.resilience.truth import compare
 
 USERS = {"production-1": "password", "production-2": "password"}
@@ -48,7 +48,9 @@ def test_a_second_ingest_waits_in_the_queue_until_the_first_has_finished(tmp_pat
             held = postgres.query(os.environ["DAGSTER_PG_DB"], "select run_id from concurrency_slots")
             assert held == [(first,)]  # the warehouse slot, held in Postgres: any machine's run waits for it
 
-        deployment.wait_for(deployment.all_runs_finished, "both runs finish")
+        # Two whole ingest runs, one after the other, models included: a deadline for each (a loaded CI machine took
+        # more than 120 s for both).
+        deployment.wait_for(deployment.all_runs_finished, "both runs finish", timeout=2 * DEADLINE_SECONDS)
         runs = {run_id: deployment.instance.get_run_record_by_id(run_id) for run_id in (first, second)}
 
         assert [deployment.run(r).status for r in (first, second)] == [dg.DagsterRunStatus.SUCCESS] * 2
