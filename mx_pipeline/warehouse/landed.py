@@ -50,10 +50,11 @@ from mx_pipeline.warehouse.sync_state import (
 from mx_pipeline.warehouse.tables import TRANSACTIONS, TableSpec
 from mx_pipeline.warehouse.upsert import UpsertCounts, merge
 
-GROUP_ROWS = 250_000  # rows merged in one transaction: whole row groups appended, memory bounded
-# DuckDB's buffer pool while loading: the merge streams Parquet into the table, and a larger pool only holds more
-# of it (1,000,000 rows: 1 GB -> 1,142 MiB peak and 16.5 s; 256 MB -> 419 MiB and 22.4 s).
-MEMORY_LIMIT = "256MB"
+GROUP_ROWS = 250_000  # rows merged in one transaction: whole row groups appended
+# DuckDB's buffer pool while loading. The merge holds narrow columns only and streams whole rows from Parquet into
+# the table, so a member of any size loads in it, and a larger pool only caches more (975,682 transactions of 40
+# members, loaded alone: 64 MB -> 139-144 MiB above the process, 21-28 s; 256 MB -> 333 MiB, 19-24 s).
+MEMORY_LIMIT = "64MB"
 _log = logging.getLogger(__name__)
 KEEP_LOADS = dt.timedelta(days=7)  # ops.landed_loads rows kept: longer than any leftover waits for a load
 
@@ -231,12 +232,12 @@ def _load_group(con, area: LandingArea, table: LandedTable, group: list[LandedMe
         parts = [area.duckdb_path(member.part(name)) for member in fresh for name in member.manifest.parts]
         counts, quarantined = UpsertCounts(), 0
         if parts:
-            con.execute(
-                f"create temp view landed as select * from read_parquet({sql_list(parts)}, hive_partitioning = 0)"
-            )
+            # _row names a row by its part and its place there, so the merge can read it back by name
+            con.execute(f"""create temp view landed as select *, (file_index::bigint << 32) + file_row_number as _row
+                from read_parquet({sql_list(parts)}, hive_partitioning = 0)""")
             quarantined += _quarantine_refused(con, table, now)
             columns = ", ".join(table.spec.columns)
-            counts = merge(con, table.spec, f"(select {columns}, _ordinal from landed where reason is null)")
+            counts = merge(con, table.spec, f"(select {columns}, _ordinal, _row from landed where reason is null)")
             con.execute("drop view landed")
         settling = {member.manifest.owner: member for member in fresh}  # the newest of each member
         for member in fresh:

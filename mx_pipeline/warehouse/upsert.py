@@ -6,11 +6,14 @@ reduced to its latest row per guid. A re-read whose content is unchanged is not 
 of itself (a slow page, a replayed or resumed read), judged by MX's ``latest_by`` timestamp (a version without one
 is the older), then by ``fetched_at``. Columns the batch does not carry (``first_fetched_at``) are kept.
 
-The batch finds its rows by a semi-join on the key column alone; only the rows found are then read whole, by
-rowid. No index is needed: ``raw.mx_transactions`` has none (migration 0022). With a VARCHAR primary key,
-``INSERT ... ON CONFLICT`` brought the key's ART index into memory for every batch, each batch opening the file
-afresh: about 1 s and +250 MiB per 5,000 rows at 600k rows, growing with the table. The semi-join costs a
-tenth of that.
+The batch finds its rows by a semi-join on the key column alone; only the rows found are then compared, by a
+digest of their content. No index is needed: ``raw.mx_transactions`` has none (migration 0022). With a VARCHAR
+primary key, ``INSERT ... ON CONFLICT`` brought the key's ART index into memory for every batch, each batch
+opening the file afresh: about 1 s and +250 MiB per 5,000 rows at 600k rows, growing with the table.
+
+No statement holds whole rows: the newest version of each key is chosen on narrow columns, and whole rows stream
+from the batch into the table, read back by name. Deduplicating whole rows held a batch's payloads at once: a
+member of 24,000 transactions (32 MB of JSON) ran out of a 64 MB pool, so the loader needed 256 MB.
 """
 
 from dataclasses import dataclass
@@ -48,13 +51,13 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: TableSpec, frame: "pd.DataFrame
     """Write ``frame`` (columns = ``spec.columns``) into ``spec.name``: insert new guids, update changed ones."""
     if frame.empty:
         return UpsertCounts()
-    with registered(con, "upsert_batch", frame[list(spec.columns)].assign(_ordinal=range(len(frame)))):
+    batch = frame[list(spec.columns)].assign(_ordinal=range(len(frame)), _row=range(len(frame)))
+    with registered(con, "upsert_batch", batch):
         return upsert_from(con, spec, "upsert_batch")
 
 
 def upsert_from(con: duckdb.DuckDBPyConnection, spec: TableSpec, source: str) -> UpsertCounts:
-    """Upsert the rows of ``source`` (a relation with ``spec.columns`` and an ``_ordinal``: among duplicates fetched
-    at the same time the greater is the later) into ``spec.name``, in one transaction."""
+    """Upsert the rows of ``source`` (see :func:`merge`) into ``spec.name``, in one transaction."""
     try:
         con.execute("begin transaction")
         counts = merge(con, spec, source)
@@ -66,18 +69,24 @@ def upsert_from(con: duckdb.DuckDBPyConnection, spec: TableSpec, source: str) ->
 
 
 def merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, source: str) -> UpsertCounts:
-    """:func:`upsert_from` inside the caller's transaction, in a fixed number of statements."""
+    """:func:`upsert_from` inside the caller's transaction, in a fixed number of statements.
+
+    ``source``: a relation with ``spec.columns``, an ``_ordinal`` (among duplicates fetched at the same time the
+    greater is the later) and a ``_row`` naming each of its rows. Whatever its size, the merge holds only narrow
+    columns of it: each guid's newest version is chosen on the key and its ordering columns, the payloads of the
+    versions found in the table are compared by digest, and whole rows stream from ``source`` into the table, read
+    back by ``_row``. So the memory a merge needs does not grow with the payloads of its rows."""
     con.execute(_dedupe_sql(spec, source))
     con.execute(_found_sql(spec))
-    con.execute(_stale_sql(spec))
+    con.execute(_stale_sql(spec, source))
     ((incoming, found, stale),) = con.execute(
         "select (select count(*) from upsert_incoming), (select count(*) from upsert_found),"
         " (select count(*) from upsert_stale)"
     ).fetchall()
     if stale:
-        con.execute(_update_sql(spec))
+        con.execute(_update_sql(spec, source))
     if incoming > found:
-        con.execute(_insert_sql(spec))
+        con.execute(_insert_sql(spec, source))
     con.execute("drop table upsert_incoming; drop table upsert_found; drop table upsert_stale")
     return UpsertCounts(inserted=incoming - found, updated=stale, unchanged=found - stale)
 
@@ -86,23 +95,67 @@ def _q(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def _typed(spec: TableSpec, column: str) -> str:
+    """``column`` of the source, cast to the table's type."""
+    cast = dict(spec.casts).get(column)
+    return f"cast({_q(column)} as {cast})" if cast else _q(column)
+
+
+def _typed_rows(spec: TableSpec, source: str, rows: str) -> str:
+    """The rows of ``source`` named in ``rows`` (a query of ``_row``), whole and typed: streamed, never held."""
+    select = ", ".join(f"{_typed(spec, c)} as {_q(c)}" for c in spec.columns)
+    return f"(select {select}, _row from {source} where _row in ({rows}))"
+
+
 def _dedupe_sql(spec: TableSpec, source: str) -> str:
-    casts = dict(spec.casts)
-    select = ", ".join(f"cast({_q(c)} as {casts[c]}) as {_q(c)}" if c in casts else _q(c) for c in spec.columns)
+    """Each key's newest version in the batch: its key and ``_row`` only."""
     arrival = "fetched_at desc, _ordinal desc"  # the later fetch, then the later place in it
-    order = f"{_q(spec.latest_by)} desc nulls last, {arrival}" if spec.latest_by else arrival
+    order = f"{_typed(spec, spec.latest_by)} desc nulls last, {arrival}" if spec.latest_by else arrival
     return f"""
         create temp table upsert_incoming as
-        select {select} from {source}
-        qualify row_number() over (partition by {_q(spec.key)} order by {order}) = 1
+        select {_typed(spec, spec.key)} as key, _row from {source}
+        qualify row_number() over (partition by {_typed(spec, spec.key)} order by {order}) = 1
     """
 
 
-def _content_differs(left: str, right: str, spec: TableSpec) -> str:
-    columns = spec.content_columns
-    lhs = ", ".join(f"{left}.{_q(c)}" for c in columns)
-    rhs = ", ".join(f"{right}.{_q(c)}" for c in columns)
-    return f"row({lhs}) is distinct from row({rhs})"
+def _found_sql(spec: TableSpec) -> str:
+    """The table's rows the batch has a version of: their rowids, from a scan of the key column alone."""
+    key = _q(spec.key)
+    return f"""
+        create temp table upsert_found as
+        select target.rowid as row_id, target.{key} as key
+        from {spec.name} as target semi join upsert_incoming as incoming on target.{key} = incoming.key
+    """
+
+
+def _compared(spec: TableSpec) -> str:
+    """What a version is compared on, narrow: its key, a digest of its content, and what says which is the newer.
+    The digest is the MD5 (128 bits) of the content columns as JSON, a JSON payload by its own MD5 (DuckDB's
+    ``to_json`` parses a JSON value it embeds: 16 MiB at a time)."""
+    json = {c for c, cast in spec.casts if cast == "json"}
+    content = ", ".join(
+        f"{_q(c)} := md5(cast({_q(c)} as varchar))" if c in json else f"{_q(c)} := {_q(c)}"
+        for c in spec.content_columns
+    )
+    newer = ", ".join(_q(c) for c in dict.fromkeys((*filter(None, (spec.latest_by,)), "fetched_at")))
+    return f"{_q(spec.key)}, md5_number(cast(to_json(struct_pack({content})) as varchar)) as content, {newer}"
+
+
+def _stale_sql(spec: TableSpec, source: str) -> str:
+    """Of those, the rows the batch's version replaces: its content differs and it is not older. Each side's
+    versions are digested into a table of their own first, each in one pass, so the join holds narrow rows only."""
+    key = _q(spec.key)
+    theirs = _typed_rows(spec, source, "select _row from upsert_incoming semi join upsert_found using (key)")
+    return f"""
+        create temp table upsert_theirs as select {_compared(spec)}, _row from {theirs};
+        create temp table upsert_ours as
+        select rowid as row_id, {_compared(spec)} from {spec.name} where rowid in (select row_id from upsert_found);
+        create temp table upsert_stale as
+        select ours.row_id, theirs._row
+        from upsert_theirs as theirs join upsert_ours as ours on ours.{key} = theirs.{key}
+        where ours.content <> theirs.content and {_not_older("theirs", "ours", spec)};
+        drop table upsert_theirs; drop table upsert_ours;
+    """
 
 
 def _not_older(new: str, old: str, spec: TableSpec) -> str:
@@ -118,42 +171,17 @@ def _not_older(new: str, old: str, spec: TableSpec) -> str:
         )"""
 
 
-def _found_sql(spec: TableSpec) -> str:
-    """The table's rows the batch has a version of: their rowids, from a scan of the key column alone."""
-    key = _q(spec.key)
-    return f"""
-        create temp table upsert_found as
-        select target.rowid as row_id, target.{key} as key
-        from {spec.name} as target semi join upsert_incoming as incoming on target.{key} = incoming.{key}
-    """
-
-
-def _stale_sql(spec: TableSpec) -> str:
-    """Of those, the rows the batch's version replaces: its content differs and it is not older."""
-    key = _q(spec.key)
-    return f"""
-        create temp table upsert_stale as
-        select found.row_id
-        from upsert_found as found
-        join {spec.name} as target on target.rowid = found.row_id
-        join upsert_incoming as incoming on incoming.{key} = found.key
-        where {_content_differs("target", "incoming", spec)} and {_not_older("incoming", "target", spec)}
-    """
-
-
-def _update_sql(spec: TableSpec) -> str:
-    key = _q(spec.key)
+def _update_sql(spec: TableSpec, source: str) -> str:
     updates = ", ".join(f"{_q(c)} = incoming.{_q(c)}" for c in spec.columns if c != spec.key)
+    stale = _typed_rows(spec, source, "select _row from upsert_stale")
     return f"""
         update {spec.name} as target set {updates}
-        from upsert_incoming as incoming
-        where target.{key} = incoming.{key} and target.rowid in (select row_id from upsert_stale)
+        from (select rows.*, stale.row_id from {stale} as rows join upsert_stale as stale using (_row)) as incoming
+        where target.rowid = incoming.row_id
     """
 
 
-def _insert_sql(spec: TableSpec) -> str:
+def _insert_sql(spec: TableSpec, source: str) -> str:
     columns = ", ".join(_q(c) for c in spec.columns)
-    return f"""
-        insert into {spec.name} ({columns})
-        select {columns} from upsert_incoming where {_q(spec.key)} not in (select key from upsert_found)
-    """
+    new = "select _row from upsert_incoming anti join upsert_found using (key)"
+    return f"insert into {spec.name} ({columns}) select {columns} from {_typed_rows(spec, source, new)}"

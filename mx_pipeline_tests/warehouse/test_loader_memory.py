@@ -1,0 +1,61 @@
+"""The loader's memory is bounded by its pool, whatever the size of a member's rows: a merge holds narrow columns
+only (keys, digests, row names) and streams whole rows from the landed Parquet into the table."""
+
+from decimal import Decimal
+
+import pytest
+
+from mx_pipeline.landing import LandingArea
+from mx_pipeline.landing.transactions import TransactionLanding
+from mx_pipeline.mx.pagination import Page
+from mx_pipeline.warehouse import landed
+from mx_pipeline.warehouse.landed import load_landed
+
+from .conftest import make_transaction
+
+POOL = "32MB"  # the loader's pool here: half of what one member's payloads take below
+ROWS, NOTE = 16_000, "x" * 4_000  # 16,000 transactions of about 4 KB: some 68 MB of payloads
+
+
+@pytest.fixture
+def area(warehouse, monkeypatch) -> LandingArea:
+    monkeypatch.setattr(landed, "MEMORY_LIMIT", POOL)
+    return LandingArea.beside(warehouse.path)
+
+
+def _land_member(area: LandingArea, run_id: str, changed: dict[int, dict] | None = None) -> None:
+    """The member's whole history, 1,000 transactions a page; ``changed``: fields MX changed, by row."""
+    landing = TransactionLanding(area, run_id=run_id, member_guid="MBR-1", user_guid="USR-1", batch_size=1_000)
+    changed = changed or {}
+    for start in range(0, ROWS, 1_000):
+        rows = range(start, start + 1_000)
+        landing.add(
+            Page([{**make_transaction(f"TRN-{i:05d}").payload, "memo": NOTE, **changed.get(i, {})} for i in rows])
+        )
+    landing.finish(outcome="synced")
+
+
+def _table(warehouse) -> tuple[int, int, int]:
+    with warehouse.connect() as con:
+        return con.execute(
+            "select count(*), count(distinct guid), sum(length(payload ->> 'memo')) from raw.mx_transactions"
+        ).fetchone()
+
+
+def test_a_member_whose_rows_outgrow_the_loaders_pool_loads_whole_and_nothing_is_set_aside(warehouse, area):
+    _land_member(area, "run-1")
+    report = load_landed(warehouse, area, run_id="loader")
+    assert report.members == ("MBR-1",) and report.counts.inserted == ROWS
+    assert _table(warehouse) == (ROWS, ROWS, ROWS * len(NOTE))
+    assert report.quarantined == 0 and not list(area.root_path.rglob("unloadable.json"))
+
+
+def test_its_next_read_is_compared_row_by_row_in_the_same_pool_and_only_the_changed_row_is_written(warehouse, area):
+    _land_member(area, "run-1")
+    load_landed(warehouse, area, run_id="loader")
+    _land_member(area, "run-2", changed={7: {"amount": Decimal("99.5"), "updated_at": "2026-11-21T09:00:00Z"}})
+    report = load_landed(warehouse, area, run_id="loader")
+    assert (report.counts.inserted, report.counts.updated, report.counts.unchanged) == (0, 1, ROWS - 1)
+    with warehouse.connect() as con:
+        changed = con.execute("select guid, amount, run_id from raw.mx_transactions where run_id = 'run-2'").fetchall()
+    assert [(guid, str(amount), run) for guid, amount, run in changed] == [("TRN-00007", "99.5000", "run-2")]
