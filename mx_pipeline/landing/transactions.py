@@ -10,7 +10,7 @@ Measured on 250,000 transactions read 8 members at once (peak RSS of the whole r
 records 626 MiB, 25.5 s; 1 of 5,000 492 MiB, 26.3 s; 1 of 2,000 400 MiB, 30.1 s; 1 of 1,000 346 MiB, 38.6 s.
 On 300,000 read 8 at once, extraction alone: parses of 2,000 on any 2 reading threads at a time 480-484 MiB;
 on one parsing thread 433 MiB, in the same time. On 975,682 (40 members), a page a statement and the reasons
-apart: the read phase's peak 388-399 MiB instead of 447-456, the parse 25 ms a page instead of 43.
+apart: the read phase's peak 388-399 MiB instead of 447-456, the parse 28 ms a page instead of 43.
 """
 
 import datetime as dt
