@@ -73,8 +73,8 @@ def merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, source: str) -> Upser
 
     ``source``: a relation with ``spec.columns``, an ``_ordinal`` (among duplicates fetched at the same time the
     greater is the later) and a ``_row`` naming each of its rows. Whatever its size, the merge holds only narrow
-    columns of it: each guid's newest version is chosen on the key and its ordering columns, the payloads of the
-    versions found in the table are compared by digest, and whole rows stream from ``source`` into the table, read
+    columns of it: each guid's newest version is chosen on the key and its ordering columns, the versions found in
+    the table are compared by a digest of their content, and whole rows stream from ``source`` into the table, read
     back by ``_row``. So the memory a merge needs does not grow with the payloads of its rows."""
     con.execute(_dedupe_sql(spec, source))
     con.execute(_found_sql(spec))
