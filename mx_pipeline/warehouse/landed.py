@@ -52,11 +52,9 @@ from mx_pipeline.warehouse.upsert import UpsertCounts, merge
 
 GROUP_ROWS = 250_000  # rows merged in one transaction: whole row groups appended
 # DuckDB's buffer pool while loading. The merge holds narrow columns only and streams whole rows from Parquet into
-# the table, so a member of any size loads in it (975,682 transactions of 40 members, loaded alone: 128 MB -> 208
-# MiB above the process, 25.5 s; the shipped 256 MB with whole-row merging took 333 MiB, 19-24 s). Not 64 MB: it
-# loads 1M rows in 139-144 MiB, but a group of 40 small members (55k rows) runs out inside DuckDB's insert and is
-# loaded member by member, 6.2 s instead of 2.2.
-MEMORY_LIMIT = "128MB"
+# the table, so a member of any size loads in it. Loaded alone, 975,682 transactions of 40 members take 143 MiB
+# above the process in 24.5 s (128 MB: 208 MiB, 25.5 s); 54,804 of 40 members 124 MiB, 2.2 s.
+MEMORY_LIMIT = "64MB"
 _log = logging.getLogger(__name__)
 KEEP_LOADS = dt.timedelta(days=7)  # ops.landed_loads rows kept: longer than any leftover waits for a load
 

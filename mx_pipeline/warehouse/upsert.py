@@ -76,6 +76,7 @@ def merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, source: str) -> Upser
     columns of it: each guid's newest version is chosen on the key and its ordering columns, the versions found in
     the table are compared by a digest of their content, and whole rows stream from ``source`` into the table, read
     back by ``_row``. So the memory a merge needs does not grow with the payloads of its rows."""
+    con.execute(f"set disabled_optimizers = '{_BUILD_SIDE_BY_ESTIMATE}'")
     con.execute(_dedupe_sql(spec, source))
     con.execute(_found_sql(spec))
     con.execute(_stale_sql(spec, source))
@@ -88,7 +89,15 @@ def merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, source: str) -> Upser
     if incoming > found:
         con.execute(_insert_sql(spec, source))
     con.execute("drop table upsert_incoming; drop table upsert_found; drop table upsert_stale")
+    con.execute("reset disabled_optimizers")
     return UpsertCounts(inserted=incoming - found, updated=stale, unchanged=found - stale)
+
+
+# Every join of a merge hashes the side written on its right: the narrow one (keys, row names, digests). DuckDB's
+# optimizer would pick the side by its row estimates, and it guesses a Parquet scan's rows from its first file:
+# after a member of 86 rows, a group of 40 members' files looked 16 times smaller than it was, the insert hashed
+# their whole rows to find the 56,000 it named, and the group ran out of the loader's pool (55k rows at 64 MB).
+_BUILD_SIDE_BY_ESTIMATE = "build_side_probe_side"
 
 
 def _q(identifier: str) -> str:

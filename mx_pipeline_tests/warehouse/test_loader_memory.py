@@ -59,3 +59,30 @@ def test_its_next_read_is_compared_row_by_row_in_the_same_pool_and_only_the_chan
     with warehouse.connect() as con:
         changed = con.execute("select guid, amount, run_id from raw.mx_transactions where run_id = 'run-2'").fetchall()
     assert [(guid, str(amount), run) for guid, amount, run in changed] == [("TRN-00007", "99.5000", "run-2")]
+
+
+def test_many_small_members_whose_rows_outgrow_the_pool_together_load_as_one_group(warehouse, area, monkeypatch):
+    """DuckDB guesses a group's Parquet rows from its first file: after a member of 86 rows, 40 files look like
+    3,440 rows, the join would hold the landed side's whole rows to find the 56,000 named ones, and the group would
+    run out of the pool and be loaded member by member."""
+    monkeypatch.setattr(landed, "MEMORY_LIMIT", "64MB")
+    sizes, memo = [86] + [1_434] * 39, "x" * 1_500  # some 90 MB of payloads together
+    for m, rows in enumerate(sizes):
+        landing = TransactionLanding(area, run_id="run-1", member_guid=f"MBR-{m:02d}", user_guid="USR-1")
+        landing.add(Page([{**make_transaction(f"TRN-{m:02d}-{i:04d}").payload, "memo": memo} for i in range(rows)]))
+        landing.finish(outcome="synced")
+    groups_loaded = []
+    monkeypatch.setattr(landed, "_load_group", _counting_sizes(landed._load_group, groups_loaded))
+
+    report = load_landed(warehouse, area, run_id="loader")
+
+    assert groups_loaded == [len(sizes)]  # one group, not retried member by member
+    assert report.counts.inserted == sum(sizes) and report.quarantined == 0
+
+
+def _counting_sizes(load_group, sizes: list[int]):
+    def counted(con, area, table, group, run_id):
+        sizes.append(len(group))
+        return load_group(con, area, table, group, run_id)
+
+    return counted
