@@ -71,10 +71,12 @@ class WarehouseResource(dg.ConfigurableResource):
     # (MX_PIPELINE_RATE_BUDGET_URL, beside MX's shared limits); None: the warehouse's ``ops`` tables.
     shared_state_url: str | None = None
 
-    def open(self) -> Warehouse:
+    def open(self, *, memory_limit: str | None = None) -> Warehouse:
+        """The warehouse, its connections' pool ``memory_limit`` (work that spills beyond less) or the resource's."""
         path = Path(self.path) if self.path else settings.warehouse_path()
         log = dg.get_dagster_logger("warehouse")  # inside a step, its lines land in the run's log
-        return Warehouse(path, memory_limit=self.memory_limit, wait_seconds=self.wait_seconds, log=log)
+        pool = memory_limit or self.memory_limit
+        return Warehouse(path, memory_limit=pool, wait_seconds=self.wait_seconds, log=log)
 
     def landing(self) -> LandingArea:
         return LandingArea(self.landing_url) if self.landing_url else LandingArea.beside(self.open().path)

@@ -20,6 +20,9 @@ from mx_pipeline.warehouse.tables import TableSpec
 
 MEMBER_HEALTH = dg.AssetKey(["marts", "member_health"])
 RAW_TABLES = (tables.USERS, tables.MEMBERS, tables.MEMBER_STATUS, tables.ACCOUNTS, tables.TRANSACTIONS)
+# The checks' pool: their aggregates spill beyond it. guids_are_unique on 975,682 transactions takes 68 MiB above
+# the process in 0.30 s with it, 130 MiB in 0.32 s with the resource's 1 GB.
+CHECKS_POOL = "64MB"
 
 
 def _latest_run_id(context: dg.AssetCheckExecutionContext, spec: TableSpec) -> str:
@@ -35,7 +38,7 @@ def _guids_are_unique(spec: TableSpec) -> dg.AssetChecksDefinition:
         description=f"Every {spec.name} row has its own {spec.key}; reports the row count.",
     )
     def check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        with warehouse.open().connect() as con:
+        with warehouse.open(memory_limit=CHECKS_POOL).connect() as con:
             rows, distinct, null_keys = con.execute(
                 f"select count(*), count(distinct {spec.key}), count(*) - count({spec.key}) from {spec.name}"
             ).fetchone()
@@ -57,7 +60,7 @@ def _nothing_quarantined(spec: TableSpec) -> dg.AssetChecksDefinition:
     )
     def check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         run_id = _latest_run_id(context, spec)
-        with warehouse.open().connect() as con:
+        with warehouse.open(memory_limit=CHECKS_POOL).connect() as con:
             (rows,) = con.execute(f"select count(*) from {spec.name}").fetchone()
             (count,) = con.execute(
                 "select count(*) from ops.quarantine where table_name = ? and run_id = ?", [spec.name, run_id]
@@ -91,7 +94,7 @@ def _nothing_quarantined(spec: TableSpec) -> dg.AssetChecksDefinition:
 def every_member_read(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     run = context.run  # a re-execution answers for the failures of the run it re-executes
     runs = {run.run_id, run.parent_run_id or run.run_id, run.root_run_id or run.run_id}
-    with warehouse.open().connect() as con:
+    with warehouse.open(memory_limit=CHECKS_POOL).connect() as con:
         members, users = failed_reads(con, runs)
         (known,) = con.execute(f"select count(*) from {tables.MEMBERS.name} where removed_at is null").fetchone()
     result = dg.AssetCheckResult(
@@ -107,7 +110,7 @@ def every_member_read(context: dg.AssetCheckExecutionContext, warehouse: Warehou
     description="Every transaction belongs to an account in raw.mx_accounts.",
 )
 def transactions_belong_to_known_accounts(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.open().connect() as con:
+    with warehouse.open(memory_limit=CHECKS_POOL).connect() as con:
         rows, orphans = con.execute(
             """
             select count(*), count(*) filter (
