@@ -10,6 +10,7 @@ import pytest
 import simplejson
 
 from mx_pipeline.landing import LandingArea
+from mx_pipeline.landing.parser import release_parser
 from mx_pipeline.landing.transactions import TransactionLanding
 from mx_pipeline.mx.pagination import Page
 from mx_pipeline.mx.transport import ApiCall
@@ -223,6 +224,15 @@ def test_a_landing_area_at_an_fsspec_url_lands_and_loads_the_same(warehouse):
         assert not area.fs.glob("/landing-test/transactions/**/*.parquet")
     finally:
         area.fs.rm("/landing-test", recursive=True)
+
+
+def test_reads_after_the_parser_handed_back_its_memory_parse_on_a_new_database(warehouse, area):
+    _land(area, [Page([_payload("TRN-1", amount=Decimal("-4.10"))])], member_guid="MBR-1")
+    release_parser()
+    release_parser()  # nothing open: nothing to do
+    _land(area, [Page([_payload("TRN-2", amount=Decimal("0.0100"))])], member_guid="MBR-2")
+    assert _load(warehouse, area).counts.inserted == 2
+    assert _amounts(warehouse) == {"TRN-1": Decimal("-4.10"), "TRN-2": Decimal("0.01")}
 
 
 def test_extraction_lands_what_mx_listed_and_leaves_the_warehouse_to_the_loader(warehouse, area):

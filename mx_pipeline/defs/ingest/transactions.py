@@ -28,6 +28,7 @@ from mx_pipeline.defs.ingest.parallel import read_each
 from mx_pipeline.defs.ingest.report import failure_reasons, step_metadata
 from mx_pipeline.defs.jobs import reads_unchanged_members
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
+from mx_pipeline.landing.parser import release_parser
 from mx_pipeline.warehouse import ApiCallLog, tables
 from mx_pipeline.warehouse.landed import load_landed
 from mx_pipeline.warehouse.landed_reads import EVERY_LANDED
@@ -88,6 +89,7 @@ def read_transactions(context: dg.OpExecutionContext, to_read: TransactionsToRea
             reads.append(read)
             context.log.info(f"member {i}/{len(members)} {member.guid}: {read.listed} listed, {read.refused} refused")
         confirmation = suspects.confirm(client, plan.end_user_ids)  # a 404: is the member gone at MX?
+    release_parser()  # its memory goes back before the load
     return TransactionsRead(to_read, reads, confirmation, api_log)
 
 
