@@ -29,6 +29,11 @@ class Page:
         """The page's objects as one JSON array, numbers written exactly as MX sent them."""
         return simplejson.dumps(self.items, use_decimal=True, separators=(",", ":"))
 
+    def discard(self) -> None:
+        """Free the page's objects once they are used. The generators that yielded the page hold it until the next
+        page has arrived, so a reader would otherwise hold two pages' objects while it waits on MX."""
+        self.items.clear()
+
     def guids(self) -> set[str]:
         """The guids the page lists, a malformed record's included (MX still lists it)."""
         return {guid for item in self.items if isinstance(item, dict) and isinstance(guid := item.get("guid"), str)}
@@ -47,8 +52,9 @@ def iter_pages(
         if not isinstance(items, list):
             raise MalformedResponse(f"list body lacks a {list_key!r} array", method="GET", path=path)
         total_pages = _total_pages(body, path)
-        yield items
-        if not items or page >= total_pages:
+        last = not items or page >= total_pages
+        yield items  # the caller may free them: nothing below reads them again
+        if last:
             return
         page += 1
 

@@ -106,6 +106,7 @@ def extract_member_transactions(
             landing.add(page)  # judged a batch at a time; refused records are quarantined by the loader
             if lists_in_full:
                 listed_guids.update(page.guids())  # a malformed record's too: MX still lists it, it has not vanished
+            page.discard()
         if lists_in_full:
             listed_in_full.append(lists_in_full)
 

@@ -34,6 +34,16 @@ def test_pages_are_fetched_only_as_records_are_consumed(mx_api, client):
     assert len(mx_api.calls) == 3
 
 
+def test_a_page_freed_as_soon_as_it_is_used_still_leads_to_the_next(mx_api, client):
+    for page in (1, 2, 3):
+        serve_page(mx_api, page, 3, [p.transaction(guid=f"TRN-{page}-{i}") for i in range(2)])
+    listed = []
+    for page in client.list_member_transaction_pages(USER_GUID, MEMBER_GUID):
+        listed += sorted(page.guids())
+        page.discard()
+    assert listed == ["TRN-1-0", "TRN-1-1", "TRN-2-0", "TRN-2-1", "TRN-3-0", "TRN-3-1"]
+
+
 def test_iteration_stops_at_the_last_page_mx_reports(mx_api, client):
     serve_page(mx_api, 1, 1, [p.transaction()])
     assert len(list(client.list_member_transactions(USER_GUID, MEMBER_GUID))) == 1

@@ -248,6 +248,24 @@ def test_extraction_lands_what_mx_listed_and_leaves_the_warehouse_to_the_loader(
     assert _load(warehouse, area).counts.inserted == 2
 
 
+def test_a_reader_holds_one_pages_objects_while_it_waits_on_mx_for_the_next(warehouse, area):
+    held_when_asked = []
+
+    def pages(**query):
+        sent = []
+        for n in range(3):
+            held_when_asked.append([len(page.items) for page in sent])
+            sent.append(Page([_payload(f"TRN-{n}-{i}") for i in range(2)]))
+            yield sent[-1]
+
+    member = MemberToFetch("MBR-1", "USR-1", dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+    with warehouse.connect() as con:
+        plan = plan_transaction_reads(con, area, [member], SyncPolicy(), run_id="run-1")
+    read = extract_member_transactions(area, plan, member, pages)
+    assert held_when_asked == [[], [0], [0, 0]]  # each page's objects freed once landed, before the next is asked
+    assert read.listed == 6 and _load(warehouse, area).counts.inserted == 6
+
+
 def test_a_sync_keeps_a_malformed_listed_record_from_looking_vanished_and_moves_the_watermark(warehouse):
     def pages(**query):
         yield Page([_payload("TRN-OK", updated_at="2026-11-22T08:00:00Z"), _payload("TRN-BAD", type="REFUND")])
