@@ -85,7 +85,7 @@ def merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, source: str) -> Upser
         " (select count(*) from upsert_stale)"
     ).fetchall()
     if stale:
-        con.execute(_update_sql(spec, source))
+        con.execute(_replace_sql(spec, source, _kept_columns(con, spec)))
     if incoming > found:
         con.execute(_insert_sql(spec, source))
     con.execute("drop table upsert_incoming; drop table upsert_found; drop table upsert_stale")
@@ -180,13 +180,39 @@ def _not_older(new: str, old: str, spec: TableSpec) -> str:
         )"""
 
 
-def _update_sql(spec: TableSpec, source: str) -> str:
-    updates = ", ".join(f"{_q(c)} = incoming.{_q(c)}" for c in spec.columns if c != spec.key)
-    stale = _typed_rows(spec, source, "select _row from upsert_stale")
+def _kept_columns(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> list[str]:
+    """The table's columns a batch does not carry (``first_fetched_at``): a replaced row keeps their values."""
+    schema, table = spec.name.split(".")
+    columns = con.execute(
+        "select column_name from duckdb_columns() where schema_name = ? and table_name = ? order by column_index",
+        [schema, table],
+    ).fetchall()
+    return [name for (name,) in columns if name not in spec.columns]
+
+
+def _replace_sql(spec: TableSpec, source: str, kept: list[str]) -> str:
+    """The stale rows, deleted and inserted in their new version; the columns ``kept`` get back the values they had.
+
+    Not an UPDATE from the source: DuckDB holds an update's new values in memory until the commit, so a read in
+    which all of a large member's rows changed (MX re-categorizing its history) ran out of the loader's pool at
+    every load. An insert streams its rows to the file; ``kept`` is narrow (``first_fetched_at``)."""
+    key, columns = _q(spec.key), ", ".join(_q(c) for c in spec.columns)
+    stale_rows = _typed_rows(spec, source, "select _row from upsert_stale")
+    keep = f"""
+        create temp table upsert_kept as
+        select {key} as key, {", ".join(map(_q, kept))} from {spec.name}
+        where rowid in (select row_id from upsert_stale);
+    """
+    restore = f"""
+        update {spec.name} as target set {", ".join(f"{_q(c)} = kept.{_q(c)}" for c in kept)}
+        from upsert_kept as kept where target.{key} = kept.key;
+        drop table upsert_kept;
+    """
     return f"""
-        update {spec.name} as target set {updates}
-        from (select rows.*, stale.row_id from {stale} as rows join upsert_stale as stale using (_row)) as incoming
-        where target.rowid = incoming.row_id
+        {keep if kept else ""}
+        delete from {spec.name} where rowid in (select row_id from upsert_stale);
+        insert into {spec.name} ({columns}) select {columns} from {stale_rows};
+        {restore if kept else ""}
     """
 
 

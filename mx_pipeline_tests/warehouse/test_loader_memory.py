@@ -61,6 +61,29 @@ def test_its_next_read_is_compared_row_by_row_in_the_same_pool_and_only_the_chan
     assert [(guid, str(amount), run) for guid, amount, run in changed] == [("TRN-00007", "99.5000", "run-2")]
 
 
+def test_a_read_in_which_every_row_changed_replaces_them_all_in_the_same_pool_keeping_when_each_first_came(
+    warehouse, area
+):
+    _land_member(area, "run-1")
+    load_landed(warehouse, area, run_id="loader")
+    with warehouse.connect() as con:
+        first_came = dict(con.execute("select guid, first_fetched_at from raw.mx_transactions").fetchall())
+    recategorized = {"top_level_category": "Shopping", "updated_at": "2026-11-21T09:00:00Z"}
+    _land_member(area, "run-2", changed=dict.fromkeys(range(ROWS), recategorized))
+
+    report = load_landed(warehouse, area, run_id="loader")
+
+    assert (report.counts.inserted, report.counts.updated, report.counts.unchanged) == (0, ROWS, 0)
+    assert report.quarantined == 0 and not list(area.root_path.rglob("unloadable.json"))
+    assert _table(warehouse) == (ROWS, ROWS, ROWS * len(NOTE))
+    with warehouse.connect() as con:
+        rows = con.execute(
+            "select guid, first_fetched_at, run_id, payload ->> 'top_level_category' from raw.mx_transactions"
+        ).fetchall()
+    assert {guid: first for guid, first, _, _ in rows} == first_came
+    assert {(run, category) for _, _, run, category in rows} == {("run-2", "Shopping")}
+
+
 def test_many_small_members_whose_rows_outgrow_the_pool_together_load_as_one_group(warehouse, area, monkeypatch):
     """DuckDB guesses a group's Parquet rows from its first file: after a member of 86 rows, 40 files look like
     3,440 rows, the join would hold the landed side's whole rows to find the 56,000 named ones, and the group would
