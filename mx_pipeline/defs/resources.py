@@ -72,7 +72,8 @@ class WarehouseResource(dg.ConfigurableResource):
     shared_state_url: str | None = None
 
     def open(self, *, memory_limit: str | None = None) -> Warehouse:
-        """The warehouse, its connections' pool ``memory_limit`` (work that spills beyond less) or the resource's."""
+        """The warehouse; its connections' pool is ``memory_limit`` when given (work whose aggregates may spill),
+        else the resource's."""
         path = Path(self.path) if self.path else settings.warehouse_path()
         log = dg.get_dagster_logger("warehouse")  # inside a step, its lines land in the run's log
         pool = memory_limit or self.memory_limit
