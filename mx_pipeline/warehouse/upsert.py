@@ -184,7 +184,8 @@ def _kept_columns(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> list[str]:
     """The table's columns a batch does not carry (``first_fetched_at``): a replaced row keeps their values."""
     schema, table = spec.name.split(".")
     columns = con.execute(
-        "select column_name from duckdb_columns() where schema_name = ? and table_name = ? order by column_index",
+        """select column_name from duckdb_columns()
+        where database_name = current_database() and schema_name = ? and table_name = ? order by column_index""",
         [schema, table],
     ).fetchall()
     return [name for (name,) in columns if name not in spec.columns]
