@@ -87,7 +87,7 @@ def merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, source: str) -> Upser
     if stale:
         con.execute(_replace_sql(spec, source, _kept_columns(con, spec)))
     if incoming > found:
-        con.execute(_insert_sql(spec, source))
+        con.execute(_insert_sql(spec, source, "select _row from upsert_incoming anti join upsert_found using (key)"))
     con.execute("drop table upsert_incoming; drop table upsert_found; drop table upsert_stale")
     con.execute("reset disabled_optimizers")
     return UpsertCounts(inserted=incoming - found, updated=stale, unchanged=found - stale)
@@ -197,8 +197,7 @@ def _replace_sql(spec: TableSpec, source: str, kept: list[str]) -> str:
     Not an UPDATE from the source: DuckDB holds an update's new values in memory until the commit, so a read in
     which all of a large member's rows changed (MX re-categorizing its history) ran out of the loader's pool at
     every load. An insert streams its rows to the file; ``kept`` is narrow (``first_fetched_at``)."""
-    key, columns = _q(spec.key), ", ".join(_q(c) for c in spec.columns)
-    stale_rows = _typed_rows(spec, source, "select _row from upsert_stale")
+    key = _q(spec.key)
     keep = f"""
         create temp table upsert_kept as
         select {key} as key, {", ".join(map(_q, kept))} from {spec.name}
@@ -212,12 +211,12 @@ def _replace_sql(spec: TableSpec, source: str, kept: list[str]) -> str:
     return f"""
         {keep if kept else ""}
         delete from {spec.name} where rowid in (select row_id from upsert_stale);
-        insert into {spec.name} ({columns}) select {columns} from {stale_rows};
+        {_insert_sql(spec, source, "select _row from upsert_stale")};
         {restore if kept else ""}
     """
 
 
-def _insert_sql(spec: TableSpec, source: str) -> str:
+def _insert_sql(spec: TableSpec, source: str, rows: str) -> str:
+    """The rows of ``source`` named in ``rows`` (a query of ``_row``), inserted whole."""
     columns = ", ".join(_q(c) for c in spec.columns)
-    new = "select _row from upsert_incoming anti join upsert_found using (key)"
-    return f"insert into {spec.name} ({columns}) select {columns} from {_typed_rows(spec, source, new)}"
+    return f"insert into {spec.name} ({columns}) select {columns} from {_typed_rows(spec, source, rows)}"
