@@ -20,7 +20,6 @@ from typing import TypeVar
 
 import dagster as dg
 import requests
-import sqlalchemy
 from dagster._core.definitions.selector import JobSubsetSelector
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
@@ -151,7 +150,7 @@ class Deployment:
         return {slot.run_id for slot in info.claimed_slots}
 
     def worker_pid(self, run_id: str) -> int | None:
-        worker = _through_sqlite_locks(lambda: run_worker_pid(self.instance, run_id))
+        worker = run_worker_pid(self.instance, run_id)
         return worker[0] if worker else None
 
     def kill_worker(self, run_id: str) -> int:
@@ -245,20 +244,6 @@ def deployed(
                     for run in deployment.runs():  # a failed test leaves no worker behind
                         if not run.is_finished and deployment.worker_pid(run.run_id):
                             deployment.kill_worker(run.run_id)
-
-
-def _through_sqlite_locks(read: Callable[[], T]) -> T:
-    """``read()`` of a run's event log, again while SQLite says the file is locked. The run workers write their
-    event logs (SQLite files on the local instance) while the harness reads them, and on a loaded machine a writer
-    can hold a file past SQLite's 5 s busy timeout: a crash trial's read of the worker's pid failed so."""
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
-        try:
-            return read()
-        except sqlalchemy.exc.OperationalError as exc:
-            if "database is locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 @contextlib.contextmanager
