@@ -24,7 +24,7 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.execution.stats import StepEventStatus
 
-from mx_pipeline_tests.resilience.deployment import Deployment, deployed
+from mx_pipeline_tests.resilience.deployment import Deployment, deployed, kill_process_family
 from mx_pipeline_tests.resilience.truth import compare
 
 USERS = {"crash-1": "password", "crash-2": "password"}  # each connects one MX Bank member
@@ -181,9 +181,10 @@ def _kill_at_a_random_moment(deployment: Deployment, run_id: str, rng: random.Ra
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGSTOP)  # frozen where it is: what it was doing is what the kill interrupts
     ended = deployment.run(run_id).is_finished
-    # The step is read once the worker is dead: frozen, it may hold the event log's SQLite lock (a reader then fails
-    # with "locking protocol"); nothing happened between the freeze and the kill, so the answer is the same.
-    deployment.kill_worker(run_id)
+    # Nothing reads the event log until the worker is dead: frozen, it may hold its SQLite lock, and a reader then
+    # fails ("database is locked") however long it waits. So the kill takes the pid read before the freeze; nothing
+    # happened between the freeze and the kill, so the step read after it is the one the kill interrupted.
+    kill_process_family(pid)
     step = None if ended else deployment.running_step(run_id) or ("startup" if k == 0 else "between steps")
     return f"after step {k} of {steps} started, + {delay:.2f} s", step
 

@@ -157,10 +157,7 @@ class Deployment:
         """``kill -9`` the run's worker process and anything it started."""
         pid = self.worker_pid(run_id)
         assert pid is not None, f"run {run_id} has no worker"
-        family = [pid, *_descendants(pid)]
-        for member in family:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(member, signal.SIGKILL)
+        kill_process_family(pid)
         return pid
 
     def running_step(self, run_id: str) -> str | None:
@@ -180,6 +177,13 @@ class Deployment:
         response = requests.post(f"{self.sandbox.base_url}/_sandbox/{path}", json=body, timeout=10)
         response.raise_for_status()
         return response.json()
+
+
+def kill_process_family(pid: int) -> None:
+    """``kill -9`` ``pid`` and every process it started, read from ``/proc``, not from any run's event log."""
+    for member in [pid, *_descendants(pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
 
 
 def _descendants(pid: int) -> list[int]:
