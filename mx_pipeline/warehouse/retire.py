@@ -26,6 +26,7 @@ import duckdb
 from mx_pipeline.lifecycle.routes import RETIRED, Route
 from mx_pipeline.mx.errors import NotFound
 from mx_pipeline.warehouse.connection import Warehouse
+from mx_pipeline.warehouse.removal import mark_removed
 from mx_pipeline.warehouse.sync_state import read_again_next_run
 
 MEMBER_REMOVED = RETIRED.reason
@@ -320,10 +321,8 @@ def _retire_rows(con, table: str, key: str, guids: Collection[str], now: dt.date
 
 def _retire_transactions(column: str, guids: list[str], now: dt.datetime, con) -> None:
     if guids:
-        con.execute(
-            f"update raw.mx_transactions set removed_at = $now, fetched_at = $now"
-            f" where {column} in (select unnest($guids::varchar[])) and removed_at is null",
-            {"guids": guids, "now": now},
+        mark_removed(
+            con, f"t.{column} in (select unnest($guids::varchar[])) and t.removed_at is null", {"guids": guids}, now=now
         )
 
 

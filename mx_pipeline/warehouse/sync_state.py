@@ -31,6 +31,7 @@ import duckdb
 
 from mx_pipeline.warehouse.connection import registered
 from mx_pipeline.warehouse.refresh_state import Ledger, WarehouseLedger
+from mx_pipeline.warehouse.removal import mark_removed
 from mx_pipeline.warehouse.sql_literals import sql_list
 
 PENDING_AHEAD_DAYS = 5  # MX's own default to_date: pending rows can be dated a few days ahead
@@ -185,20 +186,20 @@ def mark_vanished_in_bulk(con: duckdb.DuckDBPyConnection, listings: list[Vanishe
             """
         )
         try:
-            ((marked,),) = con.execute(
+            marked = mark_removed(
+                con,
                 """
-                update raw.mx_transactions as t set removed_at = $now, fetched_at = $now
-                where t.removed_at is null
-                  and exists (select 1 from vanish_ranges as r where r.member_guid = t.member_guid
-                              and t.date between r.from_date and r.to_date and t.fetched_at <= r.listed_at)
-                  and not exists (select 1 from vanish_listed as l where l.member_guid = t.member_guid
-                                  and l.guid = t.guid)
+                t.removed_at is null
+                and exists (select 1 from vanish_ranges as r where r.member_guid = t.member_guid
+                            and t.date between r.from_date and r.to_date and t.fetched_at <= r.listed_at)
+                and not exists (select 1 from vanish_listed as l where l.member_guid = t.member_guid
+                                and l.guid = t.guid)
                 """,
-                {"now": now},
-            ).fetchall()
+                now=now,
+            )
         finally:
             con.execute("drop table vanish_listed")
-    return int(marked)
+    return marked
 
 
 def failure_reason(read: str, exc: Exception) -> str:

@@ -14,8 +14,8 @@ Phases, each in its own process (so each peak RSS is that phase's own), printed 
 - ``copy``: a bare DuckDB copy of ``raw.mx_transactions`` under the models' memory cap (the floor);
 - ``full``: every model built in full (the pipeline's runner and memory cap), then the analysts' file published;
 - ``increment``: 1% new rows spread over every account (new purchases, pendings and their posted twins,
-  identical purchases, re-issues) plus 0.1% of old rows MX stopped listing, then the models and the publish
-  the ``sql_models`` asset calls;
+  identical purchases, re-issues) plus 0.1% of old rows MX stopped listing (marked removed as the loader marks
+  them), then the models and the publish the ``sql_models`` asset calls;
 - ``pandas``: a plain pandas port of the same logic, as a data team would write it: payload JSON parsed per
   row, sign, normalized description, fingerprint, pending matching (account, amount, -1..+5 days, Jaro-Winkler
   >= 0.8 on the normalized descriptions, unambiguous pairs only), vanished rows and pendings older than 14
@@ -27,6 +27,7 @@ Phases, each in its own process (so each peak RSS is that phase's own), printed 
 """
 
 import argparse
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -161,19 +162,18 @@ def models(path: Path, increment: bool) -> dict:
     from mx_pipeline.defs.resources import WarehouseResource
     from mx_pipeline.warehouse.models import load_models, load_reference, run_model
     from mx_pipeline.warehouse.publish import publish
+    from mx_pipeline.warehouse.removal import mark_removed
 
     with WarehouseResource(path=str(path)).open().connect() as con:  # the pipeline's own memory cap
         if increment:
             (rows,) = con.execute("select count(*) from raw.mx_transactions").fetchone()
             _categories(con)
             con.execute(
-                f"""
-                insert into raw.mx_transactions by name
-                {_rows_sql(rows, rows // 100, _accounts(rows), days=3, fetched="now()")};
-                update raw.mx_transactions set removed_at = now(), fetched_at = now()
-                where guid in (select 'TRN-' || (hash(i) % {rows}) from range({rows // 1000}) as t(i))
-                """
+                "insert into raw.mx_transactions by name"
+                f" {_rows_sql(rows, rows // 100, _accounts(rows), days=3, fetched='now()')}"
             )
+            vanished = f"guid in (select 'TRN-' || (hash(i) % {rows}) from range({rows // 1000}) as t(i))"
+            mark_removed(con, vanished, now=dt.datetime.now(dt.UTC))  # as the loader marks them
         started = time.perf_counter()
         load_reference(con)
         results = [run_model(con, m, run_id="bench") for m in load_models()]

@@ -96,6 +96,30 @@ def test_a_pending_transaction_that_vanishes_upstream_is_marked_removed_not_dele
     assert rows == [("TRN-KEPT", False), ("TRN-PENDING", True)]
 
 
+def test_a_vanished_row_is_written_anew_after_every_row_whole_but_for_when_it_was_removed(warehouse):
+    """Models read raw's new rows by ``fetched_at``, skipping row groups by its range: a vanished row updated where
+    it lay would make them read every row group that holds one."""
+    vanishing, *staying = (
+        make_transaction(guid, status="PENDING", date=_days_ago(1), updated_at=_at(_days_ago(1)))
+        for guid in ("TRN-A", "TRN-B", "TRN-C")
+    )
+    mx = FakeMx([vanishing, *staying])
+    _sync(warehouse, mx)
+    columns = "guid, amount, date, payload, run_id, first_fetched_at"
+    with warehouse.connect() as con:
+        (before,) = con.execute(f"select {columns} from raw.mx_transactions where guid = 'TRN-A'").fetchall()
+    del mx.transactions["TRN-A"]
+    assert _sync(warehouse, mx, "run-2").removed == 1
+    with warehouse.connect() as con:
+        in_file_order = con.execute("select guid, removed_at is not null from raw.mx_transactions order by rowid")
+        assert in_file_order.fetchall() == [("TRN-B", False), ("TRN-C", False), ("TRN-A", True)]
+        (*after, moved) = con.execute(
+            f"select {columns}, fetched_at = removed_at from raw.mx_transactions where guid = 'TRN-A'"
+        ).fetchone()
+    assert tuple(after) == before
+    assert moved  # fetched_at moved with removed_at: the incremental models read the row again
+
+
 def test_a_pending_row_older_than_the_look_back_is_still_reconciled(warehouse):
     old = make_transaction("TRN-OLD", status="PENDING", date=_days_ago(30), updated_at=_at(_days_ago(30)))
     mx = FakeMx([old])
