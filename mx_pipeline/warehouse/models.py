@@ -28,7 +28,7 @@ import graphlib
 import hashlib
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -69,6 +69,7 @@ class Model:
     reads: frozenset[str] = frozenset()  # schema.table names the SQL reads
     references: frozenset[str] = frozenset()  # reference tables it depends on, itself or through other models
     reads_changes: bool = False  # reads ops.model_changes: the changes of the models it reads (model_changes.py)
+    reads_replaced: frozenset[str] = frozenset()  # models whose replaced rows it reads (changes.<schema>__<table>)
 
     @property
     def key_path(self) -> list[str]:
@@ -137,7 +138,13 @@ def parse_model(path: Path, root: Path = MODELS_DIR) -> Model:
         reads=model_changes.models_read(reads := tables_read(body, path)),
         references=frozenset(_references(reads)),
         reads_changes=model_changes.models_read(reads) != reads,
+        reads_replaced=model_changes.replaced_rows_read(reads),
     )
+
+
+def replaced_rows_read(models: Iterable[Model]) -> frozenset[str]:
+    """The models whose replaced rows one of ``models`` reads: the runs of those keep them (``run_model``)."""
+    return frozenset(name for model in models for name in model.reads_replaced)
 
 
 def tables_read(sql: str, path: Path | str = "<sql>") -> frozenset[str]:
@@ -196,11 +203,14 @@ def run_model(
     run_id: str,
     full_refresh: bool = False,
     policy: RefreshPolicy = DEFAULT_POLICY,
+    keep_replaced: bool = True,
 ) -> ModelResult:
     """Build one model (and its comments) in one transaction; a failure names the file and line.
 
     The build is full on ``full_refresh``, on a first run, and when the reference data the model depends on
     is not the version it was last built with; otherwise an incremental model reads only what changed.
+    ``keep_replaced``: an incremental run keeps the rows it replaces, for a model that reads them
+    (``replaced_rows_read``); it logs their keys either way.
     """
     started, clock = dt.datetime.now(dt.UTC), time.perf_counter()
     reference_hash = _reference_hash(con, model)
@@ -232,7 +242,7 @@ def run_model(
             (recomputed,) = con.execute("select count(*) from model_affected").fetchone()
             if affected is not None:  # without an affected CTE, model_affected holds model_incoming's keys already
                 con.execute(f"insert into model_affected by name select {columns} from model_incoming")
-            model_changes.record(con, model.name, model.unique_key, started, "model_affected")
+            model_changes.record(con, model.name, model.unique_key, started, "model_affected", keep_rows=keep_replaced)
             con.execute(f"delete from {model.name} where {key} in (select {columns} from model_affected)")
             con.execute(f"insert into {model.name} by name select * from model_incoming")
             con.execute("drop table model_incoming; drop table model_affected")

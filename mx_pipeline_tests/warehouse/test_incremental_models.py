@@ -9,11 +9,12 @@ import pytest
 
 from mx_pipeline.warehouse import Warehouse
 from mx_pipeline.warehouse import publish as publishing
-from mx_pipeline.warehouse.models import load_models, load_reference, run_model
+from mx_pipeline.warehouse.models import load_models, load_reference, replaced_rows_read, run_model
 from mx_pipeline.warehouse.publish import publish
 
 TODAY = dt.datetime.now(dt.UTC).date()
 MODELS = load_models()
+KEEP_REPLACED = replaced_rows_read(MODELS)  # as the sql_models asset runs them
 VOLATILE = {"built_at", "hours_since_success"}  # member_health's clock columns: differ between any two builds
 
 
@@ -55,7 +56,7 @@ def build(inc, ful):
     """One model run on each: incremental where it can be, and full."""
     load_reference(inc)
     load_reference(ful)
-    runs = {m.name: run_model(inc, m, run_id="inc") for m in MODELS}
+    runs = {m.name: run_model(inc, m, run_id="inc", keep_replaced=m.name in KEEP_REPLACED) for m in MODELS}
     for m in MODELS:
         run_model(ful, m, run_id="full", full_refresh=True)
     return runs
@@ -134,6 +135,22 @@ def test_after_each_sync_incremental_models_and_the_published_file_equal_a_full_
     assert_published(inc, analysts)
     (kept,) = inc.execute("select count(distinct changed_at) from ops.model_changes").fetchone()
     assert kept <= len(MODELS)  # pruned once read: at most each model's last run is kept
+
+
+def test_an_increment_keeps_the_rows_it_replaced_only_for_a_model_that_reads_them(twins):
+    inc, ful = twins
+    both = (inc, ful)
+    txn(both, "TRN-1", days_ago=3)
+    txn(both, "TRN-2", days_ago=4)
+    build(inc, ful)
+    sync(both, "update raw.mx_transactions set removed_at = now(), fetched_at = now() where guid = 'TRN-1'")
+    build(inc, ful)
+    logged = {model for (model,) in inc.execute("select model from ops.model_changes where key = 'TRN-1'").fetchall()}
+    assert {"staging.stg_transactions", "marts.fct_transactions"} <= logged  # every change's key is logged
+    # monthly_spend_by_category re-sums the months fct_transactions' replaced rows were in; nothing reads staging's
+    assert ("TRN-1",) in inc.execute("select transaction_guid from changes.marts__fct_transactions").fetchall()
+    assert inc.execute("select count(*) from changes.staging__stg_transactions").fetchone() == (0,)
+    assert_same(inc, ful)
 
 
 def test_a_publish_that_crashes_leaves_the_old_file_whole_and_the_next_one_right(twins, tmp_path, monkeypatch):

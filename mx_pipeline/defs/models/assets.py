@@ -15,11 +15,12 @@ from mx_pipeline.defs.ingest.group import ANALYSTS_FRESHNESS, MEMBER_ROUTES, POO
 from mx_pipeline.defs.markdown import markdown_table
 from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline.warehouse import Warehouse, tables
-from mx_pipeline.warehouse.models import REFERENCE_TABLES, load_models, load_reference, run_model
+from mx_pipeline.warehouse.models import REFERENCE_TABLES, load_models, load_reference, replaced_rows_read, run_model
 from mx_pipeline.warehouse.publish import publish
 
 GROUP = "models"
 MODELS = load_models()
+KEEP_REPLACED = replaced_rows_read(MODELS)  # whether a model is selected or not: its readers may run later
 REFERENCE = [dg.AssetKey(["reference", name]) for name in REFERENCE_TABLES]
 # Tables some asset writes beside its own: lineage points at that asset.
 WRITTEN_BY = {
@@ -126,7 +127,12 @@ def sql_models(
             if dg.AssetKey(model.key_path) not in selected:
                 continue
             result = run_model(
-                con, model, run_id=run_id, full_refresh=config.full_refresh, policy=refresh_policy.policy()
+                con,
+                model,
+                run_id=run_id,
+                full_refresh=config.full_refresh,
+                policy=refresh_policy.policy(),
+                keep_replaced=model.name in KEEP_REPLACED,
             )
             if result.reference_changed:
                 context.log.info(f"{model.name}: data/reference changed since its last build: rebuilt in full")
