@@ -17,7 +17,10 @@ def mark_removed(
 
     Each is written anew at the end of the table, not updated where it lies. The models read raw's new rows by
     ``fetched_at``, and DuckDB skips a row group by its least and greatest ``fetched_at``: a few rows updated in
-    every row group made the next increment read every payload of the table (3.2 s of 12.9 s at 5M rows)."""
+    every row group made the next increment read every payload of the table (3.2 s of 12.9 s at 5M rows).
+
+    Call it inside the caller's transaction (the loader's, ``retire.atomically``): the insert and the delete must
+    commit together, or a crash between them would leave a transaction twice."""
     con.execute(
         "create or replace temp table removed_rows as"
         f" select rowid as row_id from raw.mx_transactions as t where {where}",
