@@ -1,11 +1,12 @@
 """What each incremental model run replaced, so its readers apply only that.
 
-A run logs every key whose rows it deleted or recomputed (``ops.model_changes``) and keeps those rows as they
-were in ``changes.<schema>__<table>`` (with ``changed_at``, the run's start). An incremental model downstream
-reads them to find what its own rows depend on (``monthly_spend_by_category`` re-sums the months a transaction
-left), and the analysts' file (publish.py) applies exactly those keys. A full build logs nothing and empties the
-kept rows: a reader whose upstream model was rebuilt in full since it last read rebuilds in full, and so does one
-that last read before the changes it needs were pruned (``ops.model_changes_kept``).
+A run logs every key whose rows it deleted or recomputed (``ops.model_changes``) and, when a model reads them,
+keeps those rows as they were in ``changes.<schema>__<table>`` (with ``changed_at``, the run's start). An
+incremental model downstream reads them to find what its own rows depend on (``monthly_spend_by_category``
+re-sums the months a transaction left), and the analysts' file (publish.py) applies exactly those keys. A full
+build logs nothing and empties the kept rows: a reader whose upstream model was rebuilt in full since it last
+read rebuilds in full, and so does one that last read before the changes it needs were pruned
+(``ops.model_changes_kept``).
 """
 
 import datetime as dt
