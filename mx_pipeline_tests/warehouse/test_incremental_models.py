@@ -157,14 +157,20 @@ def test_an_increment_keeps_the_rows_it_replaced_only_for_a_model_that_reads_the
     assert_same(inc, ful)
 
 
-def test_a_publish_that_crashes_leaves_the_old_file_whole_and_the_next_one_right(twins, tmp_path, monkeypatch):
+@pytest.mark.parametrize("published_before", [1, 2], ids=["from a copy", "from the spare"])
+def test_a_publish_that_crashes_leaves_the_old_file_whole_and_the_next_one_right(
+    twins, tmp_path, monkeypatch, published_before
+):
     inc, ful = twins
     analysts = tmp_path / "analytics.duckdb"
     for i in range(6):
         txn((inc,), f"TRN-{i}", days_ago=2 + 20 * i, description=f"Shop {i}")
-    build(inc, ful)
-    publish(inc, analysts)
+    for n in range(published_before):  # the second publish keeps the first's file: the next starts from it
+        txn((inc,), f"TRN-BEFORE-{n}", days_ago=3 + n, description="Corner Deli")
+        build(inc, ful)
+        publish(inc, analysts)
     before = table(inc, "marts.fct_transactions")
+    assert (tmp_path / ".analytics.duckdb.spare").exists() == (published_before == 2)
     txn((inc,), "TRN-NEW", days_ago=1, description="Fresh Basket")
     build(inc, ful)
 
@@ -179,7 +185,7 @@ def test_a_publish_that_crashes_leaves_the_old_file_whole_and_the_next_one_right
         publish(inc, analysts)
     with duckdb.connect(str(analysts), read_only=True) as old:
         assert table(old, "marts.fct_transactions") == before
-    assert [p.name for p in tmp_path.iterdir() if "building" in p.name] == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".analytics")] == []  # no building, no spare
     monkeypatch.undo()
     killed = tmp_path / ".analytics.duckdb.99999.building"  # a publish killed outright leaves its file
     killed.write_bytes(b"half a file")
