@@ -179,12 +179,13 @@ def _kill_at_a_random_moment(deployment: Deployment, run_id: str, rng: random.Ra
         time.sleep(0.05)
     time.sleep(delay)
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGSTOP)  # frozen where it is: what it was doing is what the kill interrupts
-    ended = deployment.run(run_id).is_finished
-    # Nothing reads the event log until the worker is dead: frozen, it may hold its SQLite lock, and a reader then
-    # fails ("database is locked") however long it waits. So the kill takes the pid read before the freeze; nothing
-    # happened between the freeze and the kill, so the step read after it is the one the kill interrupted.
+        os.kill(pid, signal.SIGSTOP)  # frozen where it is (and starts no process): what it was doing is what dies
+    # Nothing reads the instance's SQLite files until the worker is dead: frozen, it may hold the lock of its event
+    # log or of the runs table, and a reader then fails ("database is locked") however long it waits. So the kill
+    # takes the pid read before the freeze. Nothing has written since the freeze (and no daemon ticks in between),
+    # so the run's status and the step read after the kill are what the kill interrupted.
     kill_process_family(pid)
+    ended = deployment.run(run_id).is_finished
     step = None if ended else deployment.running_step(run_id) or ("startup" if k == 0 else "between steps")
     return f"after step {k} of {steps} started, + {delay:.2f} s", step
 
