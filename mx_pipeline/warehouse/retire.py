@@ -26,7 +26,7 @@ import duckdb
 from mx_pipeline.lifecycle.routes import RETIRED, Route
 from mx_pipeline.mx.errors import NotFound
 from mx_pipeline.warehouse.connection import Warehouse
-from mx_pipeline.warehouse.removal import mark_removed
+from mx_pipeline.warehouse.removal import mark_live, mark_removed
 from mx_pipeline.warehouse.sync_state import read_again_next_run
 
 MEMBER_REMOVED = RETIRED.reason
@@ -328,11 +328,7 @@ def _retire_transactions(column: str, guids: list[str], now: dt.datetime, con) -
 
 def _reinstate_transactions(column: str, guid: str, at: dt.datetime, now: dt.datetime, con) -> None:
     """Transactions retired at ``at`` are live again, with a new ``fetched_at`` for the incremental models."""
-    con.execute(
-        f"update raw.mx_transactions set removed_at = null, fetched_at = $now where {column} = $guid"
-        " and removed_at = $at",
-        {"guid": guid, "at": at, "now": now},
-    )
+    mark_live(con, f"t.{column} = $guid and t.removed_at = $at", {"guid": guid, "at": at}, now=now)
 
 
 def _record(con, kind: str, rows: list[tuple], reason: str, run_id: str, now: dt.datetime) -> None:
