@@ -48,7 +48,7 @@ from mx_pipeline.warehouse.sync_state import (
     record_syncs,
 )
 from mx_pipeline.warehouse.tables import TRANSACTIONS, TableSpec
-from mx_pipeline.warehouse.upsert import UpsertCounts, merge
+from mx_pipeline.warehouse.upsert import UpsertCounts, merge, merge_transaction
 
 GROUP_ROWS = 250_000  # rows merged in one transaction: whole row groups appended
 # DuckDB's buffer pool while loading. The merge holds narrow columns only and streams whole rows from Parquet into
@@ -226,7 +226,7 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 
 def _load_group(con, area: LandingArea, table: LandedTable, group: list[LandedMember], run_id: str) -> LoadReport:
-    with _transaction(con):
+    with merge_transaction(con):
         now = _now(con)  # the transaction's own time: first_fetched_at of what it inserts, never after it
         fresh = _not_loaded_yet(con, table, group)
         parts = [area.duckdb_path(member.part(name)) for member in fresh for name in member.manifest.parts]

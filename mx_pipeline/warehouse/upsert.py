@@ -16,6 +16,8 @@ from the batch into the table, read back by name. Deduplicating whole rows held 
 member of 24,000 transactions (32 MB of JSON) ran out of a 64 MB pool, so the loader needed 256 MB.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -58,18 +60,27 @@ def upsert(con: duckdb.DuckDBPyConnection, spec: TableSpec, frame: "pd.DataFrame
 
 def upsert_from(con: duckdb.DuckDBPyConnection, spec: TableSpec, source: str) -> UpsertCounts:
     """Upsert the rows of ``source`` (see :func:`merge`) into ``spec.name``, in one transaction."""
+    with merge_transaction(con):
+        return merge(con, spec, source)
+
+
+@contextmanager
+def merge_transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """A transaction for :func:`merge`: committed, or rolled back, and either way the connection plans as DuckDB
+    would. A merge that fails cannot undo its planner setting itself: its transaction is aborted then, and DuckDB
+    refuses every statement but a rollback."""
+    con.execute("begin transaction")
     try:
-        con.execute("begin transaction")
-        counts = merge(con, spec, source)
+        yield
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
+        con.execute("reset disabled_optimizers")
         raise
-    return counts
 
 
 def merge(con: duckdb.DuckDBPyConnection, spec: TableSpec, source: str) -> UpsertCounts:
-    """:func:`upsert_from` inside the caller's transaction, in a fixed number of statements.
+    """:func:`upsert_from` inside the caller's :func:`merge_transaction`, in a fixed number of statements.
 
     ``source``: a relation with ``spec.columns``, an ``_ordinal`` (among duplicates fetched at the same time the
     greater is the later) and a ``_row`` naming each of its rows. Whatever its size, the merge holds only narrow

@@ -1,5 +1,8 @@
 import datetime as dt
 
+import duckdb
+import pytest
+
 from mx_pipeline.warehouse.rows import Load, to_frame, transaction_row
 from mx_pipeline.warehouse.tables import TRANSACTIONS
 from mx_pipeline.warehouse.upsert import UpsertCounts, upsert
@@ -118,3 +121,15 @@ def test_a_version_with_an_updated_at_beats_one_without(warehouse):
         frame = _frame([unknown], SECOND).assign(updated_at=None)
         assert upsert(con, TRANSACTIONS, frame) == UpsertCounts(unchanged=1)
         assert _rows(con) == [("TRN-A", "1.0000", "run-1")]
+
+
+def test_a_merge_that_fails_leaves_its_connection_as_it_found_it(warehouse):
+    # The merge steers DuckDB's join order for its own statements only: a loader that sets a failed batch aside
+    # and goes on over the same connection must plan its next statements as DuckDB would.
+    impossible = to_frame(TRANSACTIONS, [transaction_row(make_transaction("TRN-A"), FIRST)]).assign(date="2026-02-30")
+    with warehouse.connect() as con:
+        before = con.execute("select current_setting('disabled_optimizers')").fetchall()
+        with pytest.raises(duckdb.ConversionException):
+            upsert(con, TRANSACTIONS, impossible)
+        assert con.execute("select current_setting('disabled_optimizers')").fetchall() == before
+        assert upsert(con, TRANSACTIONS, _frame([make_transaction("TRN-A")])) == UpsertCounts(inserted=1)
