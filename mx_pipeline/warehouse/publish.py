@@ -1,19 +1,16 @@
-"""Publish the marts to ``analytics.duckdb`` for analysts: an older published file, brought up to date, renamed in.
+"""Publish the marts to ``analytics.duckdb`` for analysts: the last published file, copied, brought up to date, renamed.
 
 Analysts never open the warehouse itself (DuckDB would block the pipeline's single writer). They read a copy
 of the marts, refreshed after each successful model run in a new file and swapped in with one rename: a session
 that has the old file open keeps reading the old file, whole, and nobody sees half a run.
 
-The new file starts as the one the last publish replaced (kept as ``.analytics.duckdb.spare``, a hard link), or
-as a copy of the published one when there is none or a session still has it open (a 5M-row file's copy took
-0.9-1.9 s of a 1% increment's 8 s). Its ``main.publication`` table names the model run each table reflects. A
-table whose model ran incrementally since then gets only the keys those runs replaced (``ops.model_changes``);
-one whose model was rebuilt in full, whose columns changed, or whose provenance is unknown (no file, no record,
-changes pruned) is copied whole. A crash before the rename leaves the published file as it was, and the next
-publish starts from a copy of it.
+The new file starts as a copy of the published one, whose ``main.publication`` table names the model run each
+table reflects. A table whose model ran incrementally since then gets only the keys those runs replaced
+(``ops.model_changes``); one whose model was rebuilt in full, whose columns changed, or whose provenance is
+unknown (no file, no record, changes pruned) is copied whole. A crash before the rename leaves the old file as
+it was, and the next publish starts from it again.
 """
 
-import contextlib
 import datetime as dt
 import os
 import shutil
@@ -50,10 +47,12 @@ def publish(
     building = target.with_name(f".{target.name}.{os.getpid()}.building")
     for stale in target.parent.glob(f".{target.name}.*.building"):  # a killed publish's (publishes never overlap)
         stale.unlink(missing_ok=True)
-    _start_building(con, target, building)
+    if target.exists():
+        shutil.copyfile(target, building)
     tables = _published_tables(con)
     starts = model_changes.last_starts(con)
     published = {}
+    con.execute(f"attach {sql_literal(str(building))} as published")
     try:
         as_of = _publication(con)
         for schema in PUBLISHED_SCHEMAS:
@@ -72,41 +71,9 @@ def publish(
         con.execute("detach database if exists published")
         building.unlink(missing_ok=True)
         raise
-    if target.exists() and _spare_worth_keeping(published, models):
-        with contextlib.suppress(OSError):  # no hard links here: the next publish copies
-            os.link(target, _spare(target))
     os.replace(building, target)  # atomic: readers see the old file or the new one, never a mix
-    model_changes.prune(con, _horizons(models, starts, spare_as_of=as_of))
+    model_changes.prune(con, _horizons(models, starts))
     return published
-
-
-def _spare(target: Path) -> Path:
-    """The file the last publish replaced: whole, as of the publish before it, and no longer the analysts'."""
-    return target.with_name(f".{target.name}.spare")
-
-
-def _spare_worth_keeping(published: dict[str, Published], models: dict[str, Model]) -> bool:
-    """Whether the next publish could bring the file this one replaces up to date by changes: not when an incremental
-    model's table was copied whole now (rebuilt in full, or of unknown provenance), as it would be again from it."""
-    return not any(
-        p.how == "whole" and name in models and models[name].materialized == "incremental"
-        for name, p in published.items()
-    )
-
-
-def _start_building(con: duckdb.DuckDBPyConnection, target: Path, building: Path) -> None:
-    """Attach ``building`` as ``published``: the spare, when no session still reads it, else a copy of ``target``."""
-    spare = _spare(target)
-    if spare.exists():
-        os.replace(spare, building)
-        try:
-            con.execute(f"attach {sql_literal(str(building))} as published")
-            return
-        except duckdb.Error:  # a session opened it before the last publish and holds it still (DuckDB's lock)
-            building.unlink()  # (a lock tells other processes only: nothing that publishes reads the analysts' file)
-    if target.exists():
-        shutil.copyfile(target, building)
-    con.execute(f"attach {sql_literal(str(building))} as published")
 
 
 def _published_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str | None]]:
@@ -223,20 +190,15 @@ def _comment(con: duckdb.DuckDBPyConnection, name: str, comment: str | None) -> 
         con.execute(f"comment on column published.{name}.{column} is {sql_literal(text) if text else 'null'}")
 
 
-def _horizons(
-    models: dict[str, Model], starts: dict[str, dt.datetime], *, spare_as_of: dict[str, dt.datetime | None]
-) -> dict[str, dt.datetime]:
-    """Per incremental model: the oldest point its readers (the published file, its spare, models reading its
-    changes) read from.
+def _horizons(models: dict[str, Model], starts: dict[str, dt.datetime]) -> dict[str, dt.datetime]:
+    """Per incremental model: the oldest point its readers (the published file, models reading its changes) read from.
 
-    The published file now reflects each model's last run; the spare at most what this publish started from
-    (``spare_as_of``); a model reading changes last read at its last start.
+    The published file now reflects each model's last run; a model reading changes last read at its last start.
     """
     horizons = {}
     for name, model in models.items():
         if model.materialized != "incremental" or name not in starts:
             continue
         readers = [starts[m.name] for m in models.values() if m.reads_changes and name in m.reads and m.name in starts]
-        spare = [spare_as_of[name]] if spare_as_of.get(name) is not None else []
-        horizons[name] = min([starts[name], *readers, *spare])
+        horizons[name] = min([starts[name], *readers])
     return horizons

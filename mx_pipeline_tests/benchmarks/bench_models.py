@@ -15,8 +15,7 @@ Phases, each in its own process (so each peak RSS is that phase's own), printed 
 - ``full``: every model built in full (the pipeline's runner and memory cap), then the analysts' file published;
 - ``increment``: 1% new rows spread over every account (new purchases, pendings and their posted twins,
   identical purchases, re-issues) plus 0.1% of old rows MX stopped listing (marked removed as the loader marks
-  them), then the models and the publish the ``sql_models`` asset calls; twice, each in its own process
-  (``first_increment``, then ``increment``): only the first publish after a full build copies the published file;
+  them), then the models and the publish the ``sql_models`` asset calls;
 - ``pandas``: a plain pandas port of the same logic, as a data team would write it: payload JSON parsed per
   row, sign, normalized description, fingerprint, pending matching (account, amount, -1..+5 days, Jaro-Winkler
   >= 0.8 on the normalized descriptions, unambiguous pairs only), vanished rows and pendings older than 14
@@ -312,15 +311,12 @@ PHASES = {
     "copy": bare_copy,
     "full": lambda path: models(path, increment=False),
     "pandas": pandas_baseline,  # before the increment: the same rows as the full build
-    # The first increment's publish starts from a copy of the published file; every later one from the file the
-    # publish before it replaced (publish.py): the second is the steady state.
-    "first_increment": lambda path: models(path, increment=True),
     "increment": lambda path: models(path, increment=True),
 }
 
 
 def report(rows: int, figures: dict[str, dict]) -> None:
-    copy, full, pandas, first, inc = (figures.get(p) for p in PHASES)
+    copy, full, pandas, inc = (figures.get(p) for p in PHASES)
     floor = copy["seconds"]
     full_total = full["seconds"] + full["publish"]
     lines = [
@@ -331,9 +327,7 @@ def report(rows: int, figures: dict[str, dict]) -> None:
         f"{'models, full build':<44}{full['seconds']:>9.1f}{full['seconds'] / floor:>21.1f}x copy"
         f"{full['rss']:>8,.0f} MiB   (goal <= 2x)",
         f"{'  + publish analytics.duckdb':<44}{full_total:>9.1f}{full_total / floor:>21.1f}x copy",
-        f"{'after 1% new rows, the first time':<44}{first['seconds'] + first['publish']:>9.1f}"
-        f"{(first['seconds'] + first['publish']) / full_total:>20.1%} of full   (of which publish {first['publish']:.1f})",
-        f"{'after 1% new rows again, models + publish':<44}{inc['seconds'] + inc['publish']:>9.1f}"
+        f"{'after 1% new rows, models + publish':<44}{inc['seconds'] + inc['publish']:>9.1f}"
         f"{(inc['seconds'] + inc['publish']) / full_total:>20.1%} of full{inc['rss']:>8,.0f} MiB   (goal <= 5%)",
         f"{'  of which publish':<44}{inc['publish']:>9.1f}",
     ]

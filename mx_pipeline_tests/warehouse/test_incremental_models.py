@@ -1,12 +1,11 @@
 """Cost follows change: after a sequence of syncs, incremental models and the incrementally published analysts'
 file hold exactly what a full build would; a publish that crashes leaves the old file whole and the next one right."""
 
-import contextlib
 import datetime as dt
+import hashlib
 import json
-import subprocess
-import sys
-from types import SimpleNamespace
+import os
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -138,7 +137,7 @@ def test_after_each_sync_incremental_models_and_the_published_file_equal_a_full_
     publish(inc, analysts)
     assert_published(inc, analysts)
     (kept,) = inc.execute("select count(distinct changed_at) from ops.model_changes").fetchone()
-    assert kept <= 2 * len(MODELS)  # pruned once read: each model's last two runs (the file's and its spare's)
+    assert kept <= len(MODELS)  # pruned once read: at most each model's last run is kept
 
 
 def test_an_increment_keeps_the_rows_it_replaced_only_for_a_model_that_reads_them(twins):
@@ -157,20 +156,14 @@ def test_an_increment_keeps_the_rows_it_replaced_only_for_a_model_that_reads_the
     assert_same(inc, ful)
 
 
-@pytest.mark.parametrize("published_before", [1, 2], ids=["from a copy", "from the spare"])
-def test_a_publish_that_crashes_leaves_the_old_file_whole_and_the_next_one_right(
-    twins, tmp_path, monkeypatch, published_before
-):
+def test_a_publish_that_crashes_leaves_the_old_file_whole_and_the_next_one_right(twins, tmp_path, monkeypatch):
     inc, ful = twins
     analysts = tmp_path / "analytics.duckdb"
     for i in range(6):
         txn((inc,), f"TRN-{i}", days_ago=2 + 20 * i, description=f"Shop {i}")
-    for n in range(published_before):  # the second publish keeps the first's file: the next starts from it
-        txn((inc,), f"TRN-BEFORE-{n}", days_ago=3 + n, description="Corner Deli")
-        build(inc, ful)
-        publish(inc, analysts)
+    build(inc, ful)
+    publish(inc, analysts)
     before = table(inc, "marts.fct_transactions")
-    assert (tmp_path / ".analytics.duckdb.spare").exists() == (published_before == 2)
     txn((inc,), "TRN-NEW", days_ago=1, description="Fresh Basket")
     build(inc, ful)
 
@@ -185,7 +178,7 @@ def test_a_publish_that_crashes_leaves_the_old_file_whole_and_the_next_one_right
         publish(inc, analysts)
     with duckdb.connect(str(analysts), read_only=True) as old:
         assert table(old, "marts.fct_transactions") == before
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".analytics")] == []  # no building, no spare
+    assert [p.name for p in tmp_path.iterdir() if "building" in p.name] == []
     monkeypatch.undo()
     killed = tmp_path / ".analytics.duckdb.99999.building"  # a publish killed outright leaves its file
     killed.write_bytes(b"half a file")
@@ -209,64 +202,50 @@ def test_a_published_file_of_unknown_provenance_is_republished_whole(twins, tmp_
     run_model(inc, next(m for m in MODELS if m.name == "marts.fct_transactions"), run_id="again", full_refresh=True)
     assert publish(inc, analysts)["marts.fct_transactions"].how == "whole"  # rebuilt in full since it was published
     assert_published(inc, analysts)
-    # The file that publish replaced is not kept to start the next from: its fct_transactions would go whole again.
     assert {p.how for p in publish(inc, analysts).values()} == {"unchanged"}
     assert_published(inc, analysts)
 
 
-def test_a_publish_starts_from_the_file_the_last_one_replaced_unless_a_session_still_reads_it(
+def test_a_file_once_published_is_never_written_again_whoever_reads_it_and_whatever_crashes(
     twins, tmp_path, monkeypatch
 ):
+    # An analyst's session keeps reading the file it opened, whole, however many publishes follow: no publish may
+    # write into a file it published, whether or not the reader holds DuckDB's lock (a plain open file holds none,
+    # and a process loses its lock when it closes any other handle on the file), nor after a publish killed just
+    # before its rename.
     inc, ful = twins
-    analysts, copies = tmp_path / "analytics.duckdb", []
-    copy = publishing.shutil.copyfile
-    monkeypatch.setattr(publishing.shutil, "copyfile", lambda *paths: copies.append(paths) or copy(*paths))
+    analysts, held = tmp_path / "analytics.duckdb", []
 
     def a_sync_then_publish(n):
         txn((inc,), f"TRN-{n}", days_ago=n, description=f"Shop {n}")
         build(inc, ful)
-        assert publish(inc, analysts)["marts.fct_transactions"].how == ("whole" if n == 1 else "changes")
+        publish(inc, analysts)
         assert_published(inc, analysts)
+        reader = open(analysts, "rb")  # noqa: SIM115 (held open across the publishes that follow)
+        held.append((reader, hashlib.sha256(reader.read()).hexdigest()))
 
-    a_sync_then_publish(1)
-    a_sync_then_publish(2)
-    assert len(copies) == 1  # the first publish had nothing to start from; the second copied the first's file
-    with analyst_session(analysts) as session:  # an analyst opens the second publish's file, in a process of theirs
-        seen = session.read()
-        assert seen == sorted(f"TRN-{n}" for n in (1, 2))
-        a_sync_then_publish(3)
-        assert len(copies) == 1  # it started from the first publish's file, which the second replaced
-        a_sync_then_publish(4)
-        assert len(copies) == 2  # the second publish's file is the session's: a copy, and the session's untouched
-        assert session.read() == seen
-    a_sync_then_publish(5)
-    assert len(copies) == 2
+    replace = publishing.os.replace
 
-
-@contextlib.contextmanager
-def analyst_session(path):
-    """A read-only DuckDB session on ``path`` in another process (DuckDB's locks are a process's own); ``read()``
-    lists the transaction guids it sees."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", ANALYST, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-
-    def read():
-        child.stdin.write("read\n")
-        child.stdin.flush()
-        return json.loads(child.stdout.readline())
+    def killed_before_the_rename(source, destination):
+        if Path(destination) == analysts:
+            raise RuntimeError("killed before the rename")
+        replace(source, destination)
 
     try:
-        yield SimpleNamespace(read=read)
+        for n in (1, 2, 3):
+            a_sync_then_publish(n)
+        txn((inc,), "TRN-KILLED", days_ago=4)
+        build(inc, ful)
+        monkeypatch.setattr(publishing.os, "replace", killed_before_the_rename)
+        with pytest.raises(RuntimeError, match="killed before the rename"):
+            publish(inc, analysts)
+        monkeypatch.undo()
+        for n in (5, 6, 7):
+            a_sync_then_publish(n)
+        for reader, published in held:
+            reader.seek(0)
+            assert hashlib.sha256(reader.read()).hexdigest() == published
+        assert len({os.fstat(reader.fileno()).st_ino for reader, _ in held}) == len(held)
     finally:
-        child.kill()
-        child.wait()
-
-
-ANALYST = """
-import duckdb, json, sys
-session = duckdb.connect(sys.argv[1], read_only=True)
-for _ in sys.stdin:
-    rows = session.execute("select transaction_guid from marts.fct_transactions order by 1").fetchall()
-    print(json.dumps([guid for (guid,) in rows]), flush=True)
-"""
+        for reader, _ in held:
+            reader.close()
