@@ -45,8 +45,9 @@ def publish(
     models = {m.name: m for m in (load_models() if models is None else models)}
     target = Path(target)
     building = target.with_name(f".{target.name}.{os.getpid()}.building")
-    for stale in target.parent.glob(f".{target.name}.*.building"):  # a killed publish's (publishes never overlap)
-        stale.unlink(missing_ok=True)
+    for pattern in ("*.building", "*.building.wal"):  # a killed publish's files (publishes never overlap)
+        for stale in target.parent.glob(f".{target.name}.{pattern}"):
+            stale.unlink(missing_ok=True)
     if target.exists():
         shutil.copyfile(target, building)
     tables = _published_tables(con)
@@ -69,11 +70,19 @@ def publish(
         con.execute("detach published")
     except BaseException:
         con.execute("detach database if exists published")
-        building.unlink(missing_ok=True)
+        _remove(building)
         raise
     os.replace(building, target)  # atomic: readers see the old file or the new one, never a mix
     model_changes.prune(con, _horizons(models, starts))
     return published
+
+
+def _remove(building: Path) -> None:
+    """A building file and DuckDB's write-ahead log beside it. Left there, the log of a publish killed mid-build
+    would be replayed on the next file of that name (a process of the same id), and fail its attach ("WAL does not
+    match database file")."""
+    building.unlink(missing_ok=True)
+    building.with_name(f"{building.name}.wal").unlink(missing_ok=True)
 
 
 def _published_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str | None]]:

@@ -5,6 +5,8 @@ import datetime as dt
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -178,13 +180,43 @@ def test_a_publish_that_crashes_leaves_the_old_file_whole_and_the_next_one_right
         publish(inc, analysts)
     with duckdb.connect(str(analysts), read_only=True) as old:
         assert table(old, "marts.fct_transactions") == before
-    assert [p.name for p in tmp_path.iterdir() if "building" in p.name] == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".analytics")] == []  # no building file, no log
     monkeypatch.undo()
     killed = tmp_path / ".analytics.duckdb.99999.building"  # a publish killed outright leaves its file
     killed.write_bytes(b"half a file")
     assert publish(inc, analysts)["marts.fct_transactions"].how == "changes"
     assert not killed.exists()
     assert_published(inc, analysts)
+
+
+def test_a_publish_killed_outright_leaves_nothing_that_trips_the_next_one(twins, tmp_path):
+    # Killed mid-build, a publish leaves its file and DuckDB's write-ahead log beside it. A later publish that
+    # gets the same process id (a restarted container runs the same processes) must not replay that log.
+    inc, ful = twins
+    analysts = tmp_path / "analytics.duckdb"
+    txn((inc,), "TRN-1", days_ago=2)
+    build(inc, ful)
+    publish(inc, analysts)
+    killed = tmp_path / f".analytics.duckdb.{os.getpid()}.building"
+    subprocess.run([sys.executable, "-c", KILLED_WHILE_BUILDING, str(killed)], check=False)
+    assert Path(f"{killed}.wal").exists()
+    txn((inc,), "TRN-2", days_ago=1)
+    build(inc, ful)
+    assert publish(inc, analysts)["marts.fct_transactions"].how == "changes"
+    assert_published(inc, analysts)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".analytics")] == []
+
+
+KILLED_WHILE_BUILDING = """
+import duckdb, os, signal, sys
+con = duckdb.connect()
+con.execute("set checkpoint_threshold = '1GB'")  # its last writes in the log only, as mid-build
+con.execute(f"attach '{sys.argv[1]}' as published")
+con.execute("create table published.t as select 1 as x")
+con.execute("checkpoint published")
+con.execute("insert into published.t values (2)")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
 
 
 def test_a_published_file_of_unknown_provenance_is_republished_whole(twins, tmp_path):
