@@ -1,9 +1,10 @@
 """What each incremental model run replaced, so its readers apply only that.
 
 A run logs every key whose rows it deleted or recomputed (``ops.model_changes``) and, when a model reads them,
-keeps those rows as they were in ``changes.<schema>__<table>`` (with ``changed_at``, the run's start). An
-incremental model downstream reads them to find what its own rows depend on (``monthly_spend_by_category``
-re-sums the months a transaction left), and the analysts' file (publish.py) applies exactly those keys. A full
+keeps those rows as they were in ``changes.<schema>__<table>``: their key and the columns their readers' SQL reads
+(with ``changed_at``, the run's start). An incremental model downstream reads them to find what its own rows
+depend on (``monthly_spend_by_category`` re-sums the months a transaction left), and the analysts' file
+(publish.py) applies exactly those keys. A full
 build logs nothing and empties the kept rows: a reader whose upstream model was rebuilt in full since it last
 read rebuilds in full, and so does one that last read before the changes it needs were pruned
 (``ops.model_changes_kept``).
@@ -12,30 +13,68 @@ read rebuilds in full, and so does one that last read before the changes it need
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import duckdb
+from sqlglot import exp
+from sqlglot.optimizer.scope import traverse_scope
 
 from mx_pipeline.warehouse.sql_literals import sql_literal
 
+if TYPE_CHECKING:
+    from mx_pipeline.warehouse.models import Model
+
 CHANGES_TABLE = "ops.model_changes"
 REPLACED_SCHEMA = "changes"
+CHANGED_AT = "changed_at"  # a kept row's: the start of the run that replaced it
 
 
 def models_read(tables: frozenset[str]) -> frozenset[str]:
     """``tables`` with the change log read as the models it logs (``changes.marts__x`` is ``marts.x``)."""
     return frozenset(
-        _model_of(table) if table.startswith(f"{REPLACED_SCHEMA}.") else table
+        model_of(table) if table.startswith(f"{REPLACED_SCHEMA}.") else table
         for table in tables
         if table != CHANGES_TABLE
     )
 
 
-def replaced_rows_read(tables: frozenset[str]) -> frozenset[str]:
-    """The models whose replaced rows (``changes.<schema>__<table>``) ``tables`` include."""
-    return frozenset(_model_of(table) for table in tables if table.startswith(f"{REPLACED_SCHEMA}."))
+def replaced_rows_read(models: Iterable["Model"]) -> dict[str, frozenset[str]]:
+    """Per model whose replaced rows one of ``models`` reads, the columns they read ("*": all): the runs of that
+    model keep those columns of the rows they replace (``run_model``), beside its key."""
+    read: dict[str, frozenset[str]] = {}
+    for model in models:
+        for name, columns in model.reads_replaced.items():
+            read[name] = read.get(name, frozenset()) | columns
+    return {name: _all_or(columns) for name, columns in read.items()}
 
 
-def _model_of(replaced: str) -> str:
+def _all_or(columns: set[str] | frozenset[str]) -> frozenset[str]:
+    """``columns``, or "*" alone when they include it."""
+    return frozenset({"*"}) if "*" in columns else frozenset(columns)
+
+
+def replaced_columns_read(tree: exp.Expression) -> dict[str, frozenset[str]]:
+    """Per model whose replaced rows a SELECT reads, the columns it reads of them: "*" when it reads them whole,
+    or names a column that another table beside them could hold (unqualified, in a query of several tables)."""
+    read: dict[str, set[str]] = {}
+    for scope in traverse_scope(tree):
+        for alias, (_, source) in scope.selected_sources.items():
+            if not (isinstance(source, exp.Table) and source.db == REPLACED_SCHEMA):
+                continue
+            columns = read.setdefault(model_of(f"{source.db}.{source.name}"), set())
+            alone = len(scope.selected_sources) == 1
+            for column in scope.columns:
+                if column.table == alias or (not column.table and alone):
+                    columns.add(column.name)
+                elif not column.table:
+                    columns.add("*")
+            if alone and scope.expression.is_star:
+                columns.add("*")
+    return {name: _all_or(columns - {CHANGED_AT}) for name, columns in read.items()}
+
+
+def model_of(replaced: str) -> str:
+    """The model whose replaced rows table ``replaced`` keeps (``changes.marts__x`` keeps ``marts.x``'s)."""
     return replaced.split(".", 1)[1].replace("__", ".", 1)
 
 
@@ -70,41 +109,75 @@ def changed_keys_sql(unique_key: str, types: Mapping[str, str]) -> str:
     return f"select distinct k.* from (select json_transform(key, {structure}) as k {changed})"
 
 
-def reset(con: duckdb.DuckDBPyConnection, model: str) -> None:
-    """After a full build: nothing replaced is kept (its readers rebuild in full); the kept rows take its columns."""
-    con.execute(
-        f"create or replace table {replaced_table(model)} as"
-        f" select *, cast(null as timestamptz) as changed_at from {model} limit 0"
-    )
+def reset(con: duckdb.DuckDBPyConnection, model: str, unique_key: str, *, keep_columns: frozenset[str]) -> None:
+    """After a full build: nothing replaced is kept (its readers rebuild in full)."""
+    if keep_columns:
+        _create_kept(con, model, _kept_columns(con, model, unique_key, keep_columns))
+    else:
+        con.execute(f"drop table if exists {replaced_table(model)}")
 
 
 def record(
-    con: duckdb.DuckDBPyConnection, model: str, unique_key: str, changed_at: dt.datetime, keys: str, *, keep_rows: bool
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    unique_key: str,
+    changed_at: dt.datetime,
+    keys: str,
+    *,
+    keep_columns: frozenset[str],
 ) -> None:
-    """Log the keys in table ``keys`` (the unique_key's columns); with ``keep_rows``, keep the model's rows for them
-    too, before they go (only a model whose replaced rows another reads needs them: copying the old versions of
-    rows spread over the whole table took 0.35 s a model in a 1% increment at 5M rows)."""
+    """Log the keys in table ``keys`` (the unique_key's columns); with ``keep_columns`` ("*": all), keep those
+    columns and the key of the model's rows for them too, before they go. Only what a reader reads is kept: copying
+    the old versions of whole rows spread over the table took 0.35 s a model in a 1% increment at 5M rows, and
+    fct_transactions' whole rows 0.6 s of the insert and its commit, where monthly_spend_by_category reads two
+    columns of them."""
     columns, key = ", ".join(key_columns(unique_key)), key_sql(unique_key)
     con.execute(
         f"insert into ops.model_changes (model, changed_at, key)"
         f" select distinct ?, ?, {key_text_sql(unique_key)} from {keys}",
         [model, changed_at],
     )
-    if not keep_rows:
+    if not keep_columns:
         return
-    kept = replaced_table(model)
-    con.execute(f"create table if not exists {kept} as select *, null::timestamptz as changed_at from {model} limit 0")
-    # Their row ids first, from the key columns alone: then only those rows are read whole.
+    kept, kept_columns = replaced_table(model), _kept_columns(con, model, unique_key, keep_columns)
+    if _columns_of(con, kept) != [*kept_columns, CHANGED_AT]:
+        # None kept yet, or other columns (a reader's SQL changed): its readers last read rows it no longer has
+        _create_kept(con, model, kept_columns)
+        _complete_from(con, model, changed_at)
+    # Their row ids first, from the key columns alone: then only those rows are read.
     con.execute(
         f"create or replace temp table model_replaced as"
         f" select rowid as row_id from {model} where {key} in (select {columns} from {keys})"
     )
     con.execute(
-        f"insert into {kept} by name select *, ?::timestamptz as changed_at from {model}"
+        f"insert into {kept} select {', '.join(kept_columns)}, ?::timestamptz from {model}"
         " where rowid in (select row_id from model_replaced)",
         [changed_at],
     )
     con.execute("drop table model_replaced")
+
+
+def _kept_columns(con: duckdb.DuckDBPyConnection, model: str, unique_key: str, wanted: frozenset[str]) -> list[str]:
+    """The model's columns its kept rows hold: its key and those ``wanted`` ("*": all), in the model's order."""
+    wanted = wanted | set(key_columns(unique_key))
+    return [column for column in _columns_of(con, model) if "*" in wanted or column in wanted]
+
+
+def _create_kept(con: duckdb.DuckDBPyConnection, model: str, columns: list[str]) -> None:
+    con.execute(
+        f"create or replace table {replaced_table(model)} as"
+        f" select {', '.join(columns)}, cast(null as timestamptz) as {CHANGED_AT} from {model} limit 0"
+    )
+
+
+def _columns_of(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    schema, name = table.split(".")
+    found = con.execute(
+        "select column_name from duckdb_columns() where database_name = current_database() and schema_name = ?"
+        " and table_name = ? order by column_index",
+        [schema, name],
+    ).fetchall()
+    return [column for (column,) in found]
 
 
 def complete_since(con: duckdb.DuckDBPyConnection, model: str, since: dt.datetime) -> bool:
@@ -132,13 +205,18 @@ def prune(con: duckdb.DuckDBPyConnection, horizons: Mapping[str, dt.datetime]) -
         con.execute("delete from ops.model_changes where model = ? and changed_at < ?", [model, horizon])
         if replaced_table(model) in existing:
             con.execute(f"delete from {replaced_table(model)} where changed_at < ?", [horizon])
-        con.execute(
-            """
-            insert into ops.model_changes_kept values ($model, $at)
-            on conflict (model) do update set kept_since = greatest(kept_since, excluded.kept_since)
-            """,
-            {"model": model, "at": horizon},
-        )
+        _complete_from(con, model, horizon)
+
+
+def _complete_from(con: duckdb.DuckDBPyConnection, model: str, since: dt.datetime) -> None:
+    """Note that the changes of ``model`` are complete only after ``since`` (:func:`complete_since`)."""
+    con.execute(
+        """
+        insert into ops.model_changes_kept values ($model, $at)
+        on conflict (model) do update set kept_since = greatest(kept_since, excluded.kept_since)
+        """,
+        {"model": model, "at": since},
+    )
 
 
 def last_starts(con: duckdb.DuckDBPyConnection) -> dict[str, dt.datetime]:

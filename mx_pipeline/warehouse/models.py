@@ -28,7 +28,7 @@ import graphlib
 import hashlib
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -69,7 +69,8 @@ class Model:
     reads: frozenset[str] = frozenset()  # schema.table names the SQL reads
     references: frozenset[str] = frozenset()  # reference tables it depends on, itself or through other models
     reads_changes: bool = False  # reads ops.model_changes: the changes of the models it reads (model_changes.py)
-    reads_replaced: frozenset[str] = frozenset()  # models whose replaced rows it reads (changes.<schema>__<table>)
+    # per model whose replaced rows it reads (changes.<schema>__<table>), the columns it reads of them ("*": all)
+    reads_replaced: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def key_path(self) -> list[str]:
@@ -126,6 +127,7 @@ def parse_model(path: Path, root: Path = MODELS_DIR) -> Model:
     if materialized == "incremental" and not header.get("unique_key"):
         raise ModelError(f"{path}:1: an incremental model needs a unique_key")
     body = "\n".join(lines[body_start:])
+    tree = _parse(body, path)
     return Model(
         name=name,
         path=path,
@@ -135,24 +137,22 @@ def parse_model(path: Path, root: Path = MODELS_DIR) -> Model:
         unique_key=header.get("unique_key"),
         description=header.get("description", ""),
         column_comments=columns,
-        reads=model_changes.models_read(reads := tables_read(body, path)),
+        reads=model_changes.models_read(reads := tables_read(tree, path)),
         references=frozenset(_references(reads)),
         reads_changes=model_changes.models_read(reads) != reads,
-        reads_replaced=model_changes.replaced_rows_read(reads),
+        reads_replaced=model_changes.replaced_columns_read(tree),
     )
 
 
-def replaced_rows_read(models: Iterable[Model]) -> frozenset[str]:
-    """The models whose replaced rows one of ``models`` reads: the runs of those keep them (``run_model``)."""
-    return frozenset(name for model in models for name in model.reads_replaced)
-
-
-def tables_read(sql: str, path: Path | str = "<sql>") -> frozenset[str]:
-    """The schema-qualified tables a SELECT reads (its own CTEs excluded)."""
+def _parse(sql: str, path: Path | str) -> exp.Expression:
     try:
-        tree = sqlglot.parse_one(_render(sql, since=None, params=_policy_params(DEFAULT_POLICY)), read="duckdb")
+        return sqlglot.parse_one(_render(sql, since=None, params=_policy_params(DEFAULT_POLICY)), read="duckdb")
     except sqlglot.errors.ParseError as exc:
         raise ModelError(f"{path}: {exc}") from None
+
+
+def tables_read(tree: exp.Expression, path: Path | str = "<sql>") -> frozenset[str]:
+    """The schema-qualified tables a SELECT reads (its own CTEs excluded)."""
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     read = set()
     for table in tree.find_all(exp.Table):
@@ -203,14 +203,15 @@ def run_model(
     run_id: str,
     full_refresh: bool = False,
     policy: RefreshPolicy = DEFAULT_POLICY,
-    keep_replaced: bool = True,
+    keep_replaced: frozenset[str] = frozenset({"*"}),
 ) -> ModelResult:
     """Build one model (and its comments) in one transaction; a failure names the file and line.
 
     The build is full on ``full_refresh``, on a first run, and when the reference data the model depends on
     is not the version it was last built with; otherwise an incremental model reads only what changed.
-    ``keep_replaced``: an incremental run keeps the rows it replaces, for a model that reads them
-    (``replaced_rows_read``); it logs their keys either way.
+    ``keep_replaced``: the columns of the rows an incremental run replaces that it keeps, beside their key, for the
+    models that read them (``model_changes.replaced_rows_read``; "*": all; none: no rows kept); it logs their keys
+    either way.
     """
     started, clock = dt.datetime.now(dt.UTC), time.perf_counter()
     reference_hash = _reference_hash(con, model)
@@ -242,7 +243,9 @@ def run_model(
             (recomputed,) = con.execute("select count(*) from model_affected").fetchone()
             if affected is not None:  # without an affected CTE, model_affected holds model_incoming's keys already
                 con.execute(f"insert into model_affected by name select {columns} from model_incoming")
-            model_changes.record(con, model.name, model.unique_key, started, "model_affected", keep_rows=keep_replaced)
+            model_changes.record(
+                con, model.name, model.unique_key, started, "model_affected", keep_columns=keep_replaced
+            )
             con.execute(f"delete from {model.name} where {key} in (select {columns} from model_affected)")
             con.execute(f"insert into {model.name} by name select * from model_incoming")
             con.execute("drop table model_incoming; drop table model_affected")
@@ -250,7 +253,7 @@ def run_model(
             kind = "view" if model.materialized == "view" else "table"
             _execute(con, model, f"create or replace {kind} {model.name} as\n", body)
             if model.materialized == "incremental":
-                model_changes.reset(con, model.name)
+                model_changes.reset(con, model.name, model.unique_key, keep_columns=keep_replaced)
         _comment(con, model)
         (rows,) = con.execute(f"select count(*) from {model.name}").fetchone()
         recomputed = recomputed if incremental else rows

@@ -160,7 +160,8 @@ def bare_copy(path: Path) -> dict:
 
 def models(path: Path, increment: bool) -> dict:
     from mx_pipeline.defs.resources import WarehouseResource
-    from mx_pipeline.warehouse.models import load_models, load_reference, replaced_rows_read, run_model
+    from mx_pipeline.warehouse.model_changes import replaced_rows_read
+    from mx_pipeline.warehouse.models import load_models, load_reference, run_model
     from mx_pipeline.warehouse.publish import publish
     from mx_pipeline.warehouse.removal import mark_removed
 
@@ -178,7 +179,7 @@ def models(path: Path, increment: bool) -> dict:
         load_reference(con)
         every = load_models()
         kept = replaced_rows_read(every)
-        results = [run_model(con, m, run_id="bench", keep_replaced=m.name in kept) for m in every]
+        results = [run_model(con, m, run_id="bench", keep_replaced=kept.get(m.name, frozenset())) for m in every]
         seconds = time.perf_counter() - started
         started = time.perf_counter()
         publish(con, path.with_name("analytics.duckdb"))

@@ -14,7 +14,8 @@ import pytest
 
 from mx_pipeline.warehouse import Warehouse
 from mx_pipeline.warehouse import publish as publishing
-from mx_pipeline.warehouse.models import load_models, load_reference, replaced_rows_read, run_model
+from mx_pipeline.warehouse.model_changes import replaced_rows_read
+from mx_pipeline.warehouse.models import load_models, load_reference, run_model
 from mx_pipeline.warehouse.publish import publish
 
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -57,11 +58,11 @@ def txn(cons, guid, *, days_ago, amount="12.50", status="POSTED", account="ACT-1
     )
 
 
-def build(inc, ful):
+def build(inc, ful, keep=KEEP_REPLACED):
     """One model run on each: incremental where it can be, and full."""
     load_reference(inc)
     load_reference(ful)
-    runs = {m.name: run_model(inc, m, run_id="inc", keep_replaced=m.name in KEEP_REPLACED) for m in MODELS}
+    runs = {m.name: run_model(inc, m, run_id="inc", keep_replaced=keep.get(m.name, frozenset())) for m in MODELS}
     for m in MODELS:
         run_model(ful, m, run_id="full", full_refresh=True)
     return runs
@@ -152,10 +153,52 @@ def test_an_increment_keeps_the_rows_it_replaced_only_for_a_model_that_reads_the
     build(inc, ful)
     logged = {model for (model,) in inc.execute("select model from ops.model_changes where key = 'TRN-1'").fetchall()}
     assert {"staging.stg_transactions", "marts.fct_transactions"} <= logged  # every change's key is logged
-    # monthly_spend_by_category re-sums the months fct_transactions' replaced rows were in; nothing reads staging's
-    assert ("TRN-1",) in inc.execute("select transaction_guid from changes.marts__fct_transactions").fetchall()
-    assert inc.execute("select count(*) from changes.staging__stg_transactions").fetchone() == (0,)
+    # monthly_spend_by_category re-sums the months fct_transactions' replaced rows were in: their users and dates are
+    # kept, beside their key, and nothing else; nothing reads staging's
+    assert inc.execute("select * from changes.marts__fct_transactions where transaction_guid = 'TRN-1'").fetchall() == [
+        ("TRN-1", "USR-1", TODAY - dt.timedelta(days=3), AnyTime())
+    ]
+    assert columns_of(inc, "changes.marts__fct_transactions") == [
+        "transaction_guid", "user_guid", "transaction_date", "changed_at"
+    ]  # fmt: skip
+    assert columns_of(inc, "changes.staging__stg_transactions") == []
     assert_same(inc, ful)
+
+
+def test_when_a_reader_reads_other_columns_of_replaced_rows_it_rebuilds_in_full_once(twins):
+    # Kept rows with other columns than the readers now read (whole rows, as kept before the readers' columns were
+    # known, or a reader's SQL edited) are kept anew from then on, and their reader, which last read the old ones,
+    # rebuilds in full once.
+    inc, ful = twins
+    both = (inc, ful)
+    txn(both, "TRN-1", days_ago=3)
+    build(inc, ful, keep={"marts.fct_transactions": frozenset({"*"})})
+    txn(both, "TRN-2", days_ago=40, amount="7.00")
+    build(inc, ful, keep={"marts.fct_transactions": frozenset({"*"})})
+    assert "amount" in columns_of(inc, "changes.marts__fct_transactions")
+    txn(both, "TRN-3", days_ago=5, amount="3.00")
+    assert build(inc, ful)["marts.monthly_spend_by_category"].mode == "full"
+    assert columns_of(inc, "changes.marts__fct_transactions") == [
+        "transaction_guid", "user_guid", "transaction_date", "changed_at"
+    ]  # fmt: skip
+    assert_same(inc, ful)
+    txn(both, "TRN-4", days_ago=6, amount="4.00")
+    assert build(inc, ful)["marts.monthly_spend_by_category"].mode == "incremental"
+    assert_same(inc, ful)
+
+
+class AnyTime:
+    def __eq__(self, other):
+        return isinstance(other, dt.datetime)
+
+
+def columns_of(con, table):
+    schema, name = table.split(".")
+    found = con.execute(
+        "select column_name from duckdb_columns() where schema_name = ? and table_name = ? order by column_index",
+        [schema, name],
+    ).fetchall()
+    return [column for (column,) in found]
 
 
 def test_a_publish_that_crashes_leaves_the_old_file_whole_and_the_next_one_right(twins, tmp_path, monkeypatch):

@@ -4,8 +4,10 @@ import datetime as dt
 import json
 
 import pytest
+import sqlglot
 
 from mx_pipeline.sandbox.categories import DEFAULT_CATEGORIES
+from mx_pipeline.warehouse.model_changes import replaced_columns_read
 from mx_pipeline.warehouse.models import (
     REFERENCE_DIR,
     ModelError,
@@ -59,6 +61,23 @@ def test_lineage_comes_from_the_sql_itself():
     assert MODELS["marts.monthly_spend_by_category"].reads == {"marts.fct_transactions"}
     order = [m.name for m in load_models()]
     assert order.index("staging.stg_transactions") < order.index("marts.fct_transactions")
+
+
+def test_the_columns_of_replaced_rows_a_model_reads_come_from_its_sql():
+    assert MODELS["marts.monthly_spend_by_category"].reads_replaced == {
+        "marts.fct_transactions": {"user_guid", "transaction_date"}
+    }
+    assert MODELS["marts.fct_transactions"].reads_replaced == {}
+
+    def read(sql):
+        return replaced_columns_read(sqlglot.parse_one(sql, read="duckdb"))
+
+    assert read("select c.user_guid from changes.marts__x as c join marts.y as y on y.k = c.k") == {
+        "marts.x": {"user_guid", "k"}
+    }
+    assert read("select user_guid from changes.marts__x as c join marts.y as y on y.k = c.k") == {"marts.x": {"*"}}
+    assert read("select * from marts.y where k in (select k from changes.marts__x)") == {"marts.x": {"k"}}
+    assert read("select * from changes.marts__x where changed_at > now()") == {"marts.x": {"*"}}
 
 
 def test_amounts_are_signed_once_debits_negative(con):

@@ -15,7 +15,8 @@ from mx_pipeline.defs.ingest.group import ANALYSTS_FRESHNESS, MEMBER_ROUTES, POO
 from mx_pipeline.defs.markdown import markdown_table
 from mx_pipeline.defs.resources import RefreshPolicyResource, WarehouseResource
 from mx_pipeline.warehouse import Warehouse, tables
-from mx_pipeline.warehouse.models import REFERENCE_TABLES, load_models, load_reference, replaced_rows_read, run_model
+from mx_pipeline.warehouse.model_changes import replaced_rows_read
+from mx_pipeline.warehouse.models import REFERENCE_TABLES, load_models, load_reference, run_model
 from mx_pipeline.warehouse.publish import publish
 
 GROUP = "models"
@@ -132,7 +133,7 @@ def sql_models(
                 run_id=run_id,
                 full_refresh=config.full_refresh,
                 policy=refresh_policy.policy(),
-                keep_replaced=model.name in KEEP_REPLACED,
+                keep_replaced=KEEP_REPLACED.get(model.name, frozenset()),
             )
             if result.reference_changed:
                 context.log.info(f"{model.name}: data/reference changed since its last build: rebuilt in full")
