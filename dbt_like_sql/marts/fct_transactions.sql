@@ -14,7 +14,7 @@ with changed as (
     -- Rows MX sent anew since the last run (new, updated, or stopped being listed).
     select transaction_guid, account_guid, transaction_date
     from staging.stg_transactions
-    where fetched_at > __since__ and not __is_full__  -- a full build reaches every row without it
+    where loaded_at > __since__ and not __is_full__  -- a full build reaches every row without it
 ),
 affected as (
     -- A changed row reaches its pending twin (same account, a few days apart): those are recomputed too, and

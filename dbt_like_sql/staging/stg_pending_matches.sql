@@ -7,7 +7,7 @@ with changed as (
     -- Rows MX sent anew since the last run (new, updated, or stopped being listed); none needed in a full build.
     select transaction_guid, account_guid, transaction_date
     from staging.stg_transactions
-    where fetched_at > __since__ and not __is_full__
+    where loaded_at > __since__ and not __is_full__
 ),
 affected as (
     -- A pending's candidates are posted rows 1 day before to 5 days after it, and whether it matches also counts

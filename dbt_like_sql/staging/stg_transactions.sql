@@ -9,6 +9,7 @@
 -- column description_normalized: Lower case, card and reference numbers and store numbers stripped, whitespace collapsed; from MX's description, else its original_description.
 -- column merchant_name: Who the money went to or came from, readable: MX's description (its cleansed, human-readable name, e.g. "Bean There Coffee"), else MX's original_description as the bank sent it.
 -- column first_fetched_at: When this guid first arrived (fetched_at moves with every new version of the row).
+-- column loaded_at: When this version reached the warehouse (a read may be loaded a while after it was fetched): what the incremental models read by.
 -- column fingerprint: md5 of account, date, signed amount and normalized description: the same purchase re-issued under a new guid has the same one.
 -- column mx_category: MX's own category (MX's taxonomy; audit only, never shown as ours).
 -- column is_live: False once MX stopped listing it (removed_at set).
@@ -23,7 +24,7 @@ with parsed as (
             "category_guid": "VARCHAR"
         }') as p
     from raw.mx_transactions as t
-    where t.fetched_at > __since__
+    where t.loaded_at > __since__
 ),
 typed as (
     select
@@ -51,6 +52,7 @@ typed as (
         t.removed_at is null as is_live,
         t.fetched_at,
         t.first_fetched_at,
+        t.loaded_at,
         t.run_id
     from parsed as t
 ),

@@ -196,6 +196,8 @@ def mark_vanished_in_bulk(con: duckdb.DuckDBPyConnection, listings: list[Vanishe
                                 and l.guid = t.guid)
                 """,
                 now=now,
+                # seen gone when the listing ended: a later read that lists the row again is newer, an earlier not
+                observed_at="(select max(r.listed_at) from vanish_ranges as r where r.member_guid = t.member_guid)",
             )
         finally:
             con.execute("drop table vanish_listed")

@@ -4,7 +4,8 @@ A page can repeat a guid (an overlap window, a record updated between two page r
 reduced to its latest row per guid. A re-read whose content is unchanged is not rewritten, so its ``run_id`` and
 ``fetched_at`` still say when that version first arrived. Newer always wins: a row never replaces a newer version
 of itself (a slow page, a replayed or resumed read), judged by MX's ``latest_by`` timestamp (a version without one
-is the older), then by ``fetched_at``. Columns the batch does not carry (``first_fetched_at``) are kept.
+is the older), then by ``fetched_at``. Columns the batch does not carry (``first_fetched_at``) are kept, but
+``loaded_at``: every row written gets the merge's time.
 
 The batch finds its rows by a semi-join on the key column alone; only the rows found are then compared, by a
 digest of their content. No index is needed: ``raw.mx_transactions`` has none (migration 0022). With a VARCHAR
@@ -191,15 +192,21 @@ def _not_older(new: str, old: str, spec: TableSpec) -> str:
         )"""
 
 
+# A table's column a batch does not carry that says when a row was written: a replaced row takes its default (the
+# merge's transaction time), as an inserted one does; the incremental models read raw.mx_transactions by it.
+LOADED_AT = "loaded_at"
+
+
 def _kept_columns(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> list[str]:
-    """The table's columns a batch does not carry (``first_fetched_at``): a replaced row keeps their values."""
+    """The table's columns a batch does not carry (``first_fetched_at``) but :data:`LOADED_AT`: a replaced row keeps
+    their values."""
     schema, table = spec.name.split(".")
     columns = con.execute(
         """select column_name from duckdb_columns()
         where database_name = current_database() and schema_name = ? and table_name = ? order by column_index""",
         [schema, table],
     ).fetchall()
-    return [name for (name,) in columns if name not in spec.columns]
+    return [name for (name,) in columns if name not in spec.columns and name != LOADED_AT]
 
 
 def _replace_sql(spec: TableSpec, source: str, kept: list[str]) -> str:

@@ -35,11 +35,11 @@ def txn(cons, guid, *, days_ago, amount="12.50", status="POSTED", account="ACT-1
         con.execute(
             """
             insert into raw.mx_transactions (guid, member_guid, account_guid, user_guid, status, type,
-                amount, date, updated_at, removed_at, payload, run_id, fetched_at, first_fetched_at)
-            values (?, 'MBR-1', ?, 'USR-1', ?, 'DEBIT', ?, ?, ?, ?, ?, 'run', ?, ?)
+                amount, date, updated_at, removed_at, payload, run_id, fetched_at, first_fetched_at, loaded_at)
+            values (?, 'MBR-1', ?, 'USR-1', ?, 'DEBIT', ?, ?, ?, ?, ?, 'run', ?, ?, ?)
             """,
             [guid, account, status, amount, date, fetched, fetched if removed else None, json.dumps(payload), fetched,
-             fetched],
+             fetched, fetched],
         )  # fmt: skip
 
 

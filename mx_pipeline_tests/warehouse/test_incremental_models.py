@@ -21,6 +21,7 @@ from mx_pipeline.warehouse.publish import publish
 TODAY = dt.datetime.now(dt.UTC).date()
 MODELS = load_models()
 KEEP_REPLACED = replaced_rows_read(MODELS)  # as the sql_models asset runs them
+WRITTEN_NOW = "fetched_at = now(), loaded_at = now()"  # a row marked as the loader marks it: seen and loaded now
 VOLATILE = {"built_at", "hours_since_success"}  # member_health's clock columns: differ between any two builds
 
 
@@ -51,8 +52,8 @@ def txn(cons, guid, *, days_ago, amount="12.50", status="POSTED", account="ACT-1
         cons,
         """
         insert into raw.mx_transactions (guid, member_guid, account_guid, user_guid, status, type, amount,
-            date, updated_at, removed_at, payload, run_id, fetched_at, first_fetched_at)
-        values (?, ?, ?, ?, ?, 'DEBIT', ?, ?, now(), null, ?, 'run', now(), now())
+            date, updated_at, removed_at, payload, run_id, fetched_at, first_fetched_at, loaded_at)
+        values (?, ?, ?, ?, ?, 'DEBIT', ?, ?, now(), null, ?, 'run', now(), now(), now())
         """,
         [guid, member, account, user, status, amount, date, json.dumps(payload)],
     )
@@ -124,14 +125,20 @@ def test_after_each_sync_incremental_models_and_the_published_file_equal_a_full_
     assert_published(inc, analysts)
 
     # A transaction removed at MX, a category override, a member deleted and re-linked, a merchant override.
-    sync(both, "update raw.mx_transactions set removed_at = now(), fetched_at = now() where guid = 'TRN-03'")
+    sync(
+        both,
+        f"update raw.mx_transactions set removed_at = now(), {WRITTEN_NOW} where guid = 'TRN-03'",
+    )
     sync(both, "insert into ops.category_overrides (transaction_guid, category_id) values ('TRN-04', 'food.groceries')")
-    sync(both, "update raw.mx_transactions set removed_at = now(), fetched_at = now() where member_guid = 'MBR-1'")
+    sync(
+        both,
+        f"update raw.mx_transactions set removed_at = now(), {WRITTEN_NOW} where member_guid = 'MBR-1'",
+    )
     build(inc, ful)
     assert_same(inc, ful)
     publish(inc, analysts)
     assert_published(inc, analysts)
-    sync(both, "update raw.mx_transactions set removed_at = null, fetched_at = now() where member_guid = 'MBR-1'"
+    sync(both, f"update raw.mx_transactions set removed_at = null, {WRITTEN_NOW} where member_guid = 'MBR-1'"
                " and guid <> 'TRN-03'")  # fmt: skip
     sync(both, "update ops.category_overrides set category_id = 'food.restaurants', set_at = now()")
     sync(both, "insert into ops.merchant_category_overrides (merchant_guid, category_id) values ('MCH-2', 'shopping')")
@@ -149,7 +156,10 @@ def test_an_increment_keeps_the_rows_it_replaced_only_for_a_model_that_reads_the
     txn(both, "TRN-1", days_ago=3)
     txn(both, "TRN-2", days_ago=4)
     build(inc, ful)
-    sync(both, "update raw.mx_transactions set removed_at = now(), fetched_at = now() where guid = 'TRN-1'")
+    sync(
+        both,
+        f"update raw.mx_transactions set removed_at = now(), {WRITTEN_NOW} where guid = 'TRN-1'",
+    )
     build(inc, ful)
     logged = {model for (model,) in inc.execute("select model from ops.model_changes where key = 'TRN-1'").fetchall()}
     assert {"staging.stg_transactions", "marts.fct_transactions"} <= logged  # every change's key is logged

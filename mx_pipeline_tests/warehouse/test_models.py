@@ -261,7 +261,7 @@ def test_twins_that_arrived_together_still_count_twice_after_mx_edits_one(con):
         txn(con, guid, days_ago=30, fetched_days_ago=30, run="run-1")
     build(con)
     con.execute(  # MX edits T2 today: a new version, fetched now; it first arrived with T1
-        "update raw.mx_transactions set fetched_at = now(), run_id = 'run-2', updated_at = now() where guid = 'TRN-T2'"
+        "update raw.mx_transactions set fetched_at = now(), loaded_at = now(), run_id = 'run-2', updated_at = now() where guid = 'TRN-T2'"
     )
     build(con)
     assert fct(con, "transaction_guid") == [("TRN-T1",), ("TRN-T2",)]

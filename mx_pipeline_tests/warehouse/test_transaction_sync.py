@@ -97,7 +97,7 @@ def test_a_pending_transaction_that_vanishes_upstream_is_marked_removed_not_dele
 
 
 def test_a_vanished_row_is_written_anew_after_every_row_whole_but_for_when_it_was_removed(warehouse):
-    """Models read raw's new rows by ``fetched_at``, skipping row groups by its range: a vanished row updated where
+    """Models read raw's new rows by ``loaded_at``, skipping row groups by its range: a vanished row updated where
     it lay would make them read every row group that holds one."""
     vanishing, *staying = (
         make_transaction(guid, status="PENDING", date=_days_ago(1), updated_at=_at(_days_ago(1)))
@@ -114,10 +114,10 @@ def test_a_vanished_row_is_written_anew_after_every_row_whole_but_for_when_it_wa
         in_file_order = con.execute("select guid, removed_at is not null from raw.mx_transactions order by rowid")
         assert in_file_order.fetchall() == [("TRN-B", False), ("TRN-C", False), ("TRN-A", True)]
         (*after, moved) = con.execute(
-            f"select {columns}, fetched_at = removed_at from raw.mx_transactions where guid = 'TRN-A'"
+            f"select {columns}, loaded_at = removed_at from raw.mx_transactions where guid = 'TRN-A'"
         ).fetchone()
     assert tuple(after) == before
-    assert moved  # fetched_at moved with removed_at: the incremental models read the row again
+    assert moved  # loaded_at moved with removed_at: the incremental models read the row again
 
 
 def test_a_pending_row_older_than_the_look_back_is_still_reconciled(warehouse):

@@ -1,0 +1,77 @@
+"""Reads loaded late, or several at once: a read is landed, then loaded by its run's load step, or by a later load
+when its run was killed after its reads. What reaches the warehouse and the marts must not depend on when, or with
+which other reads, it was loaded."""
+
+import pytest
+
+from mx_pipeline.landing import LandingArea
+from mx_pipeline.warehouse.landed import load_landed
+from mx_pipeline.warehouse.models import load_models, load_reference, run_model
+from mx_pipeline.warehouse.read_plan import plan_transaction_reads
+from mx_pipeline.warehouse.transaction_sync import SyncPolicy, extract_member_transactions
+
+from .conftest import make_transaction
+from .test_transaction_sync import MEMBER, FakeMx, _at, _days_ago, _sync
+
+STAGING = next(m for m in load_models() if m.name == "staging.stg_transactions")
+
+
+def _read_not_loaded(warehouse, mx, run_id):
+    """Plan and read one member's transactions into the landing area, not loaded (a run killed after its reads)."""
+    area = LandingArea.beside(warehouse.path)
+    with warehouse.connect() as con:
+        plan = plan_transaction_reads(con, area, [MEMBER], SyncPolicy(), run_id=run_id)
+    extract_member_transactions(area, plan, MEMBER, mx)
+    return area
+
+
+def _staged(warehouse, **options):
+    with warehouse.connect() as con:
+        load_reference(con)
+        run_model(con, STAGING, run_id="models", **options)
+        return con.execute("select transaction_guid from staging.stg_transactions order by 1").fetchall()
+
+
+def test_a_read_loaded_after_a_model_run_that_began_after_it_still_reaches_the_models(warehouse):
+    mx = FakeMx([make_transaction("TRN-A", date=_days_ago(1), updated_at=_at(_days_ago(1)))])
+    _sync(warehouse, mx)
+    assert _staged(warehouse) == [("TRN-A",)]
+    mx.transactions["TRN-B"] = make_transaction("TRN-B", date=_days_ago(1), updated_at=_at(_days_ago(1)))
+    area = _read_not_loaded(warehouse, mx, "run-2")
+    _staged(warehouse)  # a model run starts after the read, before its load
+    load_landed(warehouse, area, run_id="run-3")  # the next load takes it
+    assert _staged(warehouse) == [("TRN-A",), ("TRN-B",)]
+    assert _staged(warehouse, full_refresh=True) == [("TRN-A",), ("TRN-B",)]
+
+
+@pytest.mark.parametrize("group_rows", [250_000, 1], ids=["in one merge", "in a merge each"])
+def test_a_row_the_newest_read_lists_is_live_whatever_older_read_is_loaded_with_it(warehouse, group_rows):
+    listed = make_transaction("TRN-X", status="PENDING", date=_days_ago(1), updated_at=_at(_days_ago(1)))
+    mx = FakeMx([listed, make_transaction("TRN-Y", status="PENDING", date=_days_ago(1), updated_at=_at(_days_ago(1)))])
+    _sync(warehouse, mx)
+    del mx.transactions["TRN-X"]  # a read misses it (MX hid it a moment, a page shifted)
+    _read_not_loaded(warehouse, mx, "run-2")
+    mx.transactions["TRN-X"] = listed  # a later read lists it again, unchanged
+    area = _read_not_loaded(warehouse, mx, "run-3")
+    load_landed(warehouse, area, run_id="run-4", group_rows=group_rows)
+    with warehouse.connect() as con:
+        rows = con.execute("select guid, removed_at is null from raw.mx_transactions order by guid").fetchall()
+    assert rows == [("TRN-X", True), ("TRN-Y", True)]
+
+
+@pytest.mark.parametrize("group_rows", [250_000, 1], ids=["in one merge", "in a merge each"])
+def test_a_row_only_an_older_read_lists_is_removed_once_when_both_are_loaded_together(warehouse, group_rows):
+    mx = FakeMx([make_transaction("TRN-Y", status="PENDING", date=_days_ago(1), updated_at=_at(_days_ago(1)))])
+    _sync(warehouse, mx)
+    mx.transactions["TRN-Z"] = make_transaction(
+        "TRN-Z", status="PENDING", date=_days_ago(1), updated_at=_at(_days_ago(1))
+    )
+    _read_not_loaded(warehouse, mx, "run-2")
+    del mx.transactions["TRN-Z"]
+    area = _read_not_loaded(warehouse, mx, "run-3")
+    load_landed(warehouse, area, run_id="run-4", group_rows=group_rows)
+    with warehouse.connect() as con:
+        rows = con.execute(
+            "select guid, count(*), count(removed_at) from raw.mx_transactions group by guid order by guid"
+        ).fetchall()
+    assert rows == [("TRN-Y", 1, 0), ("TRN-Z", 1, 1)]
