@@ -78,8 +78,13 @@ def registered(con: duckdb.DuckDBPyConnection, name: str, frame: object) -> Iter
     con.register(name, frame)
     try:
         yield
-    finally:
-        con.unregister(name)
+    except BaseException:
+        # In a transaction the failure aborted, DuckDB refuses the unregister too: raising that would hide the
+        # failure itself. The caller's rollback drops the view; a later register of the name replaces it anyway.
+        with contextlib.suppress(duckdb.TransactionException):
+            con.unregister(name)
+        raise
+    con.unregister(name)
 
 
 _writer_locks: dict[Path, threading.RLock] = {}

@@ -185,22 +185,22 @@ def mark_vanished_in_bulk(con: duckdb.DuckDBPyConnection, listings: list[Vanishe
             join vanish_files as f using (filename)
             """
         )
-        try:
-            marked = mark_removed(
-                con,
-                """
-                t.removed_at is null
-                and exists (select 1 from vanish_ranges as r where r.member_guid = t.member_guid
-                            and t.date between r.from_date and r.to_date and t.fetched_at <= r.listed_at)
-                and not exists (select 1 from vanish_listed as l where l.member_guid = t.member_guid
-                                and l.guid = t.guid)
-                """,
-                now=now,
-                # seen gone when the listing ended: a later read that lists the row again is newer, an earlier not
-                observed_at="(select max(r.listed_at) from vanish_ranges as r where r.member_guid = t.member_guid)",
-            )
-        finally:
-            con.execute("drop table vanish_listed")
+        # No cleanup on a failure: the caller's transaction is aborted then, and its rollback drops the table (a
+        # statement there would fail too, hiding the failure the loader sets a member aside for).
+        marked = mark_removed(
+            con,
+            """
+            t.removed_at is null
+            and exists (select 1 from vanish_ranges as r where r.member_guid = t.member_guid
+                        and t.date between r.from_date and r.to_date and t.fetched_at <= r.listed_at)
+            and not exists (select 1 from vanish_listed as l where l.member_guid = t.member_guid
+                            and l.guid = t.guid)
+            """,
+            now=now,
+            # seen gone when the listing ended: a later read that lists the row again is newer, an earlier not
+            observed_at="(select max(r.listed_at) from vanish_ranges as r where r.member_guid = t.member_guid)",
+        )
+        con.execute("drop table vanish_listed")
     return marked
 
 

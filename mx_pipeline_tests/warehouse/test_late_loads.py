@@ -5,6 +5,7 @@ which other reads, it was loaded."""
 import pytest
 
 from mx_pipeline.landing import LandingArea
+from mx_pipeline.warehouse import sync_state
 from mx_pipeline.warehouse.landed import load_landed
 from mx_pipeline.warehouse.models import load_models, load_reference, run_model
 from mx_pipeline.warehouse.read_plan import plan_transaction_reads
@@ -75,3 +76,21 @@ def test_a_row_only_an_older_read_lists_is_removed_once_when_both_are_loaded_tog
             "select guid, count(*), count(removed_at) from raw.mx_transactions group by guid order by guid"
         ).fetchall()
     assert rows == [("TRN-Y", 1, 0), ("TRN-Z", 1, 1)]
+
+
+def test_a_marking_that_fails_sets_its_member_aside_and_does_not_fail_the_load(warehouse, monkeypatch):
+    # A statement that fails inside the marking aborts the load's transaction: what cleans up after it must not
+    # fail too (DuckDB refuses every statement but a rollback then), hiding the failure behind one that fails every
+    # load, when the loader would have set the member aside and loaded the others.
+    mx = FakeMx([make_transaction("TRN-A", date=_days_ago(1), updated_at=_at(_days_ago(1)))])
+    _sync(warehouse, mx)
+    area = _read_not_loaded(warehouse, mx, "run-2")
+
+    def out_of_memory(con, *args, **kwargs):
+        con.execute("select cast('out of memory' as integer)")
+
+    monkeypatch.setattr(sync_state, "mark_removed", out_of_memory)
+    load_landed(warehouse, area, run_id="run-3")
+    with warehouse.connect() as con:
+        ((reason,),) = con.execute("select reason from ops.quarantine").fetchall()
+    assert "could not be loaded" in reason and "ConversionException" in reason
