@@ -2,6 +2,7 @@
 file hold exactly what a full build would; a publish that crashes leaves the old file whole and the next one right."""
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
@@ -270,6 +271,32 @@ con.execute("checkpoint published")
 con.execute("insert into published.t values (2)")
 os.kill(os.getpid(), signal.SIGKILL)
 """
+
+
+def refused(*args):
+    raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+
+def stops_short(source, destination, count, copy_file_range=os.copy_file_range):
+    """The first 4 KiB, then nothing more (a file system that copies part of a file and stops)."""
+    return copy_file_range(source, destination, min(count, 4096)) if os.lseek(source, 0, os.SEEK_CUR) == 0 else 0
+
+
+@pytest.mark.parametrize("copy_file_range", [refused, stops_short, None], ids=["refused", "stops short", "missing"])
+def test_a_publish_starts_from_a_whole_copy_whatever_the_kernel_copies(twins, tmp_path, monkeypatch, copy_file_range):
+    inc, ful = twins
+    analysts = tmp_path / "analytics.duckdb"
+    txn((inc,), "TRN-1", days_ago=2)
+    build(inc, ful)
+    publish(inc, analysts)
+    if copy_file_range is None:
+        monkeypatch.delattr(publishing.os, "copy_file_range")
+    else:
+        monkeypatch.setattr(publishing.os, "copy_file_range", copy_file_range)
+    txn((inc,), "TRN-2", days_ago=1)
+    build(inc, ful)
+    assert publish(inc, analysts)["marts.fct_transactions"].how == "changes"
+    assert_published(inc, analysts)
 
 
 def test_a_published_file_of_unknown_provenance_is_republished_whole(twins, tmp_path):
