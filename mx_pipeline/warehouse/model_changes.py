@@ -4,10 +4,9 @@ A run logs every key whose rows it deleted or recomputed (``ops.model_changes``)
 keeps those rows as they were in ``changes.<schema>__<table>``: their key and the columns their readers' SQL reads
 (with ``changed_at``, the run's start). An incremental model downstream reads them to find what its own rows
 depend on (``monthly_spend_by_category`` re-sums the months a transaction left), and the analysts' file
-(publish.py) applies exactly those keys. A full
-build logs nothing and empties the kept rows: a reader whose upstream model was rebuilt in full since it last
-read rebuilds in full, and so does one that last read before the changes it needs were pruned
-(``ops.model_changes_kept``).
+(publish.py) applies exactly those keys. A full build logs nothing and empties the kept rows: a reader whose
+upstream model was rebuilt in full since it last read rebuilds in full, and so does one that last read before the
+changes it needs were pruned, or before the kept rows took other columns (``ops.model_changes_kept``).
 """
 
 import datetime as dt

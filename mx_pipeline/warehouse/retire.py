@@ -2,7 +2,7 @@
 
 MX deletes members (the user removes a bank in Connect, the product deletes it, MX replaces it under a new
 guid), users and accounts. What MX no longer has keeps every row in ``raw`` for audit and gets ``removed_at``;
-its live transactions get ``removed_at`` too, with ``fetched_at`` moved so the incremental models see them
+its live transactions get ``removed_at`` too, with ``loaded_at`` moved so the incremental models see them
 leave. A retired member is routed ``terminal`` with the reason, loses any refresh claim and its open episode,
 its last sync outcome becomes ``retired``, and it is never read, scheduled or counted again.
 ``ops.retirements`` says what was retired, when and why. A user the product offboards on purpose goes the
@@ -137,7 +137,7 @@ def reinstate_members(con: duckdb.DuckDBPyConnection, listed: Collection[str], *
     """Bring back retired members MX lists again: the list that retired them was wrong (MX never reuses a guid).
 
     Exactly what their retirement marked (same ``removed_at``) is live again; transactions get a new
-    ``fetched_at`` so the marts count them again. Nothing else needs undoing: the status gate routes every
+    ``loaded_at`` so the marts count them again. Nothing else needs undoing: the status gate routes every
     live member afresh from its next status read (its terminal route, ``retired`` sync outcome and closed
     episode are rewritten then), and a member routed ready is fetched again.
     """
@@ -235,7 +235,7 @@ def retire_accounts(
 
 def reinstate_accounts(con: duckdb.DuckDBPyConnection, listed: Collection[str], *, now: dt.datetime) -> list[str]:
     """Bring back retired accounts MX lists again, with the transactions retired with them (same ``removed_at``,
-    new ``fetched_at``): the list that retired them was wrong."""
+    new ``loaded_at``): the list that retired them was wrong."""
     retired = con.execute(
         f"select guid, removed_at from raw.mx_accounts where {_IN} and removed_at is not null order by guid",
         {"guids": list(listed)},
@@ -327,7 +327,7 @@ def _retire_transactions(column: str, guids: list[str], now: dt.datetime, con) -
 
 
 def _reinstate_transactions(column: str, guid: str, at: dt.datetime, now: dt.datetime, con) -> None:
-    """Transactions retired at ``at`` are live again, with a new ``fetched_at`` for the incremental models."""
+    """Transactions retired at ``at`` are live again, with a new ``loaded_at`` for the incremental models."""
     mark_live(con, f"t.{column} = $guid and t.removed_at = $at", {"guid": guid, "at": at}, now=now)
 
 
