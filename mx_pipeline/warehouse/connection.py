@@ -87,6 +87,20 @@ def registered(con: duckdb.DuckDBPyConnection, name: str, frame: object) -> Iter
     con.unregister(name)
 
 
+def table_columns(con: duckdb.DuckDBPyConnection, table: str, database: str | None = None) -> list[tuple[str, str]]:
+    """(name, type) of each column of ``table`` (schema-qualified) in ``database`` (default: the connection's), in
+    the table's order; none for a table that does not exist."""
+    schema, name = table.split(".")
+    return con.execute(
+        """
+        select column_name, data_type from duckdb_columns()
+        where database_name = coalesce(?, current_database()) and schema_name = ? and table_name = ?
+        order by column_index
+        """,
+        [database, schema, name],
+    ).fetchall()
+
+
 _writer_locks: dict[Path, threading.RLock] = {}
 _writer_locks_guard = threading.Lock()
 

@@ -18,6 +18,7 @@ import duckdb
 from sqlglot import exp
 from sqlglot.optimizer.scope import traverse_scope
 
+from mx_pipeline.warehouse.connection import table_columns
 from mx_pipeline.warehouse.sql_literals import sql_literal
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ def record(
     if not keep_columns:
         return
     kept, kept_columns = replaced_table(model), _kept_columns(con, model, unique_key, keep_columns)
-    if _columns_of(con, kept) != [*kept_columns, CHANGED_AT]:
+    if _column_names(con, kept) != [*kept_columns, CHANGED_AT]:
         # None kept yet, or other columns (a reader's SQL changed): its readers last read rows it no longer has
         _create_kept(con, model, kept_columns)
         _complete_from(con, model, changed_at)
@@ -159,7 +160,11 @@ def record(
 def _kept_columns(con: duckdb.DuckDBPyConnection, model: str, unique_key: str, wanted: frozenset[str]) -> list[str]:
     """The model's columns its kept rows hold: its key and those ``wanted`` ("*": all), in the model's order."""
     wanted = wanted | set(key_columns(unique_key))
-    return [column for column in _columns_of(con, model) if "*" in wanted or column in wanted]
+    return [column for column in _column_names(con, model) if "*" in wanted or column in wanted]
+
+
+def _column_names(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [name for name, _ in table_columns(con, table)]
 
 
 def _create_kept(con: duckdb.DuckDBPyConnection, model: str, columns: list[str]) -> None:
@@ -167,16 +172,6 @@ def _create_kept(con: duckdb.DuckDBPyConnection, model: str, columns: list[str])
         f"create or replace table {replaced_table(model)} as"
         f" select {', '.join(columns)}, cast(null as timestamptz) as {CHANGED_AT} from {model} limit 0"
     )
-
-
-def _columns_of(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    schema, name = table.split(".")
-    found = con.execute(
-        "select column_name from duckdb_columns() where database_name = current_database() and schema_name = ?"
-        " and table_name = ? order by column_index",
-        [schema, name],
-    ).fetchall()
-    return [column for (column,) in found]
 
 
 def complete_since(con: duckdb.DuckDBPyConnection, model: str, since: dt.datetime) -> bool:

@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 
 from mx_pipeline.warehouse import model_changes
+from mx_pipeline.warehouse.connection import table_columns
 from mx_pipeline.warehouse.models import Model, load_models
 from mx_pipeline.warehouse.sql_literals import sql_literal
 
@@ -149,7 +150,7 @@ def _bring_up_to_date(
 ) -> tuple[str, int]:
     """Bring the copy of table ``name`` to its model's last run ``start`` from ``as_of``: (how, keys applied)."""
     copy = f"published.{name}"
-    same_columns = _columns(con, "published", name) == _columns(con, None, name)
+    same_columns = table_columns(con, name, "published") == table_columns(con, name)
     if start is not None and as_of == start and same_columns:
         return "unchanged", 0  # its model has not run since
     if (
@@ -161,7 +162,7 @@ def _bring_up_to_date(
         and not model_changes.rebuilt_since(con, [name], as_of)
     ):
         key, columns = model_changes.key_sql(model.unique_key), model.unique_key
-        changed = model_changes.changed_keys_sql(model.unique_key, dict(_columns(con, None, name)))
+        changed = model_changes.changed_keys_sql(model.unique_key, dict(table_columns(con, name)))
         con.execute(f"create or replace temp table publish_keys as {changed}", [name, as_of])
         (keys,) = con.execute("select count(*) from publish_keys").fetchone()
         con.execute(f"delete from {copy} where {key} in (select {columns} from publish_keys)")
@@ -175,18 +176,6 @@ def _bring_up_to_date(
         return "changes", int(keys)
     con.execute(f"create or replace table {copy} as select * from {name}")
     return "whole", 0
-
-
-def _columns(con: duckdb.DuckDBPyConnection, database: str | None, name: str) -> list[tuple[str, str]]:
-    schema, table = name.split(".")
-    return con.execute(
-        """
-        select column_name, data_type from duckdb_columns()
-        where database_name = coalesce(?, current_database()) and schema_name = ? and table_name = ?
-        order by column_index
-        """,
-        [database, schema, table],
-    ).fetchall()
 
 
 def _is_a_run_of(con: duckdb.DuckDBPyConnection, name: str, started: dt.datetime) -> bool:

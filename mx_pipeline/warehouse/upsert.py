@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from mx_pipeline.warehouse.connection import registered
+from mx_pipeline.warehouse.connection import registered, table_columns
 from mx_pipeline.warehouse.tables import TableSpec
 
 if TYPE_CHECKING:
@@ -200,13 +200,7 @@ LOADED_AT = "loaded_at"
 def _kept_columns(con: duckdb.DuckDBPyConnection, spec: TableSpec) -> list[str]:
     """The table's columns a batch does not carry (``first_fetched_at``) but :data:`LOADED_AT`: a replaced row keeps
     their values."""
-    schema, table = spec.name.split(".")
-    columns = con.execute(
-        """select column_name from duckdb_columns()
-        where database_name = current_database() and schema_name = ? and table_name = ? order by column_index""",
-        [schema, table],
-    ).fetchall()
-    return [name for (name,) in columns if name not in spec.columns and name != LOADED_AT]
+    return [name for name, _ in table_columns(con, spec.name) if name not in spec.columns and name != LOADED_AT]
 
 
 def _replace_sql(spec: TableSpec, source: str, kept: list[str]) -> str:
