@@ -15,7 +15,7 @@ with registered as (
 select
     coalesce(u.guid, r.user_guid) as user_guid,
     coalesce(u.id, r.user_id) as user_id,
-    greatest(u.fetched_at, r.registered_at, r.retired_at, u.removed_at) as mapped_at,
+    greatest(u.loaded_at, r.registered_at, r.retired_at, u.removed_at) as mapped_at,
     coalesce(u.removed_at, r.retired_at) as retired_at
 from raw.mx_users as u
 full join registered as r on r.user_guid = u.guid

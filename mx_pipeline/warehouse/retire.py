@@ -181,7 +181,11 @@ def reinstate_users(con: duckdb.DuckDBPyConnection, listed: Collection[str], *, 
     ).fetchall()
     for guid, at in retired:
         params = {"guid": guid, "at": at}
-        con.execute("update raw.mx_users set removed_at = null where guid = $guid and removed_at = $at", params)
+        con.execute(
+            "update raw.mx_users set removed_at = null, loaded_at = current_timestamp"
+            " where guid = $guid and removed_at = $at",
+            params,
+        )
         con.execute(
             "update ops.end_users set retired_at = null where mx_user_guid = $guid and retired_at = $at", params
         )

@@ -2,19 +2,28 @@
 when its run was killed after its reads. What reaches the warehouse and the marts must not depend on when, or with
 which other reads, it was loaded."""
 
+import datetime as dt
+
 import pytest
 
 from mx_pipeline.landing import LandingArea
+from mx_pipeline.landing.records import RecordLanding
+from mx_pipeline.mx.records import User
 from mx_pipeline.warehouse import sync_state
 from mx_pipeline.warehouse.landed import load_landed
+from mx_pipeline.warehouse.landed_reads import EVERY_USER, USERS_LANDED
+from mx_pipeline.warehouse.model_changes import replaced_rows_read
 from mx_pipeline.warehouse.models import load_models, load_reference, run_model
 from mx_pipeline.warehouse.read_plan import plan_transaction_reads
+from mx_pipeline.warehouse.rows import user_row
+from mx_pipeline.warehouse.tables import USERS
 from mx_pipeline.warehouse.transaction_sync import SyncPolicy, extract_member_transactions
 
 from .conftest import make_transaction
 from .test_transaction_sync import MEMBER, FakeMx, _at, _days_ago, _sync
 
-STAGING = next(m for m in load_models() if m.name == "staging.stg_transactions")
+MODELS = load_models()
+STAGING = next(m for m in MODELS if m.name == "staging.stg_transactions")
 
 
 def _read_not_loaded(warehouse, mx, run_id):
@@ -43,6 +52,38 @@ def test_a_read_loaded_after_a_model_run_that_began_after_it_still_reaches_the_m
     load_landed(warehouse, area, run_id="run-3")  # the next load takes it
     assert _staged(warehouse) == [("TRN-A",), ("TRN-B",)]
     assert _staged(warehouse, full_refresh=True) == [("TRN-A",), ("TRN-B",)]
+
+
+def _read_users_not_loaded(area, ids_by_guid: dict[str, str], run_id: str) -> None:
+    """A complete list of MX's users landed, not loaded (a run killed after its reads)."""
+    landing = RecordLanding(area, USERS_LANDED.name, USERS, user_row,
+                            run_id=run_id, member_guid=None, user_guid=EVERY_USER)  # fmt: skip
+    for guid, user_id in ids_by_guid.items():
+        landing.add(User.from_payload({"guid": guid, "id": user_id}))
+    landing.finish(outcome="synced", listed_guids=list(ids_by_guid), listed_from=dt.datetime.now(dt.UTC))
+
+
+def _user_ids_in_the_marts(warehouse, **options):
+    """One run of every model, as the sql_models asset runs them; fct_transactions' user ids."""
+    keep = replaced_rows_read(MODELS)
+    with warehouse.connect() as con:
+        load_reference(con)
+        for model in MODELS:
+            run_model(con, model, run_id="models", keep_replaced=keep.get(model.name, frozenset()), **options)
+        return con.execute("select transaction_guid, user_id from marts.fct_transactions order by 1").fetchall()
+
+
+def test_a_user_read_loaded_after_a_model_run_that_began_after_it_still_reaches_the_marts(warehouse):
+    area = LandingArea.beside(warehouse.path)
+    _read_users_not_loaded(area, {"USR-1": "end-user-1"}, "run-1")
+    load_landed(warehouse, area, run_id="run-1", table=USERS_LANDED)
+    _sync(warehouse, FakeMx([make_transaction("TRN-A", date=_days_ago(1), updated_at=_at(_days_ago(1)))]))
+    assert _user_ids_in_the_marts(warehouse) == [("TRN-A", "end-user-1")]
+    _read_users_not_loaded(area, {"USR-1": "end-user-1-renamed"}, "run-2")  # MX's user id was edited
+    _user_ids_in_the_marts(warehouse)  # a model run starts after the read, before its load
+    load_landed(warehouse, area, run_id="run-3", table=USERS_LANDED)  # the next load takes it
+    assert _user_ids_in_the_marts(warehouse) == [("TRN-A", "end-user-1-renamed")]
+    assert _user_ids_in_the_marts(warehouse, full_refresh=True) == [("TRN-A", "end-user-1-renamed")]
 
 
 @pytest.mark.parametrize("group_rows", [250_000, 1], ids=["in one merge", "in a merge each"])

@@ -169,7 +169,10 @@ def test_a_vanished_account_is_retired_with_its_transactions_and_nothing_else(co
 
 
 def test_a_retired_user_takes_its_members_and_its_end_user_with_it(con):
-    con.execute("insert into raw.mx_users values ('USR-1', 'u-1', '{}', 'r', ?, null)", [BEFORE])
+    con.execute(
+        "insert into raw.mx_users (guid, id, payload, run_id, fetched_at, removed_at) values ('USR-1', 'u-1', '{}', 'r', ?, null)",
+        [BEFORE],
+    )
     con.execute("insert into ops.end_users (id, source, mx_user_guid) values ('u-1', 'csv', 'USR-1')")
     member(con, "MBR-1")
     member(con, "MBR-2", accounts=("ACT-2",))
@@ -202,7 +205,10 @@ def test_a_retired_member_mx_lists_again_comes_back_with_exactly_what_its_retire
 
 
 def user(con, guid="USR-1", user_id="u-1"):
-    con.execute("insert into raw.mx_users values (?, ?, '{}', 'r', ?, null)", [guid, user_id, BEFORE])
+    con.execute(
+        "insert into raw.mx_users (guid, id, payload, run_id, fetched_at, removed_at) values (?, ?, '{}', 'r', ?, null)",
+        [guid, user_id, BEFORE],
+    )
     con.execute("insert into ops.end_users (id, source, mx_user_guid) values (?, 'csv', ?)", [user_id, guid])
 
 
