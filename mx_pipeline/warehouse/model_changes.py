@@ -54,23 +54,33 @@ def _all_or(columns: set[str] | frozenset[str]) -> frozenset[str]:
 
 
 def replaced_columns_read(tree: exp.Expression) -> dict[str, frozenset[str]]:
-    """Per model whose replaced rows a SELECT reads, the columns it reads of them: "*" when it reads them whole,
-    or names a column that another table beside them could hold (unqualified, in a query of several tables)."""
+    """Per model whose replaced rows a SELECT reads, the names of the columns it may read of them (lower case), or
+    "*" when it reads them whole (a star, a NATURAL join).
+
+    Every name a query reading them uses counts, anywhere in it (HAVING, QUALIFY, USING, a subquery), unqualified or
+    qualified by their alias: a name that turns out to be another table's costs the kept rows nothing (only the
+    model's own columns are kept), one missed would fail the reader's build, or bind its name elsewhere."""
     read: dict[str, set[str]] = {}
     for scope in traverse_scope(tree):
         for alias, (_, source) in scope.selected_sources.items():
-            if not (isinstance(source, exp.Table) and source.db == REPLACED_SCHEMA):
-                continue
-            columns = read.setdefault(model_of(f"{source.db}.{source.name}"), set())
-            alone = len(scope.selected_sources) == 1
-            for column in scope.columns:
-                if column.table == alias or (not column.table and alone):
-                    columns.add(column.name)
-                elif not column.table:
-                    columns.add("*")
-            if alone and scope.expression.is_star:
-                columns.add("*")
+            if isinstance(source, exp.Table) and source.db == REPLACED_SCHEMA:
+                columns = read.setdefault(model_of(f"{source.db}.{source.name}"), set())
+                columns |= _names_read(scope.expression, alias.lower())
     return {name: _all_or(columns - {CHANGED_AT}) for name, columns in read.items()}
+
+
+def _names_read(query: exp.Expression, alias: str) -> set[str]:
+    names = set()
+    for column in query.find_all(exp.Column):
+        if column.table.lower() in ("", alias):
+            names.add("*" if isinstance(column.this, exp.Star) else column.name.lower())
+    if isinstance(query, exp.Select) and any(isinstance(e, exp.Star) for e in query.expressions):
+        names.add("*")
+    for join in query.args.get("joins") or []:
+        if join.method == "NATURAL":
+            names.add("*")
+        names |= {identifier.name.lower() for identifier in join.args.get("using") or []}
+    return names
 
 
 def model_of(replaced: str) -> str:
@@ -159,8 +169,8 @@ def record(
 
 def _kept_columns(con: duckdb.DuckDBPyConnection, model: str, unique_key: str, wanted: frozenset[str]) -> list[str]:
     """The model's columns its kept rows hold: its key and those ``wanted`` ("*": all), in the model's order."""
-    wanted = wanted | set(key_columns(unique_key))
-    return [column for column in _column_names(con, model) if "*" in wanted or column in wanted]
+    wanted = {name.lower() for name in wanted | set(key_columns(unique_key))}  # DuckDB's names ignore case
+    return [column for column in _column_names(con, model) if "*" in wanted or column.lower() in wanted]
 
 
 def _column_names(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:

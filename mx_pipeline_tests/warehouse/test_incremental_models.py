@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from mx_pipeline.warehouse import Warehouse
 from mx_pipeline.warehouse import publish as publishing
 from mx_pipeline.warehouse.model_changes import replaced_rows_read
-from mx_pipeline.warehouse.models import load_models, load_reference, run_model
+from mx_pipeline.warehouse.models import MODELS_DIR, load_models, load_reference, run_model
 from mx_pipeline.warehouse.publish import publish
 
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -210,6 +211,41 @@ def columns_of(con, table):
         [schema, name],
     ).fetchall()
     return [column for (column,) in found]
+
+
+def run_all(con, models=MODELS, run_id="run", **options):
+    """One sql_models step on one warehouse: every model, keeping what their readers read of the rows they replace."""
+    load_reference(con)
+    keep = replaced_rows_read(models)
+    return {m.name: run_model(con, m, run_id=run_id, keep_replaced=keep.get(m.name, frozenset()), **options)
+            for m in models}  # fmt: skip
+
+
+READS_REPLACED_ROWS = "    from changes.marts__fct_transactions\n    where changed_at > __since__\n)"
+
+
+@pytest.mark.parametrize(
+    "narrowed",
+    [
+        "    group by all\n    having bool_or(category_kind = 'expense')\n)",
+        "    qualify bool_or(category_kind = 'expense') over (partition by user_guid)\n)",
+    ],
+    ids=["having", "qualify"],
+)
+def test_a_reader_that_names_a_replaced_column_only_in_having_or_qualify_builds_and_sums_right(tmp_path, narrowed):
+    """A model author narrows monthly spend's months to those an expense left: the kept rows must hold its kind."""
+    root = tmp_path / "dbt_like_sql"
+    shutil.copytree(MODELS_DIR, root)
+    spend = root / "marts" / "monthly_spend_by_category.sql"
+    assert READS_REPLACED_ROWS in spend.read_text()
+    spend.write_text(spend.read_text().replace(READS_REPLACED_ROWS, READS_REPLACED_ROWS[:-1] + narrowed))
+    models = load_models(root)
+    with Warehouse(tmp_path / "warehouse.duckdb").connect() as con:
+        txn((con,), "TRN-1", days_ago=3)
+        run_all(con, models, run_id="first")
+        txn((con,), "TRN-1", days_ago=3, amount="20.00")
+        run_all(con, models, run_id="second")
+        assert con.execute("select spend from marts.monthly_spend_by_category").fetchall() == [(20,)]
 
 
 def test_a_publish_that_crashes_leaves_the_old_file_whole_and_the_next_one_right(twins, tmp_path, monkeypatch):

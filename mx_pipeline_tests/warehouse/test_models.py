@@ -7,6 +7,7 @@ import pytest
 import sqlglot
 
 from mx_pipeline.sandbox.categories import DEFAULT_CATEGORIES
+from mx_pipeline.warehouse import model_changes
 from mx_pipeline.warehouse.model_changes import replaced_columns_read
 from mx_pipeline.warehouse.models import (
     REFERENCE_DIR,
@@ -75,9 +76,43 @@ def test_the_columns_of_replaced_rows_a_model_reads_come_from_its_sql():
     assert read("select c.user_guid from changes.marts__x as c join marts.y as y on y.k = c.k") == {
         "marts.x": {"user_guid", "k"}
     }
-    assert read("select user_guid from changes.marts__x as c join marts.y as y on y.k = c.k") == {"marts.x": {"*"}}
+    assert read("select User_Guid from changes.marts__x as c join marts.y as y on y.k = C.k") == {
+        "marts.x": {"user_guid", "k"}  # unqualified: maybe theirs, kept if the model has it; names ignore case
+    }
     assert read("select * from marts.y where k in (select k from changes.marts__x)") == {"marts.x": {"k"}}
     assert read("select * from changes.marts__x where changed_at > now()") == {"marts.x": {"*"}}
+
+
+@pytest.mark.parametrize(
+    ("sql", "read"),
+    [
+        ("select user_guid from changes.marts__x group by all having bool_or(kind = 'expense')", {"user_guid", "kind"}),
+        (
+            "select user_guid from changes.marts__x qualify row_number() over (partition by account) = 1",
+            {"user_guid", "account"},
+        ),
+        ("select c.user_guid from changes.marts__x as c join marts.y as y using (account)", {"user_guid", "account"}),
+        ("select c.*, y.name from changes.marts__x as c join marts.y as y on y.k = c.k", {"*"}),
+        ("select * from changes.marts__x as c join marts.y as y on y.k = c.k", {"*"}),
+        ("select c.k from changes.marts__x as c natural join marts.y", {"*"}),
+        (
+            "select c.k from changes.marts__x as c where exists (select 1 from marts.y as y where y.a = c.amount)",
+            {"k", "amount"},
+        ),
+    ],
+    ids=["having", "qualify", "using", "qualified star", "star of a join", "natural join", "correlated subquery"],
+)
+def test_every_column_a_reader_may_read_of_replaced_rows_is_kept_wherever_its_sql_names_it(sql, read):
+    assert replaced_columns_read(sqlglot.parse_one(sql, read="duckdb")) == {"marts.x": read}
+
+
+def test_the_rows_a_model_replaces_keep_the_columns_its_readers_name_in_any_case(con):
+    con.execute("create table marts.x (k varchar, user_guid varchar, amount decimal(18, 4))")
+
+    model_changes.reset(con, "marts.x", "K", keep_columns=frozenset({"User_Guid", "a_column_of_another_table"}))
+
+    kept = con.execute("select column_name from (describe changes.marts__x)").fetchall()
+    assert kept == [("k",), ("user_guid",), ("changed_at",)]
 
 
 def test_amounts_are_signed_once_debits_negative(con):
