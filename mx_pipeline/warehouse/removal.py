@@ -41,8 +41,9 @@ def _write_anew(
     now: dt.datetime,
     observed_at: str,
 ) -> int:
-    """The rows ``where`` picks, with ``removed_at``, ``fetched_at = observed_at`` and ``loaded_at = now``, written
-    anew at the end of the table.
+    """The rows ``where`` picks, with ``removed_at``, ``fetched_at = observed_at`` and ``loaded_at`` the transaction's
+    time, written anew at the end of the table. Never ``now``: a caller may take it and then wait for the warehouse
+    behind a model run, whose next increment would then never read these rows.
 
     Not updated where they lie. The models read raw's new rows by ``loaded_at``, and DuckDB skips a row group by its
     least and greatest value there: a few rows updated in every row group made the next increment read every
@@ -60,9 +61,9 @@ def _write_anew(
     # The new versions first, streamed from the old (which keep their row ids until the delete): nothing whole is held.
     ((written,),) = con.execute(
         "insert into raw.mx_transactions select t.* replace ($removed_at::timestamptz as removed_at,"
-        " r.observed_at as fetched_at, $now::timestamptz as loaded_at)"
+        " r.observed_at as fetched_at, current_timestamp as loaded_at)"
         " from raw.mx_transactions as t join rewritten_rows as r on t.rowid = r.row_id",
-        {"removed_at": removed_at, "now": now},
+        {"removed_at": removed_at},
     ).fetchall()
     con.execute("delete from raw.mx_transactions where rowid in (select row_id from rewritten_rows)")
     con.execute("drop table rewritten_rows")

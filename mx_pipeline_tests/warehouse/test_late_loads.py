@@ -9,7 +9,7 @@ import pytest
 from mx_pipeline.landing import LandingArea
 from mx_pipeline.landing.records import RecordLanding
 from mx_pipeline.mx.records import User
-from mx_pipeline.warehouse import sync_state
+from mx_pipeline.warehouse import retire, sync_state
 from mx_pipeline.warehouse.landed import load_landed
 from mx_pipeline.warehouse.landed_reads import EVERY_USER, USERS_LANDED
 from mx_pipeline.warehouse.model_changes import replaced_rows_read
@@ -84,6 +84,27 @@ def test_a_user_read_loaded_after_a_model_run_that_began_after_it_still_reaches_
     load_landed(warehouse, area, run_id="run-3", table=USERS_LANDED)  # the next load takes it
     assert _user_ids_in_the_marts(warehouse) == [("TRN-A", "end-user-1-renamed")]
     assert _user_ids_in_the_marts(warehouse, full_refresh=True) == [("TRN-A", "end-user-1-renamed")]
+
+
+def test_an_offboarding_that_waits_behind_a_model_run_still_reaches_the_marts(warehouse):
+    area = LandingArea.beside(warehouse.path)
+    _read_users_not_loaded(area, {"USR-1": "end-user-1"}, "run-1")
+    load_landed(warehouse, area, run_id="run-1", table=USERS_LANDED)
+    with warehouse.connect() as con:
+        con.execute(
+            "insert into raw.mx_members (guid, user_guid, institution_code, connection_status, payload, run_id,"
+            " fetched_at) values ('MBR-1', 'USR-1', 'mxbank', 'CONNECTED', '{}', 'run-1', now())"
+        )
+    _sync(warehouse, FakeMx([make_transaction("TRN-A", date=_days_ago(1), updated_at=_at(_days_ago(1)))]))
+    assert _user_ids_in_the_marts(warehouse) == [("TRN-A", "end-user-1")]
+    asked = dt.datetime.now(dt.UTC)  # the CLI's time, taken before MX and the warehouse answer
+
+    def delete_at_mx_while_the_models_run(guid):
+        _user_ids_in_the_marts(warehouse)
+
+    retire.offboard_user(warehouse, "end-user-1", delete_at_mx_while_the_models_run, run_id="offboard", now=asked)
+    assert _user_ids_in_the_marts(warehouse) == []
+    assert _user_ids_in_the_marts(warehouse, full_refresh=True) == []
 
 
 @pytest.mark.parametrize("group_rows", [250_000, 1], ids=["in one merge", "in a merge each"])
