@@ -223,6 +223,26 @@ def _complete_from(con: duckdb.DuckDBPyConnection, model: str, since: dt.datetim
     )
 
 
+def read_since(con: duckdb.DuckDBPyConnection, model: str, reads: Iterable[str]) -> dt.datetime | None:
+    """Since when the next incremental run of ``model`` reads what changed: its last start, or the last start then of
+    a model it ``reads`` when earlier; None when it never ran (or a model it reads first ran after it).
+
+    Not its own last start alone: staging hands on raw's ``loaded_at``, and a run of the marts alone (a subset) sees
+    staging as it was at staging's last start. A row loaded after that but staged only later carries a ``loaded_at``
+    older than the marts' last start, and an increment from there would never read it."""
+    ((last,),) = con.execute("select max(started_at) from ops.model_runs where model = ?", [model]).fetchall()
+    if last is None:
+        return None
+    upstream = con.execute(
+        "select max(started_at) filter (started_at <= $last) from ops.model_runs"
+        " where model in (select unnest($reads::varchar[])) and model <> $model group by model",
+        {"last": last, "reads": sorted(reads), "model": model},
+    ).fetchall()
+    if any(start is None for (start,) in upstream):
+        return None
+    return min([last, *(start for (start,) in upstream)])
+
+
 def last_starts(con: duckdb.DuckDBPyConnection) -> dict[str, dt.datetime]:
     """The start of each model's last run."""
     return dict(con.execute("select model, max(started_at) from ops.model_runs group by model").fetchall())

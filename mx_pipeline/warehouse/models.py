@@ -217,7 +217,7 @@ def run_model(
     reference_hash = _reference_hash(con, model)
     reference_changed = reference_hash is not None and reference_hash != _built_with(con, model.name)
     rebuild = full_refresh or reference_changed or not _exists(con, model.name)
-    since = None if rebuild else _last_start(con, model.name)
+    since = None if rebuild else model_changes.read_since(con, model.name, model.reads)
     if since is not None and model.reads_changes and model_changes.rebuilt_since(con, model.reads, since):
         since = None  # the changes it would read are not all logged
     incremental = model.materialized == "incremental" and since is not None
@@ -359,8 +359,3 @@ def _reference_hash(con: duckdb.DuckDBPyConnection, model: Model) -> str | None:
 def _built_with(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
     found = con.execute("select reference_hash from ops.model_reference_hashes where model = ?", [name]).fetchone()
     return found[0] if found else None
-
-
-def _last_start(con: duckdb.DuckDBPyConnection, name: str) -> dt.datetime | None:
-    (started,) = con.execute("select max(started_at) from ops.model_runs where model = ?", [name]).fetchone()
-    return started

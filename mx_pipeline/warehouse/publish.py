@@ -75,7 +75,7 @@ def publish(
         _remove(building)
         raise
     os.replace(building, target)  # atomic: readers see the old file or the new one, never a mix
-    model_changes.prune(con, _horizons(models, starts))
+    model_changes.prune(con, _horizons(con, models, starts))
     return published
 
 
@@ -206,15 +206,19 @@ def _comment(con: duckdb.DuckDBPyConnection, name: str, comment: str | None) -> 
         con.execute(f"comment on column published.{name}.{column} is {sql_literal(text) if text else 'null'}")
 
 
-def _horizons(models: dict[str, Model], starts: dict[str, dt.datetime]) -> dict[str, dt.datetime]:
+def _horizons(
+    con: duckdb.DuckDBPyConnection, models: dict[str, Model], starts: dict[str, dt.datetime]
+) -> dict[str, dt.datetime]:
     """Per incremental model: the oldest point its readers (the published file, models reading its changes) read from.
 
-    The published file now reflects each model's last run; a model reading changes last read at its last start.
+    The published file now reflects each model's last run; a model reading changes reads next from its
+    ``model_changes.read_since``.
     """
     horizons = {}
     for name, model in models.items():
         if model.materialized != "incremental" or name not in starts:
             continue
-        readers = [starts[m.name] for m in models.values() if m.reads_changes and name in m.reads and m.name in starts]
-        horizons[name] = min([starts[name], *readers])
+        readers = [model_changes.read_since(con, m.name, m.reads) for m in models.values()
+                   if m.reads_changes and name in m.reads and m.name in starts]  # fmt: skip
+        horizons[name] = min([starts[name], *(since for since in readers if since is not None)])
     return horizons
