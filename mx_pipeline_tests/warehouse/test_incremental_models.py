@@ -229,6 +229,26 @@ def test_a_run_of_the_marts_alone_between_a_load_and_the_next_whole_run_loses_no
     assert_same(inc, ful)
 
 
+def test_a_transaction_lost_before_loaded_at_is_counted_after_the_upgrade(tmp_path):
+    """Before 0025 the models read raw by fetched_at: a read loaded after a model run that began after it was never
+    read by an increment. The upgrade counts it."""
+    warehouse = Warehouse(tmp_path / "warehouse.duckdb")
+    with warehouse.connect() as con:
+        txn((con,), "TRN-1", days_ago=3)
+        read_at = dt.datetime.now(dt.UTC)
+        run_all(con, run_id="before-0025")
+        txn((con,), "TRN-LOST", days_ago=2, amount="40.00")
+        con.execute("update raw.mx_transactions set fetched_at = ?, loaded_at = ? where guid = 'TRN-LOST'",
+                    [read_at, read_at])  # fmt: skip
+        run_all(con, run_id="lost-it")
+        assert con.execute("select count(*) from marts.fct_transactions").fetchall() == [(1,)]
+        con.execute("delete from ops.schema_migrations where version >= '0025'")  # as before 0025
+    with warehouse.connect() as con:  # the upgrade
+        run_all(con, run_id="after-the-upgrade")
+        counted = con.execute("select transaction_guid from marts.fct_transactions order by 1").fetchall()
+    assert counted == [("TRN-1",), ("TRN-LOST",)]
+
+
 def run_all(con, models=MODELS, run_id="run", **options):
     """One sql_models step on one warehouse: every model, keeping what their readers read of the rows they replace."""
     load_reference(con)
