@@ -69,12 +69,21 @@ def replaced_columns_read(tree: exp.Expression) -> dict[str, frozenset[str]]:
     return {name: _all_or(columns - {CHANGED_AT}) for name, columns in read.items()}
 
 
+# What reads columns without naming them: DuckDB's COLUMNS('regex' | lambda | *) and positions (#2).
+_UNNAMED_COLUMNS = (exp.Columns, exp.PositionalColumn)
+
+
 def _names_read(query: exp.Expression, alias: str) -> set[str]:
     names = set()
     for column in query.find_all(exp.Column):
         if column.table.lower() in ("", alias):
-            names.add("*" if isinstance(column.this, exp.Star) else column.name.lower())
+            whole = isinstance(column.this, exp.Star) or (
+                not column.table and column.name.lower() == alias
+            )  # to_json(c)
+            names.add("*" if whole else column.name.lower())
     if isinstance(query, exp.Select) and any(isinstance(e, exp.Star) for e in query.expressions):
+        names.add("*")
+    if query.find(*_UNNAMED_COLUMNS):
         names.add("*")
     for join in query.args.get("joins") or []:
         if join.method == "NATURAL":

@@ -99,8 +99,24 @@ def test_the_columns_of_replaced_rows_a_model_reads_come_from_its_sql():
             "select c.k from changes.marts__x as c where exists (select 1 from marts.y as y where y.a = c.amount)",
             {"k", "amount"},
         ),
+        ("select user_guid from changes.marts__x where columns('kind') = 'expense'", {"*"}),
+        ("select columns(lambda c: c like '%date') from changes.marts__x", {"*"}),
+        ("select to_json(c) from changes.marts__x as c", {"*"}),
+        ("select #2 from changes.marts__x", {"*"}),
     ],
-    ids=["having", "qualify", "using", "qualified star", "star of a join", "natural join", "correlated subquery"],
+    ids=[
+        "having",
+        "qualify",
+        "using",
+        "qualified star",
+        "star of a join",
+        "natural join",
+        "correlated subquery",
+        "columns regex",
+        "columns lambda",
+        "a whole row by its alias",
+        "a column by position",
+    ],
 )
 def test_every_column_a_reader_may_read_of_replaced_rows_is_kept_wherever_its_sql_names_it(sql, read):
     assert replaced_columns_read(sqlglot.parse_one(sql, read="duckdb")) == {"marts.x": read}
