@@ -202,11 +202,16 @@ def complete_since(con: duckdb.DuckDBPyConnection, model: str, since: dt.datetim
 def rebuilt_since(con: duckdb.DuckDBPyConnection, models: Iterable[str], since: dt.datetime) -> bool:
     """Whether one of ``models`` was built in full after ``since``, or its changes since then were pruned."""
     models = sorted(models)
-    (full,) = con.execute(
+    return built_in_full_since(con, models, since) or not all(complete_since(con, model, since) for model in models)
+
+
+def built_in_full_since(con: duckdb.DuckDBPyConnection, models: Iterable[str], since: dt.datetime) -> bool:
+    """Whether one of ``models`` was built in full after ``since``."""
+    ((full,),) = con.execute(
         "select count(*) from ops.model_runs where model in (select unnest(?)) and mode = 'full' and started_at > ?",
-        [models, since],
-    ).fetchone()
-    return bool(full) or not all(complete_since(con, model, since) for model in models)
+        [sorted(models), since],
+    ).fetchall()
+    return bool(full)
 
 
 def prune(con: duckdb.DuckDBPyConnection, horizons: Mapping[str, dt.datetime]) -> None:
@@ -239,8 +244,7 @@ def read_since(con: duckdb.DuckDBPyConnection, model: str, reads: Iterable[str])
     Not its own last start alone: staging hands on raw's ``loaded_at``, and a run of the marts alone (a subset) sees
     staging as it was at staging's last start. A row loaded after that but staged only later carries a ``loaded_at``
     older than the marts' last start, and an increment from there would never read it."""
-    ((last,),) = con.execute("select max(started_at) from ops.model_runs where model = ?", [model]).fetchall()
-    if last is None:
+    if (last := last_start(con, model)) is None:
         return None
     upstream = con.execute(
         "select max(started_at) filter (started_at <= $last) from ops.model_runs"
@@ -250,6 +254,12 @@ def read_since(con: duckdb.DuckDBPyConnection, model: str, reads: Iterable[str])
     if any(start is None for (start,) in upstream):
         return None
     return min([last, *(start for (start,) in upstream)])
+
+
+def last_start(con: duckdb.DuckDBPyConnection, model: str) -> dt.datetime | None:
+    """The start of the model's last run; None: it never ran."""
+    ((last,),) = con.execute("select max(started_at) from ops.model_runs where model = ?", [model]).fetchall()
+    return last
 
 
 def last_starts(con: duckdb.DuckDBPyConnection) -> dict[str, dt.datetime]:

@@ -69,6 +69,7 @@ class Model:
     reads: frozenset[str] = frozenset()  # schema.table names the SQL reads
     references: frozenset[str] = frozenset()  # reference tables it depends on, itself or through other models
     reads_changes: bool = False  # reads ops.model_changes: the changes of the models it reads (model_changes.py)
+    reads_incremental: frozenset[str] = frozenset()  # the incremental models it reads
     # per model whose replaced rows it reads (changes.<schema>__<table>), the columns it reads of them ("*": all)
     reads_replaced: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
@@ -98,7 +99,8 @@ def load_models(root: Path = MODELS_DIR) -> list[Model]:
     for name in names:  # upstream models first, so their references are complete when read
         model = models[name]
         inherited = {ref for upstream in model.reads & models.keys() for ref in models[upstream].references}
-        models[name] = replace(model, references=model.references | inherited)
+        incremental = {m for m in model.reads & models.keys() if models[m].materialized == "incremental"}
+        models[name] = replace(model, references=model.references | inherited, reads_incremental=frozenset(incremental))
     return [models[name] for name in names]
 
 
@@ -218,6 +220,10 @@ def run_model(
     reference_changed = reference_hash is not None and reference_hash != _built_with(con, model.name)
     rebuild = full_refresh or reference_changed or not _exists(con, model.name)
     since = None if rebuild else model_changes.read_since(con, model.name, model.reads)
+    if since is not None and model_changes.built_in_full_since(
+        con, model.reads_incremental, model_changes.last_start(con, model.name)
+    ):
+        since = None  # an upstream rebuilt in full since it last ran: its rows' times tell nothing; it follows
     if since is not None and model.reads_changes and model_changes.rebuilt_since(con, model.reads, since):
         since = None  # the changes it would read are not all logged
     incremental = model.materialized == "incremental" and since is not None

@@ -229,10 +229,9 @@ def test_a_run_of_the_marts_alone_between_a_load_and_the_next_whole_run_loses_no
     assert_same(inc, ful)
 
 
-def test_a_transaction_lost_before_loaded_at_is_counted_after_the_upgrade(tmp_path):
-    """Before 0025 the models read raw by fetched_at: a read loaded after a model run that began after it was never
-    read by an increment. The upgrade counts it."""
-    warehouse = Warehouse(tmp_path / "warehouse.duckdb")
+def _lost_before_loaded_at(warehouse, upgraded_to: str):
+    """A warehouse whose marts lost a transaction to the race before 0025 (read before a model run, loaded after
+    it), with the migrations after ``upgraded_to`` still to apply."""
     with warehouse.connect() as con:
         txn((con,), "TRN-1", days_ago=3)
         read_at = dt.datetime.now(dt.UTC)
@@ -241,12 +240,56 @@ def test_a_transaction_lost_before_loaded_at_is_counted_after_the_upgrade(tmp_pa
         con.execute("update raw.mx_transactions set fetched_at = ?, loaded_at = ? where guid = 'TRN-LOST'",
                     [read_at, read_at])  # fmt: skip
         run_all(con, run_id="lost-it")
-        assert con.execute("select count(*) from marts.fct_transactions").fetchall() == [(1,)]
-        con.execute("delete from ops.schema_migrations where version >= '0025'")  # as before 0025
+        assert counted(con) == [("TRN-1",)]
+        con.execute("delete from ops.schema_migrations where version > ?", [upgraded_to])
+
+
+def counted(con):
+    return con.execute("select transaction_guid from marts.fct_transactions order by 1").fetchall()
+
+
+@pytest.mark.parametrize("upgraded_to", ["0024", "0026"], ids=["before 0025", "at 0025"])
+def test_a_transaction_lost_before_loaded_at_is_counted_after_the_upgrade(tmp_path, upgraded_to):
+    warehouse = Warehouse(tmp_path / "warehouse.duckdb")
+    _lost_before_loaded_at(warehouse, upgraded_to)
     with warehouse.connect() as con:  # the upgrade
         run_all(con, run_id="after-the-upgrade")
-        counted = con.execute("select transaction_guid from marts.fct_transactions order by 1").fetchall()
-    assert counted == [("TRN-1",), ("TRN-LOST",)]
+        assert counted(con) == [("TRN-1",), ("TRN-LOST",)]
+
+
+def test_between_the_upgrade_and_the_next_whole_run_the_marts_build_and_publish_as_before(tmp_path):
+    """0027 drops nothing: a run of the marts alone builds, and publishes every mart."""
+    warehouse, analysts = Warehouse(tmp_path / "warehouse.duckdb"), tmp_path / "analytics.duckdb"
+    _lost_before_loaded_at(warehouse, "0026")
+    with warehouse.connect() as con:  # the upgrade, on whatever connects first, then a run of the marts alone
+        publish(con, analysts)
+        run_all(con, [m for m in MODELS if m.name.startswith("marts.")], run_id="marts-only")
+        publish(con, analysts)
+        with duckdb.connect(str(analysts), read_only=True) as published:
+            assert counted(published) == [("TRN-1",)]
+            assert published.execute("select count(*) from marts.monthly_spend_by_category").fetchall() == [(1,)]
+        run_all(con, run_id="whole")
+        publish(con, analysts)
+    with duckdb.connect(str(analysts), read_only=True) as published:
+        assert counted(published) == [("TRN-1",), ("TRN-LOST",)]
+
+
+def test_a_model_reading_one_rebuilt_in_full_follows_in_full(twins):
+    """Staging rebuilt in full to repair it (a full refresh of it alone): the models reading it by its rows' times
+    could not tell what changed, so they follow in full, whatever ran between."""
+    inc, ful = twins
+    txn(twins, "TRN-1", days_ago=3)
+    build(inc, ful)
+    inc.execute("delete from staging.stg_transactions")  # broken somehow
+    staging = next(m for m in MODELS if m.name == "staging.stg_transactions")
+    run_model(inc, staging, run_id="repair", full_refresh=True)
+    runs = build(inc, ful)
+    assert {name: runs[name].mode for name in ("staging.stg_pending_matches", "marts.fct_transactions")} == {
+        "staging.stg_pending_matches": "full",
+        "marts.fct_transactions": "full",
+    }
+    assert_same(inc, ful)
+    assert build(inc, ful)["marts.fct_transactions"].mode == "incremental"
 
 
 def run_all(con, models=MODELS, run_id="run", **options):

@@ -1,7 +1,7 @@
 -- A transaction read before a model run and loaded after it was never read by an increment (0025 closed that race,
--- 0026 the same for a user's id): staging holds it again since 0025 rebuilt it, but fct_transactions, the pending
--- matches and monthly spend kept their rows, and read staging only by loaded_at since their last run. Built in full
--- once by the next model run, they count what staging holds.
-drop table if exists marts.fct_transactions;
-drop table if exists staging.stg_pending_matches;
-drop table if exists marts.monthly_spend_by_category;
+-- 0026 the same for a user's id). 0025 rebuilt staging, but fct_transactions and the pending matches read staging by
+-- loaded_at since their last run, so the rows they had missed stayed missing. Forgetting staging's runs makes its
+-- next run a full build, which every incremental model reading it follows, in full (models.py): built from the
+-- whole of staging, they count what it holds. Nothing is dropped: a run of some models alone, and the analysts'
+-- file, go on meanwhile as before.
+delete from ops.model_runs where model = 'staging.stg_transactions';
