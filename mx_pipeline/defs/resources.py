@@ -19,6 +19,8 @@ from pydantic import Field
 from mx_pipeline import settings
 from mx_pipeline.connect.link_store import ClosedWhy, LinkRequest
 from mx_pipeline.connect.links import Links, reconnect_url
+from mx_pipeline.defs.ingest.group import POOL
+from mx_pipeline.defs.pools import ensure_pool
 from mx_pipeline.landing import LandingArea
 from mx_pipeline.lifecycle.episodes import Episode
 from mx_pipeline.lifecycle.gate import RoutedMember
@@ -70,6 +72,10 @@ class WarehouseResource(dg.ConfigurableResource):
     # Where the refresh scheduler keeps its claims and attempts when workers run anywhere: the shared Postgres
     # (MX_PIPELINE_RATE_BUDGET_URL, beside MX's shared limits); None: the warehouse's ``ops`` tables.
     shared_state_url: str | None = None
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if context.instance is not None:
+            ensure_pool(context.instance, POOL)
 
     def open(self, *, memory_limit: str | None = None) -> Warehouse:
         """The warehouse; its connections' pool is ``memory_limit`` when given (work whose aggregates may spill),

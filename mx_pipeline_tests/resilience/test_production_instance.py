@@ -10,8 +10,13 @@ A worker killed while it holds the warehouse slot is freed and retried on this i
 import os
 
 import dagster as dg
+import pytest
+import sqlalchemy
 
+from mx_pipeline import instance
+from mx_pipeline.defs import pools
 from mx_pipeline.instance import JOB_TAG
+from mx_pipeline.settings import ProductionInstanceSettings
 from mx_pipeline_tests.resilience.deployment import DEADLINE_SECONDS, POOL, deployed
 from mx_pipeline_tests.resilience.truth import compare
 
@@ -57,3 +62,24 @@ def test_a_second_ingest_waits_in_the_queue_until_the_first_has_finished(tmp_pat
         assert runs[second].start_time >= runs[first].end_time
         differences = compare(deployment.warehouse_path, deployment.sandbox.world)
         assert differences.none, str(differences)
+
+
+def test_a_run_worker_that_loses_the_race_to_make_the_warehouse_pool_finds_it_made(tmp_path, postgres, monkeypatch):
+    """Four workers syncing at once: each makes the pool's row as its run starts (``defs/pools.py``); the one that
+    looked before another's insert and inserted after it goes on, where Dagster's own making of the row failed
+    its run (InFailedSqlTransaction on Postgres)."""
+    for name, value in postgres.environment(postgres.create_database()).items():
+        monkeypatch.setenv(name, value)
+    home = tmp_path / "home"
+    instance.write_instance(home, instance.rendered(instance.production_config(ProductionInstanceSettings.from_env())))
+    with dg.DagsterInstance.from_config(str(home)) as dagster:
+        storage = dagster.event_log_storage
+        storage.initialize_concurrency_limit_to_default(POOL)  # another worker's, between this one's look and insert
+        with pytest.raises(sqlalchemy.exc.DBAPIError):  # Dagster's own, as a step's claim would have made it
+            storage.initialize_concurrency_limit_to_default(POOL)
+        looks = iter([False])  # this worker's look, before the other's insert
+        monkeypatch.setattr(pools, "_has_row", lambda storage, pool: next(looks, True))
+
+        pools.ensure_pool(dagster, POOL)
+
+        assert [(limit.name, limit.limit) for limit in storage.get_pool_limits()] == [(POOL, 1)]
