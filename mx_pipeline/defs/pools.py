@@ -1,27 +1,31 @@
-"""The warehouse pool's row, made as a run starts, before its first step claims the pool.
+"""The warehouse pool's limit, set as a run starts, before its first step claims the pool.
 
-Dagster makes a pool's row, with the instance's default limit, when a step first claims the pool. On Postgres, two
-run workers doing so at one instant both insert it, and the loser goes on in the transaction its failed insert
-aborted: its run fails (``InFailedSqlTransaction``, Dagster 1.13.27,
-``SqlEventLogStorage.initialize_concurrency_limit_to_default``). Four workers syncing at once hit it. So the
-warehouse resource makes the row as each run starts; a run that loses the race to make it finds it made, which
-is all it needs.
+DuckDB lets one process write a file, so the ``duckdb_warehouse`` pool runs one step at a time whatever the
+instance's ``default_limit``. The limit is set explicitly, as ``dagster instance concurrency set`` would: Dagster
+makes a pool's row from the default when a step first claims it, or when the default changed since, and on
+Postgres that fails the run whenever the row is there already (its insert aborts the transaction its update then
+runs in: ``InFailedSqlTransaction``, Dagster 1.13.27 ``initialize_concurrency_limit_to_default``). Four workers
+starting at once hit it; so did every run after an operator changed the default. An explicit limit is never made
+again. A run that loses the race to set it first finds it set, which is all it needs.
 """
 
 import dagster as dg
 
+WAREHOUSE_WRITERS = 1
 
-def ensure_pool(instance: dg.DagsterInstance, pool: str) -> None:
-    """Make ``pool``'s row with the instance's default limit, unless it exists or the instance sets no default."""
+
+def ensure_pool(instance: dg.DagsterInstance, pool: str, limit: int = WAREHOUSE_WRITERS) -> None:
+    """Set ``pool``'s limit to ``limit`` explicitly unless it is so already; nothing where the instance keeps no
+    pools (its storage predates them: Dagster then claims no slot either)."""
     storage = instance.event_log_storage
-    if storage.get_pool_config().default_pool_limit is None or _has_row(storage, pool):
+    if not storage.supports_global_concurrency_limits or _is_set(storage, pool, limit):
         return
     try:
-        storage.initialize_concurrency_limit_to_default(pool)
+        storage.set_concurrency_slots(pool, limit)
     except Exception:
-        if not _has_row(storage, pool):  # not the race: another worker's row is not there
+        if not _is_set(storage, pool, limit):  # not the race: no other worker set it
             raise
 
 
-def _has_row(storage, pool: str) -> bool:
-    return any(limit.name == pool for limit in storage.get_pool_limits())
+def _is_set(storage, pool: str, limit: int) -> bool:
+    return any(p.name == pool and p.limit == limit and not p.from_default for p in storage.get_pool_limits())

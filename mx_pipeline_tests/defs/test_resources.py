@@ -1,11 +1,14 @@
 """The resources: `mx` (sandbox defaults without credentials, `EnvVar`s with them) and the notifier's lease."""
 
 import datetime as dt
+import sqlite3
 
 import dagster as dg
 import pytest
+import yaml
 
 from mx_pipeline import settings
+from mx_pipeline.defs.ingest.group import POOL
 from mx_pipeline.defs.resources import NotifierResource, WarehouseResource, mx_resource
 from mx_pipeline.mx.shared_budget import SharedBudget
 
@@ -82,3 +85,41 @@ def test_without_a_rate_budget_url_each_process_paces_mx_by_itself(monkeypatch):
     monkeypatch.delenv("MX_PIPELINE_RATE_BUDGET_URL", raising=False)
     with mx_resource().client() as client:
         assert client.transport.limiter._shared is None
+
+
+def _local_instance(home, **pools) -> dg.DagsterInstance:
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text(yaml.safe_dump({"concurrency": {"pools": {"default_limit": 1, **pools}}}))
+    return dg.DagsterInstance.from_config(str(home))
+
+
+@dg.asset(pool=POOL)
+def writes_the_warehouse(warehouse: WarehouseResource) -> None:
+    pass
+
+
+def _materialized(instance, tmp_path) -> bool:
+    resources = {"warehouse": WarehouseResource(path=str(tmp_path / "warehouse.duckdb"))}
+    result = dg.materialize([writes_the_warehouse], instance=instance, resources=resources, raise_on_error=False)
+    return result.success
+
+
+def test_a_run_sets_the_warehouse_pool_to_one_writer_as_it_starts(tmp_path):
+    with _local_instance(tmp_path / "home") as instance:
+        assert _materialized(instance, tmp_path)
+        limits = [(p.name, p.limit, p.from_default) for p in instance.event_log_storage.get_pool_limits()]
+    assert limits == [(POOL, 1, False)]
+
+
+def test_a_run_on_a_storage_older_than_pools_runs_as_dagster_runs_it_there(tmp_path):
+    """An event log storage not yet migrated to pools (no concurrency tables): Dagster claims no slot there, and
+    setting the pool's limit must not fail the run instead."""
+    home = tmp_path / "home"
+    with _local_instance(home) as instance:
+        instance.event_log_storage.get_pool_limits()  # its files made
+    with sqlite3.connect(home / "history" / "runs" / "index.db") as index:
+        for table in ("concurrency_limits", "concurrency_slots", "pending_steps"):
+            index.execute(f"drop table {table}")
+    with _local_instance(home) as instance:
+        assert not instance.event_log_storage.supports_global_concurrency_limits
+        assert _materialized(instance, tmp_path)

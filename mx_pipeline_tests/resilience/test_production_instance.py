@@ -8,10 +8,13 @@ A worker killed while it holds the warehouse slot is freed and retried on this i
 """
 
 import os
+from pathlib import Path
 
 import dagster as dg
 import pytest
 import sqlalchemy
+from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+from dagster._core.storage.dagster_run import DagsterRun
 
 from mx_pipeline import instance
 from mx_pipeline.defs import pools
@@ -64,22 +67,54 @@ def test_a_second_ingest_waits_in_the_queue_until_the_first_has_finished(tmp_pat
         assert differences.none, str(differences)
 
 
-def test_a_run_worker_that_loses_the_race_to_make_the_warehouse_pool_finds_it_made(tmp_path, postgres, monkeypatch):
-    """Four workers syncing at once: each makes the pool's row as its run starts (``defs/pools.py``); the one that
-    looked before another's insert and inserted after it goes on, where Dagster's own making of the row failed
-    its run (InFailedSqlTransaction on Postgres)."""
+def _production_instance(tmp_path, postgres, monkeypatch, default_limit: int = 1) -> Path:
     for name, value in postgres.environment(postgres.create_database()).items():
         monkeypatch.setenv(name, value)
-    home = tmp_path / "home"
-    instance.write_instance(home, instance.rendered(instance.production_config(ProductionInstanceSettings.from_env())))
-    with dg.DagsterInstance.from_config(str(home)) as dagster:
+    return _with_default_limit(tmp_path / "home", default_limit)
+
+
+def _with_default_limit(home: Path, default_limit: int) -> Path:
+    config = instance.production_config(ProductionInstanceSettings.from_env())
+    config["concurrency"]["pools"]["default_limit"] = default_limit
+    instance.write_instance(home, instance.rendered(config))
+    return home
+
+
+def _claims_the_warehouse_pool(dagster: dg.DagsterInstance) -> bool:
+    """A run's step claiming the warehouse pool, as Dagster's executor does."""
+    with InstanceConcurrencyContext(dagster, DagsterRun(job_name="build_models", run_id="a-run")) as claims:
+        return claims.claim(POOL, "sql_models")
+
+
+def test_a_run_worker_that_loses_the_race_to_set_the_warehouse_pool_finds_it_set(tmp_path, postgres, monkeypatch):
+    """Four workers starting at once: each sets the pool's limit as its run starts; the one that looked before
+    another's insert and inserted after it goes on. Dagster's own making of the row, at a step's first claim,
+    failed its run on Postgres (InFailedSqlTransaction)."""
+    with dg.DagsterInstance.from_config(str(_production_instance(tmp_path, postgres, monkeypatch))) as dagster:
         storage = dagster.event_log_storage
-        storage.initialize_concurrency_limit_to_default(POOL)  # another worker's, between this one's look and insert
-        with pytest.raises(sqlalchemy.exc.DBAPIError):  # Dagster's own, as a step's claim would have made it
+        storage.initialize_concurrency_limit_to_default(POOL)  # as another worker's step claim made it
+        with pytest.raises(sqlalchemy.exc.DBAPIError):  # Dagster's, as this worker's step claim would have
             storage.initialize_concurrency_limit_to_default(POOL)
-        looks = iter([False])  # this worker's look, before the other's insert
-        monkeypatch.setattr(pools, "_has_row", lambda storage, pool: next(looks, True))
+        storage.set_concurrency_slots(POOL, 1)  # another worker's ensure_pool, between this one's look and insert
+        looks = iter([False])
+        monkeypatch.setattr(pools, "_is_set", lambda storage, pool, limit: next(looks, True))
 
         pools.ensure_pool(dagster, POOL)
 
-        assert [(limit.name, limit.limit) for limit in storage.get_pool_limits()] == [(POOL, 1)]
+        assert [(p.name, p.limit, p.from_default) for p in storage.get_pool_limits()] == [(POOL, 1, False)]
+        assert _claims_the_warehouse_pool(dagster)
+
+
+def test_after_the_default_pool_limit_changes_a_run_still_claims_the_warehouse_pool_one_writer_at_a_time(
+    tmp_path, postgres, monkeypatch
+):
+    """Dagster remakes a default-made row whose limit is no longer the default at a step's claim, which fails on
+    Postgres every time. The warehouse pool's limit is set, and is 1 whatever the default: one DuckDB writer."""
+    home = _production_instance(tmp_path, postgres, monkeypatch)
+    with dg.DagsterInstance.from_config(str(home)) as dagster:
+        dagster.event_log_storage.initialize_concurrency_limit_to_default(POOL)  # made at a claim, from the default
+    with dg.DagsterInstance.from_config(str(_with_default_limit(home, 2))) as dagster:  # the operator's edit
+        pools.ensure_pool(dagster, POOL)  # the next run starts
+        assert _claims_the_warehouse_pool(dagster)
+        limits = [(p.name, p.limit) for p in dagster.event_log_storage.get_pool_limits()]
+    assert limits == [(POOL, 1)]
