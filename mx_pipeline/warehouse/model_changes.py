@@ -76,11 +76,11 @@ _UNNAMED_COLUMNS = (exp.Columns, exp.PositionalColumn)
 def _names_read(query: exp.Expression, alias: str) -> set[str]:
     names = set()
     for column in query.find_all(exp.Column):
-        if column.table.lower() in ("", alias):
-            whole = isinstance(column.this, exp.Star) or (
-                not column.table and column.name.lower() == alias
-            )  # to_json(c)
-            names.add("*" if whole else column.name.lower())
+        if column.table.lower() not in ("", alias):
+            continue
+        name = column.name.lower()
+        is_whole_row = isinstance(column.this, exp.Star) or (not column.table and name == alias)  # c.*, to_json(c)
+        names.add("*" if is_whole_row else name)
     if isinstance(query, exp.Select) and any(isinstance(e, exp.Star) for e in query.expressions):
         names.add("*")
     if query.find(*_UNNAMED_COLUMNS):

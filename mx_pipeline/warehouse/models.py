@@ -219,13 +219,7 @@ def run_model(
     reference_hash = _reference_hash(con, model)
     reference_changed = reference_hash is not None and reference_hash != _built_with(con, model.name)
     rebuild = full_refresh or reference_changed or not _exists(con, model.name)
-    since = None if rebuild else model_changes.read_since(con, model.name, model.reads)
-    if since is not None and model_changes.built_in_full_since(
-        con, model.reads_incremental, model_changes.last_start(con, model.name)
-    ):
-        since = None  # an upstream rebuilt in full since it last ran: its rows' times tell nothing; it follows
-    if since is not None and model.reads_changes and model_changes.rebuilt_since(con, model.reads, since):
-        since = None  # the changes it would read are not all logged
+    since = None if rebuild else _changes_since(con, model)
     incremental = model.materialized == "incremental" and since is not None
     body = _render(model.body, since=since, params=_policy_params(policy))
     con.execute("begin transaction")
@@ -278,6 +272,19 @@ def run_model(
         con.execute("rollback")
         raise
     return ModelResult(model.name, int(rows), time.perf_counter() - clock, mode, int(recomputed), reference_changed)
+
+
+def _changes_since(con: duckdb.DuckDBPyConnection, model: Model) -> dt.datetime | None:
+    """Since when an incremental run of ``model`` reads what changed (``model_changes.read_since``); None: it builds in
+    full, because an incremental model it reads was built in full since its last run (their rows' times no longer
+    tell what changed), or because the changes it reads are not all logged."""
+    since = model_changes.read_since(con, model.name, model.reads)
+    last = model_changes.last_start(con, model.name)
+    if since is None or model_changes.built_in_full_since(con, model.reads_incremental, last):
+        return None
+    if model.reads_changes and model_changes.rebuilt_since(con, model.reads, since):
+        return None
+    return since
 
 
 def _affected(body: str) -> tuple[str, str] | None:
