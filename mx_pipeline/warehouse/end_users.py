@@ -35,7 +35,7 @@ def record_registrations(con: duckdb.DuckDBPyConnection, guids_by_id: dict[str, 
     if not guids_by_id:
         return
     con.executemany(
-        "update ops.end_users set mx_user_guid = ?, registered_at = ? where id = ?",
+        "update ops.end_users set mx_user_guid = ?, registered_at = ?, changed_at = current_timestamp where id = ?",
         [(guid, now, user_id) for user_id, guid in guids_by_id.items()],
     )
 
@@ -45,7 +45,7 @@ def register_listed(con: duckdb.DuckDBPyConnection, *, now: dt.datetime) -> int:
     should MX list two); returns how many."""
     (registered,) = con.execute(
         """
-        update ops.end_users as e set mx_user_guid = u.guid, registered_at = $now
+        update ops.end_users as e set mx_user_guid = u.guid, registered_at = $now, changed_at = current_timestamp
         from (select id, min(guid) as guid from raw.mx_users where removed_at is null group by id) as u
         where u.id = e.id and e.mx_user_guid is null and e.retired_at is null
         """,

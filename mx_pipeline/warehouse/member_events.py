@@ -208,7 +208,9 @@ def _add_end_users(con: duckdb.DuckDBPyConnection, users: list[tuple[str, str]],
             insert into ops.end_users as e (id, source, mx_user_guid, registered_at) values (?, ?, ?, ?)
             on conflict (id) do update set
                 mx_user_guid = coalesce(e.mx_user_guid, excluded.mx_user_guid),
-                registered_at = coalesce(e.registered_at, excluded.registered_at)
+                registered_at = coalesce(e.registered_at, excluded.registered_at),
+                -- now(), the transaction's start as current_timestamp is: ON CONFLICT cannot bind current_timestamp
+                changed_at = case when e.mx_user_guid is null then now() else e.changed_at end
             """,
             [(user_id, CONNECT_SERVICE, user_guid, now) for user_id, user_guid in dict(users).items()],
         )
@@ -231,7 +233,8 @@ def _register_end_users(con: duckdb.DuckDBPyConnection, registrations: list[tupl
                 retired_at = case when (e.registered_at is null or e.registered_at <= excluded.registered_at)
                                        and e.mx_user_guid is distinct from excluded.mx_user_guid
                                   then null else e.retired_at end,
-                registered_at = greatest(coalesce(e.registered_at, excluded.registered_at), excluded.registered_at)
+                registered_at = greatest(coalesce(e.registered_at, excluded.registered_at), excluded.registered_at),
+                changed_at = now()
             """,
             [{"id": uid, "source": CONNECT_SERVICE, "guid": guid, "at": at} for uid, (guid, at) in latest.items()],
         )

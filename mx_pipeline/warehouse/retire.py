@@ -187,7 +187,9 @@ def reinstate_users(con: duckdb.DuckDBPyConnection, listed: Collection[str], *, 
             params,
         )
         con.execute(
-            "update ops.end_users set retired_at = null where mx_user_guid = $guid and retired_at = $at", params
+            "update ops.end_users set retired_at = null, changed_at = current_timestamp"
+            " where mx_user_guid = $guid and retired_at = $at",
+            params,
         )
         members = con.execute(
             "select guid from raw.mx_members where user_guid = $guid and removed_at = $at order by guid", params
@@ -206,7 +208,8 @@ def retire_users(
     retired = [guid for guid, _ in _retire_rows(con, "raw.mx_users", "guid", user_guids, now)]
     params = {"guids": list(user_guids), "now": now}
     mapped = con.execute(
-        "update ops.end_users set retired_at = $now where mx_user_guid in (select unnest($guids::varchar[]))"
+        "update ops.end_users set retired_at = $now, changed_at = current_timestamp"
+        " where mx_user_guid in (select unnest($guids::varchar[]))"
         " and retired_at is null returning mx_user_guid",
         params,
     ).fetchall()
@@ -293,7 +296,11 @@ def offboard_user(
             delete_mx_user(guid)
     with warehouse.connect() as con, atomically(con):
         retire_users(con, guids, reason=OFFBOARDED, run_id=run_id, now=now)
-        con.execute("update ops.end_users set retired_at = ? where id = ? and retired_at is null", [now, user_id])
+        con.execute(
+            "update ops.end_users set retired_at = ?, changed_at = current_timestamp"
+            " where id = ? and retired_at is null",
+            [now, user_id],
+        )
         # Offboarded is final, even for a user a list had retired before: no later list brings it back.
         con.execute(
             f"update ops.retirements set reason = $reason, run_id = $run where kind = 'user' and {_IN}",

@@ -3,15 +3,18 @@ when its run was killed after its reads. What reaches the warehouse and the mart
 which other reads, it was loaded."""
 
 import datetime as dt
+import json
 
 import pytest
 
+from mx_pipeline.connect.spool import SpooledEvent
 from mx_pipeline.landing import LandingArea
 from mx_pipeline.landing.records import RecordLanding
 from mx_pipeline.mx.records import User
 from mx_pipeline.warehouse import retire, sync_state
 from mx_pipeline.warehouse.landed import load_landed
 from mx_pipeline.warehouse.landed_reads import EVERY_USER, USERS_LANDED
+from mx_pipeline.warehouse.member_events import store_spooled
 from mx_pipeline.warehouse.model_changes import replaced_rows_read
 from mx_pipeline.warehouse.models import load_models, load_reference, run_model
 from mx_pipeline.warehouse.read_plan import plan_transaction_reads
@@ -105,6 +108,29 @@ def test_an_offboarding_that_waits_behind_a_model_run_still_reaches_the_marts(wa
     retire.offboard_user(warehouse, "end-user-1", delete_at_mx_while_the_models_run, run_id="offboard", now=asked)
     assert _user_ids_in_the_marts(warehouse) == []
     assert _user_ids_in_the_marts(warehouse, full_refresh=True) == []
+
+
+def _registered(user_id: str, user_guid: str, at: dt.datetime) -> SpooledEvent:
+    """The connect service's registration of ``user_id`` as MX user ``user_guid``, received at ``at``."""
+    ns = int(at.timestamp() * 1e9)
+    body = json.dumps({"user_id": user_id, "user_guid": user_guid})
+    return SpooledEvent(f"{ns:020d}-r.json", f"{user_id}:{user_guid}", "user_registered", ns, body, {})
+
+
+@pytest.mark.parametrize("user_id_at_mx", [None, "end-user-1"], ids=["no id at MX", "an id at MX"])
+def test_a_registration_stored_after_a_model_run_that_began_after_it_still_reaches_the_marts(warehouse, user_id_at_mx):
+    if user_id_at_mx is not None:  # loaded before; a registration that says the same changes nothing
+        area = LandingArea.beside(warehouse.path)
+        _read_users_not_loaded(area, {"USR-1": user_id_at_mx}, "run-1")
+        load_landed(warehouse, area, run_id="run-1", table=USERS_LANDED)
+    _sync(warehouse, FakeMx([make_transaction("TRN-A", date=_days_ago(1), updated_at=_at(_days_ago(1)))]))
+    assert _user_ids_in_the_marts(warehouse) == [("TRN-A", user_id_at_mx)]
+    received = dt.datetime.now(dt.UTC)  # the connect service spools it, and the sensor stores it later
+    _user_ids_in_the_marts(warehouse)  # a model run starts after it was received, before it was stored
+    with warehouse.connect() as con:
+        store_spooled(con, [_registered("end-user-1", "USR-1", received)], run_id="events", now=received)
+    assert _user_ids_in_the_marts(warehouse) == [("TRN-A", "end-user-1")]
+    assert _user_ids_in_the_marts(warehouse, full_refresh=True) == [("TRN-A", "end-user-1")]
 
 
 @pytest.mark.parametrize("group_rows", [250_000, 1], ids=["in one merge", "in a merge each"])
