@@ -17,10 +17,10 @@ with changed as (
     where loaded_at > __since__ and not __is_full__  -- a full build reaches every row without it
 ),
 affected as (
-    -- A changed row reaches its pending twin (same account, a few days apart): those are recomputed too, and
-    -- dropped when they no longer count. So are rows whose override changed, and pendings that aged out of
-    -- MX's 14 days.
-    -- A full build counts every row: it needs none of these keys (the range join alone is most of its cost).
+    -- A changed row, and both sides of every pending match stg_pending_matches replaced (a pending hidden or shown
+    -- again, a posted row whose replaced pending changed): recomputed, and dropped when they no longer count. So
+    -- are rows whose override changed, and pendings that aged out of MX's 14 days.
+    -- A full build counts every row: it needs none of these keys.
     select transaction_guid from (
         select transaction_guid from changed
         union
@@ -31,11 +31,13 @@ affected as (
            or (s.status = 'PENDING' and s.is_live and s.transaction_date < current_date - 14
                and s.transaction_date >= cast(__since__ as date) - 15)  -- crossed the line since
         union
-        select s.transaction_guid
-        from staging.stg_transactions as s
-        join changed as c
-            on s.account_guid = c.account_guid
-            and s.transaction_date between c.transaction_date - 6 and c.transaction_date + 6
+        select unnest([pending_guid, posted_guid]) from staging.stg_pending_matches
+        where pending_guid in (
+            select key from ops.model_changes where model = 'staging.stg_pending_matches' and changed_at > __since__)
+        union
+        -- The matches as they were (changes.staging__stg_pending_matches keeps the rows it replaced).
+        select unnest([pending_guid, posted_guid]) from changes.staging__stg_pending_matches
+        where changed_at > __since__
         union
         -- A user whose user id mapping changed: its rows carry the new one.
         select s.transaction_guid from staging.stg_transactions as s

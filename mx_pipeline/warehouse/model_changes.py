@@ -193,16 +193,19 @@ def _create_kept(con: duckdb.DuckDBPyConnection, model: str, columns: list[str])
     )
 
 
-def complete_since(con: duckdb.DuckDBPyConnection, model: str, since: dt.datetime) -> bool:
-    """Whether every change of ``model`` after ``since`` is still logged (none was pruned)."""
-    kept = con.execute("select kept_since from ops.model_changes_kept where model = ?", [model]).fetchone()
-    return kept is None or since >= kept[0]
+def complete_since(con: duckdb.DuckDBPyConnection, models: Iterable[str], since: dt.datetime) -> bool:
+    """Whether every change of each of ``models`` after ``since`` is still logged (none was pruned)."""
+    ((incomplete,),) = con.execute(
+        "select count(*) from ops.model_changes_kept where model in (select unnest(?)) and kept_since > ?",
+        [sorted(models), since],
+    ).fetchall()
+    return not incomplete
 
 
 def rebuilt_since(con: duckdb.DuckDBPyConnection, models: Iterable[str], since: dt.datetime) -> bool:
     """Whether one of ``models`` was built in full after ``since``, or its changes since then were pruned."""
     models = sorted(models)
-    return built_in_full_since(con, models, since) or not all(complete_since(con, model, since) for model in models)
+    return built_in_full_since(con, models, since) or not complete_since(con, models, since)
 
 
 def built_in_full_since(con: duckdb.DuckDBPyConnection, models: Iterable[str], since: dt.datetime) -> bool:

@@ -282,7 +282,7 @@ def _changes_since(con: duckdb.DuckDBPyConnection, model: Model) -> dt.datetime 
     last = model_changes.last_start(con, model.name)
     if since is None or model_changes.built_in_full_since(con, model.reads_incremental, last):
         return None
-    if model.reads_changes and model_changes.rebuilt_since(con, model.reads, since):
+    if model.reads_changes and not model_changes.complete_since(con, model.reads_incremental, since):
         return None
     return since
 

@@ -184,9 +184,9 @@ def test_when_a_reader_reads_other_columns_of_replaced_rows_it_rebuilds_in_full_
     inc, ful = twins
     both = (inc, ful)
     txn(both, "TRN-1", days_ago=3)
-    build(inc, ful, keep={"marts.fct_transactions": frozenset({"*"})})
+    build(inc, ful, keep=KEEP_REPLACED | {"marts.fct_transactions": frozenset({"*"})})
     txn(both, "TRN-2", days_ago=40, amount="7.00")
-    build(inc, ful, keep={"marts.fct_transactions": frozenset({"*"})})
+    build(inc, ful, keep=KEEP_REPLACED | {"marts.fct_transactions": frozenset({"*"})})
     assert "amount" in columns_of(inc, "changes.marts__fct_transactions")
     txn(both, "TRN-3", days_ago=5, amount="3.00")
     assert build(inc, ful)["marts.monthly_spend_by_category"].mode == "full"
@@ -290,6 +290,57 @@ def test_a_model_reading_one_rebuilt_in_full_follows_in_full(twins):
     }
     assert_same(inc, ful)
     assert build(inc, ful)["marts.fct_transactions"].mode == "incremental"
+
+
+def test_a_pending_match_made_undone_and_made_again_recomputes_its_two_sides_not_the_account(twins):
+    """fct_transactions learns which pending matches changed from stg_pending_matches' change log: a posted twin
+    reaches its pending, not every row of the account within 6 days of it."""
+    inc, ful = twins
+    for i in range(10):  # the account's other purchases around the pending
+        txn(twins, f"TRN-{i}", days_ago=i % 7, amount=f"{20 + i}.00", description=f"Shop {i}")
+    txn(twins, "TRN-P", days_ago=3, amount="8.00", status="PENDING", description="Corner Deli", merchant="MCH-2")
+    build(inc, ful)
+
+    txn(twins, "TRN-Q", days_ago=2, amount="8.00", description="Corner Deli", merchant="MCH-2")  # its posted twin
+    runs = build(inc, ful)
+    assert (runs["marts.fct_transactions"].mode, runs["marts.fct_transactions"].recomputed) == ("incremental", 2)
+    assert_same(inc, ful)
+    assert inc.execute("select replaced_pending_guid from marts.fct_transactions where transaction_guid = 'TRN-Q'"
+                       ).fetchall() == [("TRN-P",)]  # fmt: skip
+
+    txn(twins, "TRN-R", days_ago=1, amount="8.00", description="Corner Deli", merchant="MCH-2")  # now ambiguous
+    runs = build(inc, ful)
+    assert (runs["marts.fct_transactions"].mode, runs["marts.fct_transactions"].recomputed) == ("incremental", 3)
+    assert_same(inc, ful)
+    assert inc.execute("select count(*) from marts.fct_transactions where transaction_guid = 'TRN-P'").fetchall() == [
+        (1,)
+    ]  # counted again, until one candidate is left
+
+    sync(twins, f"update raw.mx_transactions set removed_at = now(), {WRITTEN_NOW} where guid = 'TRN-R'")
+    assert build(inc, ful)["marts.fct_transactions"].mode == "incremental"
+    assert_same(inc, ful)
+    assert inc.execute("select count(*) from marts.fct_transactions where transaction_guid = 'TRN-P'").fetchall() == [
+        (0,)
+    ]
+
+
+def test_after_the_upgrade_that_keeps_replaced_matches_the_marts_alone_build_and_fct_is_incremental_again(tmp_path):
+    warehouse = Warehouse(tmp_path / "warehouse.duckdb")
+    with warehouse.connect() as con:
+        txn((con,), "TRN-P", days_ago=3, amount="8.00", status="PENDING", description="Corner Deli")
+        run_all(con, run_id="before")
+        con.execute("drop table changes.staging__stg_pending_matches")  # as before 0029
+        con.execute("delete from ops.model_changes_kept where model = 'staging.stg_pending_matches'")
+        con.execute("delete from ops.schema_migrations where version > '0028'")
+    with warehouse.connect() as con:  # the upgrade, then a run of the marts alone
+        txn((con,), "TRN-Q", days_ago=2, amount="8.00", description="Corner Deli")
+        runs = run_all(con, [m for m in MODELS if m.name.startswith("marts.")], run_id="marts-only")
+        assert runs["marts.fct_transactions"].mode == "full"  # the matches replaced before 0029 were not kept
+        run_all(con, run_id="whole")
+        assert counted(con) == [("TRN-Q",)]  # its pending is matched, and hidden
+        txn((con,), "TRN-R", days_ago=1, amount="8.00", description="Corner Deli")
+        assert run_all(con, run_id="next")["marts.fct_transactions"].mode == "incremental"
+        assert counted(con) == [("TRN-P",), ("TRN-Q",), ("TRN-R",)]  # ambiguous: the pending counts again
 
 
 def run_all(con, models=MODELS, run_id="run", **options):

@@ -68,7 +68,10 @@ def test_the_columns_of_replaced_rows_a_model_reads_come_from_its_sql():
     assert MODELS["marts.monthly_spend_by_category"].reads_replaced == {
         "marts.fct_transactions": {"user_guid", "transaction_date"}
     }
-    assert MODELS["marts.fct_transactions"].reads_replaced == {}
+    assert MODELS["marts.fct_transactions"].reads_replaced == {
+        "staging.stg_pending_matches": {"pending_guid", "posted_guid"}
+    }
+    assert MODELS["staging.stg_pending_matches"].reads_replaced == {}
 
     def read(sql):
         return replaced_columns_read(sqlglot.parse_one(sql, read="duckdb"))
