@@ -8,6 +8,11 @@ with changed as (
     select transaction_guid, account_guid, transaction_date
     from staging.stg_transactions
     where loaded_at > __since__ and not __is_full__
+    union all
+    -- And where they were before: a row MX moved to another day or account leaves its old twins' matches there.
+    select transaction_guid, account_guid, transaction_date
+    from changes.staging__stg_transactions
+    where changed_at > __since__ and not __is_full__
 ),
 affected as (
     -- A pending's candidates are posted rows 1 day before to 5 days after it, and whether it matches also counts

@@ -194,10 +194,17 @@ def _create_kept(con: duckdb.DuckDBPyConnection, model: str, columns: list[str])
 
 
 def complete_since(con: duckdb.DuckDBPyConnection, models: Iterable[str], since: dt.datetime) -> bool:
-    """Whether every change of each of ``models`` after ``since`` is still logged (none was pruned)."""
+    """Whether every change of each of ``models`` after ``since`` is still logged: none of their incremental runs after
+    ``since`` began before their changes were kept from (``ops.model_changes_kept``: pruned before, or kept with other
+    columns before)."""
     ((incomplete,),) = con.execute(
-        "select count(*) from ops.model_changes_kept where model in (select unnest(?)) and kept_since > ?",
-        [sorted(models), since],
+        """
+        select count(*) from ops.model_changes_kept as k
+        join ops.model_runs as r
+            on r.model = k.model and r.mode = 'incremental' and r.started_at > $since and r.started_at < k.kept_since
+        where k.model in (select unnest($models::varchar[]))
+        """,
+        {"models": sorted(models), "since": since},
     ).fetchall()
     return not incomplete
 

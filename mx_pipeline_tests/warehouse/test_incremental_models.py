@@ -166,35 +166,45 @@ def test_an_increment_keeps_the_rows_it_replaced_only_for_a_model_that_reads_the
     logged = {model for (model,) in inc.execute("select model from ops.model_changes where key = 'TRN-1'").fetchall()}
     assert {"staging.stg_transactions", "marts.fct_transactions"} <= logged  # every change's key is logged
     # monthly_spend_by_category re-sums the months fct_transactions' replaced rows were in: their users and dates are
-    # kept, beside their key, and nothing else; nothing reads staging's
+    # kept, beside their key, and nothing else
     assert inc.execute("select * from changes.marts__fct_transactions where transaction_guid = 'TRN-1'").fetchall() == [
         ("TRN-1", "USR-1", TODAY - dt.timedelta(days=3), AnyTime())
     ]
     assert columns_of(inc, "changes.marts__fct_transactions") == [
         "transaction_guid", "user_guid", "transaction_date", "changed_at"
     ]  # fmt: skip
-    assert columns_of(inc, "changes.staging__stg_transactions") == []
+    # stg_pending_matches re-matches around where a row was: staging keeps its replaced rows' accounts and dates
+    assert columns_of(inc, "changes.staging__stg_transactions") == [
+        "transaction_guid", "account_guid", "transaction_date", "changed_at"
+    ]  # fmt: skip
     assert_same(inc, ful)
 
 
-def test_when_a_reader_reads_other_columns_of_replaced_rows_it_rebuilds_in_full_once(twins):
+def test_when_a_reader_missed_kept_rows_of_other_columns_it_rebuilds_in_full_once(twins):
     # Kept rows with other columns than the readers now read (whole rows, as kept before the readers' columns were
-    # known, or a reader's SQL edited) are kept anew from then on, and their reader, which last read the old ones,
-    # rebuilds in full once.
+    # known, or a reader's SQL edited) are kept anew from then on. A reader that last read before a run whose rows
+    # went with the old table rebuilds in full once; one that read every run's rows stays incremental.
     inc, ful = twins
-    both = (inc, ful)
-    txn(both, "TRN-1", days_ago=3)
-    build(inc, ful, keep=KEEP_REPLACED | {"marts.fct_transactions": frozenset({"*"})})
-    txn(both, "TRN-2", days_ago=40, amount="7.00")
-    build(inc, ful, keep=KEEP_REPLACED | {"marts.fct_transactions": frozenset({"*"})})
+    whole_rows = KEEP_REPLACED | {"marts.fct_transactions": frozenset({"*"})}
+    txn(twins, "TRN-1", days_ago=3)
+    build(inc, ful, keep=whole_rows)
+    txn(twins, "TRN-2", days_ago=40, amount="7.00")
+    build(inc, ful, keep=whole_rows)
     assert "amount" in columns_of(inc, "changes.marts__fct_transactions")
-    txn(both, "TRN-3", days_ago=5, amount="3.00")
-    assert build(inc, ful)["marts.monthly_spend_by_category"].mode == "full"
+    txn(twins, "TRN-3", days_ago=5, amount="3.00")
+    assert build(inc, ful)["marts.monthly_spend_by_category"].mode == "incremental"  # it read TRN-2's run
     assert columns_of(inc, "changes.marts__fct_transactions") == [
         "transaction_guid", "user_guid", "transaction_date", "changed_at"
     ]  # fmt: skip
     assert_same(inc, ful)
-    txn(both, "TRN-4", days_ago=6, amount="4.00")
+
+    txn(twins, "TRN-4", days_ago=6, amount="4.00")
+    for model in MODELS:  # a run without monthly spend, whose fct_transactions keeps whole rows
+        if model.name != "marts.monthly_spend_by_category":
+            run_model(inc, model, run_id="subset", keep_replaced=whole_rows.get(model.name, frozenset()))
+    assert build(inc, ful)["marts.monthly_spend_by_category"].mode == "full"  # TRN-4's kept row went
+    assert_same(inc, ful)
+    txn(twins, "TRN-5", days_ago=7, amount="5.00")
     assert build(inc, ful)["marts.monthly_spend_by_category"].mode == "incremental"
     assert_same(inc, ful)
 
@@ -324,6 +334,25 @@ def test_a_pending_match_made_undone_and_made_again_recomputes_its_two_sides_not
     ]
 
 
+@pytest.mark.parametrize(
+    ("moved", "status", "days_ago"),
+    [("TRN-P", "PENDING", 1), ("TRN-Q", "POSTED", 30)],
+    ids=["the pending", "the posted"],
+)
+def test_a_twin_moved_to_another_day_is_unmatched_by_an_increment_too(twins, moved, status, days_ago):
+    """MX moves one of a matched pair days away: the other stays where they matched, and both count."""
+    inc, ful = twins
+    txn(twins, "TRN-P", days_ago=10, status="PENDING", description="Corner Deli")
+    txn(twins, "TRN-Q", days_ago=9, description="Corner Deli")
+    build(inc, ful)
+    assert inc.execute("select is_match from staging.stg_pending_matches").fetchall() == [(True,)]
+    txn(twins, moved, days_ago=days_ago, status=status, description="Corner Deli")
+    runs = build(inc, ful)
+    assert {runs[name].mode for name in ("staging.stg_pending_matches", "marts.fct_transactions")} == {"incremental"}
+    assert_same(inc, ful)
+    assert counted(inc) == [("TRN-P",), ("TRN-Q",)]
+
+
 def test_after_the_upgrade_that_keeps_replaced_matches_the_marts_alone_build_and_fct_is_incremental_again(tmp_path):
     warehouse = Warehouse(tmp_path / "warehouse.duckdb")
     with warehouse.connect() as con:
@@ -335,7 +364,8 @@ def test_after_the_upgrade_that_keeps_replaced_matches_the_marts_alone_build_and
     with warehouse.connect() as con:  # the upgrade, then a run of the marts alone
         txn((con,), "TRN-Q", days_ago=2, amount="8.00", description="Corner Deli")
         runs = run_all(con, [m for m in MODELS if m.name.startswith("marts.")], run_id="marts-only")
-        assert runs["marts.fct_transactions"].mode == "full"  # the matches replaced before 0029 were not kept
+        assert runs["marts.fct_transactions"].mode == "incremental"  # no match was replaced since it last read
+        assert counted(con) == [("TRN-P",)]  # not staged yet
         run_all(con, run_id="whole")
         assert counted(con) == [("TRN-Q",)]  # its pending is matched, and hidden
         txn((con,), "TRN-R", days_ago=1, amount="8.00", description="Corner Deli")

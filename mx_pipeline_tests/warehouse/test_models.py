@@ -71,7 +71,9 @@ def test_the_columns_of_replaced_rows_a_model_reads_come_from_its_sql():
     assert MODELS["marts.fct_transactions"].reads_replaced == {
         "staging.stg_pending_matches": {"pending_guid", "posted_guid"}
     }
-    assert MODELS["staging.stg_pending_matches"].reads_replaced == {}
+    assert MODELS["staging.stg_pending_matches"].reads_replaced == {
+        "staging.stg_transactions": {"transaction_guid", "account_guid", "transaction_date"}
+    }
 
     def read(sql):
         return replaced_columns_read(sqlglot.parse_one(sql, read="duckdb"))
