@@ -224,6 +224,15 @@ def _register_end_users(con: duckdb.DuckDBPyConnection, registrations: list[tupl
     """
     latest = {user_id: (guid, at) for user_id, guid, at in sorted(registrations, key=lambda r: r[2])}
     if latest:
+        con.executemany(  # the guid the id leaves: its rows lose the id (stg_users reads when)
+            """
+            insert into ops.end_users_left
+            select mx_user_guid, now() from ops.end_users
+            where id = $id and mx_user_guid is distinct from $guid and mx_user_guid is not null
+              and (registered_at is null or registered_at <= $at)
+            """,
+            [{"id": uid, "guid": guid, "at": at} for uid, (guid, at) in latest.items()],
+        )
         con.executemany(
             """
             insert into ops.end_users as e (id, source, mx_user_guid, registered_at) values ($id, $source, $guid, $at)

@@ -156,9 +156,12 @@ def record(
         f" select distinct ?, ?, {key_text_sql(unique_key)} from {keys}",
         [model, changed_at],
     )
+    kept = replaced_table(model)
     if not keep_columns:
+        if _column_names(con, kept):  # rows of it are kept for readers, but none of this run's: they miss them
+            _complete_from(con, model, changed_at + dt.timedelta(microseconds=1))
         return
-    kept, kept_columns = replaced_table(model), _kept_columns(con, model, unique_key, keep_columns)
+    kept_columns = _kept_columns(con, model, unique_key, keep_columns)
     if _column_names(con, kept) != [*kept_columns, CHANGED_AT]:
         # None kept yet, or other columns (a reader's SQL changed): its readers last read rows it no longer has
         _create_kept(con, model, kept_columns)

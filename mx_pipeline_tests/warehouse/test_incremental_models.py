@@ -14,8 +14,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from mx_pipeline.connect.spool import SpooledEvent
 from mx_pipeline.warehouse import Warehouse
 from mx_pipeline.warehouse import publish as publishing
+from mx_pipeline.warehouse.member_events import store_spooled
 from mx_pipeline.warehouse.model_changes import replaced_rows_read
 from mx_pipeline.warehouse.models import MODELS_DIR, load_models, load_reference, run_model
 from mx_pipeline.warehouse.publish import publish
@@ -59,6 +61,15 @@ def txn(cons, guid, *, days_ago, amount="12.50", status="POSTED", account="ACT-1
         """,
         [guid, member, account, user, status, amount, date, json.dumps(payload)],
     )
+
+
+def registered(cons, user_id, user_guid, at):
+    """The connect service's registration of ``user_id`` as MX user ``user_guid`` at ``at``, stored in each."""
+    ns = int(at.timestamp() * 1e9)
+    body = json.dumps({"user_id": user_id, "user_guid": user_guid})
+    event = SpooledEvent(f"{ns:020d}-r.json", f"{user_id}:{user_guid}", "user_registered", ns, body, {})
+    for con in cons:
+        store_spooled(con, [event], run_id="events", now=at)
 
 
 def build(inc, ful, keep=KEEP_REPLACED):
@@ -353,24 +364,37 @@ def test_a_twin_moved_to_another_day_is_unmatched_by_an_increment_too(twins, mov
     assert counted(inc) == [("TRN-P",), ("TRN-Q",)]
 
 
-def test_after_the_upgrade_that_keeps_replaced_matches_the_marts_alone_build_and_fct_is_incremental_again(tmp_path):
-    warehouse = Warehouse(tmp_path / "warehouse.duckdb")
-    with warehouse.connect() as con:
-        txn((con,), "TRN-P", days_ago=3, amount="8.00", status="PENDING", description="Corner Deli")
-        run_all(con, run_id="before")
-        con.execute("drop table changes.staging__stg_pending_matches")  # as before 0029
-        con.execute("delete from ops.model_changes_kept where model = 'staging.stg_pending_matches'")
-        con.execute("delete from ops.schema_migrations where version > '0028'")
-    with warehouse.connect() as con:  # the upgrade, then a run of the marts alone
-        txn((con,), "TRN-Q", days_ago=2, amount="8.00", description="Corner Deli")
-        runs = run_all(con, [m for m in MODELS if m.name.startswith("marts.")], run_id="marts-only")
-        assert runs["marts.fct_transactions"].mode == "incremental"  # no match was replaced since it last read
-        assert counted(con) == [("TRN-P",)]  # not staged yet
-        run_all(con, run_id="whole")
-        assert counted(con) == [("TRN-Q",)]  # its pending is matched, and hidden
-        txn((con,), "TRN-R", days_ago=1, amount="8.00", description="Corner Deli")
-        assert run_all(con, run_id="next")["marts.fct_transactions"].mode == "incremental"
-        assert counted(con) == [("TRN-P",), ("TRN-Q",), ("TRN-R",)]  # ambiguous: the pending counts again
+def test_a_user_id_that_moves_to_another_mx_user_leaves_the_old_users_rows_too(twins):
+    """The guid an id left keeps a row in stg_users (ops.end_users_left), so its rows lose the id incrementally too."""
+    inc, ful = twins
+    at = dt.datetime.now(dt.UTC)
+    txn(twins, "TRN-1", days_ago=3, user="USR-1")
+    registered(twins, "u-1", "USR-1", at)
+    build(inc, ful)
+    assert inc.execute("select user_id from marts.fct_transactions").fetchall() == [("u-1",)]
+    registered(twins, "u-1", "USR-2", at + dt.timedelta(seconds=1))  # u-1 signed up anew: another MX user
+    assert build(inc, ful)["marts.fct_transactions"].mode == "incremental"
+    for mart in (
+        m for m in MODELS if m.name.startswith("marts.")
+    ):  # stg_users' mapped_at is each warehouse's own clock
+        assert table(inc, mart.name) == table(ful, mart.name), mart.name  # TRN-1: full None, incremental u-1
+
+
+def test_a_run_that_keeps_none_of_the_rows_it_replaced_makes_its_readers_rebuild(twins):
+    """A run of staging alone whose keep map names no reader of stg_pending_matches (run_all of a subset computes it
+    from the subset; run_model's keep_replaced may be anything) keeps none of the matches it replaced: its readers
+    that missed them rebuild in full, and the pending whose match went counts again."""
+    inc, ful = twins
+    txn(twins, "TRN-P", days_ago=10, status="PENDING", description="Corner Deli")
+    txn(twins, "TRN-Q", days_ago=9, description="Corner Deli")
+    build(inc, ful)
+    assert counted(inc) == [("TRN-Q",)]
+    sync(twins, f"update raw.mx_transactions set removed_at = now(), {WRITTEN_NOW} where guid = 'TRN-Q'")
+    run_all(
+        inc, [m for m in MODELS if m.name.startswith("staging.")], run_id="staging-alone"
+    )  # keeps stg_transactions' rows for pm, none of pm's
+    build(inc, ful)
+    assert_same(inc, ful)  # full: TRN-P counts; incremental: hidden still
 
 
 def run_all(con, models=MODELS, run_id="run", **options):
