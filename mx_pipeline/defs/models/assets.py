@@ -28,6 +28,7 @@ WRITTEN_BY = {
     "ops.notification_episodes": MEMBER_ROUTES,
     "ops.refresh_claims": REFRESH_ATTEMPTS,
     "ops.end_users": dg.AssetKey(tables.USERS.key_path),
+    "ops.end_users_left": dg.AssetKey(tables.USERS.key_path),  # written beside ops.end_users
     "ops.member_sync": dg.AssetKey(tables.TRANSACTIONS.key_path),  # every ingest step records reads; this one last
 }
 # Tables the product writes (never the pipeline): shown as external assets.
