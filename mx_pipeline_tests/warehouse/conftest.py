@@ -2,12 +2,15 @@
 
 import datetime as dt
 import itertools
+import json
 from decimal import Decimal
 
 import pytest
 
+from mx_pipeline.connect.spool import SpooledEvent
 from mx_pipeline.mx.records import Transaction
 from mx_pipeline.warehouse import Warehouse
+from mx_pipeline.warehouse.member_events import store_spooled
 
 _serial = itertools.count(1)
 
@@ -53,3 +56,13 @@ def make_transaction(
         **overrides,
     }
     return Transaction.from_payload(payload)
+
+
+def store_registration(cons, user_id: str, user_guid: str, received: dt.datetime) -> None:
+    """The connect service's registration of ``user_id`` as MX user ``user_guid``, received at ``received``, stored
+    (now) in each warehouse of ``cons`` as the events sensor stores it."""
+    ns = int(received.timestamp() * 1e9)
+    body = json.dumps({"user_id": user_id, "user_guid": user_guid})
+    event = SpooledEvent(f"{ns:020d}-r.json", f"{user_id}:{user_guid}", "user_registered", ns, body, {})
+    for con in cons:
+        store_spooled(con, [event], run_id="events", now=received)

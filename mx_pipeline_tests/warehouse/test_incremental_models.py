@@ -14,13 +14,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from mx_pipeline.connect.spool import SpooledEvent
 from mx_pipeline.warehouse import Warehouse
 from mx_pipeline.warehouse import publish as publishing
-from mx_pipeline.warehouse.member_events import store_spooled
 from mx_pipeline.warehouse.model_changes import replaced_rows_read
 from mx_pipeline.warehouse.models import MODELS_DIR, load_models, load_reference, run_model
 from mx_pipeline.warehouse.publish import publish
+
+from .conftest import store_registration
 
 TODAY = dt.datetime.now(dt.UTC).date()
 MODELS = load_models()
@@ -61,15 +61,6 @@ def txn(cons, guid, *, days_ago, amount="12.50", status="POSTED", account="ACT-1
         """,
         [guid, member, account, user, status, amount, date, json.dumps(payload)],
     )
-
-
-def registered(cons, user_id, user_guid, at):
-    """The connect service's registration of ``user_id`` as MX user ``user_guid`` at ``at``, stored in each."""
-    ns = int(at.timestamp() * 1e9)
-    body = json.dumps({"user_id": user_id, "user_guid": user_guid})
-    event = SpooledEvent(f"{ns:020d}-r.json", f"{user_id}:{user_guid}", "user_registered", ns, body, {})
-    for con in cons:
-        store_spooled(con, [event], run_id="events", now=at)
 
 
 def build(inc, ful, keep=KEEP_REPLACED):
@@ -369,10 +360,10 @@ def test_a_user_id_that_moves_to_another_mx_user_leaves_the_old_users_rows_too(t
     inc, ful = twins
     at = dt.datetime.now(dt.UTC)
     txn(twins, "TRN-1", days_ago=3, user="USR-1")
-    registered(twins, "u-1", "USR-1", at)
+    store_registration(twins, "u-1", "USR-1", at)
     build(inc, ful)
     assert inc.execute("select user_id from marts.fct_transactions").fetchall() == [("u-1",)]
-    registered(twins, "u-1", "USR-2", at + dt.timedelta(seconds=1))  # u-1 signed up anew: another MX user
+    store_registration(twins, "u-1", "USR-2", at + dt.timedelta(seconds=1))  # u-1 signed up anew: another MX user
     assert build(inc, ful)["marts.fct_transactions"].mode == "incremental"
     for mart in (
         m for m in MODELS if m.name.startswith("marts.")

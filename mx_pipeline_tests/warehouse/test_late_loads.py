@@ -3,18 +3,15 @@ when its run was killed after its reads. What reaches the warehouse and the mart
 which other reads, it was loaded."""
 
 import datetime as dt
-import json
 
 import pytest
 
-from mx_pipeline.connect.spool import SpooledEvent
 from mx_pipeline.landing import LandingArea
 from mx_pipeline.landing.records import RecordLanding
 from mx_pipeline.mx.records import User
 from mx_pipeline.warehouse import retire, sync_state
 from mx_pipeline.warehouse.landed import load_landed
 from mx_pipeline.warehouse.landed_reads import EVERY_USER, USERS_LANDED
-from mx_pipeline.warehouse.member_events import store_spooled
 from mx_pipeline.warehouse.model_changes import replaced_rows_read
 from mx_pipeline.warehouse.models import load_models, load_reference, run_model
 from mx_pipeline.warehouse.read_plan import plan_transaction_reads
@@ -22,7 +19,7 @@ from mx_pipeline.warehouse.rows import user_row
 from mx_pipeline.warehouse.tables import USERS
 from mx_pipeline.warehouse.transaction_sync import SyncPolicy, extract_member_transactions
 
-from .conftest import make_transaction
+from .conftest import make_transaction, store_registration
 from .test_transaction_sync import MEMBER, FakeMx, _at, _days_ago, _sync
 
 MODELS = load_models()
@@ -110,13 +107,6 @@ def test_an_offboarding_that_waits_behind_a_model_run_still_reaches_the_marts(wa
     assert _user_ids_in_the_marts(warehouse, full_refresh=True) == []
 
 
-def _registered(user_id: str, user_guid: str, at: dt.datetime) -> SpooledEvent:
-    """The connect service's registration of ``user_id`` as MX user ``user_guid``, received at ``at``."""
-    ns = int(at.timestamp() * 1e9)
-    body = json.dumps({"user_id": user_id, "user_guid": user_guid})
-    return SpooledEvent(f"{ns:020d}-r.json", f"{user_id}:{user_guid}", "user_registered", ns, body, {})
-
-
 @pytest.mark.parametrize("user_id_at_mx", [None, "end-user-1"], ids=["no id at MX", "an id at MX"])
 def test_a_registration_stored_after_a_model_run_that_began_after_it_still_reaches_the_marts(warehouse, user_id_at_mx):
     if user_id_at_mx is not None:  # loaded before; a registration that says the same changes nothing
@@ -128,7 +118,7 @@ def test_a_registration_stored_after_a_model_run_that_began_after_it_still_reach
     received = dt.datetime.now(dt.UTC)  # the connect service spools it, and the sensor stores it later
     _user_ids_in_the_marts(warehouse)  # a model run starts after it was received, before it was stored
     with warehouse.connect() as con:
-        store_spooled(con, [_registered("end-user-1", "USR-1", received)], run_id="events", now=received)
+        store_registration((con,), "end-user-1", "USR-1", received)
     assert _user_ids_in_the_marts(warehouse) == [("TRN-A", "end-user-1")]
     assert _user_ids_in_the_marts(warehouse, full_refresh=True) == [("TRN-A", "end-user-1")]
 
