@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -37,8 +38,9 @@ class Runtime:
 
 
 def mx_json(body: dict[str, Any], status: int = 200) -> Response:
-    """A success (or error) body with MX's vendor media type."""
-    return Response(json.dumps(body, separators=(",", ":")), status_code=status, media_type=MX_MEDIA_TYPE)
+    """A success (or error) body with MX's vendor media type. orjson: a page of 1,000 transactions is the
+    sandbox's heaviest answer, and its handlers run one at a time (json.dumps took a third of a page's time)."""
+    return Response(orjson.dumps(body), status_code=status, media_type=MX_MEDIA_TYPE)
 
 
 def no_content() -> Response:
