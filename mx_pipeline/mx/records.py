@@ -224,6 +224,21 @@ class MemberStatus(Record):
     successfully_aggregated_at: dt.datetime | None = None
     challenges: list[dict] | None = None
     payload: dict = field(default_factory=dict, repr=False, compare=False)
+    # What a member list's entry (MemberResponse) says of the member too: all of a status read but its MFA details.
+    LISTED: ClassVar[tuple[str, ...]] = (
+        "guid",
+        "connection_status",
+        "is_being_aggregated",
+        "aggregated_at",
+        "successfully_aggregated_at",
+    )
+
+    @classmethod
+    def as_listed(cls, entry: Any) -> Self:
+        """The status a member list's entry gives; raises ``MalformedRecord`` as ``from_payload`` does."""
+        if not isinstance(entry, dict):
+            raise MalformedRecord(f"{cls.__name__}: expected a JSON object", payload=entry)
+        return cls.from_payload({name: entry[name] for name in cls.LISTED if name in entry})
 
     @property
     def status(self) -> ConnectionStatus | None:

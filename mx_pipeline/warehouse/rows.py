@@ -47,7 +47,8 @@ def member_status_row(status: MemberStatus, user_guid: str, load: Load) -> Row:
         "connection_status": status.connection_status,
         "is_being_aggregated": status.is_being_aggregated,
         "successfully_aggregated_at": status.successfully_aggregated_at,
-        **_payload_and_load(status.payload, load),
+        # One shape and order whether a status read or a member list's entry told it: the same status, the same row.
+        **_payload_and_load({k: status.payload[k] for k in MemberStatus.LISTED if k in status.payload}, load),
     }
 
 

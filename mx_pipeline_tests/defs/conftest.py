@@ -8,13 +8,16 @@ import pytest
 import requests
 
 from mx_pipeline import definitions, settings
+from mx_pipeline.defs.jobs import AFTER_REGISTRATION
 from mx_pipeline.defs.resources import ConnectLinksResource, MxResource, WarehouseResource
 from mx_pipeline.mx import MxClient
 from mx_pipeline.sandbox.server import running_sandbox
-from mx_pipeline.warehouse import Warehouse
+from mx_pipeline.warehouse import Warehouse, tables
 
 LOCATION = definitions.defs()
 INGEST = [*LOCATION.assets, *LOCATION.asset_checks]
+# A run that lists no member lists: the one kind that reads every status from MX (test_status_from_lists.py).
+WITHOUT_THE_MEMBER_LISTS = AFTER_REGISTRATION - dg.AssetSelection.assets(tables.MEMBERS.key_path)
 
 CONNECT_URL = "https://connect.example.com"  # where reconnect links point (the connect service, as users see it)
 

@@ -1,7 +1,8 @@
 """What a refresh costs in MX calls when little or nothing changed (issue 14, "no-change refreshes are cheap").
 
 Calls are counted from ``ops.api_calls`` (one row per HTTP attempt, each with its member when it has one). A
-member MX has not aggregated since our last complete sync costs its status read and nothing else: no account
+member's status comes from its user's member list, read in the same run (``test_status_from_lists.py``), so a
+member MX has not aggregated since our last complete sync costs no call of its own: no status read, no account
 list, no transaction read. The reconcile-window policy does not force a read there: MX changes a member's
 transactions (new rows, pending rows posted or deleted, copies re-issued) when it aggregates, and every
 successful aggregation moves ``successfully_aggregated_at``; the 14-day failsafe deletion of a pending row is the
@@ -19,6 +20,7 @@ from mx_pipeline.defs.resources import RefreshPolicyResource
 from .conftest import INGEST, LOCATION
 
 MAX_CALLS_PER_MEMBER = 4
+MEMBER_LISTS = "/users/{user_guid}/members"
 STATUS = "/users/{user_guid}/members/{member_guid}/status"
 ACCOUNTS = "/users/{user_guid}/members/{member_guid}/accounts"
 TRANSACTIONS = "/users/{user_guid}/members/{member_guid}/transactions"
@@ -48,15 +50,17 @@ def _sync_outcome(pipeline, member_guid: str) -> tuple:
     return pipeline.query("select last_outcome, last_reason from ops.member_sync where member_guid = ?", member_guid)[0]
 
 
-def test_a_steady_state_refresh_where_mx_did_not_aggregate_reads_only_the_status(pipeline):
+def test_a_steady_state_refresh_where_mx_did_not_aggregate_reads_only_the_member_lists(pipeline):
     pipeline.materialize()
     result = pipeline.materialize()
 
     assert len(_calls(pipeline, result.run_id)) <= MAX_CALLS_PER_MEMBER * _live_members(pipeline)
     for user_id in CONNECTED:
         member = pipeline.member_of[user_id]
-        assert _calls_of(pipeline, result.run_id, member) == Counter({STATUS: 1})
+        assert _calls_of(pipeline, result.run_id, member) == Counter()
         assert _sync_outcome(pipeline, member) == ("skipped", "unchanged since the last sync: MX has not aggregated")
+    users = pipeline.query("select count(distinct user_guid) from raw.mx_members where removed_at is null")[0][0]
+    assert Counter(path for _, path in _calls(pipeline, result.run_id)) == Counter({"/users": 1, MEMBER_LISTS: users})
     # what a member_health reader sees: the route is ready, the last sync skipped with that reason
     health = pipeline.query(
         "select route, last_sync_outcome, last_sync_reason from marts.member_health where member_guid = ?",
@@ -74,18 +78,17 @@ def test_a_one_member_run_after_an_aggregation_costs_at_most_four_calls(pipeline
 
     calls = _calls(pipeline, result.run_id)
     assert len(calls) <= MAX_CALLS_PER_MEMBER
-    assert _calls_of(pipeline, result.run_id, member) == Counter({STATUS: 1, ACCOUNTS: 1, TRANSACTIONS: 1})
+    assert _calls_of(pipeline, result.run_id, member) == Counter({ACCOUNTS: 1, TRANSACTIONS: 1})
     assert _sync_outcome(pipeline, member) == ("synced", None)
 
 
-def test_a_one_member_run_where_mx_did_not_aggregate_reads_only_the_status(pipeline):
+def test_a_one_member_run_where_mx_did_not_aggregate_reads_only_its_users_member_list(pipeline):
     pipeline.materialize()
     member = pipeline.member_of["user-ok-1"]
 
     result = _sync_one(pipeline, member)
 
-    assert len(_calls(pipeline, result.run_id)) == 2  # the user's member list and the member's status
-    assert _calls_of(pipeline, result.run_id, member) == Counter({STATUS: 1})
+    assert _calls(pipeline, result.run_id) == [(None, MEMBER_LISTS)]  # its status is in the list
 
 
 def test_the_day_after_members_connected_costs_at_most_four_calls_each(pipeline):
@@ -98,7 +101,7 @@ def test_the_day_after_members_connected_costs_at_most_four_calls_each(pipeline)
     assert len(_calls(pipeline, result.run_id)) <= MAX_CALLS_PER_MEMBER * _live_members(pipeline)
     for user_id in CONNECTED:
         calls = _calls_of(pipeline, result.run_id, pipeline.member_of[user_id])
-        assert calls[ACCOUNTS] == 1 and calls[STATUS] == 1
+        assert calls[ACCOUNTS] == 1 and calls[STATUS] == 0
         assert calls[TRANSACTIONS] == 1  # one read: the changed rows and the recent window in one pass
 
 
@@ -114,9 +117,9 @@ def test_a_refresh_the_data_team_asks_for_reads_the_member_even_when_mx_did_not_
         )
 
     refresh()  # MX aggregates it
-    result = refresh()  # within MX's minimum interval: not aggregated again, read all the same
+    result = refresh()  # within the 3-hour minimum interval (MX's throttle): MX is not asked again; read all the same
 
-    assert _calls_of(pipeline, result.run_id, member) == Counter({STATUS: 1, ACCOUNTS: 1, TRANSACTIONS: 1})
+    assert _calls_of(pipeline, result.run_id, member) == Counter({ACCOUNTS: 1, TRANSACTIONS: 1})
     assert _sync_outcome(pipeline, member) == ("synced", None)
 
 

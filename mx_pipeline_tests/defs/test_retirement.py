@@ -21,7 +21,7 @@ from mx_pipeline.warehouse import retire
 from mx_pipeline.warehouse.refresh_state import due_members
 from mx_pipeline.warehouse.retire import OFFBOARDED
 
-from .conftest import CONNECTIONS, INGEST, metadata_of
+from .conftest import CONNECTIONS, INGEST, WITHOUT_THE_MEMBER_LISTS, metadata_of
 
 REMOVED = "Removed at MX (deleted or replaced); no longer synced."
 
@@ -207,7 +207,9 @@ def test_a_single_404_the_list_does_not_confirm_retires_nothing_and_is_a_failed_
     mx = pipeline.resources()["mx"]
     bad = OneBadStatusRead(**{**mx.model_dump(), "member_guid": member_guid})
 
-    result = pipeline.materialize(mx=bad, raise_on_error=False)
+    result = dg.materialize(  # a run that lists no members: it reads their statuses from MX
+        INGEST, selection=WITHOUT_THE_MEMBER_LISTS, resources=pipeline.resources(mx=bad), raise_on_error=False
+    )
 
     assert not result.success  # the blocking every_member_read names the member; the sensor reads it again
 

@@ -40,6 +40,7 @@ class MembersToRead:
     members: list[MemberToFetch]
     not_fetched: list[MemberNotFetched]
     end_user_ids: dict[str, str]  # user guid -> our id, to settle a 404's user
+    listed: dict[str, str] = field(default_factory=dict)  # member guid -> this run's member-list entry (statuses)
 
     @property
     def area(self) -> LandingArea:
@@ -61,12 +62,15 @@ def plan_members(
     context: dg.OpExecutionContext,
     warehouse: WarehouseResource,
     members: Callable[..., tuple[list[MemberToFetch], list[MemberNotFetched]]],
+    listed: Callable[..., dict[str, str]] | None = None,
 ) -> MembersToRead:
-    """``members(con)``: the members to read and the others; our ids of their users come on the same connection."""
+    """``members(con)``: the members to read and the others; our ids of their users come on the same connection,
+    and ``listed(con, to_read)``: what this run's member lists said of them, when the read can use it."""
     with warehouse.open().connect() as con:
         to_read, not_fetched = members(con)
         ids = end_user_ids(con, sorted({member.user_guid for member in to_read}))
-    return MembersToRead(context.run.run_id, warehouse.landing().url, to_read, not_fetched, ids)
+        said = listed(con, to_read) if listed is not None else {}
+    return MembersToRead(context.run.run_id, warehouse.landing().url, to_read, not_fetched, ids, said)
 
 
 # Reads one member into its landing and finishes it; returns why it failed (None: it did not). A 404 it raises,

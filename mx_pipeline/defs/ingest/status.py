@@ -1,11 +1,17 @@
 """``raw.mx_member_status``: planned on the warehouse, read from MX without it, loaded in bulk (``member_reads.py``).
 
 Every listed member in scope is read, whatever its last status: statuses are not sequential, a CONNECTED member may
-be CHALLENGED on its next aggregation. Once loaded, each change of status is appended to
+be CHALLENGED on its next aggregation. A member this run's member list has just listed, with no aggregation asked
+of it since, is read from that entry: MX's member list carries the fields a status read would (its connection
+status, whether a job runs, its last and last successful aggregation), so asking ``/status`` again would cost a
+request a member for nothing new. The others (an aggregation asked since the list, a run without the list) are
+read from MX. Once loaded, each change of status is appended to
 ``ops.member_status_history``, and what the run held in the refresh ledger (a webhook's members, a refresh batch)
 is released: it is fresh now.
 """
 
+import contextlib
+import json
 from functools import partial
 
 import dagster as dg
@@ -24,6 +30,8 @@ from mx_pipeline.defs.jobs import run_key_of
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
 from mx_pipeline.landing.records import RecordLanding
 from mx_pipeline.mx import READ_FAILURES, MalformedResponse, MxClient, NotFound
+from mx_pipeline.mx.errors import MalformedRecord
+from mx_pipeline.mx.records import MemberStatus
 from mx_pipeline.warehouse import tables
 from mx_pipeline.warehouse.landed_reads import STATUS_LANDED
 from mx_pipeline.warehouse.members import (
@@ -33,6 +41,7 @@ from mx_pipeline.warehouse.members import (
     listed_members,
     record_status_changes,
     status_counts,
+    statuses_listed,
 )
 from mx_pipeline.warehouse.rows import member_status_row
 from mx_pipeline.warehouse.sync_state import STATUS_READ, failure_reason
@@ -46,19 +55,27 @@ def _members_in_scope(con, scope: Scope = EVERYTHING):
 
 @dg.op(name=PLAN, ins={"after_members": dg.In(dg.Nothing), "after_attempts": dg.In(dg.Nothing)})
 def plan_status_reads(context: dg.OpExecutionContext, config: ScopeConfig, warehouse: WarehouseResource):
-    """Every live member in scope, on one short connection."""
-    return plan_members(context, warehouse, partial(_members_in_scope, scope=config.scope))
+    """Every live member in scope, with what this run's member lists said of them, on one short connection."""
+
+    def listed(con, members: list[MemberToFetch]) -> dict[str, str]:
+        warehouse.ledger(con).mirror(con)  # this run's aggregation requests, wherever the ledger keeps them
+        return statuses_listed(con, [m.guid for m in members], run_id=context.run.run_id)
+
+    return plan_members(context, warehouse, partial(_members_in_scope, scope=config.scope), listed)
 
 
 @dg.op(name=READ)
 def read_member_status(context: dg.OpExecutionContext, to_read: MembersToRead, mx: MxResource) -> MembersRead:
-    """Read every planned member's status into the landing area, ``mx.concurrency`` at a time."""
-    return read_members(context, mx, to_read, STATUS_LANDED, _status_row, _land_status)
+    """Land every planned member's status, as this run's member list gave it or read from MX, ``mx.concurrency`` at
+    a time."""
+    listed_now = sum(m.guid in to_read.listed for m in to_read.members)
+    context.log.info(f"{listed_now} of {len(to_read.members)} statuses from this run's member lists, the rest from MX")
+    return read_members(context, mx, to_read, STATUS_LANDED, _status_row, partial(_land_status, to_read.listed))
 
 
-def _land_status(client: MxClient, landing: RecordLanding, member: MemberToFetch) -> str | None:
+def _land_status(listed: dict[str, str], client: MxClient, landing: RecordLanding, member: MemberToFetch) -> str | None:
     try:
-        landing.add((client.read_member_status(member.user_guid, member.guid), member.user_guid))
+        landing.add((_status_of(listed, client, member), member.user_guid))
     except NotFound:
         raise  # it waits for MX's fresh lists (member_reads.py)
     except READ_FAILURES as exc:
@@ -92,6 +109,14 @@ def load_member_status(context: dg.OpExecutionContext, read: MembersRead, wareho
         status_changes=changes,
         members_by_status=dg.MetadataValue.json(by_status),
     )
+
+
+def _status_of(listed: dict[str, str], client: MxClient, member: MemberToFetch) -> MemberStatus:
+    """As this run's member list gave it; read from MX when the list gave none, or none that reads as a status."""
+    if (entry := listed.get(member.guid)) is not None:
+        with contextlib.suppress(MalformedRecord):
+            return MemberStatus.as_listed(json.loads(entry))
+    return client.read_member_status(member.user_guid, member.guid)
 
 
 def _status_row(pair, load):
