@@ -69,12 +69,13 @@ class RecordLanding(ReadLanding):
         self._queued = Queued()
         self._lock = threading.Lock()
 
-    def add(self, record: Any) -> None:
+    def add(self, record: Any, *, fetched_at: dt.datetime | None = None) -> None:
+        """Queue one record; ``fetched_at``: when MX said it, when that was not just now."""
         with self._lock:
             queued = self._queued
             if queued.fetched_at is None:
                 queued.fetched_at = dt.datetime.now(dt.UTC)
-            queued.rows.append(self.to_row(record, Load(self.run_id, queued.fetched_at)))
+            queued.rows.append(self.to_row(record, Load(self.run_id, fetched_at or queued.fetched_at)))
             full = len(queued.rows) >= self.batch_size
         if full:
             self.flush()

@@ -60,7 +60,10 @@ def _settle_members(con, area: LandingArea, lists: list[LandedMember], now: dt.d
                             retire.MEMBER_REMOVED)  # fmt: skip
     by_run = itertools.groupby(sorted(lists, key=lambda read: read.manifest.run_id), lambda read: read.manifest.run_id)
     for run_id, reads in by_run:  # a list that failed has its reason; one read (or its user gone) has none
-        record_member_lists(con, {r.manifest.user_guid: r.manifest.reason for r in reads}, run_id=run_id, now=now)
+        reads = list(reads)
+        outcomes = {r.manifest.user_guid: r.manifest.reason for r in reads}
+        began = {r.manifest.user_guid: r.manifest.listed_from for r in reads}
+        record_member_lists(con, outcomes, run_id=run_id, now=now, listed_at=began)
     return Settled(settled.removed, settled.retired, settled.reinstated, tuple(users_retired))
 
 

@@ -97,31 +97,33 @@ def listed_members(con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING) ->
     ).fetchall()
 
 
-def statuses_listed(con: duckdb.DuckDBPyConnection, member_guids: Sequence[str], *, run_id: str) -> dict[str, str]:
-    """What run ``run_id`` read of these members in their users' member lists (member guid -> the entry, JSON): MX's
-    member list carries the fields a status read would (``MemberStatus.LISTED``).
+def statuses_listed(
+    con: duckdb.DuckDBPyConnection, member_guids: Sequence[str], *, run_id: str
+) -> dict[str, tuple[str, dt.datetime]]:
+    """What run ``run_id`` read of these members in their users' member lists: member guid -> (the entry, JSON; when
+    that list began). MX's member list carries the fields a status read would (``MemberStatus.LISTED``).
 
-    A member counts when the run listed its user's members whole (``ops.user_sync``; its row is then what the list
-    said, rewritten or not), none of the run's member-list records was quarantined in its stead, and the run asked
-    MX for no aggregation of it after (``ops.refresh_attempts``, which must hold the run's attempts: mirror a shared
-    ledger first). Other runs do not ask MX to aggregate it meanwhile: the refresh ledger's claims keep them off.
+    A member counts when the run read its user's member list whole (``ops.user_sync.listed_at``; the member's row is
+    then what the list said, rewritten or not), the run did not quarantine its record, and the run asked MX for no
+    aggregation of it after (``ops.refresh_attempts``: mirror a shared ledger first). A status so taken is as old as
+    its list: landed with that time, it never overwrites a status another run read from MX since.
     """
     rows = con.execute(
         """
-        select m.guid, m.payload::varchar
+        select m.guid, m.payload::varchar, u.listed_at
         from raw.mx_members as m
-        join ops.user_sync as u on u.user_guid = m.user_guid and u.last_run_id = $run_id and u.last_outcome = 'listed'
-        where m.removed_at is null and m.connection_status is not null
+        join ops.user_sync as u on u.user_guid = m.user_guid
+        where u.last_run_id = $run_id and u.last_outcome = 'listed' and u.listed_at is not null
+          and m.removed_at is null and m.connection_status is not null
           and m.guid in (select unnest($members::varchar[]))
           and not exists (select 1 from ops.refresh_attempts as a where a.member_guid = m.guid and a.run_id = $run_id)
           and not exists (
               select 1 from ops.quarantine as q
-              where q.run_id = $run_id and q.table_name = 'raw.mx_members'
-                and (q.record_guid = m.guid or q.record_guid is null))
+              where q.run_id = $run_id and q.table_name = 'raw.mx_members' and q.record_guid = m.guid)
         """,
         {"run_id": run_id, "members": list(member_guids)},
     ).fetchall()
-    return dict(rows)
+    return {guid: (entry, listed_at) for guid, entry, listed_at in rows}
 
 
 def members_to_fetch(

@@ -24,7 +24,7 @@ freshness sensor reads failed members and users again once ``backoff`` has passe
 """
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import duckdb
@@ -303,19 +303,27 @@ _SYNC_COLUMNS = (
 
 
 def record_member_lists(
-    con: duckdb.DuckDBPyConnection, outcomes: dict[str, str | None], *, run_id: str, now: dt.datetime
+    con: duckdb.DuckDBPyConnection,
+    outcomes: dict[str, str | None],
+    *,
+    run_id: str,
+    now: dt.datetime,
+    listed_at: Mapping[str, dt.datetime | None] | None = None,
 ) -> None:
     """Record each user's member-list read, in one statement: user guid -> the reason it failed, or None when it
-    was listed."""
+    was listed; ``listed_at``: when each list read whole began (None: not read whole)."""
     if not outcomes:
         return
+    began = [(listed_at or {}).get(user) for user in outcomes]
     con.execute(
         """
-        insert or replace into ops.user_sync (user_guid, last_outcome, last_reason, last_attempt_at, last_run_id)
-        select user_guid, case when reason is null then 'listed' else 'failed' end, reason, $now, $run_id
-        from (select unnest($users::varchar[]) as user_guid, unnest($reasons::varchar[]) as reason)
+        insert or replace into ops.user_sync
+            (user_guid, last_outcome, last_reason, last_attempt_at, last_run_id, listed_at)
+        select user_guid, case when reason is null then 'listed' else 'failed' end, reason, $now, $run_id, listed_at
+        from (select unnest($users::varchar[]) as user_guid, unnest($reasons::varchar[]) as reason,
+                     unnest($began::timestamptz[]) as listed_at)
         """,
-        {"users": list(outcomes), "reasons": list(outcomes.values()), "now": now, "run_id": run_id},
+        {"users": list(outcomes), "reasons": list(outcomes.values()), "began": began, "now": now, "run_id": run_id},
     )
 
 

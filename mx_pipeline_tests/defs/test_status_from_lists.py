@@ -6,15 +6,23 @@ them: one request a user, not one more a member (issue 14, "no-change refreshes 
 aggregate a member after listing it, or that did not list the members at all, reads the status from MX.
 """
 
+import datetime as dt
+import json
+import os
 from collections import Counter
 
 import dagster as dg
 
+from mx_pipeline import settings
+from mx_pipeline.defs import jobs
+from mx_pipeline.defs.ingest import status as status_step
 from mx_pipeline.defs.ingest.status import _status_of
+from mx_pipeline.defs.jobs import AFTER_REGISTRATION, scoped_run_config
+from mx_pipeline.defs.resources import ConnectLinksResource, MxResource, WarehouseResource
 from mx_pipeline.mx.records import MemberStatus
 from mx_pipeline.warehouse.members import MemberToFetch
 
-from .conftest import CONNECTIONS, INGEST, LOCATION, WITHOUT_THE_MEMBER_LISTS
+from .conftest import CONNECT_URL, CONNECTIONS, INGEST, LOCATION, WITHOUT_THE_MEMBER_LISTS
 from .test_no_change_calls import STATUS, _calls, _calls_of
 
 
@@ -99,6 +107,119 @@ def test_a_member_mx_was_asked_to_aggregate_after_the_list_has_its_status_read_f
     assert _held(pipeline)[member_guid] == _truth(pipeline)[member_guid]
 
 
+def _before_the_status_step(monkeypatch, meanwhile) -> None:
+    """Run ``meanwhile`` once, as the next run's status step starts reading (its plan done): another run overlaps."""
+    read_members, done = status_step.read_members, []
+
+    def reading(*args, **kwargs):
+        if not done:
+            done.append(True)  # before: the other run's own status step comes through here too
+            meanwhile()
+        return read_members(*args, **kwargs)
+
+    monkeypatch.setattr(status_step, "read_members", reading)
+
+
+def _open_episodes(pipeline, member_guid: str) -> list[tuple]:
+    return pipeline.query(
+        "select route from ops.notification_episodes where member_guid = ? and closed_at is null", member_guid
+    )
+
+
+def test_a_fresher_status_another_run_read_meanwhile_is_not_overwritten_by_the_list(pipeline, monkeypatch):
+    """An ingest and a webhook's sync_members run may overlap. MX challenges a member after the ingest listed it,
+    and the webhook run reads CHALLENGED; the ingest's list, older, must not undo that (found by review)."""
+    pipeline.materialize()
+    member_guid = pipeline.member_of["user-ok-1"]
+
+    def webhook_run():
+        pipeline.admin(f"members/{member_guid}/connection_status", connection_status="CHALLENGED")
+        dg.materialize(INGEST, selection=AFTER_REGISTRATION, resources=pipeline.resources(),
+                       run_config=scoped_run_config(member_guids=[member_guid]))  # fmt: skip
+        assert _open_episodes(pipeline, member_guid) == [("needs_mfa",)]
+
+    _before_the_status_step(monkeypatch, webhook_run)
+    pipeline.materialize()
+
+    assert _held(pipeline)[member_guid] == _truth(pipeline)[member_guid]
+    assert _routes(pipeline)[member_guid] == "needs_mfa"
+    assert _open_episodes(pipeline, member_guid) == [("needs_mfa",)]  # not closed as recovered, to open again
+
+
+def test_an_aggregation_another_run_asked_after_the_list_is_not_undone_by_it(pipeline, monkeypatch):
+    """A refresh run aggregates a member between an ingest's list and its status step: the member's last success
+    must not go back to the list's (member_health's staleness, the SLA sensor's due members)."""
+    pipeline.materialize()
+    member_guid = pipeline.member_of["user-ok-1"]
+    [(before,)] = pipeline.query("select successfully_aggregated_at from raw.mx_member_status where guid = ?",
+                                 member_guid)  # fmt: skip
+
+    def refresh_run():
+        refresh = LOCATION.resolve_job_def("refresh_members")
+        refresh.execute_in_process(run_config={"member_guids": [member_guid]}, resources=pipeline.resources())
+        assert _truth(pipeline)[member_guid][2] > _seconds(before)  # MX aggregated it anew
+
+    _before_the_status_step(monkeypatch, refresh_run)
+    pipeline.materialize()
+
+    assert _held(pipeline)[member_guid] == _truth(pipeline)[member_guid]
+
+
+def _ingest_bound_to_the_test() -> dg.JobDefinition:
+    """The ingest on the test's sandbox and warehouse (named in the environment): reconstructable, so a failed run
+    can be re-executed from failure, as the instance's run_retries (or the UI) does."""
+    bound = json.loads(os.environ["MX_PIPELINE_TEST_BINDING"])
+    resources = {
+        **LOCATION.resources,
+        "mx": MxResource(base_url=bound["mx"], client_id=settings.SANDBOX_CLIENT_ID, api_key=settings.SANDBOX_API_KEY,
+                         per_member_interval=0.0),
+        "warehouse": WarehouseResource(path=bound["warehouse"]),
+        "connect_links": ConnectLinksResource(public_url=CONNECT_URL, store_path=bound["links"]),
+    }  # fmt: skip
+    location = dg.Definitions(
+        assets=LOCATION.assets, asset_checks=LOCATION.asset_checks, resources=resources,
+        executor=dg.in_process_executor, jobs=[dg.define_asset_job("ingest_again", selection=jobs.INGEST)],
+    )  # fmt: skip
+    return location.resolve_job_def("ingest_again")
+
+
+def test_a_run_re_executed_from_failure_reads_the_statuses_its_first_attempt_listed_from_mx(
+    pipeline, monkeypatch, tmp_path
+):
+    """Re-executed from failure, a run reuses its plan, lists and all, from the attempt that failed: MX may have
+    said otherwise since (found by review)."""
+    pipeline.materialize()
+    member_guid = pipeline.member_of["user-ok-1"]
+    binding = {"mx": pipeline.sandbox.base_url, "warehouse": str(pipeline.warehouse.path),
+               "links": str(pipeline.link_store_path)}  # fmt: skip
+    monkeypatch.setenv("MX_PIPELINE_TEST_BINDING", json.dumps(binding))
+    run_config = {"ops": {"raw__mx_users": {"config": {"users_csv": str(pipeline.users_csv)}}}}
+    job = dg.reconstructable(_ingest_bound_to_the_test)
+    read_members = status_step.read_members
+
+    def the_worker_dies(*args, **kwargs):
+        raise RuntimeError("the run worker died here")
+
+    monkeypatch.setattr(status_step, "read_members", the_worker_dies)
+    (tmp_path / "home").mkdir()
+    with dg.DagsterInstance.local_temp(tempdir=str(tmp_path / "home")) as instance:
+        failed = dg.execute_job(job, instance=instance, run_config=run_config)
+        assert not failed.success
+        monkeypatch.setattr(status_step, "read_members", read_members)
+        pipeline.admin(f"members/{member_guid}/connection_status", connection_status="CHALLENGED")
+
+        again = dg.execute_job(
+            job, instance=instance, reexecution_options=dg.ReexecutionOptions.from_failure(failed.run_id, instance)
+        )
+        assert again.success
+
+    assert _held(pipeline)[member_guid] == _truth(pipeline)[member_guid]
+    assert _routes(pipeline)[member_guid] == "needs_mfa"
+
+
+LISTED_AT = dt.datetime(2026, 11, 30, 10, 0, 5, tzinfo=dt.UTC)
+
+
 class _StatusReads:
     def __init__(self) -> None:
         self.asked: list[str] = []
@@ -113,9 +234,9 @@ def test_a_list_entry_that_does_not_read_as_a_status_is_read_from_mx_instead():
     mx = _StatusReads()
     unusable = '{"guid": "MBR-1", "connection_status": "CONNECTED", "is_being_aggregated": "maybe"}'
 
-    status = _status_of({"MBR-1": unusable}, mx, member)
+    status, said_at = _status_of({"MBR-1": (unusable, LISTED_AT)}, mx, member)
 
-    assert mx.asked == ["MBR-1"] and status.is_being_aggregated is False
+    assert mx.asked == ["MBR-1"] and status.is_being_aggregated is False and said_at is None  # MX said it now
 
 
 def test_a_list_entry_gives_the_status_fields_mx_lists_and_no_others():
@@ -126,9 +247,9 @@ def test_a_list_entry_gives_the_status_fields_mx_lists_and_no_others():
         ' "aggregated_at": "2026-11-30T10:00:00Z", "successfully_aggregated_at": "2026-11-29T10:00:00Z"}'
     )
 
-    status = _status_of({"MBR-1": entry}, mx, member)
+    status, said_at = _status_of({"MBR-1": (entry, LISTED_AT)}, mx, member)
 
-    assert mx.asked == []
+    assert mx.asked == [] and said_at == LISTED_AT
     assert (status.connection_status, status.is_being_aggregated) == ("CHALLENGED", False)
     assert status.successfully_aggregated_at.isoformat() == "2026-11-29T10:00:00+00:00"
     assert "name" not in status.payload

@@ -8,6 +8,7 @@
   landed it, settles each read (``warehouse/landed_reads.py``), then retires the members MX confirmed gone.
 """
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -40,7 +41,8 @@ class MembersToRead:
     members: list[MemberToFetch]
     not_fetched: list[MemberNotFetched]
     end_user_ids: dict[str, str]  # user guid -> our id, to settle a 404's user
-    listed: dict[str, str] = field(default_factory=dict)  # member guid -> this run's member-list entry (statuses)
+    # member guid -> (its entry in this run's member list, JSON; when that list began): statuses read with the lists
+    listed: dict[str, tuple[str, dt.datetime]] = field(default_factory=dict)
 
     @property
     def area(self) -> LandingArea:
@@ -62,7 +64,7 @@ def plan_members(
     context: dg.OpExecutionContext,
     warehouse: WarehouseResource,
     members: Callable[..., tuple[list[MemberToFetch], list[MemberNotFetched]]],
-    listed: Callable[..., dict[str, str]] | None = None,
+    listed: Callable[..., dict[str, tuple[str, dt.datetime]]] | None = None,
 ) -> MembersToRead:
     """``members(con)``: the members to read and the others; our ids of their users come on the same connection,
     and ``listed(con, to_read)``: what this run's member lists said of them, when the read can use it."""

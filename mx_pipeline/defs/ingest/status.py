@@ -11,6 +11,7 @@ is released: it is fresh now.
 """
 
 import contextlib
+import datetime as dt
 import json
 from functools import partial
 
@@ -57,7 +58,7 @@ def _members_in_scope(con, scope: Scope = EVERYTHING):
 def plan_status_reads(context: dg.OpExecutionContext, config: ScopeConfig, warehouse: WarehouseResource):
     """Every live member in scope, with what this run's member lists said of them, on one short connection."""
 
-    def listed(con, members: list[MemberToFetch]) -> dict[str, str]:
+    def listed(con, members: list[MemberToFetch]) -> dict[str, tuple[str, dt.datetime]]:
         warehouse.ledger(con).mirror(con)  # this run's aggregation requests, wherever the ledger keeps them
         return statuses_listed(con, [m.guid for m in members], run_id=context.run.run_id)
 
@@ -67,15 +68,18 @@ def plan_status_reads(context: dg.OpExecutionContext, config: ScopeConfig, wareh
 @dg.op(name=READ)
 def read_member_status(context: dg.OpExecutionContext, to_read: MembersToRead, mx: MxResource) -> MembersRead:
     """Land every planned member's status, as this run's member list gave it or read from MX, ``mx.concurrency`` at
-    a time."""
-    listed_now = sum(m.guid in to_read.listed for m in to_read.members)
+    a time. A run re-executed from failure reuses the plan of the run it re-executes, whose lists are older than
+    anything it reads now: it reads every status from MX."""
+    listed = to_read.listed if to_read.run_id == context.run.run_id else {}
+    listed_now = sum(m.guid in listed for m in to_read.members)
     context.log.info(f"{listed_now} of {len(to_read.members)} statuses from this run's member lists, the rest from MX")
-    return read_members(context, mx, to_read, STATUS_LANDED, _status_row, partial(_land_status, to_read.listed))
+    return read_members(context, mx, to_read, STATUS_LANDED, _status_row, partial(_land_status, listed))
 
 
-def _land_status(listed: dict[str, str], client: MxClient, landing: RecordLanding, member: MemberToFetch) -> str | None:
+def _land_status(listed: dict, client: MxClient, landing: RecordLanding, member: MemberToFetch) -> str | None:
     try:
-        landing.add((_status_of(listed, client, member), member.user_guid))
+        status, said_at = _status_of(listed, client, member)
+        landing.add((status, member.user_guid), fetched_at=said_at)
     except NotFound:
         raise  # it waits for MX's fresh lists (member_reads.py)
     except READ_FAILURES as exc:
@@ -111,12 +115,16 @@ def load_member_status(context: dg.OpExecutionContext, read: MembersRead, wareho
     )
 
 
-def _status_of(listed: dict[str, str], client: MxClient, member: MemberToFetch) -> MemberStatus:
-    """As this run's member list gave it; read from MX when the list gave none, or none that reads as a status."""
-    if (entry := listed.get(member.guid)) is not None:
+def _status_of(
+    listed: dict[str, tuple[str, dt.datetime]], client: MxClient, member: MemberToFetch
+) -> tuple[MemberStatus, dt.datetime | None]:
+    """(the status, when MX said it: None for now). As this run's member list gave it; read from MX when the list
+    gave none, or none that reads as a status."""
+    if (said := listed.get(member.guid)) is not None:
+        entry, listed_at = said
         with contextlib.suppress(MalformedRecord):
-            return MemberStatus.as_listed(json.loads(entry))
-    return client.read_member_status(member.user_guid, member.guid)
+            return MemberStatus.as_listed(json.loads(entry)), listed_at
+    return client.read_member_status(member.user_guid, member.guid), None
 
 
 def _status_row(pair, load):
