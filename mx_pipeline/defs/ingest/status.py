@@ -1,11 +1,12 @@
 """``raw.mx_member_status``: planned on the warehouse, read from MX without it, loaded in bulk (``member_reads.py``).
 
 Every listed member in scope is read, whatever its last status: statuses are not sequential, a CONNECTED member may
-be CHALLENGED on its next aggregation. A member this run's member list has just listed, with no aggregation asked
-of it since, is read from that entry: MX's member list carries the fields a status read would (its connection
-status, whether a job runs, its last and last successful aggregation), so asking ``/status`` again would cost a
-request a member for nothing new. The others (an aggregation asked since the list, a run without the list) are
-read from MX. Once loaded, each change of status is appended to
+be CHALLENGED on its next aggregation. A member whose user's member list this run has just read whole, with no
+aggregation asked of it since, is read from that list: MX's member list carries the fields a status read would
+(its connection status, whether a job runs, its last and last successful aggregation), so asking ``/status`` again
+would cost a request a member for nothing new. Such a status is landed as of when the list began, so it never
+overwrites one MX gave another run later. The others (an aggregation asked since the list, a run without the
+lists, a run re-executed from failure) are read from MX. Once loaded, each change of status is appended to
 ``ops.member_status_history``, and what the run held in the refresh ledger (a webhook's members, a refresh batch)
 is released: it is fresh now.
 """
