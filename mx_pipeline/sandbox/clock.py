@@ -51,5 +51,5 @@ def iso(moment: datetime | None) -> str | None:
     """MX's timestamp format: ISO 8601 in UTC ending in ``Z``."""
     if moment is None:
         return None
-    m = moment.astimezone(UTC)  # formatted by hand: strftime is 40% slower, and a page carries 4,000 of these
+    m = moment.astimezone(UTC)  # by hand: strftime takes 1.6x as long, and a page carries 4,000 of these
     return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}Z"

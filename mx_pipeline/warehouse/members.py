@@ -97,9 +97,11 @@ def listed_members(con: duckdb.DuckDBPyConnection, scope: Scope = EVERYTHING) ->
     ).fetchall()
 
 
-def statuses_listed(
-    con: duckdb.DuckDBPyConnection, member_guids: Sequence[str], *, run_id: str
-) -> dict[str, tuple[str, dt.datetime]]:
+# Member guid -> (its entry in a member list, JSON; when that list began): statuses a run read with its lists.
+ListedStatuses = dict[str, tuple[str, dt.datetime]]
+
+
+def statuses_listed(con: duckdb.DuckDBPyConnection, member_guids: Sequence[str], *, run_id: str) -> ListedStatuses:
     """What run ``run_id`` read of these members in their users' member lists: member guid -> (the entry, JSON; when
     that list began). MX's member list carries the fields a status read would (``MemberStatus.LISTED``).
 

@@ -8,7 +8,6 @@
   landed it, settles each read (``warehouse/landed_reads.py``), then retires the members MX confirmed gone.
 """
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,7 +26,7 @@ from mx_pipeline.warehouse import ApiCallLog
 from mx_pipeline.warehouse.end_users import end_user_ids
 from mx_pipeline.warehouse.landed import LandedTable, LoadReport, load_landed
 from mx_pipeline.warehouse.landed_reads import EVERY_LANDED
-from mx_pipeline.warehouse.members import MemberNotFetched, MemberToFetch
+from mx_pipeline.warehouse.members import ListedStatuses, MemberNotFetched, MemberToFetch
 from mx_pipeline.warehouse.rows import Load, Row
 from mx_pipeline.warehouse.sync_state import failure_reason
 
@@ -41,8 +40,7 @@ class MembersToRead:
     members: list[MemberToFetch]
     not_fetched: list[MemberNotFetched]
     end_user_ids: dict[str, str]  # user guid -> our id, to settle a 404's user
-    # member guid -> (its entry in this run's member list, JSON; when that list began): statuses read with the lists
-    listed: dict[str, tuple[str, dt.datetime]] = field(default_factory=dict)
+    listed: ListedStatuses = field(default_factory=dict)  # what this run's member lists said of the members
 
     @property
     def area(self) -> LandingArea:
@@ -64,7 +62,7 @@ def plan_members(
     context: dg.OpExecutionContext,
     warehouse: WarehouseResource,
     members: Callable[..., tuple[list[MemberToFetch], list[MemberNotFetched]]],
-    listed: Callable[..., dict[str, tuple[str, dt.datetime]]] | None = None,
+    listed: Callable[..., ListedStatuses] | None = None,
 ) -> MembersToRead:
     """``members(con)``: the members to read and the others; our ids of their users come on the same connection,
     and ``listed(con, to_read)``: what this run's member lists said of them, when the read can use it."""

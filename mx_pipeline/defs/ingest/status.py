@@ -38,6 +38,7 @@ from mx_pipeline.warehouse import tables
 from mx_pipeline.warehouse.landed_reads import STATUS_LANDED
 from mx_pipeline.warehouse.members import (
     EVERYTHING,
+    ListedStatuses,
     MemberToFetch,
     Scope,
     listed_members,
@@ -59,7 +60,7 @@ def _members_in_scope(con, scope: Scope = EVERYTHING):
 def plan_status_reads(context: dg.OpExecutionContext, config: ScopeConfig, warehouse: WarehouseResource):
     """Every live member in scope, with what this run's member lists said of them, on one short connection."""
 
-    def listed(con, members: list[MemberToFetch]) -> dict[str, tuple[str, dt.datetime]]:
+    def listed(con, members: list[MemberToFetch]) -> ListedStatuses:
         warehouse.ledger(con).mirror(con)  # this run's aggregation requests, wherever the ledger keeps them
         return statuses_listed(con, [m.guid for m in members], run_id=context.run.run_id)
 
@@ -77,7 +78,7 @@ def read_member_status(context: dg.OpExecutionContext, to_read: MembersToRead, m
     return read_members(context, mx, to_read, STATUS_LANDED, _status_row, partial(_land_status, listed))
 
 
-def _land_status(listed: dict, client: MxClient, landing: RecordLanding, member: MemberToFetch) -> str | None:
+def _land_status(listed: ListedStatuses, client: MxClient, landing: RecordLanding, member: MemberToFetch) -> str | None:
     try:
         status, said_at = _status_of(listed, client, member)
         landing.add((status, member.user_guid), fetched_at=said_at)
@@ -117,7 +118,7 @@ def load_member_status(context: dg.OpExecutionContext, read: MembersRead, wareho
 
 
 def _status_of(
-    listed: dict[str, tuple[str, dt.datetime]], client: MxClient, member: MemberToFetch
+    listed: ListedStatuses, client: MxClient, member: MemberToFetch
 ) -> tuple[MemberStatus, dt.datetime | None]:
     """(the status, when MX said it: None for now). As this run's member list gave it; read from MX when the list
     gave none, or none that reads as a status."""
