@@ -2,8 +2,17 @@
 
 The members read are those the status gate routed ready; a list read whole retires the accounts it lacks when it
 is loaded, and a list that shows an account a wrong list retired brings it back.
+
+A user with two or more members to read has them read by one list of the user's accounts (``/users/{u}/accounts``),
+not one list a member: MX's rate is spent per request, and the user's list is each member's list put together.
+Each account goes to its member's read, by its ``member_guid``; an account of a member not read this run (routed
+elsewhere, or unknown to us yet) is left for that member's own read. A record that names no member's guid cannot
+be placed: it is quarantined in one member's read, and its guid counts as listed for all of them, so no read
+retires it; without a guid either, none of the user's lists is complete.
 """
 
+import re
+from collections.abc import Callable
 from functools import partial
 
 import dagster as dg
@@ -22,7 +31,8 @@ from mx_pipeline.defs.ingest.member_reads import (
 from mx_pipeline.defs.jobs import reads_unchanged_members
 from mx_pipeline.defs.resources import MxResource, WarehouseResource
 from mx_pipeline.landing.records import RecordLanding
-from mx_pipeline.mx import MxClient, NotFound
+from mx_pipeline.mx import MalformedRecord, MxClient, NotFound
+from mx_pipeline.mx.records import Account
 from mx_pipeline.warehouse import tables
 from mx_pipeline.warehouse.landed_reads import ACCOUNTS_LANDED
 from mx_pipeline.warehouse.members import MemberToFetch, members_to_read
@@ -30,6 +40,7 @@ from mx_pipeline.warehouse.rows import account_row
 from mx_pipeline.warehouse.sync_state import ACCOUNTS_READ, failure_reason
 
 PLAN, READ, LOAD = "plan_account_reads", "read_accounts", "load_accounts"
+MEMBER_GUID = re.compile(r"^MBR-\S+$")  # as the raw table's schema has it
 
 
 @dg.op(name=PLAN, ins={"after_routes": dg.In(dg.Nothing)})
@@ -44,7 +55,7 @@ def plan_account_reads(
 @dg.op(name=READ)
 def read_accounts(context: dg.OpExecutionContext, to_read: MembersToRead, mx: MxResource) -> MembersRead:
     """List every planned member's accounts into the landing area, ``mx.concurrency`` at a time."""
-    return read_members(context, mx, to_read, ACCOUNTS_LANDED, account_row, _land_accounts)
+    return read_members(context, mx, to_read, ACCOUNTS_LANDED, account_row, _land_accounts, _land_users_accounts)
 
 
 def _land_accounts(client: MxClient, landing: RecordLanding, member: MemberToFetch) -> str | None:
@@ -58,6 +69,56 @@ def _land_accounts(client: MxClient, landing: RecordLanding, member: MemberToFet
     listed_from = listing.started_at if listing.complete else None  # only a complete list retires what it lacks
     landing.finish(outcome="synced", listed_guids=listing.guids, listed_from=listed_from)
     return None
+
+
+def _land_users_accounts(client: MxClient, landings: dict[str, RecordLanding]) -> dict[str, str | None]:
+    """Several members of one user, from one list of the user's accounts, each account to its member's landing."""
+    by_member = _ByMember(landings)
+    listing = Listing(by_member)
+    user_guid = next(iter(landings.values())).user_guid
+    accounts = partial(client.list_user_accounts, user_guid, on_malformed=listing.on_malformed)
+    listing.read(accounts, on_not_found=_raise)
+    reason = failure_reason(ACCOUNTS_READ, listing.failure) if listing.failure is not None else None
+    listed_from = listing.started_at if listing.complete and reason is None else None
+    for member_guid, landing in landings.items():
+        listed = by_member.listed[member_guid]
+        if reason is not None:
+            landing.finish(outcome="failed", reason=reason, listed_guids=listed)
+        else:
+            landing.finish(outcome="synced", listed_guids=listed, listed_from=listed_from)
+    return dict.fromkeys(landings, reason)
+
+
+class _ByMember:
+    """A user's list, taken apart into its members' landings (``RecordSink``): an account goes to the landing of
+    the member it names, and counts as listed there; one naming no member is placed as the module says."""
+
+    def __init__(self, landings: dict[str, RecordLanding]) -> None:
+        self.landings = landings
+        self.listed: dict[str, set[str]] = {member_guid: set() for member_guid in landings}
+        self._first = next(iter(landings.values()))  # where a record naming no member is quarantined
+
+    def add(self, account: Account) -> None:
+        self._place(account.member_guid, account.guid, lambda landing: landing.add(account))
+
+    def reject(self, error: MalformedRecord, member_guid: str | None = None) -> None:
+        payload = error.payload if isinstance(error.payload, dict) else {}
+        guid = payload.get("guid") if isinstance(payload.get("guid"), str) else None
+        self._place(payload.get("member_guid"), guid, lambda landing: landing.reject(error))
+
+    def reject_page(self, reason: str, member_guid: str | None = None) -> None:
+        for landing in self.landings.values():  # a page of the user's list is every member's page
+            landing.reject_page(reason)
+
+    def _place(self, member_guid: object, guid: str | None, land: Callable[[RecordLanding], None]) -> None:
+        if member_guid in self.landings:
+            land(self.landings[member_guid])
+            self.listed[member_guid].update([guid] if guid else [])
+        elif not (isinstance(member_guid, str) and MEMBER_GUID.match(member_guid)):
+            land(self._first)  # names no member: judged (and refused) in one read, listed in all
+            for listed in self.listed.values():
+                listed.update([guid] if guid else [])
+        # else: another member's account, read by that member's own read
 
 
 def _raise(exc: NotFound) -> None:  # a 404 waits for MX's fresh lists (member_reads.py)

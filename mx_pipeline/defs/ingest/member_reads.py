@@ -2,7 +2,8 @@
 
 - plan (one short connection): the members to read, the others with the reason, and our ids of their users;
 - read (no pool, no warehouse): each member's read lands in the landing area (``landing/records.py``),
-  ``mx.concurrency`` members at a time; a read MX answered 404 waits for MX's fresh lists: a member they confirm
+  ``mx.concurrency`` reads at a time; a read may list several members of one user at once (one request, where a
+  list of the user's serves them all); a read MX answered 404 waits for MX's fresh lists: a member they confirm
   gone is landed as such (the load retires it), any other 404 as a failed, quarantined read;
 - load (the warehouse pool, for the moments of a load): merges every landed member of the table, whichever run
   landed it, settles each read (``warehouse/landed_reads.py``), then retires the members MX confirmed gone.
@@ -76,6 +77,9 @@ def plan_members(
 # Reads one member into its landing and finishes it; returns why it failed (None: it did not). A 404 it raises,
 # with the landing unfinished: whether it was a bad read depends on what MX's fresh lists say (``read_members``).
 LandOne = Callable[[MxClient, RecordLanding, MemberToFetch], str | None]
+# The same for several members of one user, read by one list of the user's: member guid -> landing, and returns
+# member guid -> why its read failed (None: it did not).
+LandTogether = Callable[[MxClient, dict[str, RecordLanding]], dict[str, str | None]]
 
 
 def read_members(
@@ -85,27 +89,36 @@ def read_members(
     table: LandedTable,
     to_row: Callable[[object, Load], Row],
     land_one: LandOne,
+    land_together: LandTogether | None = None,
 ) -> MembersRead:
-    """Land every planned member's read of ``table``; never the warehouse."""
+    """Land every planned member's read of ``table``; never the warehouse. With ``land_together``, a user's
+    planned members are read by one list of the user's when there are two or more of them."""
     area, api_log, suspects, failed = to_read.area, ApiCallLog(to_read.run_id), Suspects(), {}
     awaiting: dict[str, RecordLanding] = {}  # the 404s' landings, finished once MX's fresh lists are read
 
-    def read(client: MxClient, member: MemberToFetch) -> str | None:
-        landing = batch.landing(member_guid=member.guid, user_guid=member.user_guid)
+    def read(client: MxClient, members: tuple[MemberToFetch, ...]) -> dict[str, str | None]:
+        landings = {m.guid: batch.landing(member_guid=m.guid, user_guid=m.user_guid) for m in members}
         try:
-            return land_one(client, landing, member)
+            if len(members) > 1:
+                return land_together(client, landings)
+            ((member_guid, landing),) = landings.items()
+            return {member_guid: land_one(client, landing, members[0])}
         except NotFound as exc:
-            suspects.noter(member.guid, member.user_guid)(exc)
-            awaiting[member.guid] = landing
+            for member in members:
+                suspects.noter(member.guid, member.user_guid)(exc)
+                awaiting[member.guid] = landings[member.guid]
+            return {}
         except BaseException as exc:  # what arrived is true: landed as a failed read before the error goes on
-            landing.finish(outcome="failed", reason=failure_reason(table.read, exc))
+            for landing in landings.values():
+                landing.finish(outcome="failed", reason=failure_reason(table.read, exc))
             raise
 
+    reads = _by_user(to_read.members) if land_together is not None else [(member,) for member in to_read.members]
     with LandingBatch(area, table.name, table.spec, to_row, run_id=to_read.run_id) as batch:
         with mx.client([api_log]) as client:
-            for member, failure in read_each(partial(read, client), to_read.members, concurrency=mx.concurrency):
-                if failure is not None:
-                    failed[member.guid] = (member.user_guid, failure)
+            for members, failures in read_each(partial(read, client), reads, concurrency=mx.concurrency):
+                user_of = {member.guid: member.user_guid for member in members}
+                failed.update((guid, (user_of[guid], why)) for guid, why in failures.items() if why is not None)
             confirmation = suspects.confirm(client, to_read.end_user_ids)  # a 404: is the member gone at MX?
         gone = confirmation.members_gone()
         for member_guid, landing in awaiting.items():
@@ -118,6 +131,14 @@ def read_members(
             landing.finish(outcome="failed", reason=failed[member_guid][1])
     context.log.info(f"{len(to_read.members)} members' {table.name} landed, {len(failed)} reads failed")
     return MembersRead(to_read, failed, confirmation, api_log)
+
+
+def _by_user(members: list[MemberToFetch]) -> list[tuple[MemberToFetch, ...]]:
+    """The members grouped by user, in the order their users first come."""
+    groups: dict[str, list[MemberToFetch]] = {}
+    for member in members:
+        groups.setdefault(member.user_guid, []).append(member)
+    return [tuple(group) for group in groups.values()]
 
 
 def load_members(
