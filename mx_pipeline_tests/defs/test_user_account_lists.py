@@ -27,19 +27,32 @@ USER_ACCOUNTS_PATH = re.compile(r"^/users/[^/]+/accounts$")
 
 @pytest.fixture
 def banks(pipeline) -> dict[str, list[str]]:
-    """Our user id -> its members' guids: user-ok-1 with two connected banks, user-ok-2 with one and one in MFA."""
-    fields = {c.field_name: c.guid for c in pipeline.client.list_institution_credentials("sandboxcu")}
-    for user_id, password in (("user-ok-1", "password"), ("user-ok-2", "challenge")):
-        user_guid, _ = pipeline.member(user_id)
+    """Each user's members by what they await: ``user-ok-1`` has two connected banks and one MX challenged on a later
+    aggregation (its accounts are in the user's list, but it is not read), ``user-ok-2`` one connected and one in
+    MFA since it was added (``"<user id>"``: the connected ones, ``"<user id> in MFA"``: the other)."""
+    created = {}
+    for user_id, institution, password in (
+        ("user-ok-1", "sandboxcu", "password"),
+        ("user-ok-1", "mxbank", "challenge"),
+        ("user-ok-2", "sandboxcu", "challenge"),
+    ):
+        fields = {c.field_name: c.guid for c in pipeline.client.list_institution_credentials(institution)}
         credentials = {fields["LOGIN"]: "mxuser", fields["PASSWORD"]: password}
-        pipeline.client.create_member(user_guid, institution_code="sandboxcu", credentials=credentials)
+        user_guid = pipeline.member(user_id)[0]
+        created[user_id] = pipeline.client.create_member(user_guid, institution_code=institution,
+                                                         credentials=credentials).guid  # fmt: skip
     pipeline.admin("aggregations/finish")
-    world = pipeline.sandbox.world
-    with world.lock:
-        return {
-            user_id: sorted(m.guid for m in world.members.values() if m.user_guid == pipeline.member(user_id)[0])
-            for user_id in ("user-ok-1", "user-ok-2")
-        }
+    answered, user_1 = created["user-ok-1"], pipeline.member("user-ok-1")[0]  # its MFA answered, then asked again
+    (question,) = pipeline.client.list_member_challenges(user_1, answered)
+    pipeline.client.resume_aggregation(user_1, answered, {question.guid: "correct"})
+    pipeline.admin("aggregations/finish")
+    pipeline.admin(f"members/{answered}/connection_status", connection_status="CHALLENGED")
+    banks = {}
+    for user_id in ("user-ok-1", "user-ok-2"):
+        members = list(pipeline.client.list_members(pipeline.member(user_id)[0]))
+        banks[user_id] = sorted(m.guid for m in members if m.connection_status == "CONNECTED")
+        banks[f"{user_id} in MFA"] = sorted(m.guid for m in members if m.connection_status == "CHALLENGED")
+    return banks
 
 
 def accounts_at_mx(pipeline, member_guids: list[str]) -> dict[str, tuple[str, Decimal]]:
@@ -127,7 +140,7 @@ def _user_deleted_meanwhile(send, request):
 
 EDITS = {
     "no member": _edited_body(lambda accounts: accounts[0].update(member_guid=None)),
-    "no guid": _edited_body(lambda accounts: accounts[0].update(guid=None)),
+    "member guid a list": _edited_body(lambda accounts: accounts[0].update(member_guid=[accounts[0]["member_guid"]])),
     "refused": _refused,
     "user deleted meanwhile": _user_deleted_meanwhile,
     "not found": lambda send, request: _answered(request, 404),
@@ -145,21 +158,30 @@ def edited(pipeline, edit_name: str) -> EditedUserLists:
     return EditedUserLists(**pipeline.resources()["mx"].model_dump(), edit_name=edit_name)
 
 
+def _deleting_first(member_guid: str):
+    """The member is deleted at MX just before its user's list is asked for: the list no longer shows it."""
+
+    def edit(send, request):
+        member_url = request.url.split("?")[0].removesuffix("/accounts") + f"/members/{member_guid}"
+        headers = {name: request.headers[name] for name in ("Authorization", "Accept")}
+        requests.delete(member_url, headers=headers, timeout=10).raise_for_status()
+        return send(request)
+
+    return edit
+
+
 def test_a_users_members_are_read_by_one_list_of_the_users_and_each_account_lands_under_its_member(pipeline, banks):
     result = pipeline.materialize()
 
-    both, (ready, in_mfa) = banks["user-ok-1"], banks["user-ok-2"]
+    both, (alone,) = banks["user-ok-1"], banks["user-ok-2"]
+    in_mfa = banks["user-ok-1 in MFA"] + banks["user-ok-2 in MFA"]
     user_1, _ = pipeline.member("user-ok-1")
-    calls = account_calls(pipeline, result.run_id)
-    assert calls[(USER_ACCOUNTS, user_1)] == 1
-    assert not any(member in both for (_, member) in calls)  # no member of user-ok-1 listed on its own
-    routes = dict(pipeline.query("select member_guid, route from ops.member_routes"))
-    alone = ready if routes[ready] == "ready" else in_mfa
-    assert {routes[alone], routes[({ready, in_mfa} - {alone}).pop()]} == {"ready", "needs_mfa"}
-    assert calls[(MEMBER_ACCOUNTS, alone)] == 1  # one member to read: its own list, not its user's
+    assert account_calls(pipeline, result.run_id) == Counter(
+        {(USER_ACCOUNTS, user_1): 1, (MEMBER_ACCOUNTS, alone): 1}  # one member to read: its own list
+    )
     assert accounts_here(pipeline, both) == accounts_at_mx(pipeline, both)  # every account, under its member
     assert accounts_here(pipeline, [alone]) == accounts_at_mx(pipeline, [alone])
-    assert accounts_here(pipeline, [m for m in (ready, in_mfa) if m != alone]) == {}  # MFA: not read
+    assert accounts_at_mx(pipeline, in_mfa) and accounts_here(pipeline, in_mfa) == {}  # MFA: routed, not read
     assert pipeline.query("select count(*) from ops.quarantine") == [(0,)]
 
 
@@ -222,7 +244,7 @@ def test_an_account_that_names_no_member_is_quarantined_once_and_no_list_retires
     assert metadata_of(result)["raw.mx_accounts"]["accounts_retired"] == []
 
 
-def test_a_record_without_a_guid_leaves_no_list_of_the_user_whole_so_nothing_is_retired(pipeline, banks):
+def test_a_record_without_a_guid_retires_nothing_of_its_member_until_a_list_read_whole(pipeline, banks, monkeypatch):
     pipeline.materialize()
     first, second = banks["user-ok-1"]
     world = pipeline.sandbox.world
@@ -230,13 +252,16 @@ def test_a_record_without_a_guid_leaves_no_list_of_the_user_whole_so_nothing_is_
         gone = world.members[second].data.accounts.pop()
         world.accounts.pop(gone.guid)
     aggregated(pipeline, [first, second])
+    monkeypatch.setitem(EDITS, "a record of the second member without a guid", _edited_body(
+        lambda accounts: accounts.append({**accounts[0], "guid": None, "member_guid": second})
+    ))  # fmt: skip
 
-    result = pipeline.materialize(mx=edited(pipeline, "no guid"), raise_on_error=False)
+    result = pipeline.materialize(mx=edited(pipeline, "a record of the second member without a guid"),
+                                  raise_on_error=False)  # fmt: skip
 
     assert metadata_of(result)["raw.mx_accounts"]["accounts_retired"] == []
     assert pipeline.query("select removed_at from raw.mx_accounts where guid = ?", gone.guid) == [(None,)]
-    # the next list read whole retires it
-    aggregated(pipeline, [first, second])
+    aggregated(pipeline, [first, second])  # the next list read whole retires it
     assert metadata_of(pipeline.materialize())["raw.mx_accounts"]["accounts_retired"] == [gone.guid]
 
 
@@ -273,3 +298,105 @@ def test_a_404_on_the_users_list_that_its_member_list_does_not_confirm_is_a_fail
         "select distinct last_outcome from ops.member_sync where list_contains(?, member_guid)", members
     )
     assert outcomes == [("failed",)]
+
+
+def test_a_record_whose_member_guid_is_no_text_is_quarantined_once_and_the_reads_go_on(pipeline, banks):
+    pipeline.materialize()
+    members = banks["user-ok-1"]
+    aggregated(pipeline, members + banks["user-ok-2"])
+    user_guid, _ = pipeline.member("user-ok-1")
+    bad = next(iter(pipeline.client.list_user_accounts(user_guid))).guid
+
+    result = pipeline.materialize(mx=edited(pipeline, "member guid a list"), raise_on_error=False)
+
+    assert [e.step_key for e in result.all_events if e.is_step_failure] == []
+    quarantined = pipeline.query(
+        "select record_guid, reason from ops.quarantine where run_id = ? and table_name = 'raw.mx_accounts'",
+        result.run_id,
+    )
+    assert [guid for guid, _ in quarantined] == [bad] and "member_guid" in quarantined[0][1]
+    assert metadata_of(result)["raw.mx_accounts"]["accounts_retired"] == []
+    others = banks["user-ok-2"]
+    assert accounts_here(pipeline, others) == accounts_at_mx(pipeline, others)
+
+
+def test_a_bad_record_of_a_member_not_read_is_left_to_its_own_read_and_stops_no_retirement(
+    pipeline, banks, monkeypatch
+):
+    pipeline.materialize()
+    first, second = banks["user-ok-1"]
+    (in_mfa,) = banks["user-ok-1 in MFA"]
+    world = pipeline.sandbox.world
+    with world.lock:  # an account MX no longer lists: the second member's list, read whole, retires it
+        gone = world.members[second].data.accounts.pop()
+        world.accounts.pop(gone.guid)
+    aggregated(pipeline, [first, second])
+    monkeypatch.setitem(EDITS, "a record of the member in MFA without a guid", _edited_body(
+        lambda accounts: accounts.append({**accounts[0], "guid": None, "member_guid": in_mfa})
+    ))  # fmt: skip
+
+    result = pipeline.materialize(mx=edited(pipeline, "a record of the member in MFA without a guid"))
+
+    assert metadata_of(result)["raw.mx_accounts"]["accounts_retired"] == [gone.guid]
+    assert pipeline.query("select count(*) from ops.quarantine where run_id = ?", result.run_id) == [(0,)]
+
+
+def test_a_record_without_a_guid_leaves_only_its_members_list_incomplete(pipeline, banks, monkeypatch):
+    pipeline.materialize()
+    first, second = banks["user-ok-1"]
+    world = pipeline.sandbox.world
+    with world.lock:  # an account of each member that MX no longer lists
+        gone = {member: world.members[member].data.accounts.pop().guid for member in (first, second)}
+        for guid in gone.values():
+            world.accounts.pop(guid)
+    aggregated(pipeline, [first, second])
+    monkeypatch.setitem(EDITS, "a record of the first member without a guid", _edited_body(
+        lambda accounts: accounts.append({**accounts[0], "guid": None, "member_guid": first})
+    ))  # fmt: skip
+
+    result = pipeline.materialize(mx=edited(pipeline, "a record of the first member without a guid"),
+                                  raise_on_error=False)  # fmt: skip
+
+    assert metadata_of(result)["raw.mx_accounts"]["accounts_retired"] == [gone[second]]
+    [(member,)] = pipeline.query(
+        "select member_guid from ops.quarantine where run_id = ? and table_name = 'raw.mx_accounts'", result.run_id
+    )
+    assert member == first
+
+
+def test_a_member_deleted_at_mx_meanwhile_is_read_alone_and_retired_as_a_member(pipeline, banks, monkeypatch):
+    pipeline.materialize()
+    first, second = banks["user-ok-1"]
+    aggregated(pipeline, [first, second])
+    monkeypatch.setitem(EDITS, "the second member deleted first", _deleting_first(second))
+
+    result = pipeline.materialize(mx=edited(pipeline, "the second member deleted first"))
+
+    user_guid, _ = pipeline.member("user-ok-1")
+    assert account_calls(pipeline, result.run_id) == Counter(
+        {(USER_ACCOUNTS, user_guid): 1, (MEMBER_ACCOUNTS, second): 1}
+    )
+    assert metadata_of(result)["raw.mx_accounts"]["members_retired"] == [second]
+    assert pipeline.query("select removed_at is not null from raw.mx_members where guid = ?", second) == [(True,)]
+    assert accounts_here(pipeline, [first]) == accounts_at_mx(pipeline, [first])
+
+
+def test_a_member_with_no_account_left_at_mx_is_read_alone_and_its_accounts_retired(pipeline, banks):
+    pipeline.materialize()
+    first, second = banks["user-ok-1"]
+    world = pipeline.sandbox.world
+    with world.lock:  # MX lists none of the second member's accounts any more
+        closed = [account.guid for account in world.members[second].data.accounts]
+        world.members[second].data.accounts.clear()
+        for guid in closed:
+            world.accounts.pop(guid)
+    aggregated(pipeline, [first, second])
+
+    result = pipeline.materialize()
+
+    user_guid, _ = pipeline.member("user-ok-1")
+    assert account_calls(pipeline, result.run_id) == Counter(
+        {(USER_ACCOUNTS, user_guid): 1, (MEMBER_ACCOUNTS, second): 1}
+    )
+    assert sorted(metadata_of(result)["raw.mx_accounts"]["accounts_retired"]) == sorted(closed)
+    assert pipeline.query("select removed_at from raw.mx_members where guid = ?", second) == [(None,)]

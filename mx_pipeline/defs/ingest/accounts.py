@@ -4,11 +4,17 @@ The members read are those the status gate routed ready; a list read whole retir
 is loaded, and a list that shows an account a wrong list retired brings it back.
 
 A user with two or more members to read has them read by one list of the user's accounts (``/users/{u}/accounts``),
-not one list a member: MX's rate is spent per request, and the user's list is each member's list put together.
-Each account goes to its member's read, by its ``member_guid``; an account of a member not read this run (routed
-elsewhere, or unknown to us yet) is left for that member's own read. A record that names no member's guid cannot
-be placed: it is quarantined in one member's read, and its guid counts as listed for all of them, so no read
-retires it; without a guid either, none of the user's lists is complete.
+not one list a member: MX's rate is spent per request, and the user's list is each member's list put together,
+each account naming its member (``member_guid``, which MX sets to the member that holds it). So:
+- an account goes to its member's read, and counts as listed there;
+- an account of a member not read this run (routed elsewhere, or unknown to us yet), well formed or not, is left to
+  that member's own read, as before;
+- a record that names no member's guid at all cannot be placed: it is quarantined in one member's read, and counts
+  as listed in all of them, so no list retires it;
+- a record without a guid leaves the list of each member it may be of incomplete (it retires nothing);
+- a member the user's list shows nothing of is read by its own list (``member_reads.py``): MX answers 404 there for
+  a member deleted meanwhile, whom the lists of its user then retire, where an empty list would retire only its
+  accounts.
 """
 
 import re
@@ -54,7 +60,8 @@ def plan_account_reads(
 
 @dg.op(name=READ)
 def read_accounts(context: dg.OpExecutionContext, to_read: MembersToRead, mx: MxResource) -> MembersRead:
-    """List every planned member's accounts into the landing area, ``mx.concurrency`` at a time."""
+    """List every planned member's accounts into the landing area, ``mx.concurrency`` reads at a time (a user's
+    members read together are one)."""
     return read_members(context, mx, to_read, ACCOUNTS_LANDED, account_row, _land_accounts, _land_users_accounts)
 
 
@@ -72,31 +79,38 @@ def _land_accounts(client: MxClient, landing: RecordLanding, member: MemberToFet
 
 
 def _land_users_accounts(client: MxClient, landings: dict[str, RecordLanding]) -> dict[str, str | None]:
-    """Several members of one user, from one list of the user's accounts, each account to its member's landing."""
+    """Several members of one user, from one list of the user's accounts, each account to its member's landing. A
+    member the list shows nothing of is left to its own read: only its own list tells a member MX deleted meanwhile
+    (404) from one without accounts."""
     by_member = _ByMember(landings)
     listing = Listing(by_member)
     user_guid = next(iter(landings.values())).user_guid
-    accounts = partial(client.list_user_accounts, user_guid, on_malformed=listing.on_malformed)
-    listing.read(accounts, on_not_found=_raise)
-    reason = failure_reason(ACCOUNTS_READ, listing.failure) if listing.failure is not None else None
-    listed_from = listing.started_at if listing.complete and reason is None else None
-    for member_guid, landing in landings.items():
-        listed = by_member.listed[member_guid]
-        if reason is not None:
-            landing.finish(outcome="failed", reason=reason, listed_guids=listed)
-        else:
-            landing.finish(outcome="synced", listed_guids=listed, listed_from=listed_from)
-    return dict.fromkeys(landings, reason)
+    listing.read(partial(client.list_user_accounts, user_guid, on_malformed=by_member.reject), on_not_found=_raise)
+    if listing.failure is not None:
+        reason = failure_reason(ACCOUNTS_READ, listing.failure)
+        for member_guid, landing in landings.items():
+            landing.finish(outcome="failed", reason=reason, listed_guids=by_member.listed[member_guid])
+        return dict.fromkeys(landings, reason)
+    settled = {}
+    for member_guid in by_member.seen:
+        whole = listing.complete and member_guid not in by_member.incomplete
+        listed_from = listing.started_at if whole else None  # only a complete list retires what it lacks
+        landings[member_guid].finish(outcome="synced", listed_guids=by_member.listed[member_guid],
+                                     listed_from=listed_from)  # fmt: skip
+        settled[member_guid] = None
+    return settled
 
 
 class _ByMember:
-    """A user's list, taken apart into its members' landings (``RecordSink``): an account goes to the landing of
-    the member it names, and counts as listed there; one naming no member is placed as the module says."""
+    """A user's list taken apart into its members' landings (a ``RecordSink``): each record goes to the member it
+    names, and what that member's own list would have said is kept (the guids listed, whether one had none)."""
 
     def __init__(self, landings: dict[str, RecordLanding]) -> None:
         self.landings = landings
         self.listed: dict[str, set[str]] = {member_guid: set() for member_guid in landings}
-        self._first = next(iter(landings.values()))  # where a record naming no member is quarantined
+        self.seen: set[str] = set()  # the members the list showed a record of
+        self.incomplete: set[str] = set()  # the members it showed a record without a guid of
+        self._first = next(iter(landings.values()))  # where a record naming no member is judged
 
     def add(self, account: Account) -> None:
         self._place(account.member_guid, account.guid, lambda landing: landing.add(account))
@@ -111,14 +125,19 @@ class _ByMember:
             landing.reject_page(reason)
 
     def _place(self, member_guid: object, guid: str | None, land: Callable[[RecordLanding], None]) -> None:
-        if member_guid in self.landings:
-            land(self.landings[member_guid])
-            self.listed[member_guid].update([guid] if guid else [])
-        elif not (isinstance(member_guid, str) and MEMBER_GUID.match(member_guid)):
-            land(self._first)  # names no member: judged (and refused) in one read, listed in all
-            for listed in self.listed.values():
-                listed.update([guid] if guid else [])
-        # else: another member's account, read by that member's own read
+        if isinstance(member_guid, str) and member_guid in self.landings:
+            members, landing = [member_guid], self.landings[member_guid]
+        elif isinstance(member_guid, str) and MEMBER_GUID.match(member_guid):
+            return  # another member's record: that member's own read takes it (and judges it)
+        else:
+            members, landing = list(self.landings), self._first  # names no member: judged in one, counted in all
+        land(landing)
+        for member in members:
+            self.seen.add(member)
+            if guid is None:
+                self.incomplete.add(member)  # MX listed something its list cannot say it still has
+            else:
+                self.listed[member].add(guid)
 
 
 def _raise(exc: NotFound) -> None:  # a 404 waits for MX's fresh lists (member_reads.py)

@@ -18,7 +18,8 @@ from mx_pipeline.warehouse import Warehouse, retire
 
 
 class RecordSink(Protocol):
-    """Where a list's records go: a read's landing (``landing/records.py``)."""
+    """Where a list's records go: a read's landing (``landing/records.py``), or a user's list taken apart into its
+    members' landings (``accounts.py``)."""
 
     def add(self, record: Any) -> None: ...
 
@@ -121,7 +122,7 @@ class Suspects:
 
     Each is retired if a fresh complete list of its user lacks it too (:meth:`confirm`, once the reads are done;
     the load retires); the 404 itself is a failed, quarantined read, so one bad read retires nothing. The threads
-    reading a step's members share one: each notes only its own member (one dict item, an atomic store).
+    reading a step's members share one: each notes only its own members (one dict item each, an atomic store).
     """
 
     def __init__(self) -> None:

@@ -77,8 +77,8 @@ def plan_members(
 # Reads one member into its landing and finishes it; returns why it failed (None: it did not). A 404 it raises,
 # with the landing unfinished: whether it was a bad read depends on what MX's fresh lists say (``read_members``).
 LandOne = Callable[[MxClient, RecordLanding, MemberToFetch], str | None]
-# The same for several members of one user, read by one list of the user's: member guid -> landing, and returns
-# member guid -> why its read failed (None: it did not).
+# The same for several members of one user, read by one list of the user's (member guid -> landing): returns why
+# each read it finished failed (None: it did not); a member it leaves unfinished is read alone (``LandOne``).
 LandTogether = Callable[[MxClient, dict[str, RecordLanding]], dict[str, str | None]]
 
 
@@ -98,20 +98,32 @@ def read_members(
 
     def read(client: MxClient, members: tuple[MemberToFetch, ...]) -> dict[str, str | None]:
         landings = {m.guid: batch.landing(member_guid=m.guid, user_guid=m.user_guid) for m in members}
-        try:
-            if len(members) > 1:
-                return land_together(client, landings)
-            ((member_guid, landing),) = landings.items()
-            return {member_guid: land_one(client, landing, members[0])}
-        except NotFound as exc:
-            for member in members:
+        settled: dict[str, str | None] = {}  # the reads finished: why each failed (None: it did not)
+
+        def await_lists(suspected: tuple[MemberToFetch, ...], exc: NotFound) -> None:
+            for member in suspected:
                 suspects.noter(member.guid, member.user_guid)(exc)
                 awaiting[member.guid] = landings[member.guid]
-            return {}
+
+        try:
+            if len(members) > 1:
+                try:
+                    settled.update(land_together(client, landings))
+                except NotFound as exc:  # the user's own list: each of its members is a suspect
+                    await_lists(members, exc)
+                    return settled
+            for member in members:  # alone, or left by the user's list
+                if member.guid not in settled:
+                    try:
+                        settled[member.guid] = land_one(client, landings[member.guid], member)
+                    except NotFound as exc:
+                        await_lists((member,), exc)
         except BaseException as exc:  # what arrived is true: landed as a failed read before the error goes on
-            for landing in landings.values():
-                landing.finish(outcome="failed", reason=failure_reason(table.read, exc))
+            for guid, landing in landings.items():
+                if guid not in settled and guid not in awaiting:
+                    landing.finish(outcome="failed", reason=failure_reason(table.read, exc))
             raise
+        return settled
 
     reads = _by_user(to_read.members) if land_together is not None else [(member,) for member in to_read.members]
     with LandingBatch(area, table.name, table.spec, to_row, run_id=to_read.run_id) as batch:

@@ -1,4 +1,5 @@
-"""Members read side by side: a bounded pool of threads maps one member's read over a step's members.
+"""Members read side by side: a bounded pool of threads maps one read over a step's members (a member's, or a
+user's members read by one list of the user's).
 
 MX's latency and our own pacing (``mx/rate_limit.py``: at least ``per_member_interval`` between two requests
 for one member) are waits, and reading members one at a time lets nothing overlap them. The threads share the
