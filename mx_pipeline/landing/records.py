@@ -68,6 +68,7 @@ class RecordLanding(ReadLanding):
         self.spec, self.to_row, self.batch_size, self.batch = spec, to_row, batch_size, batch
         self._queued = Queued()
         self._lock = threading.Lock()
+        self.finished = False  # finish was called
 
     def add(self, record: Any, *, fetched_at: dt.datetime | None = None) -> None:
         """Queue one record; ``fetched_at``: when MX said it, when that was not just now."""
@@ -95,7 +96,9 @@ class RecordLanding(ReadLanding):
     ) -> None:
         """Land what is queued and the guids listed, then the manifest: from here the loader may take it.
         ``listed_from``: when the list began, given only when it was read whole (it may then retire).
-        With a batch, a read with no part of its own lands with the batch's others, when the batch is landed."""
+        With a batch, a read with no part of its own lands with the batch's others, when the batch is landed.
+        A read is finished once: :attr:`finished` says so from the call on, even when landing it fails."""
+        self.finished = True
         if self.batch is not None and not self._parts:
             self.batch.take(self, sorted(listed_guids or ()), outcome=outcome, reason=reason, listed_from=listed_from)
         else:

@@ -14,7 +14,8 @@ ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
 def _guid(prefix: str, *, nullable: bool = False) -> pa.Column:
-    return pa.Column(object, pa.Check.str_matches(rf"^{prefix}-\S+$"), nullable=nullable)
+    # \Z, not $: Python's $ also matches before a final newline, and "MBR-1\n" is no member's guid
+    return pa.Column(object, pa.Check.str_matches(rf"^{prefix}-\S+\Z"), nullable=nullable)
 
 
 def _text(*checks: pa.Check, nullable: bool = True) -> pa.Column:

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from mx_pipeline.defs.resources import MxResource
+from mx_pipeline.landing.records import RecordLanding
 from mx_pipeline.mx import MxClient, RetryPolicy
 
 from .conftest import metadata_of
@@ -400,3 +401,66 @@ def test_a_member_with_no_account_left_at_mx_is_read_alone_and_its_accounts_reti
     )
     assert sorted(metadata_of(result)["raw.mx_accounts"]["accounts_retired"]) == sorted(closed)
     assert pipeline.query("select removed_at from raw.mx_members where guid = ?", second) == [(None,)]
+
+
+def test_a_member_deleted_meanwhile_is_read_alone_though_the_users_list_has_a_record_naming_no_member(
+    pipeline, banks, monkeypatch
+):
+    pipeline.materialize()
+    first, second = banks["user-ok-1"]
+    aggregated(pipeline, [first, second])
+    deleting, editing = _deleting_first(second), _edited_body(lambda accounts: accounts[0].update(member_guid=None))
+    monkeypatch.setitem(EDITS, "second deleted, a record naming no member",
+                        lambda send, request: editing(lambda r: deleting(send, r), request))  # fmt: skip
+
+    result = pipeline.materialize(mx=edited(pipeline, "second deleted, a record naming no member"),
+                                  raise_on_error=False)  # fmt: skip
+
+    assert account_calls(pipeline, result.run_id)[(MEMBER_ACCOUNTS, second)] == 1  # read alone: 404
+    assert metadata_of(result)["raw.mx_accounts"]["members_retired"] == [second]
+    assert pipeline.query("select removed_at is not null from raw.mx_members where guid = ?", second) == [(True,)]
+
+
+def test_a_read_the_users_list_finished_is_not_finished_again_when_the_next_one_fails(pipeline, banks, monkeypatch):
+    pipeline.materialize()
+    members = banks["user-ok-1"]
+    aggregated(pipeline, members)
+    finishes: list[tuple[str, str]] = []
+    real_finish = RecordLanding.finish
+
+    def finish(self, *, outcome, **how):
+        if "/accounts/" in self.directory and self.member_guid in members:
+            if outcome == "synced" and any(done == "synced" for _, done in finishes):
+                raise RuntimeError("the second member's read cannot be landed (a full disk)")
+            finishes.append((self.member_guid, outcome))
+        return real_finish(self, outcome=outcome, **how)
+
+    monkeypatch.setattr(RecordLanding, "finish", finish)
+
+    assert not pipeline.materialize(raise_on_error=False).success
+
+    assert sorted(outcome for _, outcome in finishes) == ["failed", "synced"]  # each read finished once
+    assert len({member for member, _ in finishes}) == 2
+
+
+def test_a_record_whose_member_guid_only_looks_like_another_members_retires_nothing(pipeline, banks, monkeypatch):
+    pipeline.materialize()
+    first, second = banks["user-ok-1"]
+    aggregated(pipeline, [first, second])
+    marked = {}
+
+    def newline(accounts):
+        account = next(a for a in accounts if a["member_guid"] == first)
+        account["member_guid"] += "\n"
+        marked["guid"] = account["guid"]
+
+    monkeypatch.setitem(EDITS, "a member guid ending in a newline", _edited_body(newline))
+
+    result = pipeline.materialize(mx=edited(pipeline, "a member guid ending in a newline"), raise_on_error=False)
+
+    assert pipeline.query("select removed_at from raw.mx_accounts where guid = ?", marked["guid"]) == [(None,)]
+    [(guid, reason)] = pipeline.query(
+        "select record_guid, reason from ops.quarantine where run_id = ? and table_name = 'raw.mx_accounts'",
+        result.run_id,
+    )
+    assert guid == marked["guid"] and "member_guid" in reason

@@ -6,14 +6,14 @@ is loaded, and a list that shows an account a wrong list retired brings it back.
 A user with two or more members to read has them read by one list of the user's accounts (``/users/{u}/accounts``),
 not one list a member: MX's rate is spent per request, and the user's list is each member's list put together,
 each account naming its member (``member_guid``, which MX sets to the member that holds it). So:
-- an account goes to its member's read, and counts as listed there;
+- an account goes to its member's read; every guid the list shows counts as listed in each member's read, so an
+  account is retired only when MX lists it under no member of its user;
 - an account of a member not read this run (routed elsewhere, or unknown to us yet), well formed or not, is left to
   that member's own read, as before;
-- a record that names no member's guid at all cannot be placed: it is quarantined in one member's read, and counts
-  as listed in all of them, so no list retires it;
+- a record that names no member's guid at all cannot be placed: it is quarantined in one member's read;
 - a record without a guid leaves the list of each member it may be of incomplete (it retires nothing);
-- a member the user's list shows nothing of is read by its own list (``member_reads.py``): MX answers 404 there for
-  a member deleted meanwhile, whom the lists of its user then retire, where an empty list would retire only its
+- a member the user's list names in no record is read by its own list (``member_reads.py``): MX answers 404 there
+  for a member deleted meanwhile, whom the lists of its user then retire, where an empty list would retire only its
   accounts.
 """
 
@@ -46,7 +46,7 @@ from mx_pipeline.warehouse.rows import account_row
 from mx_pipeline.warehouse.sync_state import ACCOUNTS_READ, failure_reason
 
 PLAN, READ, LOAD = "plan_account_reads", "read_accounts", "load_accounts"
-MEMBER_GUID = re.compile(r"^MBR-\S+$")  # as the raw table's schema has it
+MEMBER_GUID = re.compile(r"MBR-\S+")  # as the raw table's schema has it (matched whole)
 
 
 @dg.op(name=PLAN, ins={"after_routes": dg.In(dg.Nothing)})
@@ -88,27 +88,28 @@ def _land_users_accounts(client: MxClient, landings: dict[str, RecordLanding]) -
     listing.read(partial(client.list_user_accounts, user_guid, on_malformed=by_member.reject), on_not_found=_raise)
     if listing.failure is not None:
         reason = failure_reason(ACCOUNTS_READ, listing.failure)
-        for member_guid, landing in landings.items():
-            landing.finish(outcome="failed", reason=reason, listed_guids=by_member.listed[member_guid])
+        for landing in landings.values():
+            landing.finish(outcome="failed", reason=reason, listed_guids=by_member.shown)
         return dict.fromkeys(landings, reason)
     settled = {}
     for member_guid in by_member.seen:
         whole = listing.complete and member_guid not in by_member.incomplete
         listed_from = listing.started_at if whole else None  # only a complete list retires what it lacks
-        landings[member_guid].finish(outcome="synced", listed_guids=by_member.listed[member_guid],
-                                     listed_from=listed_from)  # fmt: skip
+        landings[member_guid].finish(outcome="synced", listed_guids=by_member.shown, listed_from=listed_from)
         settled[member_guid] = None
     return settled
 
 
 class _ByMember:
     """A user's list taken apart into its members' landings (a ``RecordSink``): each record goes to the member it
-    names, and what that member's own list would have said is kept (the guids listed, whether one had none)."""
+    names. Every guid the list shows counts as listed in each member's read (an account is retired only when MX
+    lists it under no member of its user), and a member is judged as its own list would judge it: shown at all,
+    and whole unless a record of it came without a guid."""
 
     def __init__(self, landings: dict[str, RecordLanding]) -> None:
         self.landings = landings
-        self.listed: dict[str, set[str]] = {member_guid: set() for member_guid in landings}
-        self.seen: set[str] = set()  # the members the list showed a record of
+        self.shown: set[str] = set()  # every guid the list showed, whoever's record it is
+        self.seen: set[str] = set()  # the members the list named in a record
         self.incomplete: set[str] = set()  # the members it showed a record without a guid of
         self._first = next(iter(landings.values()))  # where a record naming no member is judged
 
@@ -125,19 +126,19 @@ class _ByMember:
             landing.reject_page(reason)
 
     def _place(self, member_guid: object, guid: str | None, land: Callable[[RecordLanding], None]) -> None:
+        if guid is not None:
+            self.shown.add(guid)
         if isinstance(member_guid, str) and member_guid in self.landings:
-            members, landing = [member_guid], self.landings[member_guid]
-        elif isinstance(member_guid, str) and MEMBER_GUID.match(member_guid):
-            return  # another member's record: that member's own read takes it (and judges it)
-        else:
-            members, landing = list(self.landings), self._first  # names no member: judged in one, counted in all
-        land(landing)
-        for member in members:
-            self.seen.add(member)
+            land(self.landings[member_guid])
+            self.seen.add(member_guid)
             if guid is None:
-                self.incomplete.add(member)  # MX listed something its list cannot say it still has
-            else:
-                self.listed[member].add(guid)
+                self.incomplete.add(member_guid)  # MX listed something its list cannot say it still has
+        elif isinstance(member_guid, str) and MEMBER_GUID.fullmatch(member_guid):
+            return  # another member's record: that member's own read takes it (and judges it)
+        else:  # names no member: judged in one read; without a guid, it may be any member's
+            land(self._first)
+            if guid is None:
+                self.incomplete.update(self.landings)
 
 
 def _raise(exc: NotFound) -> None:  # a 404 waits for MX's fresh lists (member_reads.py)

@@ -120,7 +120,7 @@ def read_members(
                         await_lists((member,), exc)
         except BaseException as exc:  # what arrived is true: landed as a failed read before the error goes on
             for guid, landing in landings.items():
-                if guid not in settled and guid not in awaiting:
+                if not landing.finished and guid not in awaiting:
                     landing.finish(outcome="failed", reason=failure_reason(table.read, exc))
             raise
         return settled
