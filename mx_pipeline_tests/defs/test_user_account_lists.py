@@ -93,6 +93,22 @@ def aggregated(pipeline, member_guids: list[str]) -> None:
             world.members[guid].successfully_aggregated_at = world.now()
 
 
+def close_an_account(pipeline, member_guid: str) -> str:
+    """MX stops listing one of the member's accounts, and its transactions with it; returns the account's guid."""
+    world = pipeline.sandbox.world
+    with world.lock:
+        gone = world.members[member_guid].data.accounts.pop()
+        world.accounts.pop(gone.guid)
+        for guid in [g for g, t in world.transactions[member_guid].items() if t.account_guid == gone.guid]:
+            del world.transactions[member_guid][guid]
+    return gone.guid
+
+
+def a_record_without_a_guid(member_guid: str):
+    """An edit: the user's list also shows a record of ``member_guid`` without a guid."""
+    return _edited_body(lambda accounts: accounts.append({**accounts[0], "guid": None, "member_guid": member_guid}))
+
+
 class EditedUserLists(MxResource):
     """The sandbox, but each page of a user's account list is passed through ``edit`` (its accounts, in place)."""
 
@@ -191,19 +207,14 @@ def test_an_account_gone_from_the_users_list_is_retired_from_its_member_and_the_
 ):
     pipeline.materialize()
     first, second = banks["user-ok-1"]
-    world = pipeline.sandbox.world
-    with world.lock:  # MX stops listing one of the first member's accounts
-        gone = world.members[first].data.accounts.pop()
-        world.accounts.pop(gone.guid)
-        for guid in [g for g, t in world.transactions[first].items() if t.account_guid == gone.guid]:
-            del world.transactions[first][guid]
+    gone = close_an_account(pipeline, first)
     aggregated(pipeline, [first, second])
 
     result = pipeline.materialize()
 
-    assert metadata_of(result)["raw.mx_accounts"]["accounts_retired"] == [gone.guid]
+    assert metadata_of(result)["raw.mx_accounts"]["accounts_retired"] == [gone]
     assert accounts_here(pipeline, [first, second]) == accounts_at_mx(pipeline, [first, second])
-    assert pipeline.query("select count(*) from marts.fct_transactions where account_guid = ?", gone.guid) == [(0,)]
+    assert pipeline.query("select count(*) from marts.fct_transactions where account_guid = ?", gone) == [(0,)]
 
 
 def test_a_users_list_that_fails_fails_each_members_read_and_retires_nothing(pipeline, banks):
@@ -248,22 +259,17 @@ def test_an_account_that_names_no_member_is_quarantined_once_and_no_list_retires
 def test_a_record_without_a_guid_retires_nothing_of_its_member_until_a_list_read_whole(pipeline, banks, monkeypatch):
     pipeline.materialize()
     first, second = banks["user-ok-1"]
-    world = pipeline.sandbox.world
-    with world.lock:  # an account MX no longer lists: a whole list would retire it
-        gone = world.members[second].data.accounts.pop()
-        world.accounts.pop(gone.guid)
+    gone = close_an_account(pipeline, second)  # a whole list would retire it
     aggregated(pipeline, [first, second])
-    monkeypatch.setitem(EDITS, "a record of the second member without a guid", _edited_body(
-        lambda accounts: accounts.append({**accounts[0], "guid": None, "member_guid": second})
-    ))  # fmt: skip
+    monkeypatch.setitem(EDITS, "a record of the second member without a guid", a_record_without_a_guid(second))
 
     result = pipeline.materialize(mx=edited(pipeline, "a record of the second member without a guid"),
                                   raise_on_error=False)  # fmt: skip
 
     assert metadata_of(result)["raw.mx_accounts"]["accounts_retired"] == []
-    assert pipeline.query("select removed_at from raw.mx_accounts where guid = ?", gone.guid) == [(None,)]
+    assert pipeline.query("select removed_at from raw.mx_accounts where guid = ?", gone) == [(None,)]
     aggregated(pipeline, [first, second])  # the next list read whole retires it
-    assert metadata_of(pipeline.materialize())["raw.mx_accounts"]["accounts_retired"] == [gone.guid]
+    assert metadata_of(pipeline.materialize())["raw.mx_accounts"]["accounts_retired"] == [gone]
 
 
 def test_a_404_on_the_users_list_of_a_user_deleted_at_mx_meanwhile_retires_each_of_its_members(pipeline, banks):
@@ -327,33 +333,22 @@ def test_a_bad_record_of_a_member_not_read_is_left_to_its_own_read_and_stops_no_
     pipeline.materialize()
     first, second = banks["user-ok-1"]
     (in_mfa,) = banks["user-ok-1 in MFA"]
-    world = pipeline.sandbox.world
-    with world.lock:  # an account MX no longer lists: the second member's list, read whole, retires it
-        gone = world.members[second].data.accounts.pop()
-        world.accounts.pop(gone.guid)
+    gone = close_an_account(pipeline, second)  # the second member's list, read whole, retires it
     aggregated(pipeline, [first, second])
-    monkeypatch.setitem(EDITS, "a record of the member in MFA without a guid", _edited_body(
-        lambda accounts: accounts.append({**accounts[0], "guid": None, "member_guid": in_mfa})
-    ))  # fmt: skip
+    monkeypatch.setitem(EDITS, "a record of the member in MFA without a guid", a_record_without_a_guid(in_mfa))
 
     result = pipeline.materialize(mx=edited(pipeline, "a record of the member in MFA without a guid"))
 
-    assert metadata_of(result)["raw.mx_accounts"]["accounts_retired"] == [gone.guid]
+    assert metadata_of(result)["raw.mx_accounts"]["accounts_retired"] == [gone]
     assert pipeline.query("select count(*) from ops.quarantine where run_id = ?", result.run_id) == [(0,)]
 
 
 def test_a_record_without_a_guid_leaves_only_its_members_list_incomplete(pipeline, banks, monkeypatch):
     pipeline.materialize()
     first, second = banks["user-ok-1"]
-    world = pipeline.sandbox.world
-    with world.lock:  # an account of each member that MX no longer lists
-        gone = {member: world.members[member].data.accounts.pop().guid for member in (first, second)}
-        for guid in gone.values():
-            world.accounts.pop(guid)
+    gone = {member: close_an_account(pipeline, member) for member in (first, second)}
     aggregated(pipeline, [first, second])
-    monkeypatch.setitem(EDITS, "a record of the first member without a guid", _edited_body(
-        lambda accounts: accounts.append({**accounts[0], "guid": None, "member_guid": first})
-    ))  # fmt: skip
+    monkeypatch.setitem(EDITS, "a record of the first member without a guid", a_record_without_a_guid(first))
 
     result = pipeline.materialize(mx=edited(pipeline, "a record of the first member without a guid"),
                                   raise_on_error=False)  # fmt: skip
