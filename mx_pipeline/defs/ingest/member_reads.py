@@ -2,8 +2,8 @@
 
 - plan (one short connection): the members to read, the others with the reason, and our ids of their users;
 - read (no pool, no warehouse): each member's read lands in the landing area (``landing/records.py``),
-  ``mx.concurrency`` reads at a time; a read may list several members of one user at once (one request, where a
-  list of the user's serves them all); a read MX answered 404 waits for MX's fresh lists: a member they confirm
+  ``mx.concurrency`` reads at a time; one read may serve several members of one user, by one list of the user's
+  (``LandTogether``); a read MX answered 404 waits for MX's fresh lists: a member they confirm
   gone is landed as such (the load retires it), any other 404 as a failed, quarantined read;
 - load (the warehouse pool, for the moments of a load): merges every landed member of the table, whichever run
   landed it, settles each read (``warehouse/landed_reads.py``), then retires the members MX confirmed gone.
