@@ -238,7 +238,12 @@ class MemberStatus(Record):
         """The status a member list's entry gives; raises ``MalformedRecord`` as ``from_payload`` does."""
         if not isinstance(entry, dict):
             raise MalformedRecord(f"{cls.__name__}: expected a JSON object", payload=entry)
-        return cls.from_payload({name: entry[name] for name in cls.LISTED if name in entry})
+        return cls.from_payload(cls.listed_fields(entry))
+
+    @classmethod
+    def listed_fields(cls, payload: dict) -> dict:
+        """``payload``'s :attr:`LISTED` fields, in that order: one shape whether a status read or a list told it."""
+        return {name: payload[name] for name in cls.LISTED if name in payload}
 
     @property
     def status(self) -> ConnectionStatus | None:

@@ -48,7 +48,7 @@ def member_status_row(status: MemberStatus, user_guid: str, load: Load) -> Row:
         "is_being_aggregated": status.is_being_aggregated,
         "successfully_aggregated_at": status.successfully_aggregated_at,
         # One shape and order whether a status read or a member list's entry told it: the same status, the same row.
-        **_payload_and_load({k: status.payload[k] for k in MemberStatus.LISTED if k in status.payload}, load),
+        **_payload_and_load(MemberStatus.listed_fields(status.payload), load),
     }
 
 
