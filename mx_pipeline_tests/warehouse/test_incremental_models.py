@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -167,18 +168,62 @@ def test_an_increment_keeps_the_rows_it_replaced_only_for_a_model_that_reads_the
     build(inc, ful)
     logged = {model for (model,) in inc.execute("select model from ops.model_changes where key = 'TRN-1'").fetchall()}
     assert {"staging.stg_transactions", "marts.fct_transactions"} <= logged  # every change's key is logged
-    # monthly_spend_by_category re-sums the months fct_transactions' replaced rows were in: their users and dates are
-    # kept, beside their key, and nothing else
+    # monthly_spend_by_category re-sums the users' months and categories fct_transactions' replaced rows were in: their
+    # users, dates and categories are kept, beside their key, and nothing else
     assert inc.execute("select * from changes.marts__fct_transactions where transaction_guid = 'TRN-1'").fetchall() == [
-        ("TRN-1", "USR-1", TODAY - dt.timedelta(days=3), AnyTime())
+        ("TRN-1", "USR-1", TODAY - dt.timedelta(days=3), "food.coffee", AnyTime())
     ]
     assert columns_of(inc, "changes.marts__fct_transactions") == [
-        "transaction_guid", "user_guid", "transaction_date", "changed_at"
+        "transaction_guid", "user_guid", "transaction_date", "category_id", "changed_at"
     ]  # fmt: skip
     # stg_pending_matches re-matches around where a row was: staging keeps its replaced rows' accounts and dates
     assert columns_of(inc, "changes.staging__stg_transactions") == [
         "transaction_guid", "account_guid", "transaction_date", "changed_at"
     ]  # fmt: skip
+    assert_same(inc, ful)
+
+
+def monthly_keys_replaced(con):
+    """The (user, month, category) keys monthly spend's last run replaced."""
+    return sorted(
+        (key["user_guid"], key["category_id"])
+        for (key,) in con.execute(
+            "select key::json from ops.model_changes where model = 'marts.monthly_spend_by_category'"
+            " and changed_at = (select max(started_at) from ops.model_runs where model = ?)",
+            ["marts.monthly_spend_by_category"],
+        ).fetchall()
+        for key in [json.loads(key)]
+    )
+
+
+def test_monthly_spend_re_sums_only_the_categories_a_change_is_in(twins):
+    inc, ful = twins
+    txn(twins, "TRN-C", days_ago=0, amount="4.00")
+    txn(twins, "TRN-G", days_ago=0, amount="60.00", description="Fresh Basket", category="Groceries", merchant="MCH-2")
+    build(inc, ful)
+    txn(twins, "TRN-C2", days_ago=0, amount="5.00")  # another coffee, the same month
+    runs = build(inc, ful)
+    assert runs["marts.monthly_spend_by_category"].mode == "incremental"
+    assert monthly_keys_replaced(inc) == [("USR-1", "food.coffee")]  # groceries are not summed again
+    assert inc.execute(
+        "select category_id, spend, transactions from marts.monthly_spend_by_category order by 1"
+    ).fetchall() == [("food.coffee", Decimal("9.00"), 2), ("food.groceries", Decimal("60.00"), 1)]
+    assert_same(inc, ful)
+
+
+def test_a_transaction_moved_to_another_category_leaves_its_old_category_summed_again(twins):
+    inc, ful = twins
+    txn(twins, "TRN-C", days_ago=0, amount="4.00")
+    txn(twins, "TRN-G", days_ago=0, amount="60.00", description="Fresh Basket", category="Groceries", merchant="MCH-2")
+    build(inc, ful)
+    sync(twins, "insert into ops.category_overrides (transaction_guid, category_id) values ('TRN-C', 'food.groceries')")
+    runs = build(inc, ful)
+    assert runs["marts.monthly_spend_by_category"].mode == "incremental"
+    assert monthly_keys_replaced(inc) == [("USR-1", "food.coffee"), ("USR-1", "food.groceries")]
+    # coffee has no transaction left that month: its row goes
+    assert inc.execute(
+        "select category_id, spend, transactions from marts.monthly_spend_by_category order by 1"
+    ).fetchall() == [("food.groceries", Decimal("64.00"), 2)]
     assert_same(inc, ful)
 
 
@@ -196,7 +241,7 @@ def test_when_a_reader_missed_kept_rows_of_other_columns_it_rebuilds_in_full_onc
     txn(twins, "TRN-3", days_ago=5, amount="3.00")
     assert build(inc, ful)["marts.monthly_spend_by_category"].mode == "incremental"  # it read TRN-2's run
     assert columns_of(inc, "changes.marts__fct_transactions") == [
-        "transaction_guid", "user_guid", "transaction_date", "changed_at"
+        "transaction_guid", "user_guid", "transaction_date", "category_id", "changed_at"
     ]  # fmt: skip
     assert_same(inc, ful)
 

@@ -2,11 +2,23 @@
 runs next (the marts alone, or everything), and repairs what the old increments left wrong."""
 
 import datetime as dt
+from decimal import Decimal
 
 from mx_pipeline.warehouse import Warehouse
 from mx_pipeline.warehouse.models import run_model
+from mx_pipeline.warehouse.publish import publish
 
-from .test_incremental_models import KEEP_REPLACED, MODELS, assert_same, counted, run_all, sync, table, txn
+from .test_incremental_models import (
+    KEEP_REPLACED,
+    MODELS,
+    assert_published,
+    assert_same,
+    counted,
+    run_all,
+    sync,
+    table,
+    txn,
+)
 
 
 def test_after_the_upgrade_that_keeps_replaced_matches_the_marts_alone_build_and_fct_is_incremental_again(tmp_path):
@@ -76,3 +88,30 @@ def test_the_upgrade_to_0028_repairs_a_user_id_the_old_increment_missed(tmp_path
         run_all(ful, run_id="full", full_refresh=True)
         for mart in ("marts.fct_transactions", "marts.monthly_spend_by_category"):  # stg_users' mapped_at may differ
             assert table(inc, mart) == table(ful, mart), mart
+
+
+def test_after_the_upgrade_to_0033_a_publish_left_behind_by_old_keys_is_made_whole(tmp_path):
+    """Before 0033 monthly spend logged keys without a category. A publish that failed after such a run left the
+    analysts' file behind by keys the new key's columns cannot read: 0033 makes the next run a full build, and that
+    publish copies monthly spend whole."""
+    warehouse, analysts = Warehouse(tmp_path / "warehouse.duckdb"), tmp_path / "analytics.duckdb"
+    with warehouse.connect() as con:
+        txn((con,), "TRN-1", days_ago=0, amount="4.00")
+        run_all(con, run_id="published")
+        publish(con, analysts)
+        txn((con,), "TRN-2", days_ago=0, amount="5.00")
+        run_all(con, run_id="its-publish-failed")
+        con.execute(  # the key as logged before 0033: its user and month alone
+            "update ops.model_changes set key = to_json(struct_pack(user_guid := json_extract_string(key, 'user_guid'),"
+            " month := json_extract_string(key, 'month')))::varchar where model = 'marts.monthly_spend_by_category'"
+        )
+        con.execute("delete from ops.schema_migrations where version like '0033%'")
+    with warehouse.connect() as con:  # the upgrade
+        txn((con,), "TRN-3", days_ago=40, amount="6.00")  # another month
+        assert run_all(con, run_id="after-the-upgrade")["marts.monthly_spend_by_category"].mode == "full"
+        assert publish(con, analysts)["marts.monthly_spend_by_category"].how == "whole"
+        assert_published(con, analysts)
+        assert con.execute("select spend from marts.monthly_spend_by_category order by month").fetchall() == [
+            (Decimal("6.00"),),
+            (Decimal("9.00"),),
+        ]

@@ -66,7 +66,7 @@ def test_lineage_comes_from_the_sql_itself():
 
 def test_the_columns_of_replaced_rows_a_model_reads_come_from_its_sql():
     assert MODELS["marts.monthly_spend_by_category"].reads_replaced == {
-        "marts.fct_transactions": {"user_guid", "transaction_date"}
+        "marts.fct_transactions": {"user_guid", "transaction_date", "category_id"}
     }
     assert MODELS["marts.fct_transactions"].reads_replaced == {
         "staging.stg_pending_matches": {"pending_guid", "posted_guid"}
