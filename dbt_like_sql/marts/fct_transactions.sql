@@ -44,10 +44,16 @@ affected as (
         where s.user_guid in (select user_guid from staging.stg_users where mapped_at > __since__)
     ) where not __is_full__
 ),
+affected_rows as materialized (
+    -- Where the affected rows are in staging, found from the key column alone. Then the scan below reads only those
+    -- rows; a semi-join on the key read every column of every row (0.33 s instead of 0.42 after 1% new rows at 5M).
+    select rowid as row_id from staging.stg_transactions
+    where not __is_full__ and transaction_guid in (select transaction_guid from affected)
+),
 live as (
     select s.*
     from staging.stg_transactions as s
-    where (__is_full__ or s.transaction_guid in (select transaction_guid from affected))  -- a full build: all
+    where (__is_full__ or s.rowid in (select row_id from affected_rows))  -- a full build: all
       and s.is_live
       and not (s.status = 'PENDING' and s.transaction_guid in (
           select pending_guid from staging.stg_pending_matches where is_match))
