@@ -115,3 +115,26 @@ def test_after_the_upgrade_to_0033_a_publish_left_behind_by_old_keys_is_made_who
             (Decimal("6.00"),),
             (Decimal("9.00"),),
         ]
+
+
+def test_after_the_upgrade_to_0033_monthly_spend_builds_alone(tmp_path):
+    """0033's monthly spend reads the category of fct_transactions' replaced rows: the table keeping them has it from
+    the upgrade on, so a run of monthly spend alone (a subset, a re-executed step) builds (found by review)."""
+    warehouse = Warehouse(tmp_path / "warehouse.duckdb")
+    with warehouse.connect() as con:
+        txn((con,), "TRN-1", days_ago=0, amount="4.00")
+        run_all(con, run_id="before")
+        txn((con,), "TRN-2", days_ago=0, amount="5.00")
+        run_all(con, run_id="before-2")
+        con.execute(  # kept as before 0033: no category
+            "create or replace table changes.marts__fct_transactions as"
+            " select transaction_guid, user_guid, transaction_date, changed_at from changes.marts__fct_transactions"
+        )
+        con.execute("delete from ops.schema_migrations where version like '0033%'")
+    with warehouse.connect() as con:  # the upgrade, then monthly spend alone
+        monthly = [m for m in MODELS if m.name == "marts.monthly_spend_by_category"]
+        assert run_all(con, monthly, run_id="monthly-alone")["marts.monthly_spend_by_category"].mode == "full"
+        assert con.execute("select spend from marts.monthly_spend_by_category").fetchall() == [(Decimal("9.00"),)]
+        txn((con,), "TRN-3", days_ago=0, amount="6.00")
+        assert run_all(con, run_id="next")["marts.monthly_spend_by_category"].mode == "incremental"
+        assert con.execute("select spend from marts.monthly_spend_by_category").fetchall() == [(Decimal("15.00"),)]
