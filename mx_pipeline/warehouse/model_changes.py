@@ -144,13 +144,13 @@ def record(
     keys: str,
     *,
     keep_columns: frozenset[str],
-    replaced: str | None = None,
+    replaced: str,
 ) -> None:
     """Log the keys in table ``keys`` (the unique_key's columns); with ``keep_columns`` ("*": all), keep those
     columns and the key of the model's rows for them too, before they go, from ``replaced``: a table of their row ids
     (``row_id``, :func:`replaced_row_ids`). Only what a reader reads is kept: copying the old versions of whole rows
     spread over the table took 0.35 s a model in a 1% increment at 5M rows, and fct_transactions' whole rows 0.6 s
-    of the insert and its commit, where monthly_spend_by_category reads two columns of them."""
+    of the insert and its commit, where monthly_spend_by_category reads three columns of them."""
     con.execute(
         f"insert into ops.model_changes (model, changed_at, key)"
         f" select distinct ?, ?, {key_text_sql(unique_key)} from {keys}",
@@ -166,8 +166,6 @@ def record(
         # None kept yet, or other columns (a reader's SQL changed): its readers last read rows it no longer has
         _create_kept(con, model, kept_columns)
         _complete_from(con, model, changed_at)
-    if replaced is None:
-        raise ValueError(f"{model}: keeping its replaced rows needs their row ids")
     con.execute(
         f"insert into {kept} select {', '.join(kept_columns)}, ?::timestamptz from {model}"
         f" where rowid in (select row_id from {replaced})",
