@@ -148,7 +148,7 @@ def record(
 ) -> None:
     """Log the keys in table ``keys`` (the unique_key's columns); with ``keep_columns`` ("*": all), keep those
     columns and the key of the model's rows for them too, before they go, from ``replaced``: a table of their row ids
-    (``row_id``, :func:`replaced_row_ids`). Only what a reader reads is kept: copying the old versions of whole rows
+    (``row_id``, :func:`row_ids_of_keys`). Only what a reader reads is kept: copying the old versions of whole rows
     spread over the table took 0.35 s a model in a 1% increment at 5M rows, and fct_transactions' whole rows 0.6 s
     of the insert and its commit, where monthly_spend_by_category reads three columns of them."""
     con.execute(
@@ -173,12 +173,12 @@ def record(
     )
 
 
-def replaced_row_ids(con: duckdb.DuckDBPyConnection, model: str, unique_key: str, keys: str, into: str) -> None:
-    """Table ``into`` (``row_id``): the row ids of the model's rows whose key is in table ``keys``. Found from the
-    key columns alone, once, they serve both the kept copy and the delete: each scan of a 5M-row table's keys costs
-    about 0.1 s, and deleting by row id 0.03 s."""
+def row_ids_of_keys(con: duckdb.DuckDBPyConnection, table: str, unique_key: str, keys: str, into: str) -> None:
+    """Table ``into`` (``row_id``): the row ids of ``table``'s rows whose key is in table ``keys``, found from the
+    key columns alone. Then only those rows are read whole, and an increment's kept copy and its delete share one
+    scan of the keys: each costs about 0.1 s at 5M rows, a delete by row id 0.03 s."""
     con.execute(
-        f"create or replace temp table {into} as select rowid as row_id from {model}"
+        f"create or replace temp table {into} as select rowid as row_id from {table}"
         f" where {key_sql(unique_key)} in (select {', '.join(key_columns(unique_key))} from {keys})"
     )
 

@@ -243,7 +243,7 @@ def run_model(
             (recomputed,) = con.execute("select count(*) from model_affected").fetchone()
             if affected is not None:  # without an affected CTE, model_affected holds model_incoming's keys already
                 con.execute(f"insert into model_affected by name select {columns} from model_incoming")
-            model_changes.replaced_row_ids(con, model.name, model.unique_key, "model_affected", into="model_replaced")
+            model_changes.row_ids_of_keys(con, model.name, model.unique_key, "model_affected", into="model_replaced")
             model_changes.record(
                 con, model.name, model.unique_key, started, "model_affected",
                 keep_columns=keep_replaced, replaced="model_replaced",

@@ -166,11 +166,7 @@ def _bring_up_to_date(
         con.execute(f"create or replace temp table publish_keys as {changed}", [name, as_of])
         (keys,) = con.execute("select count(*) from publish_keys").fetchone()
         con.execute(f"delete from {copy} where {key} in (select {columns} from publish_keys)")
-        # Their row ids first, from the key columns alone: then only those rows are read whole.
-        con.execute(
-            f"create or replace temp table publish_rows as"
-            f" select rowid as row_id from {name} where {key} in (select {columns} from publish_keys)"
-        )
+        model_changes.row_ids_of_keys(con, name, model.unique_key, "publish_keys", into="publish_rows")
         con.execute(f"insert into {copy} by name select * from {name} where rowid in (select row_id from publish_rows)")
         con.execute("drop table publish_keys; drop table publish_rows")
         return "changes", int(keys)
