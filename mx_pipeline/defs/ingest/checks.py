@@ -1,7 +1,7 @@
 """Asset checks on the raw tables (row counts, key uniqueness, quarantine), and on the run: every member read.
 
-Each check reads the warehouse, so it joins the writers' pool: DuckDB admits no reader beside a writing
-process. A failing check is an ERROR: rows that were not loaded must be looked at, not scrolled past.
+A raw table's checks run as one step, on one short connection to the warehouse (``defs/grouped_checks.py``); each
+can still be run alone. A failing check is an ERROR: rows that were not loaded must be looked at, not scrolled past.
 
 ``every_member_read`` is blocking, so a run in which a member or a user's member list could not be read fails.
 It sits on ``marts/member_health``, which nothing downstream waits on: the steps before it read everyone else,
@@ -11,7 +11,9 @@ mart: there it runs alone, after ``raw.mx_transactions`` (its other dependency),
 """
 
 import dagster as dg
+import duckdb
 
+from mx_pipeline.defs.grouped_checks import Check, grouped_checks
 from mx_pipeline.defs.nothing_checked import unless_nothing_checked
 from mx_pipeline.defs.resources import WarehouseResource
 from mx_pipeline.warehouse import tables
@@ -31,17 +33,11 @@ def _latest_run_id(context: dg.AssetCheckExecutionContext, spec: TableSpec) -> s
     return event.run_id if event else context.run.run_id
 
 
-def _guids_are_unique(spec: TableSpec) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=dg.AssetKey(spec.key_path),
-        name="guids_are_unique",
-        description=f"Every {spec.name} row has its own {spec.key}; reports the row count.",
-    )
-    def check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        with warehouse.open(memory_limit=CHECKS_POOL).connect() as con:
-            rows, distinct, null_keys = con.execute(
-                f"select count(*), count(distinct {spec.key}), count(*) - count({spec.key}) from {spec.name}"
-            ).fetchone()
+def _guids_are_unique(spec: TableSpec) -> Check:
+    def evaluate(context: dg.AssetCheckExecutionContext, con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+        rows, distinct, null_keys = con.execute(
+            f"select count(*), count(distinct {spec.key}), count(*) - count({spec.key}) from {spec.name}"
+        ).fetchone()
         result = dg.AssetCheckResult(
             passed=rows == distinct and null_keys == 0,
             severity=dg.AssetCheckSeverity.ERROR,
@@ -49,29 +45,23 @@ def _guids_are_unique(spec: TableSpec) -> dg.AssetChecksDefinition:
         )
         return unless_nothing_checked(result, rows, spec.name)
 
-    return check
+    return Check(evaluate, f"Every {spec.name} row has its own {spec.key}; reports the row count.")
 
 
-def _nothing_quarantined(spec: TableSpec) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=dg.AssetKey(spec.key_path),
-        name="nothing_quarantined",
-        description=f"The last load of {spec.name} put no record in ops.quarantine.",
-    )
-    def check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def _nothing_quarantined(spec: TableSpec) -> Check:
+    def evaluate(context: dg.AssetCheckExecutionContext, con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
         run_id = _latest_run_id(context, spec)
-        with warehouse.open(memory_limit=CHECKS_POOL).connect() as con:
-            (rows,) = con.execute(f"select count(*) from {spec.name}").fetchone()
-            (count,) = con.execute(
-                "select count(*) from ops.quarantine where table_name = ? and run_id = ?", [spec.name, run_id]
-            ).fetchone()
-            reasons = con.execute(
-                """
-                select reason, count(*) as n from ops.quarantine where table_name = ? and run_id = ?
-                group by reason order by n desc limit 5
-                """,
-                [spec.name, run_id],
-            ).fetchall()
+        (rows,) = con.execute(f"select count(*) from {spec.name}").fetchone()
+        (count,) = con.execute(
+            "select count(*) from ops.quarantine where table_name = ? and run_id = ?", [spec.name, run_id]
+        ).fetchone()
+        reasons = con.execute(
+            """
+            select reason, count(*) as n from ops.quarantine where table_name = ? and run_id = ?
+            group by reason order by n desc limit 5
+            """,
+            [spec.name, run_id],
+        ).fetchall()
         result = dg.AssetCheckResult(
             passed=count == 0,
             severity=dg.AssetCheckSeverity.ERROR,
@@ -79,7 +69,33 @@ def _nothing_quarantined(spec: TableSpec) -> dg.AssetChecksDefinition:
         )
         return unless_nothing_checked(result, rows, spec.name)
 
-    return check
+    return Check(evaluate, f"The last load of {spec.name} put no record in ops.quarantine.")
+
+
+def _transactions_belong_to_known_accounts(
+    context: dg.AssetCheckExecutionContext, con: duckdb.DuckDBPyConnection
+) -> dg.AssetCheckResult:
+    rows, orphans = con.execute(
+        """
+        select count(*), count(*) filter (
+            where not exists (select 1 from raw.mx_accounts as a where a.guid = t.account_guid)
+        )
+        from raw.mx_transactions as t
+        """
+    ).fetchone()
+    result = dg.AssetCheckResult(
+        passed=orphans == 0, severity=dg.AssetCheckSeverity.WARN, metadata={"orphans": orphans}
+    )
+    return unless_nothing_checked(result, rows, tables.TRANSACTIONS.name)
+
+
+def _raw_table_checks(spec: TableSpec) -> dg.AssetChecksDefinition:
+    checks = {"guids_are_unique": _guids_are_unique(spec), "nothing_quarantined": _nothing_quarantined(spec)}
+    if spec == tables.TRANSACTIONS:
+        checks["transactions_belong_to_known_accounts"] = Check(
+            _transactions_belong_to_known_accounts, "Every transaction belongs to an account in raw.mx_accounts."
+        )
+    return grouped_checks(dg.AssetKey(spec.key_path), checks, memory_limit=CHECKS_POOL)
 
 
 @dg.asset_check(
@@ -105,30 +121,9 @@ def every_member_read(context: dg.AssetCheckExecutionContext, warehouse: Warehou
     return unless_nothing_checked(result, known, tables.MEMBERS.name)  # a failed read stays an ERROR
 
 
-@dg.asset_check(
-    asset=dg.AssetKey(tables.TRANSACTIONS.key_path),
-    description="Every transaction belongs to an account in raw.mx_accounts.",
-)
-def transactions_belong_to_known_accounts(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.open(memory_limit=CHECKS_POOL).connect() as con:
-        rows, orphans = con.execute(
-            """
-            select count(*), count(*) filter (
-                where not exists (select 1 from raw.mx_accounts as a where a.guid = t.account_guid)
-            )
-            from raw.mx_transactions as t
-            """
-        ).fetchone()
-    result = dg.AssetCheckResult(
-        passed=orphans == 0, severity=dg.AssetCheckSeverity.WARN, metadata={"orphans": orphans}
-    )
-    return unless_nothing_checked(result, rows, tables.TRANSACTIONS.name)
+RAW_TABLE_CHECKS = [_raw_table_checks(spec) for spec in RAW_TABLES]
 
-
-guid_checks = [_guids_are_unique(spec) for spec in RAW_TABLES]
-quarantine_checks = [_nothing_quarantined(spec) for spec in RAW_TABLES]
-
-INGEST_CHECKS = [*guid_checks, *quarantine_checks, every_member_read, transactions_belong_to_known_accounts]
+INGEST_CHECKS = [*RAW_TABLE_CHECKS, every_member_read]
 
 
 def checks_of(asset_key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:

@@ -1,7 +1,9 @@
 """Checks on the marts: every MX category that reached us maps to one of ours, and pending twins are accounted for."""
 
 import dagster as dg
+import duckdb
 
+from mx_pipeline.defs.grouped_checks import Check, grouped_checks
 from mx_pipeline.defs.ingest.group import POOL
 from mx_pipeline.defs.nothing_checked import unless_nothing_checked
 from mx_pipeline.defs.resources import WarehouseResource
@@ -11,32 +13,26 @@ PENDING_MATCHES = dg.AssetKey(["staging", "stg_pending_matches"])
 UNMAPPED = "('fallback', 'unknown_category_id')"  # category sources that mean "not really categorized"
 
 
-@dg.asset_check(
-    asset=FCT,
-    pool=POOL,
-    description="Every MX category seen maps to one of ours; fails listing the unmapped ones (now in the fallback).",
-)
-def category_coverage(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.open().connect() as con:
-        total, fallback = con.execute(
-            f"select count(*), count(*) filter (where category_source in {UNMAPPED}) from marts.fct_transactions"
-        ).fetchone()
-        unmapped = con.execute(
-            f"""
-            select f.category_source, s.mx_top_level_category, s.mx_category, count(*) as transactions
-            from marts.fct_transactions as f join staging.stg_transactions as s using (transaction_guid)
-            where f.category_source in {UNMAPPED} group by all order by transactions desc limit 50
-            """
-        ).fetchall()
-        # Mapped, but only through their top level: MX subcategories the map could learn.
-        by_top_level = con.execute(
-            """
-            select s.mx_top_level_category, s.mx_category, count(*) as transactions
-            from marts.fct_transactions as f join staging.stg_transactions as s using (transaction_guid)
-            where f.category_source = 'mx_top_level' and s.mx_category <> s.mx_top_level_category
-            group by all order by transactions desc limit 50
-            """
-        ).fetchall()
+def category_coverage(context: dg.AssetCheckExecutionContext, con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+    total, fallback = con.execute(
+        f"select count(*), count(*) filter (where category_source in {UNMAPPED}) from marts.fct_transactions"
+    ).fetchone()
+    unmapped = con.execute(
+        f"""
+        select f.category_source, s.mx_top_level_category, s.mx_category, count(*) as transactions
+        from marts.fct_transactions as f join staging.stg_transactions as s using (transaction_guid)
+        where f.category_source in {UNMAPPED} group by all order by transactions desc limit 50
+        """
+    ).fetchall()
+    # Mapped, but only through their top level: MX subcategories the map could learn.
+    by_top_level = con.execute(
+        """
+        select s.mx_top_level_category, s.mx_category, count(*) as transactions
+        from marts.fct_transactions as f join staging.stg_transactions as s using (transaction_guid)
+        where f.category_source = 'mx_top_level' and s.mx_category <> s.mx_top_level_category
+        group by all order by transactions desc limit 50
+        """
+    ).fetchall()
     result = dg.AssetCheckResult(
         passed=fallback == 0,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -60,20 +56,32 @@ def category_coverage(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return unless_nothing_checked(result, total, "marts.fct_transactions")
 
 
-@dg.asset_check(
-    asset=FCT,
-    pool=POOL,
-    description="Each transaction is counted once (a duplicated mapping row must never duplicate money).",
-)
-def transactions_are_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.open().connect() as con:
-        rows, distinct = con.execute(
-            "select count(*), count(distinct transaction_guid) from marts.fct_transactions"
-        ).fetchone()
+def transactions_are_unique(
+    context: dg.AssetCheckExecutionContext, con: duckdb.DuckDBPyConnection
+) -> dg.AssetCheckResult:
+    rows, distinct = con.execute(
+        "select count(*), count(distinct transaction_guid) from marts.fct_transactions"
+    ).fetchone()
     result = dg.AssetCheckResult(
         passed=rows == distinct, severity=dg.AssetCheckSeverity.ERROR, metadata={"duplicates": rows - distinct}
     )
     return unless_nothing_checked(result, rows, "marts.fct_transactions")
+
+
+fct_transactions_checks = grouped_checks(
+    FCT,
+    {
+        "category_coverage": Check(
+            category_coverage,
+            "Every MX category seen maps to one of ours; fails listing the unmapped ones (now in the fallback).",
+        ),
+        "transactions_are_unique": Check(
+            transactions_are_unique,
+            "Each transaction is counted once (a duplicated mapping row must never duplicate money).",
+        ),
+    },
+    pool=POOL,
+)
 
 
 @dg.asset_check(
