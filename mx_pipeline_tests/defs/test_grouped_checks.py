@@ -1,7 +1,10 @@
-"""An asset's checks run as one step, on one connection to the warehouse, and any of them can still be run alone."""
+"""An asset's checks run as one step, on one connection to the warehouse; any of them can still be run alone, and one
+that raises leaves the others their results."""
 
 import dagster as dg
 
+from mx_pipeline.defs.grouped_checks import Check, Checking, grouped_checks
+from mx_pipeline.defs.resources import WarehouseResource
 from mx_pipeline.warehouse import Warehouse, tables
 from mx_pipeline_tests.defs.conftest import INGEST, LOCATION
 
@@ -49,3 +52,29 @@ def test_one_check_of_a_table_runs_alone(pipeline):
     result = dg.materialize(INGEST, selection=dg.AssetSelection.checks(alone), resources=pipeline.resources())
 
     assert [(e.asset_check_key, e.passed) for e in result.get_asset_check_evaluations()] == [(alone, True)]
+
+
+def test_a_check_that_raises_leaves_the_others_their_results_and_fails_the_step(tmp_path):
+    @dg.asset
+    def ledger() -> None:
+        return None
+
+    def breaks(checking: Checking, con) -> dg.AssetCheckResult:
+        raise RuntimeError("the query broke")
+
+    def holds(checking: Checking, con) -> dg.AssetCheckResult:
+        (one,) = con.execute("select 1").fetchone()
+        return dg.AssetCheckResult(passed=one == 1, metadata={"last_run_id": checking.last_run_id})
+
+    checks = grouped_checks(ledger.key, {"breaks": Check(breaks, "raises"), "holds": Check(holds, "passes")})
+    warehouse = WarehouseResource(path=str(tmp_path / "warehouse.duckdb"))
+
+    result = dg.materialize([ledger, checks], resources={"warehouse": warehouse}, raise_on_error=False)
+
+    assert not result.success
+    [holds_evaluation] = result.get_asset_check_evaluations()
+    assert (holds_evaluation.check_name, holds_evaluation.passed) == ("holds", True)
+    assert holds_evaluation.metadata["last_run_id"].value == result.run_id  # the asset was materialized by this run
+    [failure] = result.get_step_failure_events()
+    assert failure.step_key == "ledger_checks"
+    assert "the checks ['breaks'] raised: RuntimeError('the query broke')" in failure.event_specific_data.error.message

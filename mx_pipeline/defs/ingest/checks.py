@@ -13,7 +13,7 @@ mart: there it runs alone, after ``raw.mx_transactions`` (its other dependency),
 import dagster as dg
 import duckdb
 
-from mx_pipeline.defs.grouped_checks import Check, grouped_checks
+from mx_pipeline.defs.grouped_checks import Check, Checking, grouped_checks
 from mx_pipeline.defs.nothing_checked import unless_nothing_checked
 from mx_pipeline.defs.resources import WarehouseResource
 from mx_pipeline.warehouse import tables
@@ -27,14 +27,8 @@ RAW_TABLES = (tables.USERS, tables.MEMBERS, tables.MEMBER_STATUS, tables.ACCOUNT
 CHECKS_POOL = "64MB"
 
 
-def _latest_run_id(context: dg.AssetCheckExecutionContext, spec: TableSpec) -> str:
-    """The run that last materialized the table (this run, when the check runs with the asset)."""
-    event = context.instance.get_latest_materialization_event(dg.AssetKey(spec.key_path))
-    return event.run_id if event else context.run.run_id
-
-
 def _guids_are_unique(spec: TableSpec) -> Check:
-    def evaluate(context: dg.AssetCheckExecutionContext, con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+    def evaluate(checking: Checking, con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
         rows, distinct, null_keys = con.execute(
             f"select count(*), count(distinct {spec.key}), count(*) - count({spec.key}) from {spec.name}"
         ).fetchone()
@@ -49,8 +43,8 @@ def _guids_are_unique(spec: TableSpec) -> Check:
 
 
 def _nothing_quarantined(spec: TableSpec) -> Check:
-    def evaluate(context: dg.AssetCheckExecutionContext, con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
-        run_id = _latest_run_id(context, spec)
+    def evaluate(checking: Checking, con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+        run_id = checking.last_run_id
         (rows,) = con.execute(f"select count(*) from {spec.name}").fetchone()
         (count,) = con.execute(
             "select count(*) from ops.quarantine where table_name = ? and run_id = ?", [spec.name, run_id]
@@ -72,9 +66,7 @@ def _nothing_quarantined(spec: TableSpec) -> Check:
     return Check(evaluate, f"The last load of {spec.name} put no record in ops.quarantine.")
 
 
-def _transactions_belong_to_known_accounts(
-    context: dg.AssetCheckExecutionContext, con: duckdb.DuckDBPyConnection
-) -> dg.AssetCheckResult:
+def _transactions_belong_to_known_accounts(checking: Checking, con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
     rows, orphans = con.execute(
         """
         select count(*), count(*) filter (

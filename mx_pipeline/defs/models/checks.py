@@ -3,7 +3,7 @@
 import dagster as dg
 import duckdb
 
-from mx_pipeline.defs.grouped_checks import Check, grouped_checks
+from mx_pipeline.defs.grouped_checks import Check, Checking, grouped_checks
 from mx_pipeline.defs.ingest.group import POOL
 from mx_pipeline.defs.nothing_checked import unless_nothing_checked
 from mx_pipeline.defs.resources import WarehouseResource
@@ -13,7 +13,7 @@ PENDING_MATCHES = dg.AssetKey(["staging", "stg_pending_matches"])
 UNMAPPED = "('fallback', 'unknown_category_id')"  # category sources that mean "not really categorized"
 
 
-def category_coverage(context: dg.AssetCheckExecutionContext, con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+def category_coverage(checking: Checking, con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
     total, fallback = con.execute(
         f"select count(*), count(*) filter (where category_source in {UNMAPPED}) from marts.fct_transactions"
     ).fetchone()
@@ -56,9 +56,7 @@ def category_coverage(context: dg.AssetCheckExecutionContext, con: duckdb.DuckDB
     return unless_nothing_checked(result, total, "marts.fct_transactions")
 
 
-def transactions_are_unique(
-    context: dg.AssetCheckExecutionContext, con: duckdb.DuckDBPyConnection
-) -> dg.AssetCheckResult:
+def transactions_are_unique(checking: Checking, con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
     rows, distinct = con.execute(
         "select count(*), count(distinct transaction_guid) from marts.fct_transactions"
     ).fetchone()
