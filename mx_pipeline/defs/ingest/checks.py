@@ -114,10 +114,3 @@ def every_member_read(context: dg.AssetCheckExecutionContext, warehouse: Warehou
 
 
 RAW_TABLE_CHECKS = [_raw_table_checks(spec) for spec in RAW_TABLES]
-
-INGEST_CHECKS = [*RAW_TABLE_CHECKS, every_member_read]
-
-
-def checks_of(asset_key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:
-    """The ingest checks on one asset (to run them with it outside the code location, as the demo does)."""
-    return [c for c in INGEST_CHECKS if any(k.asset_key == asset_key for k in c.check_keys)]
