@@ -69,7 +69,8 @@ TRANSACTION_FIELDS = (
 def _broken_rules(field: Field, i: int) -> list[str]:
     """(condition, message) pairs as SQL ``case`` arms over ``t[i]`` (JSON type) and ``v[i]`` (text)."""
     t, v = f"t[{i}]", f"v[{i}]"
-    got = f"' (got ' || coalesce(left({v}, 60), 'null') || ')'"
+    sent = _as_sent(field, t, v)
+    got = f"' (got ' || coalesce(left({sent}, 60), 'null') || ')'"
     arms = []
     if field.required:
         arms.append((f"coalesce({t}, 'NULL') = 'NULL'", f"{field.name} is missing or null"))
@@ -94,6 +95,17 @@ def _broken_rules(field: Field, i: int) -> list[str]:
         allowed = ", ".join(sql_literal(x) for x in field.one_of)
         arms.append((f"{typed} and {v} not in ({allowed})", f"{field.name}: not one of {', '.join(field.one_of)}"))
     return [f"case when {cond} then {sql_literal(message)} || {got} end" for cond, message in arms]
+
+
+def _as_sent(field: Field, t: str, v: str) -> str:
+    """The value as MX wrote it, for a reason to quote. ``v`` is DuckDB's text of a JSON number's double: a number
+    with more digits than a double holds would be quoted as one MX never sent (``1234567890123.4568`` for
+    ``1234567890123.4567``). ``exact`` holds it from the page's text, to 18 decimals."""
+    if field.kind != "number":
+        return v
+    exact = f"rtrim(rtrim(exact.{field.name}::varchar, '0'), '.')"
+    numbers = ", ".join(sql_literal(x) for x in NUMBER_TYPES)
+    return f"case when {t} in ({numbers}) then coalesce({exact}, {v}) else {v} end"
 
 
 def _exact(field: Field, v: str) -> str:

@@ -98,6 +98,9 @@ def test_amounts_are_exact_and_one_the_column_would_round_is_quarantined_not_rou
     assert refused["TRN-TOO-PRECISE"][0].startswith("amount: more than 4 decimals or 14 integer digits")
     assert refused["TRN-TOO-LONG"][0].startswith("amount: more than 15 significant digits")
     assert refused["TRN-BEYOND-DOUBLE"][0].startswith("amount: more than 15 significant digits")
+    # The reason quotes what MX sent, not the double DuckDB read it as (1234567890123.4568, 0.1), to 18 decimals.
+    assert refused["TRN-TOO-LONG"][0].endswith("(got 1234567890123.4567)")
+    assert refused["TRN-BEYOND-DOUBLE"][0].endswith("(got 0.100000000000000006)")
 
 
 class _Counting:
