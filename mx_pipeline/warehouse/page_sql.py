@@ -69,8 +69,6 @@ TRANSACTION_FIELDS = (
 def _broken_rules(field: Field, i: int) -> list[str]:
     """(condition, message) pairs as SQL ``case`` arms over ``t[i]`` (JSON type) and ``v[i]`` (text)."""
     t, v = f"t[{i}]", f"v[{i}]"
-    sent = _as_sent(field, t, v)
-    got = f"' (got ' || coalesce(left({sent}, 60), 'null') || ')'"
     arms = []
     if field.required:
         arms.append((f"coalesce({t}, 'NULL') = 'NULL'", f"{field.name} is missing or null"))
@@ -79,6 +77,7 @@ def _broken_rules(field: Field, i: int) -> list[str]:
     wanted = ", ".join(sql_literal(x) for x in json_types)
     arms.append((f"{present} and {t} not in ({wanted})", f"{field.name}: expected a {field.kind}"))
     typed = f"{present} and {t} in ({wanted})"
+    got = f"' (got ' || coalesce(left({_as_sent(field, typed, v)}, 60), 'null') || ')'"
     if field.kind == "timestamp":
         arms.append((f"{typed} and try_cast({v} as timestamptz) is null", f"{field.name}: not a timestamp"))
     if field.kind == "date":
@@ -97,15 +96,15 @@ def _broken_rules(field: Field, i: int) -> list[str]:
     return [f"case when {cond} then {sql_literal(message)} || {got} end" for cond, message in arms]
 
 
-def _as_sent(field: Field, t: str, v: str) -> str:
+def _as_sent(field: Field, typed: str, v: str) -> str:
     """The value as MX wrote it, for a reason to quote. ``v`` is DuckDB's text of a JSON number's double: a number
     with more digits than a double holds would be quoted as one MX never sent (``1234567890123.4568`` for
-    ``1234567890123.4567``). ``exact`` holds it from the page's text, to 18 decimals."""
+    ``1234567890123.4567``). ``exact`` holds it from the page's text, to 18 decimals, where ``typed`` (the value
+    is a JSON number) holds: a quoted amount is quoted as sent."""
     if field.kind != "number":
         return v
     exact = f"rtrim(rtrim(exact.{field.name}::varchar, '0'), '.')"
-    numbers = ", ".join(sql_literal(x) for x in NUMBER_TYPES)
-    return f"case when {t} in ({numbers}) then coalesce({exact}, {v}) else {v} end"
+    return f"case when {typed} then coalesce({exact}, {v}) else {v} end"
 
 
 def _exact(field: Field, v: str) -> str:
