@@ -15,6 +15,9 @@ history), each on a fresh warehouse, median of ``--repeats``:
   pydantic<2, so it runs in a venv of its own; make it once with
       .venv/bin/uv venv --python .venv/bin/python .venv/sdk
       .venv/bin/uv pip install --python .venv/sdk/bin/python --group bench
+- the same requests, bare: the SDK loop's requests sent by our concurrency of threads, each body decoded only to
+  follow its pages and then dropped (``bare_fetch.py``): what the sandbox's serving, the wire and JSON decoding
+  cost on this machine before anything is kept. Every contender pays it, and ingest can get no faster;
 - the floor: our requests x latency / our concurrency (the wire's time alone, nothing else).
 """
 
@@ -30,6 +33,7 @@ from pathlib import Path
 
 from mx_pipeline import settings
 from mx_pipeline.warehouse.transaction_sync import SyncPolicy
+from mx_pipeline_tests.benchmarks.bare_fetch import bare_fetch
 from mx_pipeline_tests.benchmarks.ingest_harness import (
     IngestRun,
     connect_members,
@@ -53,16 +57,21 @@ def main() -> None:
         started = time.monotonic()
         users_csv = connect_members(base_url, args.users, args.members_per_user, Path(tmp))
         print(f"seeded {args.users} users x {args.members_per_user} members in {time.monotonic() - started:.0f} s")
-        ours, sdk = [], []
+        concurrency = our_mx_resource(base_url).concurrency
+        ours, sdk, bare = [], [], []
         for repeat in range(args.repeats):
             warehouse = Path(tmp) / f"ours-{repeat}.duckdb"
             ours.append(run_our_ingest(base_url, users_csv, warehouse, requests_per_second=args.requests_per_second))
             sdk.append(_sdk_loop(base_url, Path(tmp) / f"sdk-{repeat}.duckdb"))
-            print(f"  run {repeat + 1}: ours {ours[-1].seconds:.1f} s, SDK {sdk[-1].seconds:.1f} s", flush=True)
-        concurrency = our_mx_resource(base_url).concurrency
+            bare.append(_bare(base_url, concurrency))
+            print(
+                f"  run {repeat + 1}: ours {ours[-1].seconds:.1f} s, SDK {sdk[-1].seconds:.1f} s,"
+                f" bare {bare[-1].seconds:.1f} s",
+                flush=True,
+            )
         budget = our_mx_resource(base_url, args.requests_per_second).requests_per_second
         serving = sandbox_seconds_per_page(base_url, args.latency_ms)
-    _report(args, _median(ours), _median(sdk), concurrency, budget)
+    _report(args, _median(ours), _median(sdk), _median(bare), concurrency, budget)
     pages = _median(ours).transactions / 1000
     print(
         f"the sandbox itself: {serving * 1000:.0f} ms to serve a page of 1,000 transactions beyond the latency, one"
@@ -96,6 +105,11 @@ def _sdk_loop(base_url: str, database: Path) -> IngestRun:
     return IngestRun(figures["seconds"], figures["requests"], 0, figures["transactions"])
 
 
+def _bare(base_url: str, concurrency: int) -> IngestRun:
+    from_date = dt.date.today() - dt.timedelta(days=SyncPolicy.history_days)
+    return bare_fetch(base_url, settings.SANDBOX_CLIENT_ID, settings.SANDBOX_API_KEY, from_date, concurrency)
+
+
 def _median(runs: list[IngestRun]) -> IngestRun:
     return sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
 
@@ -109,12 +123,22 @@ class _Row:
     rate_limited: int | str = "-"
 
 
-def _report(args: argparse.Namespace, ours: IngestRun, sdk: IngestRun, concurrency: int, budget: float) -> None:
+def _report(
+    args: argparse.Namespace, ours: IngestRun, sdk: IngestRun, bare: IngestRun, concurrency: int, budget: float
+) -> None:
     floor = ours.requests * args.latency_ms / 1000 / concurrency
+    bare_floor = bare.requests * args.latency_ms / 1000 / concurrency
     budget_floor = ours.requests / budget
     rows = [
         _Row(f"ours (concurrency {concurrency})", ours.seconds, ours.transactions, ours.requests, ours.rate_limited),
         _Row("MX SDK, sequential loop", sdk.seconds, sdk.transactions, sdk.requests, "-"),
+        _Row(
+            f"bare: the SDK's requests, {concurrency} at once",
+            bare.seconds,
+            bare.transactions,
+            bare.requests,
+            bare.rate_limited,
+        ),
         _Row(f"floor: ours' requests x {args.latency_ms} ms / {concurrency}", floor, ours.transactions, "-"),
         _Row(f"our budget's floor: requests / {budget:g} per s", budget_floor, ours.transactions, "-"),
     ]
@@ -131,6 +155,10 @@ def _report(args: argparse.Namespace, ours: IngestRun, sdk: IngestRun, concurren
         )
     print(f"ours / SDK, tx/s: {ours.per_second / sdk.per_second:.2f}x (goal >= 5x)")
     print(f"ours / floor, wall time: {ours.seconds / floor:.1f}x (goal <= 1.5x)")
+    print(
+        f"bare / its floor, wall time: {bare.seconds / bare_floor:.1f}x; bare / SDK, tx/s:"
+        f" {bare.per_second / sdk.per_second:.2f}x (nothing kept; on this machine, with the sandbox beside it)"
+    )
     print(
         f"ours / our global budget's floor, wall time: {ours.seconds / budget_floor:.2f}x (the limiter allows"
         f" {budget:g} requests a second; 5x the SDK loop would need {5 * sdk.requests / sdk.seconds:.0f})"
