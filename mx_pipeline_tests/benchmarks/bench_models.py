@@ -35,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from mx_pipeline_tests.benchmarks.increment_floor import increment_floor
 from mx_pipeline_tests.benchmarks.memory import peak_rss_mib
 
 MERCHANTS = [("Bean There Coffee", "SQ *BEAN THERE COFFEE {n}"), ("Fresh Basket", "FRESH BASKET #{n} PROVO UT"),
@@ -313,11 +314,12 @@ PHASES = {
     "full": lambda path: models(path, increment=False),
     "pandas": pandas_baseline,  # before the increment: the same rows as the full build
     "increment": lambda path: models(path, increment=True),
+    "floor": increment_floor,  # last: it moves rows around
 }
 
 
 def report(rows: int, figures: dict[str, dict]) -> None:
-    copy, full, pandas, inc = (figures.get(p) for p in PHASES)
+    copy, full, pandas, inc, inc_floor = (figures.get(p) for p in PHASES)
     floor = copy["seconds"]
     full_total = full["seconds"] + full["publish"]
     lines = [
@@ -331,6 +333,8 @@ def report(rows: int, figures: dict[str, dict]) -> None:
         f"{'after 1% new rows, models + publish':<44}{inc['seconds'] + inc['publish']:>9.1f}"
         f"{(inc['seconds'] + inc['publish']) / full_total:>20.1%} of full{inc['rss']:>8,.0f} MiB   (goal <= 5%)",
         f"{'  of which publish':<44}{inc['publish']:>9.1f}",
+        f"{'1% by key, nothing else (see docstring)':<44}{inc_floor['seconds']:>9.1f}"
+        f"{inc_floor['seconds'] / full_total:>20.1%} of full",
     ]
     if pandas:
         lines.append(
@@ -341,6 +345,7 @@ def report(rows: int, figures: dict[str, dict]) -> None:
                  f" ({inc['mode']})" + (f"; pandas counted {pandas['fct_rows']:,}" if pandas else ""))  # fmt: skip
     lines.append(f"per model, full: {full['per_model']}")
     lines.append(f"per model, increment: {inc['per_model']}")
+    lines.append(f"1% by key, its parts: {inc_floor['parts']}")
     print("\n".join(lines))
 
 
