@@ -6,6 +6,7 @@
 -- column transaction_date: MX's date: the calendar day in the account's own time zone (never shifted through UTC).
 -- column transacted_at: When the transaction happened, UTC.
 -- column posted_at: When it posted, UTC; null while pending.
+-- column created_at: When MX created the record, UTC: a pending's posted twin is created when it settles, never before it.
 -- column description_normalized: Lower case, card and reference numbers and store numbers stripped, whitespace collapsed; from MX's description, else its original_description.
 -- column merchant_name: Who the money went to or came from, readable: MX's description (its cleansed, human-readable name, e.g. "Bean There Coffee"), else MX's original_description as the bank sent it.
 -- column first_fetched_at: When this guid first arrived (fetched_at moves with every new version of the row).
@@ -18,7 +19,7 @@ with parsed as (
     select
         t.*,
         json_transform(t.payload, '{
-            "currency_code": "VARCHAR", "transacted_at": "VARCHAR", "posted_at": "VARCHAR",
+            "currency_code": "VARCHAR", "transacted_at": "VARCHAR", "posted_at": "VARCHAR", "created_at": "VARCHAR",
             "description": "VARCHAR", "original_description": "VARCHAR", "merchant_guid": "VARCHAR",
             "merchant_category_code": "VARCHAR", "category": "VARCHAR", "top_level_category": "VARCHAR",
             "category_guid": "VARCHAR"
@@ -40,6 +41,7 @@ typed as (
         t.date as transaction_date,
         try_cast(t.p.transacted_at as timestamptz) as transacted_at,
         try_cast(t.p.posted_at as timestamptz) as posted_at,
+        try_cast(t.p.created_at as timestamptz) as created_at,
         t.p.description as mx_description,
         t.p.original_description as mx_original_description,
         t.p.merchant_guid,

@@ -48,10 +48,13 @@ def sync(cons, sql, params=()):
 
 
 def txn(cons, guid, *, days_ago, amount="12.50", status="POSTED", account="ACT-1", member="MBR-1", user="USR-1",
-        description="Bean There Coffee", category="Coffee Shops", top="Food & Dining", merchant="MCH-1"):  # fmt: skip
+        description="Bean There Coffee", category="Coffee Shops", top="Food & Dining", merchant="MCH-1",
+        created_days_ago=None):  # fmt: skip
     date = TODAY - dt.timedelta(days=days_ago)
     payload = {"guid": guid, "description": description, "category": category, "top_level_category": top,
                "merchant_guid": merchant, "currency_code": "USD", "transacted_at": f"{date}T15:04:05Z"}  # fmt: skip
+    if created_days_ago is not None:
+        payload["created_at"] = f"{TODAY - dt.timedelta(days=created_days_ago)}T16:00:00Z"
     sync(cons, "delete from raw.mx_transactions where guid = ?", [guid])  # the table has no key to replace on
     sync(
         cons,

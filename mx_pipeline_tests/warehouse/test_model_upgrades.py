@@ -138,3 +138,28 @@ def test_after_the_upgrade_to_0033_monthly_spend_builds_alone(tmp_path):
         txn((con,), "TRN-3", days_ago=0, amount="6.00")
         assert run_all(con, run_id="next")["marts.monthly_spend_by_category"].mode == "incremental"
         assert con.execute("select spend from marts.monthly_spend_by_category").fetchall() == [(Decimal("15.00"),)]
+
+
+def test_the_upgrade_to_0034_counts_a_pending_the_old_rule_hid_behind_an_identical_purchase_posted_before_it(tmp_path):
+    """Before 0034 staging read no created_at, and a posted purchase MX had before an identical pending was taken for
+    its twin: the pending was hidden. The upgrade rebuilds staging and the matches, and the pending counts."""
+    warehouse = Warehouse(tmp_path / "warehouse.duckdb")
+    with warehouse.connect() as con:
+        txn((con,), "TRN-YESTERDAY", days_ago=2, amount="3.40", description="RideNow", created_days_ago=2)
+        txn((con,), "TRN-TODAY", days_ago=1, amount="3.40", description="RideNow", status="PENDING", created_days_ago=1)
+        con.execute("update raw.mx_transactions set payload = json_merge_patch(payload, '{\"created_at\": null}')")
+        run_all(con, run_id="before")
+        assert counted(con) == [("TRN-YESTERDAY",)]  # as the old rule had it
+        con.execute(  # MX had sent created_at all along; the old staging did not read it
+            "update raw.mx_transactions set payload = json_merge_patch(payload, json_object('created_at',"
+            " case guid when 'TRN-YESTERDAY' then current_date - 2 else current_date - 1 end))"
+        )
+        con.execute("alter table staging.stg_transactions drop column created_at")
+        con.execute("delete from ops.schema_migrations where version like '0034%'")
+    with warehouse.connect() as con:  # the upgrade
+        runs = run_all(con, run_id="after-the-upgrade")
+        assert runs["staging.stg_transactions"].mode == runs["staging.stg_pending_matches"].mode == "full"
+        assert counted(con) == [("TRN-TODAY",), ("TRN-YESTERDAY",)]
+        txn((con,), "TRN-LUNCH", days_ago=0, amount="9.00", description="Corner Deli", created_days_ago=0)
+        assert run_all(con, run_id="next")["staging.stg_pending_matches"].mode == "incremental"
+        assert counted(con) == [("TRN-LUNCH",), ("TRN-TODAY",), ("TRN-YESTERDAY",)]
