@@ -105,6 +105,11 @@ class MalformedRecord(MalformedResponse):
         super().__init__(message, **kwargs)
 
 
+class ListShifted(MxError):
+    """A list's count changed between two of its pages: MX added or deleted records while they were read, so the
+    pages moved under the read, and a record may have been skipped (or listed twice). Read it again from page 1."""
+
+
 # After these a write may or may not have happened at MX (it failed, or its answer was lost on the way):
 # never repeat the write blindly, look up what MX holds first.
 OUTCOME_UNKNOWN: tuple[type[MxError], ...] = (ServerError, ConnectionFailed, MalformedResponse)
@@ -112,7 +117,7 @@ OUTCOME_UNKNOWN: tuple[type[MxError], ...] = (ServerError, ConnectionFailed, Mal
 # What fails one read and says nothing of the next: the ingest steps record it against its member (or user) and
 # go on. An AuthError is about our credentials, not a member: it would fail every read, so it stops the step.
 READ_FAILURES: tuple[type[MxError], ...] = (
-    BadRequest, NotFound, Conflict, RateLimited, ServerError, ConnectionFailed, MalformedResponse,
+    BadRequest, NotFound, Conflict, RateLimited, ServerError, ConnectionFailed, MalformedResponse, ListShifted,
 )  # fmt: skip
 
 _BY_STATUS: dict[int, type[MxError]] = {

@@ -11,7 +11,7 @@ from typing import Any
 
 import simplejson
 
-from mx_pipeline.mx.errors import MalformedRecord, MalformedResponse
+from mx_pipeline.mx.errors import ListShifted, MalformedRecord, MalformedResponse
 
 # records_per_page ranges per spec parameter: over the maximum MX silently falls back to 25.
 MAX_PER_PAGE = 1000  # recordsPerPageMax1000: users, members, accounts, transactions, credentials, ...
@@ -42,8 +42,12 @@ class Page:
 def iter_pages(
     fetch_page: Callable[[int], dict[str, Any] | None], list_key: str, *, path: str = ""
 ) -> Iterator[list[dict[str, Any]]]:
-    """Yield each page's list of objects, starting at page 1, until the last page MX reports."""
-    page = 1
+    """Yield each page's list of objects, starting at page 1, until the last page MX reports.
+
+    MX pages by offset: a record added or deleted while the list is read moves every later record to another page,
+    and one may be skipped. A page whose ``total_entries`` differs from page 1's raises ``ListShifted`` before it
+    is yielded; the caller reads the list again."""
+    page, first_count = 1, None
     while True:
         body = fetch_page(page)
         if body is None:  # 204: MX's way of saying "nothing here" on some list endpoints
@@ -51,6 +55,15 @@ def iter_pages(
         items = body.get(list_key)
         if not isinstance(items, list):
             raise MalformedResponse(f"list body lacks a {list_key!r} array", method="GET", path=path)
+        count = _total_entries(body)
+        if page == 1:
+            first_count = count
+        elif None not in (count, first_count) and count != first_count:
+            raise ListShifted(
+                f"the list changed while it was read: {first_count} records on page 1, {count} on page {page}",
+                method="GET",
+                path=path,
+            )
         total_pages = _total_pages(body, path)
         last = not items or page >= total_pages
         yield items  # the caller may free them: nothing below reads them again
@@ -75,6 +88,14 @@ def iter_records(
                 on_malformed(exc)
                 continue
             yield record
+
+
+def _total_entries(body: dict[str, Any]) -> int | None:
+    """The list's record count as MX reported it with this page; None where it did not (only compared, never trusted
+    for anything else)."""
+    pagination = body.get("pagination")
+    count = pagination.get("total_entries") if isinstance(pagination, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
 
 
 def _total_pages(body: dict[str, Any], path: str) -> int:

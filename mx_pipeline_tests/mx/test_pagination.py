@@ -6,6 +6,7 @@ import pytest
 import responses
 
 from mx_pipeline.mx import MalformedRecord, MalformedResponse
+from mx_pipeline.mx.errors import ListShifted
 from mx_pipeline.mx.records import payload_json
 from mx_pipeline_tests.mx import payloads as p
 from mx_pipeline_tests.mx.payloads import BASE_URL, MEMBER_GUID, MX_MEDIA_TYPE, USER_GUID
@@ -13,10 +14,11 @@ from mx_pipeline_tests.mx.payloads import BASE_URL, MEMBER_GUID, MX_MEDIA_TYPE, 
 TXN_URL = f"{BASE_URL}/users/{USER_GUID}/members/{MEMBER_GUID}/transactions"
 
 
-def serve_page(mx_api, page, total_pages, items):
+def serve_page(mx_api, page, total_pages, items, total_entries=None):
+    entries = total_pages * len(items) if total_entries is None else total_entries
     body = {
         "transactions": items,
-        "pagination": p.pagination(page=page, total_pages=total_pages, total_entries=total_pages * len(items)),
+        "pagination": p.pagination(page=page, total_pages=total_pages, total_entries=entries),
     }
     matcher = responses.matchers.query_param_matcher({"page": str(page)}, strict_match=False)
     mx_api.add("GET", TXN_URL, json=body, content_type=MX_MEDIA_TYPE, match=[matcher])
@@ -56,6 +58,25 @@ def test_an_empty_page_ends_iteration_even_if_total_pages_says_more(mx_api, clie
     assert len(mx_api.calls) == 1
 
 
+def test_a_list_whose_count_changes_between_its_pages_raises_before_the_moved_page_is_used(mx_api, client):
+    serve_page(mx_api, 1, 2, [p.transaction(guid="TRN-1")], total_entries=2)
+    serve_page(mx_api, 2, 2, [p.transaction(guid="TRN-3")], total_entries=3)  # MX added TRN-2 meanwhile
+    listed = []
+    with pytest.raises(ListShifted, match="the list changed while it was read: 2 records on page 1, 3 on page 2"):
+        for page in client.list_member_transaction_pages(USER_GUID, MEMBER_GUID):
+            listed += page.guids()
+    assert listed == ["TRN-1"]
+
+
+@pytest.mark.off_contract
+def test_a_list_without_a_count_is_read_to_its_last_page(mx_api, client):
+    for page in (1, 2):
+        body = {"transactions": [p.transaction(guid=f"TRN-{page}")], "pagination": {"total_pages": 2}}
+        matcher = responses.matchers.query_param_matcher({"page": str(page)}, strict_match=False)
+        mx_api.add("GET", TXN_URL, json=body, content_type=MX_MEDIA_TYPE, match=[matcher])
+    assert [t.guid for t in client.list_member_transactions(USER_GUID, MEMBER_GUID)] == ["TRN-1", "TRN-2"]
+
+
 @pytest.mark.off_contract
 @pytest.mark.parametrize(
     "body",
@@ -83,8 +104,8 @@ def test_a_malformed_record_raises_by_default_with_its_reason(mx_api, client):
 @pytest.mark.off_contract
 def test_malformed_records_can_be_quarantined_while_the_rest_flows(mx_api, client):
     good, bad = p.transaction(guid="TRN-good"), p.transaction(guid=None)
-    serve_page(mx_api, 1, 2, [bad, good])
-    serve_page(mx_api, 2, 2, [p.transaction(guid="TRN-good-2", date="not-a-date")])
+    serve_page(mx_api, 1, 2, [bad, good], total_entries=3)
+    serve_page(mx_api, 2, 2, [p.transaction(guid="TRN-good-2", date="not-a-date")], total_entries=3)
     quarantined = []
     kept = list(client.list_member_transactions(USER_GUID, MEMBER_GUID, on_malformed=quarantined.append))
     assert [t.guid for t in kept] == ["TRN-good"]
