@@ -7,17 +7,34 @@ from pathlib import Path
 import duckdb
 
 
+class EndUsersCsvError(ValueError):
+    """The users CSV is missing or is not a comma-separated file whose header names an ``id`` column."""
+
+
 def add_end_users_from_csv(con: duckdb.DuckDBPyConnection, csv_path: Path, *, source: str) -> int:
-    """Add the ``id`` column of a CSV (header required) to ``ops.end_users``; returns how many were new."""
-    (added,) = con.execute(
-        """
-        insert into ops.end_users (id, source)
-        select distinct trim(id), $source from read_csv($path, header = true, all_varchar = true)
-        where nullif(trim(id), '') is not null
-        on conflict (id) do nothing
-        """,
-        {"path": str(csv_path), "source": source},
-    ).fetchone()
+    """Add the ``id`` column of a CSV (comma-separated, header first) to ``ops.end_users``; returns how many were new.
+
+    A path that is no file, or a file DuckDB cannot read as such, raises ``EndUsersCsvError`` saying which: a
+    mistyped path would otherwise register nobody in a run that succeeds. The dialect is fixed, not sniffed: an
+    id holding a ``;`` or ``|`` is an id, not a delimiter."""
+    if not csv_path.is_file():
+        raise EndUsersCsvError(f"the users CSV {csv_path} does not exist (or is not a file)")
+    try:
+        (added,) = con.execute(
+            """
+            insert into ops.end_users (id, source)
+            select distinct trim(id), $source
+            from read_csv($path, header = true, all_varchar = true, delim = ',', quote = '"', escape = '"')
+            where nullif(trim(id), '') is not null
+            on conflict (id) do nothing
+            """,
+            {"path": str(csv_path), "source": source},
+        ).fetchone()
+    except duckdb.Error as exc:
+        said = str(exc).splitlines()[0]
+        raise EndUsersCsvError(
+            f"the users CSV {csv_path} is not comma-separated with an `id` column named in its header line ({said})"
+        ) from None
     return int(added)
 
 

@@ -1,5 +1,7 @@
 """The ingest assets materialized in-process against the sandbox, compared with the sandbox's own truth."""
 
+import dagster as dg
+
 from mx_pipeline.mx import ConnectionStatus
 
 from .conftest import metadata_of
@@ -124,3 +126,18 @@ def test_end_users_from_the_csv_are_registered_with_mx_once(pipeline):
     assert first["users_registered"] == len(guid_of)
     assert dict(pipeline.query("select id, mx_user_guid from ops.end_users")) == guid_of
     assert metadata_of(pipeline.materialize())["raw.mx_users"]["users_registered"] == 0
+
+
+def test_a_users_csv_that_is_not_there_fails_the_run_saying_which_and_registers_nobody(pipeline):
+    missing = pipeline.users_csv.with_name("usres.csv")  # mistyped
+    result = pipeline.materialize(ops={"raw__mx_users": {"config": {"users_csv": str(missing)}}}, raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert failure.step_key == "raw__mx_users.plan_users"
+    assert f"the users CSV {missing} does not exist" in failure.step_failure_data.error.message
+    assert pipeline.query("select count(*) from ops.end_users") == [(0,)]
+
+
+def test_an_empty_users_csv_setting_reads_no_csv(pipeline):
+    assert pipeline.materialize(ops={"raw__mx_users": {"config": {"users_csv": ""}}}).success
+    assert pipeline.query("select count(*) from ops.end_users") == [(0,)]

@@ -17,7 +17,8 @@ DEMO_USERS_CSV = Path(__file__).resolve().parents[3] / "data" / "reference" / "d
 class UsersConfig(dg.Config):
     users_csv: str = Field(
         default=str(DEMO_USERS_CSV),
-        description="A CSV with an `id` column: our end users' ids, each registered with MX as a user (once).",
+        description="A CSV with an `id` column: our end users' ids, each registered with MX as a user (once). Empty:"
+        " no CSV (end users come only through the connect service). A path that is not a file fails the run.",
     )
 
 

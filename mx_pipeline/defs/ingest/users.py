@@ -24,7 +24,7 @@ from mx_pipeline.defs.resources import MxResource, WarehouseResource
 from mx_pipeline.landing import LandingArea
 from mx_pipeline.landing.records import RecordLanding
 from mx_pipeline.warehouse import ApiCallLog, tables
-from mx_pipeline.warehouse.end_users import add_end_users_from_csv, end_users_to_register
+from mx_pipeline.warehouse.end_users import EndUsersCsvError, add_end_users_from_csv, end_users_to_register
 from mx_pipeline.warehouse.landed import load_landed
 from mx_pipeline.warehouse.landed_reads import EVERY_LANDED, EVERY_USER, USERS_LANDED
 from mx_pipeline.warehouse.rows import user_row
@@ -55,9 +55,12 @@ class UsersRead:
 @dg.op(name=PLAN)
 def plan_users(context: dg.OpExecutionContext, config: UsersConfig, warehouse: WarehouseResource) -> UsersToRegister:
     """Add the CSV's end users, and take those to register, on one short connection."""
-    csv = Path(config.users_csv)
+    csv = Path(config.users_csv) if config.users_csv else None
     with warehouse.open().connect() as con:
-        added = add_end_users_from_csv(con, csv, source=csv.name) if csv.exists() else 0
+        try:
+            added = add_end_users_from_csv(con, csv, source=csv.name) if csv else 0
+        except EndUsersCsvError as exc:
+            raise dg.Failure(f'{exc}: fix raw__mx_users\' users_csv, or set it to "" for no CSV') from None
         to_register = end_users_to_register(con)
     return UsersToRegister(context.run.run_id, warehouse.landing().url, to_register, added)
 
