@@ -15,7 +15,7 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from mx_pipeline.defs.jobs import AFTER_REGISTRATION, MODELS
+from mx_pipeline.defs.jobs import AFTER_REGISTRATION, MODELS, scoped_run_config
 from mx_pipeline.defs.refresh import sensors
 from mx_pipeline.defs.resources import MxResource, RefreshPolicyResource
 from mx_pipeline.mx import MxClient, RetryPolicy
@@ -302,3 +302,17 @@ def test_a_member_list_404_for_a_user_mx_still_has_is_a_failed_read_not_a_succes
     )
     assert outcome == "failed" and reason.startswith("member list read failed: NotFound")
     assert pipeline.query("select removed_at from raw.mx_users where guid = ?", user_guid) == [(None,)]
+
+
+def test_an_event_naming_a_user_mx_never_had_fails_no_run_and_is_never_retried(pipeline, monkeypatch):
+    """A webhook may name a user guid MX does not know (a sample event, a typo in a replay): its member list and its
+    own read both answer 404. The run listing it beside a real user succeeds, and no tick asks for it again."""
+    assert run(pipeline).success
+    user_guid, member_guid = pipeline.member("user-ok-1")
+    stranger = "USR-11111111-2222-3333-4444-555555555555"
+
+    result = run(pipeline, selection=AFTER_REGISTRATION, run_config=scoped_run_config([stranger, user_guid]))
+
+    assert result.success
+    assert_warehouse_is_the_truth(pipeline, member_guid)
+    assert retry_runs(tick(pipeline, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), monkeypatch)) == []

@@ -98,12 +98,15 @@ def users_gone(
     client: MxClient, listings: dict[str, Listing], ids: dict[str, str], load: RecordSink | None = None
 ) -> list[str]:
     """The users whose member list answered 404 and whom a complete ``list_users`` by our id (``ids``: user guid
-    -> our id) no longer shows: deleted at MX. The others' 404 becomes their list's ``failure``, quarantined in
-    ``load``. Asks MX only."""
+    -> our id) no longer shows: deleted at MX. A user we have no id for (an event named a guid we never registered)
+    is gone when MX's read of that user answers 404 too: it never was, or is no more, and reading it again cannot
+    help. The others' 404 becomes their list's ``failure``, quarantined in ``load``. Asks MX only."""
     missing = {user_guid: listing for user_guid, listing in listings.items() if listing.not_found is not None}
     gone = []
     for user_guid in missing:
         if (user_id := ids.get(user_guid)) is None:
+            if _unknown_to_mx(client, user_guid):
+                gone.append(user_guid)
             continue
         check = Listing()
         check.read(lambda i=user_id, c=check: client.list_users(id=i, on_malformed=c.on_malformed))
@@ -115,6 +118,16 @@ def users_gone(
             if load is not None:
                 load.reject_page(f"{type(listing.not_found).__name__}: {listing.not_found}")
     return gone
+
+
+def _unknown_to_mx(client: MxClient, user_guid: str) -> bool:
+    try:
+        client.read_user(user_guid)
+    except NotFound:
+        return True
+    except READ_FAILURES:
+        pass
+    return False
 
 
 class Suspects:
