@@ -1,6 +1,6 @@
 -- materialized: incremental
 -- unique_key: pending_guid
--- description: One row per (pending, posted) pair that may be one transaction: MX usually deletes the pending row and issues the posted one under a new guid with no link, so twins are matched by account, amount, dates and description, the posted one created by MX no earlier than the pending. is_match only when each side has exactly one candidate; ambiguous pairs stay unmerged and are counted.
+-- description: One row per (pending, posted) pair that may be one transaction: MX usually deletes the pending row and issues the posted one under a new guid with no link, so twins are matched by account, amount, dates and description, the posted one not created by MX before the pending (an hour's slack for one aggregation creating both). is_match only when each side has exactly one candidate; ambiguous pairs stay unmerged and are counted.
 -- column similarity: Jaro-Winkler similarity of the two normalized descriptions (0..1); candidates need 0.8.
 -- column is_match: The pending row is hidden from the marts because its posted twin arrived.
 with changed as (
@@ -58,8 +58,10 @@ candidates as (
         and q.amount = p.amount
         and q.transaction_date between p.transaction_date - 1 and p.transaction_date + 5
         -- MX creates a posted twin when its pending settles: a posted row MX had before the pending is another
-        -- purchase (yesterday's identical fare), never its twin. Where MX sends no created_at, the rest decides.
-        and coalesce(q.created_at >= p.created_at, true)
+        -- purchase (yesterday's identical fare), never its twin. One aggregation that finds both at the bank (a
+        -- member's first) creates them together, in either order: an hour's slack. Without created_at, the rest
+        -- decides.
+        and coalesce(q.created_at > p.created_at - interval 1 hour, true)
     where jaro_winkler_similarity(p.description_normalized, q.description_normalized) >= 0.8
 ),
 counted as (

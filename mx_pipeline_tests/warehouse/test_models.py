@@ -155,10 +155,21 @@ def test_descriptions_are_normalized_and_mx_fields_kept_for_audit(con):
     assert original == "FRESH BASKET #5487 PROVO UT  xx4411"
 
 
-@pytest.mark.parametrize(("pending_created", "posted_created"), [(3, 1), (3, 3), (None, None)])
+@pytest.mark.parametrize(
+    ("pending_created", "posted_created"),
+    [("3 days", "1 day"), ("3 days", "3 days"), ("3 days", "3 days 30 minutes"), (None, None)],
+    ids=["posted later", "together", "posted first in the same aggregation", "no created_at"],
+)
 def test_a_pending_whose_posted_twin_arrived_under_a_new_guid_is_counted_once(con, pending_created, posted_created):
-    txn(con, "TRN-P", status="PENDING", days_ago=3, created_days_ago=pending_created)
-    txn(con, "TRN-Q", status="POSTED", days_ago=1, created_days_ago=posted_created)
+    txn(con, "TRN-P", status="PENDING", days_ago=3)
+    txn(con, "TRN-Q", status="POSTED", days_ago=1)
+    for guid, ago in (("TRN-P", pending_created), ("TRN-Q", posted_created)):
+        if ago:
+            con.execute(
+                "update raw.mx_transactions set payload = json_merge_patch(payload,"
+                " json_object('created_at', now() - cast(? as interval))) where guid = ?",
+                [ago, guid],
+            )
     build(con)
     assert fct(con, "transaction_guid", "replaced_pending_guid") == [("TRN-Q", "TRN-P")]
 
