@@ -131,7 +131,7 @@ class Product:
         ops = dict(run_config["ops"])
         if gate_config:
             ops["member_lifecycle"] = {"ops": {"status_gate": {"config": gate_config}}}
-        ops["raw__mx_users"] = {"config": {"users_csv": "/nonexistent.csv"}}  # users come from the service
+        ops["raw__mx_users"] = {"config": {"users_csv": ""}}  # no CSV: users come from the service
         outcome = dg.materialize(
             [*LOCATION.assets, *LOCATION.asset_checks], resources=self.resources, run_config={"ops": ops}
         )
