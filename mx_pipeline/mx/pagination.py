@@ -7,7 +7,7 @@ the caller has consumed the previous one, so memory never grows with the length 
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import simplejson
 
@@ -16,6 +16,8 @@ from mx_pipeline.mx.errors import ListShifted, MalformedRecord, MalformedRespons
 # records_per_page ranges per spec parameter: over the maximum MX silently falls back to 25.
 MAX_PER_PAGE = 1000  # recordsPerPageMax1000: users, members, accounts, transactions, credentials, ...
 MAX_PER_PAGE_SMALL = 100  # recordsPerPage: /categories/default, /institutions
+LIST_READS = 3  # reads of one list whose pages keep shifting (``ListShifted``) before its read fails
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,19 @@ def iter_pages(
         if last:
             return
         page += 1
+
+
+def read_unshifted(read: Callable[[], T]) -> T:
+    """``read()`` a list to its end, again from page 1 while its pages shift, up to ``LIST_READS`` times; then the
+    last ``ListShifted`` goes on. What a shifted read took stays true (a record it listed was listed): a caller keeps
+    it, and only a later read may find such a record gone."""
+    for attempt in range(1, LIST_READS + 1):
+        try:
+            return read()
+        except ListShifted:
+            if attempt == LIST_READS:
+                raise
+    raise AssertionError("unreachable")
 
 
 def iter_records(

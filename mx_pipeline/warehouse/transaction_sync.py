@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from mx_pipeline.landing.area import LandingArea
 from mx_pipeline.landing.transactions import BATCH_ROWS, TransactionLanding
-from mx_pipeline.mx.errors import READ_FAILURES, ListShifted, MxError
-from mx_pipeline.mx.pagination import Page
+from mx_pipeline.mx.errors import READ_FAILURES, MxError
+from mx_pipeline.mx.pagination import Page, read_unshifted
 from mx_pipeline.warehouse.api_calls import ApiCallLog
 from mx_pipeline.warehouse.connection import Warehouse
 from mx_pipeline.warehouse.landed import load_landed
@@ -28,7 +28,6 @@ __all__ = ["MemberRead", "MemberSyncResult", "SyncPolicy", "extract_member_trans
 
 ListTransactions = Callable[..., Iterator[Page]]  # MX's pages, e.g. MxClient.list_member_transaction_pages
 ONE_DAY = dt.timedelta(days=1)
-LIST_READS = 3  # reads of one list whose pages keep shifting before the member's read fails (and is retried later)
 
 
 @dataclass(frozen=True)
@@ -102,22 +101,19 @@ def extract_member_transactions(
 
     def read(query: dict, lists_in_full: DateRange | None) -> None:
         nonlocal listed
-        for attempt in range(1, LIST_READS + 1):
-            try:
-                for page in list_transactions(**query):
-                    listed += len(page.items)
-                    landing.add(page)  # judged a batch at a time; refused records are quarantined by the loader
-                    if lists_in_full:  # a malformed record's guid too: MX still lists it, it has not vanished
-                        listed_guids.update(page.guids())
-                    page.discard()
-                break
-            except ListShifted:
-                # What the shifted read landed is true, and a guid it listed is kept as listed: one MX deleted
-                # meanwhile is found vanished by a later read, never a listed one by this read.
-                if attempt == LIST_READS:
-                    raise
+        listed += read_unshifted(lambda: read_pages(query, lists_in_full))
         if lists_in_full:
             listed_in_full.append(lists_in_full)
+
+    def read_pages(query: dict, lists_in_full: DateRange | None) -> int:
+        count = 0
+        for page in list_transactions(**query):
+            count += len(page.items)
+            landing.add(page)  # judged a batch at a time; refused records are quarantined by the loader
+            if lists_in_full:
+                listed_guids.update(page.guids())  # a malformed record's too: MX still lists it, it has not vanished
+            page.discard()
+        return count
 
     try:
         for query, lists_in_full in _passes(window):

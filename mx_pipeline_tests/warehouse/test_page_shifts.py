@@ -6,9 +6,10 @@ import pytest
 import requests
 
 from mx_pipeline.mx.errors import ListShifted
+from mx_pipeline.mx.pagination import LIST_READS
 from mx_pipeline.sandbox.server import running_sandbox
 from mx_pipeline.warehouse.members import MemberToFetch
-from mx_pipeline.warehouse.transaction_sync import LIST_READS, SyncPolicy, sync_member_transactions
+from mx_pipeline.warehouse.transaction_sync import SyncPolicy, sync_member_transactions
 from mx_pipeline_tests.conftest import FAST_SANDBOX
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mx_pipeline.mx import READ_FAILURES, MalformedRecord, MalformedResponse, MxClient, MxError, NotFound
+from mx_pipeline.mx.pagination import read_unshifted
 from mx_pipeline.warehouse import Warehouse, retire
 
 
@@ -52,14 +53,18 @@ class Listing:
             self.complete = False
 
     def read(self, records: Callable[[], Iterable], *, on_not_found: Callable[[NotFound], None] | None = None):
-        """Read ``records()`` to the end. A page that fails leaves the list incomplete: a 404 goes to
-        ``on_not_found`` when given and is quarantined otherwise; any other error is kept in ``failure`` (the
-        read failed: the caller records it), and an unreadable body is quarantined as well."""
-        try:
+        """Read ``records()`` to the end, again while its pages shift. A page that fails leaves the list incomplete: a
+        404 goes to ``on_not_found`` when given and is quarantined otherwise; any other error is kept in ``failure``
+        (the read failed: the caller records it), and an unreadable body is quarantined as well."""
+
+        def read_to_the_end() -> None:
             for record in records():
                 self.guids.add(record.guid)
                 if self.load is not None:
-                    self.load.add(record)
+                    self.load.add(record)  # a list read again lands a record again: the load keeps its newest
+
+        try:
+            read_unshifted(read_to_the_end)
         except READ_FAILURES as exc:
             self.complete = False
             if isinstance(exc, NotFound) and on_not_found is not None:
