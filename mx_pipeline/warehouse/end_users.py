@@ -91,3 +91,16 @@ def end_user_ids(con: duckdb.DuckDBPyConnection, mx_user_guids: Collection[str])
         {"guids": list(mx_user_guids)},
     ).fetchall()
     return dict(rows)
+
+
+def strange_user_guids(con: duckdb.DuckDBPyConnection, mx_user_guids: Collection[str]) -> frozenset[str]:
+    """Those of these MX user guids that neither MX's list of users nor a registration of ours ever gave us."""
+    rows = con.execute(
+        """
+        select guid from unnest($guids::varchar[]) as t(guid)
+        where guid not in (select guid from raw.mx_users)
+          and guid not in (select mx_user_guid from ops.end_users where mx_user_guid is not null)
+        """,
+        {"guids": list(mx_user_guids)},
+    ).fetchall()
+    return frozenset(guid for (guid,) in rows)

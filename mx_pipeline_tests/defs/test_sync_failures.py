@@ -316,3 +316,19 @@ def test_an_event_naming_a_user_mx_never_had_fails_no_run_and_is_never_retried(p
     assert result.success
     assert_warehouse_is_the_truth(pipeline, member_guid)
     assert retry_runs(tick(pipeline, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), monkeypatch)) == []
+
+
+def test_a_user_we_hold_without_an_id_is_never_retired_on_two_404s(pipeline):
+    """MX's user ``id`` is optional: a user we hold from MX's list may have none. Its member list and its own read
+    answering 404 (a passing fault) is a failed read, never proof that it is gone (found by review)."""
+    assert run(pipeline).success
+    user_guid, _ = pipeline.member("user-ok-1")
+    with pipeline.warehouse.connect() as con:
+        con.execute("update raw.mx_users set id = null where guid = ?", [user_guid])
+        con.execute("delete from ops.end_users where mx_user_guid = ?", [user_guid])
+    mx = scripted(pipeline, {f"/users/{user_guid}/members$": 404, f"/users/{user_guid}$": 404})
+
+    result = run(pipeline, selection=AFTER_REGISTRATION, run_config=scoped_run_config([user_guid]), mx=mx)
+
+    assert not result.success
+    assert pipeline.query("select removed_at from raw.mx_users where guid = ?", user_guid) == [(None,)]

@@ -9,7 +9,7 @@ A load retires and reinstates in its one transaction; :class:`Confirmation` in o
 """
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -100,18 +100,25 @@ def retire_absent_members(con, listings: dict[str, Listing], run_id: str) -> lis
 
 
 def users_gone(
-    client: MxClient, listings: dict[str, Listing], ids: dict[str, str], load: RecordSink | None = None
+    client: MxClient,
+    listings: dict[str, Listing],
+    ids: dict[str, str],
+    load: RecordSink | None = None,
+    strangers: Collection[str] = (),
 ) -> list[str]:
     """The users whose member list answered 404 and whom a complete ``list_users`` by our id (``ids``: user guid
-    -> our id) no longer shows: deleted at MX. A user we have no id for (an event named a guid we never registered)
-    is gone when MX's read of that user answers 404 too: it never was, or is no more, and reading it again cannot
-    help. The others' 404 becomes their list's ``failure``, quarantined in ``load``. Asks MX only."""
+    -> our id) no longer shows: deleted at MX. A stranger (a guid neither MX's lists nor our registrations ever gave
+    us: an event named it) is gone when MX's read of that user answers 404 too; it holds nothing of ours to retire,
+    and reading it again cannot help. The others' 404 becomes their list's ``failure``, quarantined in ``load``.
+    Asks MX only."""
     missing = {user_guid: listing for user_guid, listing in listings.items() if listing.not_found is not None}
     gone = []
     for user_guid in missing:
-        if (user_id := ids.get(user_guid)) is None:
+        if user_guid in strangers:
             if _unknown_to_mx(client, user_guid):
                 gone.append(user_guid)
+            continue
+        if (user_id := ids.get(user_guid)) is None:
             continue
         check = Listing()
         check.read(lambda i=user_id, c=check: client.list_users(id=i, on_malformed=c.on_malformed))

@@ -24,7 +24,7 @@ from mx_pipeline.landing import LandingArea
 from mx_pipeline.landing.batch import LandingBatch
 from mx_pipeline.mx import MxClient
 from mx_pipeline.warehouse import ApiCallLog, tables
-from mx_pipeline.warehouse.end_users import end_user_ids, mx_user_guids
+from mx_pipeline.warehouse.end_users import end_user_ids, mx_user_guids, strange_user_guids
 from mx_pipeline.warehouse.landed import load_landed
 from mx_pipeline.warehouse.landed_reads import EVERY_LANDED, MEMBERS_LANDED
 from mx_pipeline.warehouse.members import EVERYTHING, users_in_scope
@@ -42,6 +42,7 @@ class UsersToList:
     landing_url: str
     user_guids: list[str]
     end_user_ids: dict[str, str]  # user guid -> our id, to settle a 404
+    strangers: frozenset[str] = frozenset()  # user guids we never had (an event named them), settled by MX alone
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,8 @@ def plan_member_lists(context: dg.OpExecutionContext, config: ScopeConfig, wareh
     """The users in scope and our ids for them, on one short connection."""
     with warehouse.open().connect() as con:
         user_guids = users_in_scope(con, config.scope) if config.scope != EVERYTHING else mx_user_guids(con)
-        ids = end_user_ids(con, user_guids)
-    return UsersToList(context.run.run_id, warehouse.landing().url, list(user_guids), ids)
+        ids, strangers = end_user_ids(con, user_guids), strange_user_guids(con, user_guids)
+    return UsersToList(context.run.run_id, warehouse.landing().url, list(user_guids), ids, strangers)
 
 
 @dg.op(name=READ)
@@ -83,7 +84,9 @@ def _land_member_list(client: MxClient, batch: LandingBatch, to_list: UsersToLis
     landing = batch.landing(member_guid=None, user_guid=user_guid)
     try:
         listing = list_members(client, user_guid, landing)
-        if listing.not_found is not None and users_gone(client, {user_guid: listing}, to_list.end_user_ids, landing):
+        if listing.not_found is not None and users_gone(
+            client, {user_guid: listing}, to_list.end_user_ids, landing, to_list.strangers
+        ):
             landing.finish(outcome="gone", listed_guids=listing.guids)
             return None
         if listing.failure is not None:  # a 404 MX did not confirm is one too (quarantined by ``users_gone``)
