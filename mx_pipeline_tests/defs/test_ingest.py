@@ -141,3 +141,11 @@ def test_a_users_csv_that_is_not_there_fails_the_run_saying_which_and_registers_
 def test_an_empty_users_csv_setting_reads_no_csv(pipeline):
     assert pipeline.materialize(ops={"raw__mx_users": {"config": {"users_csv": ""}}}).success
     assert pipeline.query("select count(*) from ops.end_users") == [(0,)]
+
+
+def test_the_default_users_csv_is_read_only_where_it_is_there(pipeline, monkeypatch):
+    """The default names the demo's users, which the image leaves out: there, a run registers nobody from a CSV."""
+    absent = pipeline.users_csv.with_name("demo_users.csv")
+    monkeypatch.setattr("mx_pipeline.defs.ingest.users.DEMO_USERS_CSV", absent)
+    assert pipeline.materialize(ops={"raw__mx_users": {"config": {"users_csv": str(absent)}}}).success
+    assert pipeline.query("select count(*) from ops.end_users") == [(0,)]

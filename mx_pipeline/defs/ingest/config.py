@@ -18,7 +18,8 @@ class UsersConfig(dg.Config):
     users_csv: str = Field(
         default=str(DEMO_USERS_CSV),
         description="A CSV with an `id` column: our end users' ids, each registered with MX as a user (once). Empty:"
-        " no CSV (end users come only through the connect service). A path that is not a file fails the run.",
+        " no CSV (end users come only through the connect service). The default, the demo's users, is read where it"
+        " is there (a checkout; the image leaves it out); any other path that is not a file fails the run.",
     )
 
 

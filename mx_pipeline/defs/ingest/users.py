@@ -16,7 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from mx_pipeline.defs.ingest.config import UsersConfig
+from mx_pipeline.defs.ingest.config import DEMO_USERS_CSV, UsersConfig
 from mx_pipeline.defs.ingest.group import GROUP, KINDS, POOL
 from mx_pipeline.defs.ingest.listing import Listing
 from mx_pipeline.defs.ingest.report import step_metadata
@@ -55,7 +55,7 @@ class UsersRead:
 @dg.op(name=PLAN)
 def plan_users(context: dg.OpExecutionContext, config: UsersConfig, warehouse: WarehouseResource) -> UsersToRegister:
     """Add the CSV's end users, and take those to register, on one short connection."""
-    csv = Path(config.users_csv) if config.users_csv else None
+    csv = _users_csv(config.users_csv)
     with warehouse.open().connect() as con:
         try:
             added = add_end_users_from_csv(con, csv, source=csv.name) if csv else 0
@@ -63,6 +63,14 @@ def plan_users(context: dg.OpExecutionContext, config: UsersConfig, warehouse: W
             raise dg.Failure(f'{exc}: fix raw__mx_users\' users_csv, or set it to "" for no CSV') from None
         to_register = end_users_to_register(con)
     return UsersToRegister(context.run.run_id, warehouse.landing().url, to_register, added)
+
+
+def _users_csv(setting: str) -> Path | None:
+    """The CSV to read: none for "", nor for the default (the demo's users) where it is not there, as in the image,
+    which leaves them out. Any other path must be a file: a mistyped one must not register nobody quietly."""
+    if not setting or (Path(setting) == DEMO_USERS_CSV and not DEMO_USERS_CSV.exists()):
+        return None
+    return Path(setting)
 
 
 @dg.op(name=READ)
