@@ -264,11 +264,13 @@ def _not_loaded_yet(con: duckdb.DuckDBPyConnection, table: LandedTable, group: l
 
 
 def _quarantine_refused(con: duckdb.DuckDBPyConnection, table: LandedTable, now: dt.datetime) -> int:
+    """Each refused record once per read: a list read again after its pages shifted (``read_unshifted``) lands the
+    records it had already landed, and a record MX lists twice is one record."""
     (refused,) = con.execute(
         """
         insert into ops.quarantine (quarantined_at, run_id, table_name, record_guid, member_guid, reason, payload)
-        select $now, run_id, $table, case when json_type(payload, '$.guid') = 'VARCHAR' then payload ->> 'guid' end,
-            _member, reason, payload
+        select distinct $now, run_id, $table,
+            case when json_type(payload, '$.guid') = 'VARCHAR' then payload ->> 'guid' end, _member, reason, payload
         from landed where reason is not null
         """,
         {"now": now, "table": table.spec.name},

@@ -2,11 +2,13 @@
 page 1: every record MX still lists reaches the warehouse, and none it still lists is marked removed (found by an
 outside-in audit: 5 of a member's history never loaded, or marked removed, in runs that all succeeded)."""
 
+from decimal import Decimal
+
 import pytest
 import requests
 
 from mx_pipeline.mx.errors import ListShifted
-from mx_pipeline.mx.pagination import LIST_READS
+from mx_pipeline.mx.pagination import LIST_READS, Page
 from mx_pipeline.sandbox.server import running_sandbox
 from mx_pipeline.warehouse.members import MemberToFetch
 from mx_pipeline.warehouse.transaction_sync import SyncPolicy, sync_member_transactions
@@ -106,3 +108,37 @@ def test_a_list_that_keeps_shifting_fails_the_read_and_a_later_one_loads_it_whol
     assert _sync(warehouse, sandbox, mx, "run-2").error is None  # its reconcile finds the deleted ones vanished
     at_mx = _at_mx(sandbox, mx_bank_member[1])
     assert at_mx <= _live(warehouse) <= at_mx | mx.deleted_guids
+
+
+class ShiftingPages:
+    """A refused record on page 1; the first read finds the list changed before page 2."""
+
+    def __init__(self):
+        self.reads = 0
+
+    def __call__(self, **query):
+        self.reads += 1
+        yield Page([_transaction("TRN-1"), _transaction("TRN-BAD", amount=None)])
+        if self.reads == 1:
+            raise ListShifted("the list changed while it was read: 3 records on page 1, 4 on page 2")
+        yield Page([_transaction("TRN-2")])
+
+
+def _transaction(guid, amount="12.34"):
+    return {"guid": guid, "member_guid": "MBR-1", "account_guid": "ACT-1", "user_guid": "USR-1",
+            "amount": Decimal(amount) if amount else None, "type": "DEBIT", "status": "POSTED",
+            "currency_code": "USD", "date": "2026-11-20", "updated_at": "2026-11-20T12:00:00Z"}  # fmt: skip
+
+
+def test_a_record_refused_by_a_read_done_again_is_quarantined_once(warehouse):
+    mx = ShiftingPages()
+    result = sync_member_transactions(
+        warehouse, MemberToFetch("MBR-1", "USR-1", None), mx, policy=SyncPolicy(), run_id="run-1"
+    )
+    assert result.error is None and mx.reads == 2 and result.listed == 3
+    with warehouse.connect() as con:
+        raw = con.execute("select guid from raw.mx_transactions order by guid").fetchall()
+        quarantined = con.execute("select record_guid, reason from ops.quarantine").fetchall()
+    assert raw == [("TRN-1",), ("TRN-2",)]
+    [(guid, reason)] = quarantined
+    assert guid == "TRN-BAD" and "amount is missing or null" in reason
