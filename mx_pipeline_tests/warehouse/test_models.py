@@ -19,6 +19,7 @@ from mx_pipeline.warehouse.models import (
 )
 
 TODAY = dt.datetime.now(dt.UTC).date()
+DAY = dt.timedelta(days=1)
 MODELS = {m.name: m for m in load_models()}
 
 
@@ -31,14 +32,14 @@ def con(warehouse):
 
 def txn(con, guid, *, amount="12.50", type="DEBIT", status="POSTED", days_ago=3, account="ACT-1", run="run-1",
         description="Bean There Coffee", original="SQ *BEAN THERE COFFEE 4411", category="Coffee Shops",
-        top="Food & Dining", merchant="MCH-1", removed=False, fetched_days_ago=None, created_days_ago=None):  # fmt: skip
+        top="Food & Dining", merchant="MCH-1", removed=False, fetched_days_ago=None, created_ago=None):  # fmt: skip
     date = TODAY - dt.timedelta(days=days_ago)
     fetched = dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago if fetched_days_ago is None else fetched_days_ago)
     payload = {"guid": guid, "description": description, "original_description": original, "category": category,
                "top_level_category": top, "merchant_guid": merchant, "currency_code": "USD",
                "transacted_at": f"{date}T15:04:05Z"}  # fmt: skip
-    if created_days_ago is not None:
-        payload["created_at"] = f"{TODAY - dt.timedelta(days=created_days_ago)}T16:00:00Z"
+    if created_ago is not None:  # when MX created the record, this long ago
+        payload["created_at"] = (dt.datetime.now(dt.UTC) - created_ago).isoformat()
     con.execute(
         """
         insert into raw.mx_transactions (guid, member_guid, account_guid, user_guid, status, type, amount, date,
@@ -157,19 +158,12 @@ def test_descriptions_are_normalized_and_mx_fields_kept_for_audit(con):
 
 @pytest.mark.parametrize(
     ("pending_created", "posted_created"),
-    [("3 days", "1 day"), ("3 days", "3 days"), ("3 days", "3 days 30 minutes"), (None, None)],
+    [(3 * DAY, DAY), (3 * DAY, 3 * DAY), (3 * DAY, 3 * DAY + dt.timedelta(minutes=30)), (None, None)],
     ids=["posted later", "together", "posted first in the same aggregation", "no created_at"],
 )
 def test_a_pending_whose_posted_twin_arrived_under_a_new_guid_is_counted_once(con, pending_created, posted_created):
-    txn(con, "TRN-P", status="PENDING", days_ago=3)
-    txn(con, "TRN-Q", status="POSTED", days_ago=1)
-    for guid, ago in (("TRN-P", pending_created), ("TRN-Q", posted_created)):
-        if ago:
-            con.execute(
-                "update raw.mx_transactions set payload = json_merge_patch(payload,"
-                " json_object('created_at', now() - cast(? as interval))) where guid = ?",
-                [ago, guid],
-            )
+    txn(con, "TRN-P", status="PENDING", days_ago=3, created_ago=pending_created)
+    txn(con, "TRN-Q", status="POSTED", days_ago=1, created_ago=posted_created)
     build(con)
     assert fct(con, "transaction_guid", "replaced_pending_guid") == [("TRN-Q", "TRN-P")]
 
@@ -177,18 +171,24 @@ def test_a_pending_whose_posted_twin_arrived_under_a_new_guid_is_counted_once(co
 def test_a_pending_is_never_the_twin_of_an_identical_purchase_mx_had_before_it(con):
     """Yesterday's fare posted, today's identical fare pending: two rides. MX creates a twin when its pending settles."""
     txn(
-        con, "TRN-YESTERDAY", status="POSTED", days_ago=2, created_days_ago=2, description="RideNow", original="RIDENOW"
+        con,
+        "TRN-YESTERDAY",
+        status="POSTED",
+        days_ago=2,
+        created_ago=2 * DAY,
+        description="RideNow",
+        original="RIDENOW",
     )
-    txn(con, "TRN-TODAY", status="PENDING", days_ago=1, created_days_ago=1, description="RideNow", original="RIDENOW")
+    txn(con, "TRN-TODAY", status="PENDING", days_ago=1, created_ago=DAY, description="RideNow", original="RIDENOW")
     build(con)
     assert fct(con, "transaction_guid", "replaced_pending_guid") == [("TRN-TODAY", None), ("TRN-YESTERDAY", None)]
     assert con.execute("select count(*) from staging.stg_pending_matches").fetchone() == (0,)
 
 
 def test_an_increment_counts_a_new_pending_beside_the_identical_purchase_posted_before_it(con):
-    txn(con, "TRN-YESTERDAY", status="POSTED", days_ago=2, created_days_ago=2, fetched_days_ago=1, run="run-1")
+    txn(con, "TRN-YESTERDAY", status="POSTED", days_ago=2, created_ago=2 * DAY, fetched_days_ago=1, run="run-1")
     build(con)
-    txn(con, "TRN-TODAY", status="PENDING", days_ago=1, created_days_ago=0, fetched_days_ago=0, run="run-2")
+    txn(con, "TRN-TODAY", status="PENDING", days_ago=1, created_ago=dt.timedelta(0), fetched_days_ago=0, run="run-2")
     assert build(con)["marts.fct_transactions"].mode == "incremental"
     assert fct(con, "transaction_guid", "amount") == [("TRN-TODAY", -12.5), ("TRN-YESTERDAY", -12.5)]
     spend = con.execute("select sum(spend) from marts.monthly_spend_by_category").fetchone()
